@@ -1,0 +1,52 @@
+"""Dataset dicts and data loaders for multi-label training and evaluation."""
+import itertools
+import logging
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.build import check_metadata_consistency
+
+from .proposals import load_proposals_into_dataset
+
+logger = logging.getLogger(__name__)
+
+
+def get_multilabel_dataset_dicts(names, filter_unlabeled=True, proposal_files=None):
+    """Load and concatenate the dataset dicts of ``names`` (the multi-label analogue of
+    detectron2's ``get_detection_dataset_dicts``).
+
+    Args:
+        filter_unlabeled (bool): drop images whose ``multi_labels`` is empty (training on
+            COCO usually does; evaluation keeps them).
+        proposal_files (list[str] or None): one detectron2 proposal file per dataset.
+    """
+    if isinstance(names, str):
+        names = [names]
+    if proposal_files is not None and len(proposal_files) != len(names):
+        raise ValueError(
+            f"{len(proposal_files)} proposal files for {len(names)} datasets {list(names)}: "
+            f"DATASETS.PROPOSAL_FILES_TRAIN/TEST must list one file per dataset"
+        )
+    all_dicts = []
+    for i, name in enumerate(names):
+        dicts = DatasetCatalog.get(name)
+        if not dicts:
+            raise ValueError(f"Dataset '{name}' is empty")
+        if proposal_files is not None:
+            dicts = load_proposals_into_dataset(dicts, proposal_files[i])
+        all_dicts.append(dicts)
+    dicts = list(itertools.chain.from_iterable(all_dicts))
+    if filter_unlabeled:
+        kept = [d for d in dicts if d["multi_labels"]]
+        logger.info(f"Dropped {len(dicts) - len(kept)} images without labels from {list(names)}")
+        dicts = kept
+    if len(names) > 1:
+        check_metadata_consistency("thing_classes", names)
+    return dicts
+
+
+def num_classes_of(dataset_name):
+    """Number of classes of a registered dataset (its metadata's ``thing_classes``)."""
+    classes = MetadataCatalog.get(dataset_name).get("thing_classes")
+    if classes is None:
+        raise KeyError(f"Dataset '{dataset_name}' has no thing_classes in its metadata")
+    return len(classes)

@@ -1,0 +1,107 @@
+"""MultiLabelDatasetMapper: a dataset dict -> the model's input (image, K-hot labels, proposals)."""
+import copy
+import logging
+
+import numpy as np
+import torch
+from detectron2.config import configurable
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+from detectron2.structures import Boxes, BoxMode, Instances
+
+from .build import num_classes_of
+
+logger = logging.getLogger(__name__)
+
+
+def whole_image_proposal(height, width):
+    """One proposal covering the image: the fallback when an image has none left."""
+    proposals = Instances((height, width))
+    proposals.proposal_boxes = Boxes(torch.tensor([[0.0, 0.0, width, height]]))
+    proposals.objectness_logits = torch.zeros(1)
+    return proposals
+
+
+class MultiLabelDatasetMapper:
+    """Read an image, apply the augmentations to it and to its proposals, and return
+
+    - ``image``: uint8 tensor [C, H, W] in ``image_format``, after augmentation;
+    - ``multi_labels``: float tensor [K], 1 for each class present;
+    - ``proposals``: ``Instances`` with ``proposal_boxes`` [R, 4] (augmented image pixels) and
+      ``objectness_logits`` [R], when proposals are loaded (at least the whole image);
+    - ``height``, ``width`` (original size, for ``detector_postprocess``), ``image_id``,
+      ``file_name``.
+    """
+
+    @configurable
+    def __init__(self, is_train, *, augmentations, image_format, num_classes,
+                 load_proposals=False, proposal_topk=None, proposal_min_size=0.0):  # fmt: skip
+        self.is_train = is_train
+        self.augmentations = T.AugmentationList(augmentations)
+        self.image_format = image_format
+        self.num_classes = num_classes
+        self.load_proposals = load_proposals
+        self.proposal_topk = proposal_topk
+        self.proposal_min_size = proposal_min_size
+        mode = "training" if is_train else "inference"
+        logger.info(f"[MultiLabelDatasetMapper] Augmentations used in {mode}: {augmentations}")
+
+    @classmethod
+    def from_config(cls, cfg, is_train=True, dataset_name=None):
+        """``dataset_name`` (default: the first train/test dataset) gives the class count."""
+        if dataset_name is None:
+            dataset_name = (cfg.DATASETS.TRAIN if is_train else cfg.DATASETS.TEST)[0]
+        return {
+            "is_train": is_train,
+            "augmentations": utils.build_augmentation(cfg, is_train),
+            "image_format": cfg.INPUT.FORMAT,
+            "num_classes": num_classes_of(dataset_name),
+            "load_proposals": cfg.MODEL.LOAD_PROPOSALS,
+            "proposal_topk": (
+                cfg.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TRAIN if is_train else cfg.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST
+            ),
+            "proposal_min_size": cfg.MODEL.PROPOSAL_GENERATOR.MIN_SIZE,
+        }
+
+    def _labels(self, dataset_dict):
+        labels = torch.zeros(self.num_classes)
+        indices = dataset_dict["multi_labels"]
+        if len(indices) and (min(indices) < 0 or max(indices) >= self.num_classes):
+            raise ValueError(
+                f"Image {dataset_dict['image_id']!r} has label indices {list(indices)} outside "
+                f"[0, {self.num_classes}) (the dataset's thing_classes)"
+            )
+        labels[list(indices)] = 1.0
+        return labels
+
+    def __call__(self, dataset_dict):
+        dataset_dict = copy.deepcopy(dataset_dict)
+        image = utils.read_image(dataset_dict["file_name"], format=self.image_format)
+        utils.check_image_size(dataset_dict, image)
+        aug_input = T.AugInput(image)
+        transforms = self.augmentations(aug_input)
+        image = aug_input.image
+        image_shape = image.shape[:2]
+        dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        dataset_dict["multi_labels"] = self._labels(dataset_dict)
+
+        if self.load_proposals:
+            if "proposal_boxes" not in dataset_dict:
+                raise KeyError(
+                    f"Image {dataset_dict['image_id']!r} has no proposals but MODEL.LOAD_PROPOSALS is on: "
+                    f"set DATASETS.PROPOSAL_FILES_TRAIN/TEST for this dataset"
+                )
+            if len(dataset_dict["proposal_boxes"]) == 0:
+                h, w = dataset_dict["height"], dataset_dict["width"]
+                dataset_dict["proposal_boxes"] = np.array([[0, 0, w, h]], dtype=np.float32)
+                dataset_dict["proposal_objectness_logits"] = np.zeros(1, dtype=np.float32)
+                dataset_dict["proposal_bbox_mode"] = BoxMode.XYXY_ABS
+            utils.transform_proposals(
+                dataset_dict, image_shape, transforms,
+                proposal_topk=self.proposal_topk, min_box_size=self.proposal_min_size,
+            )  # fmt: skip
+            if len(dataset_dict["proposals"]) == 0:  # every box was smaller than min_box_size
+                dataset_dict["proposals"] = whole_image_proposal(*image_shape)
+        # Ground-truth boxes are read by the evaluators from the dataset, not by the model.
+        dataset_dict.pop("annotations", None)
+        return dataset_dict

@@ -1,0 +1,1 @@
+from .multilabel import MultiLabelEvaluator, average_precision_per_class, compute_multilabel_metrics

@@ -1,0 +1,141 @@
+"""Multi-label classification metrics: mAP, CP/CR/CF1 and OP/OR/OF1 ("all" and top-k)."""
+import itertools
+import logging
+import os
+from collections import OrderedDict
+
+import numpy as np
+from detectron2.data import MetadataCatalog
+from detectron2.evaluation import DatasetEvaluator
+from detectron2.utils import comm
+from detectron2.utils.file_io import PathManager
+from tabulate import tabulate
+
+logger = logging.getLogger(__name__)
+
+
+def average_precision_per_class(scores, labels):
+    """Non-interpolated AP of each column, as ``sklearn.metrics.average_precision_score``.
+
+    AP = sum over score thresholds of (recall increase) x (precision at that threshold): tied
+    scores form one threshold, so every positive in a tie group gets the precision at the
+    group's end. Args: scores float [N, K], labels {0, 1} [N, K]. Returns float64 [K], NaN
+    for a class without positives.
+    """
+    scores, labels = np.ascontiguousarray(scores.T), np.ascontiguousarray(labels.T)  # [K, N]
+    n = scores.shape[1]
+    order = np.argsort(-scores, axis=1)  # any order within a tie group gives the same AP
+    sorted_scores = np.take_along_axis(scores, order, axis=1)
+    sorted_labels = np.take_along_axis(labels, order, axis=1)
+    precision = np.cumsum(sorted_labels, axis=1, dtype=np.float64) / np.arange(1, n + 1)
+    group_end = np.ones(sorted_scores.shape, dtype=bool)
+    group_end[:, :-1] = sorted_scores[:, :-1] != sorted_scores[:, 1:]
+    end_index = np.where(group_end, np.arange(n), n)
+    end_index = np.minimum.accumulate(end_index[:, ::-1], axis=1)[:, ::-1]  # next group end
+    group_precision = np.take_along_axis(precision, end_index, axis=1)
+    num_positives = sorted_labels.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (group_precision * sorted_labels).sum(axis=1) / num_positives
+
+
+def _precision_recall_f1(predicted, labels, valid):
+    """Per-class averaged (C*) and pooled (O*) precision, recall, F1 of boolean predictions [N, K]."""
+    correct = (predicted & labels).sum(axis=0).astype(np.float64)
+    num_predicted = predicted.sum(axis=0).astype(np.float64)
+    num_gt = labels.sum(axis=0).astype(np.float64)
+    cp = np.mean(np.divide(correct, num_predicted, out=np.zeros_like(correct), where=num_predicted > 0)[valid])
+    cr = np.mean(correct[valid] / num_gt[valid])
+    op = correct.sum() / max(num_predicted.sum(), 1.0)
+    o_r = correct.sum() / max(num_gt.sum(), 1.0)
+
+    def f1(p, r):
+        return 2 * p * r / (p + r) if p + r > 0 else 0.0
+
+    return {"CP": cp, "CR": cr, "CF1": f1(cp, cr), "OP": op, "OR": o_r, "OF1": f1(op, o_r)}
+
+
+def compute_multilabel_metrics(scores, labels, threshold=0.5, top_k=3):
+    """Multi-label metrics of scores [N, K] against binary labels [N, K], in percent.
+
+    Returns a dict with ``mAP``; ``CP CR CF1 OP OR OF1`` for the labels scored >= ``threshold``;
+    the same with suffix ``_top{top_k}`` for each image's ``top_k`` best labels; ``AP`` (per
+    class, float [K], NaN where a class has no positive); ``num_excluded_classes`` (classes
+    without a positive, left out of mAP and of the per-class averages).
+    """
+    scores = np.asarray(scores)
+    labels = np.asarray(labels) > 0
+    if scores.shape != labels.shape or scores.ndim != 2:
+        raise ValueError(f"scores {scores.shape} and labels {labels.shape} must both be [N, K]")
+    valid = labels.any(axis=0)
+    if not valid.any():
+        raise ValueError("No class has a positive example: metrics are undefined")
+    ap = average_precision_per_class(scores, labels)
+    results = {"mAP": 100 * float(np.mean(ap[valid]))}
+    for name, value in _precision_recall_f1(scores >= threshold, labels, valid).items():
+        results[name] = 100 * float(value)
+    k = min(top_k, scores.shape[1])
+    top = np.zeros_like(labels)
+    np.put_along_axis(top, np.argpartition(-scores, k - 1, axis=1)[:, :k], True, axis=1)
+    for name, value in _precision_recall_f1(top, labels, valid).items():
+        results[f"{name}_top{top_k}"] = 100 * float(value)
+    results["AP"] = 100 * ap
+    results["num_excluded_classes"] = int((~valid).sum())
+    return results
+
+
+class MultiLabelEvaluator(DatasetEvaluator):
+    """Evaluate ``{"image_scores": Tensor[K]}`` outputs against the inputs' ``multi_labels``.
+
+    Results: ``{"multilabel": {"mAP", "CP", ..., "OF1_top3", "AP-<class>", ...}}`` in percent,
+    gathered from all ranks. Per-image scores are saved to ``output_dir`` when given.
+    """
+
+    def __init__(self, dataset_name, distributed=True, output_dir=None, score_threshold=0.5, top_k=3):
+        self._class_names = MetadataCatalog.get(dataset_name).thing_classes
+        self._dataset_name = dataset_name
+        self._distributed = distributed
+        self._output_dir = output_dir
+        self._threshold = score_threshold
+        self._top_k = top_k
+
+    def reset(self):
+        self._image_ids, self._scores, self._labels = [], [], []
+
+    def process(self, inputs, outputs):
+        for inp, out in zip(inputs, outputs):
+            self._image_ids.append(inp["image_id"])
+            self._scores.append(out["image_scores"].detach().float().cpu().numpy())
+            self._labels.append(inp["multi_labels"].numpy())
+
+    def evaluate(self):
+        image_ids, scores, labels = self._image_ids, self._scores, self._labels
+        if self._distributed:
+            comm.synchronize()
+            gathered = [comm.gather(x, dst=0) for x in (image_ids, scores, labels)]
+            if not comm.is_main_process():
+                return {}
+            image_ids, scores, labels = (list(itertools.chain(*g)) for g in gathered)
+        if not scores:
+            logger.warning(f"[MultiLabelEvaluator] No predictions for {self._dataset_name}")
+            return {}
+        scores, labels = np.stack(scores), np.stack(labels)
+        if self._output_dir:
+            PathManager.mkdirs(self._output_dir)
+            with PathManager.open(os.path.join(self._output_dir, "multilabel_scores.npz"), "wb") as f:
+                np.savez_compressed(f, image_ids=np.asarray(image_ids, dtype=object).astype(str), scores=scores, labels=labels)
+        metrics = compute_multilabel_metrics(scores, labels, self._threshold, self._top_k)
+        per_class = metrics.pop("AP")
+        self._log_per_class(per_class)
+        results = dict(metrics)
+        results.update({f"AP-{c}": float(a) for c, a in zip(self._class_names, per_class) if np.isfinite(a)})
+        return OrderedDict({"multilabel": results})
+
+    def _log_per_class(self, per_class):
+        rows = [(c, f"{a:.2f}" if np.isfinite(a) else "no positives") for c, a in zip(self._class_names, per_class)]
+        n_cols = min(6, 2 * len(rows))
+        flat = list(itertools.chain(*rows))
+        table = tabulate(
+            itertools.zip_longest(*[flat[i::n_cols] for i in range(n_cols)]),
+            headers=["class", "AP"] * (n_cols // 2), tablefmt="pipe", stralign="left",
+        )  # fmt: skip
+        logger.info(f"Per-class AP on {self._dataset_name}:\n" + table)

@@ -1,0 +1,30 @@
+"""Clean-up shared by the proposal generators."""
+import numpy as np
+
+
+def postprocess_proposals(boxes, scores, height, width, max_proposals, min_size):
+    """Clip, drop tiny boxes, de-duplicate and keep the best ``max_proposals``.
+
+    Args:
+        boxes (ndarray): [N, 4] XYXY boxes in image pixels; scores (ndarray): [N], higher is better.
+        min_size (float): boxes narrower or shorter than this (after clipping) are dropped.
+    Returns:
+        (boxes float32 [M, 4], scores float32 [M]) sorted by decreasing score, 1 <= M <= max_proposals.
+        Boxes that round to the same integer box are kept once (the best scored); when nothing
+        is left the whole image is the single proposal.
+    """
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
+    scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+    keep = ((boxes[:, 2] - boxes[:, 0]) >= min_size) & ((boxes[:, 3] - boxes[:, 1]) >= min_size)
+    boxes, scores = boxes[keep], scores[keep]
+    order = np.argsort(-scores, kind="stable")
+    boxes, scores = boxes[order], scores[order]
+    _, first = np.unique(np.round(boxes).astype(np.int64), axis=0, return_index=True)
+    first = np.sort(first)[:max_proposals]
+    boxes, scores = boxes[first], scores[first]
+    if len(boxes) == 0:
+        boxes = np.array([[0, 0, width, height]], dtype=np.float32)
+        scores = np.zeros(1, dtype=np.float32)
+    return boxes, scores

@@ -1,0 +1,42 @@
+"""Selective search (Uijlings et al., IJCV 2013) through ``cv2.ximgproc.segmentation``."""
+import cv2
+import numpy as np
+
+from .postprocess import postprocess_proposals
+
+
+class SelectiveSearch:
+    """Hierarchical grouping of Felzenszwalb superpixels, in OpenCV's "fast" or "quality" mode.
+
+    Selective search gives no box score; its output order (by hierarchy level, randomised
+    as in the original) is the ranking, and the score is ``-log(1 + rank)``.
+
+    Args:
+        max_proposals (int): boxes kept per image.
+        mode (str): "fast" (2 strategies) or "quality" (more colour spaces and k's; ~5x slower).
+        max_side (int or None): images whose longer side exceeds this are downscaled first.
+        min_size (float): boxes thinner than this, in original pixels, are dropped.
+    """
+
+    def __init__(self, max_proposals=500, mode="fast", max_side=500, min_size=4.0):
+        if mode not in ("fast", "quality"):
+            raise ValueError(f"selective search mode must be 'fast' or 'quality', got {mode!r}")
+        self.max_proposals = max_proposals
+        self.mode = mode
+        self.max_side = max_side
+        self.min_size = min_size
+
+    def __call__(self, image):
+        """BGR uint8 [H, W, 3] -> (boxes float32 [N, 4] XYXY in pixels, scores float32 [N])."""
+        height, width = image.shape[:2]
+        scale = 1.0
+        if self.max_side and max(height, width) > self.max_side:
+            scale = self.max_side / max(height, width)
+            image = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        search = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
+        search.setBaseImage(image)
+        search.switchToSelectiveSearchFast() if self.mode == "fast" else search.switchToSelectiveSearchQuality()
+        boxes = np.asarray(search.process(), dtype=np.float32).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]  # XYWH -> XYXY
+        scores = -np.log1p(np.arange(len(boxes), dtype=np.float32))
+        return postprocess_proposals(boxes / scale, scores, height, width, self.max_proposals, self.min_size)
