@@ -26,7 +26,7 @@ class EdgeBoxes:
     """
 
     def __init__(self, max_proposals=500, sed_model=None, max_side=None, min_size=4.0,
-                 min_box_frac=0.001, alpha=0.65, beta=0.75, canny_thresholds=(40, 100)):  # fmt: skip
+                 min_box_frac=0.001, alpha=0.65, beta=0.75, canny_thresholds=(20, 60)):  # fmt: skip
         self.max_proposals = max_proposals
         self.max_side = max_side
         self.min_size = min_size

@@ -245,10 +245,17 @@ def generate_synthetic_shapes(root, num_images, image_size=256, seed=0):
     return root
 
 
-def generate_synthetic_shapes_from_config(cfg, root):
+def prepare_synthetic_shapes(cfg):
+    """Generate the synthetic shapes (sizes from ``DATASETS.SYNTHETIC``) if the config uses them.
+
+    Run it on the main process only (``tools/train_net.py`` does); returns the folder or None.
+    """
+    names = [n for n in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST) if n.startswith("synthetic_shapes_")]
+    if not names:
+        return None
     s = cfg.DATASETS.SYNTHETIC
     sizes = {"train": s.NUM_TRAIN, "val": s.NUM_VAL, "test": s.NUM_TEST}
-    return generate_synthetic_shapes(root, sizes, s.IMAGE_SIZE, s.SEED)
+    return generate_synthetic_shapes(MetadataCatalog.get(names[0]).dataset_root, sizes, s.IMAGE_SIZE, s.SEED)
 
 
 def _load(root, split, name):

@@ -1,0 +1,25 @@
+#!/usr/bin/env python
+"""Generate the synthetic shapes benchmark under $DETECTRON2_DATASETS/synthetic_shapes.
+
+    python datasets/prepare_synthetic_shapes.py --train 2000 --val 400 --test 1000 --size 256 --seed 0
+
+The sizes must match the config's DATASETS.SYNTHETIC.* when training on it (tools/train_net.py
+and tools/demo.py generate it themselves from the config when it is missing).
+"""
+import argparse
+import os
+
+from wsd_distill.data.datasets import generate_synthetic_shapes
+from wsd_distill.data.datasets.builtin import datasets_root
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", type=int, default=2000)
+    parser.add_argument("--val", type=int, default=400)
+    parser.add_argument("--test", type=int, default=1000)
+    parser.add_argument("--size", type=int, default=256, help="image side in pixels")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    root = os.path.join(datasets_root(), "synthetic_shapes")
+    generate_synthetic_shapes(root, {"train": args.train, "val": args.val, "test": args.test}, args.size, args.seed)
+    print(f"Synthetic shapes in {root}")

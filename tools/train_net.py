@@ -1,0 +1,46 @@
+#!/usr/bin/env python
+"""Train or evaluate a wsd-distill model (teacher or student) with detectron2's engine.
+
+    python tools/train_net.py --config-file configs/Synthetic/T-WDet.yaml
+    python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/model_final.pth
+    python tools/train_net.py --config-file ... --num-gpus 8 SOLVER.IMS_PER_BATCH 64
+"""
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.utils import comm
+
+from wsd_distill import add_wsd_distill_config
+from wsd_distill.data.datasets import prepare_synthetic_shapes
+from wsd_distill.engine import Trainer
+
+
+def setup(args):
+    cfg = get_cfg()
+    add_wsd_distill_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if comm.is_main_process():
+        prepare_synthetic_shapes(cfg)  # generates the embedded benchmark when the config uses it
+    comm.synchronize()
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        return Trainer.test(cfg, model)
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+           dist_url=args.dist_url, args=(args,))  # fmt: skip
