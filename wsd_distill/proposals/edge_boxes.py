@@ -23,6 +23,7 @@ class EdgeBoxes:
         min_box_frac (float): smallest box area EdgeBoxes searches, as a fraction of the image
             area (OpenCV's ``minBoxArea`` is 1000 px, too large for small objects in small images).
         alpha, beta: EdgeBoxes' sliding-window step and NMS IoU (0.65 / 0.75 as published).
+        canny_thresholds: hysteresis thresholds on the L2 Sobel magnitude (no SED model).
     """
 
     def __init__(self, max_proposals=500, sed_model=None, max_side=None, min_size=4.0,
@@ -33,7 +34,7 @@ class EdgeBoxes:
         self.min_box_frac = min_box_frac
         self.canny_thresholds = canny_thresholds
         self.sed = cv2.ximgproc.createStructuredEdgeDetection(sed_model) if sed_model else None
-        self.edge_boxes = cv2.ximgproc.createEdgeBoxes(alpha=alpha, beta=beta, maxBoxes=max_proposals)
+        self.alpha, self.beta = alpha, beta
 
     def edge_and_orientation(self, image):
         """BGR uint8 [H, W, 3] -> (edge map float32 [H, W] in [0, 1], orientation float32 [H, W])."""
@@ -46,7 +47,7 @@ class EdgeBoxes:
         gy = cv2.Sobel(gray, cv2.CV_16S, 0, 1)
         thin = cv2.Canny(gx, gy, *self.canny_thresholds, L2gradient=True) > 0
         gx, gy = gx.astype(np.float32), gy.astype(np.float32)
-        magnitude = cv2.magnitude(gx, gy) * thin
+        magnitude = np.sqrt(gx * gx + gy * gy) * thin  # not cv2.magnitude: not reproducible once torch is loaded
         edges = magnitude / max(float(magnitude.max()), 1e-6)
         orientation = np.mod(np.arctan2(gy, gx), np.pi).astype(np.float32)
         return edges.astype(np.float32), orientation
@@ -58,9 +59,13 @@ class EdgeBoxes:
         if self.max_side and max(height, width) > self.max_side:
             scale = self.max_side / max(height, width)
             image = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-        self.edge_boxes.setMinBoxArea(self.min_box_frac * image.shape[0] * image.shape[1])
         edges, orientation = self.edge_and_orientation(image)
-        boxes, scores = self.edge_boxes.getBoundingBoxes(edges, orientation)
+        # A fresh cv2 object per image: a reused one keeps state and answers differently.
+        edge_boxes = cv2.ximgproc.createEdgeBoxes(
+            alpha=self.alpha, beta=self.beta, maxBoxes=self.max_proposals,
+            minBoxArea=self.min_box_frac * image.shape[0] * image.shape[1],
+        )  # fmt: skip
+        boxes, scores = edge_boxes.getBoundingBoxes(edges, orientation)
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]  # XYWH -> XYXY
         scores = np.asarray(scores, dtype=np.float32).reshape(-1)

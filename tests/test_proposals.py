@@ -1,0 +1,171 @@
+"""Proposal generators, the detectron2 pickle and .mat readers, and resumable generation."""
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+from detectron2.data import DatasetCatalog
+from scipy.io import savemat
+
+from wsd_distill.data import load_mat_proposals, load_proposals_into_dataset, save_proposals
+from wsd_distill.data.statistics import proposal_recall
+from wsd_distill.data.datasets.synthetic import render_image
+from wsd_distill.proposals import EdgeBoxes, SelectiveSearch, postprocess_proposals
+from wsd_distill.proposals.generate import generate_proposal_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_postprocess_clips_dedupes_drops_tiny_and_falls_back():
+    boxes = np.array([[-5, -5, 50, 40], [0.2, 0.1, 50.3, 39.8], [10, 10, 12, 60], [30, 30, 90, 90]], np.float32)
+    scores = np.array([0.5, 0.9, 0.8, 0.1], np.float32)
+    out, s = postprocess_proposals(boxes, scores, height=60, width=80, max_proposals=10, min_size=4)
+    np.testing.assert_allclose(out, [[0.2, 0.1, 50.3, 39.8], [30, 30, 80, 60]], atol=1e-5)  # best of the duplicates
+    np.testing.assert_allclose(s, [0.9, 0.1])
+    out, s = postprocess_proposals(boxes[2:3], scores[2:3], 60, 80, 10, min_size=4)  # only a thin box
+    np.testing.assert_array_equal(out, [[0, 0, 80, 60]])
+
+
+@pytest.mark.parametrize("generator", [EdgeBoxes(max_proposals=200), SelectiveSearch(max_proposals=200, mode="fast")])
+def test_generators_find_the_objects(generator):
+    images = [render_image(np.random.default_rng([1, 0, i]), 192) for i in range(8)]
+    dicts = []
+    for image, objects in images:
+        boxes, scores = generator(image)
+        assert 1 <= len(boxes) <= 200 and boxes.dtype == np.float32
+        assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= 192).all() and (boxes[:, 3] <= 192).all()
+        assert ((boxes[:, 2:] - boxes[:, :2]) >= 4).all()
+        assert (np.diff(scores) <= 0).all()
+        assert len(np.unique(np.round(boxes), axis=0)) == len(boxes)
+        dicts.append({"proposal_boxes": boxes, "annotations": [{"bbox": b, "bbox_mode": 0} for _, b in objects]})
+    assert proposal_recall(dicts)["recall@0.5"] > 0.6
+
+
+def test_pickle_round_trip_and_missing_image_error(tmp_path):
+    dicts = [{"image_id": i, "file_name": f"{i}.jpg"} for i in (3, 1, 2)]
+    boxes = [np.array([[0, 0, 10, 10], [1, 2, 3, 4]], np.float32) * (i + 1) for i in range(3)]
+    logits = [np.array([2.0, 1.0], np.float32)] * 3
+    path = str(tmp_path / "p.pkl")
+    save_proposals(path, [3, 1, 2], boxes, logits)
+    with open(path, "rb") as f:
+        assert set(pickle.load(f)) == {"ids", "boxes", "objectness_logits", "bbox_mode"}
+    loaded = load_proposals_into_dataset([dict(d) for d in dicts], path)  # detectron2's reader
+    for d, b in zip(loaded, boxes):
+        np.testing.assert_array_equal(d["proposal_boxes"], b)
+    with pytest.raises(KeyError, match=r"p.pkl has no proposals for image id '7'"):
+        load_proposals_into_dataset(dicts + [{"image_id": 7, "file_name": "7.jpg"}], path)
+
+
+def _mat_dataset():
+    sizes = [(100, 200), (300, 150)]  # (height, width): not square, so the box order can be told
+    return [{"image_id": f"00000{i}", "file_name": f"/x/00000{i}.jpg", "height": h, "width": w}
+            for i, (h, w) in enumerate(sizes)]  # fmt: skip
+
+
+# 1-based inclusive (x1, y1, x2, y2) boxes of the two images, and the detectron2 boxes they mean
+XYXY_1BASED = [np.array([[1, 1, 200, 100], [11, 21, 150, 60]], float), np.array([[5, 250, 150, 300]], float)]
+EXPECTED = [np.array([[0, 0, 200, 100], [10, 20, 150, 60]]), np.array([[4, 249, 150, 300]])]
+
+
+def _cell(items):
+    cell = np.empty((1, len(items)), dtype=object)
+    cell[0, :] = items
+    return cell
+
+
+def test_mat_v5_selective_search_layout(tmp_path):
+    """Fast R-CNN selective search files: 1-based (y1, x1, y2, x2), image names in a cell."""
+    path = str(tmp_path / "ss.mat")
+    savemat(path, {"boxes": _cell([b[:, [1, 0, 3, 2]] for b in XYXY_1BASED]), "images": _cell(["000001", "000000"])[:, ::-1]})
+    ids, boxes, logits = load_mat_proposals(path, _mat_dataset())
+    assert ids == ["000000", "000001"]
+    for b, e in zip(boxes, EXPECTED):
+        np.testing.assert_allclose(b, e)
+    assert (np.diff(logits[0]) <= 0).all()
+    with pytest.raises(ValueError, match="must be 'auto'"):
+        load_mat_proposals(path, _mat_dataset(), box_order="xy")
+
+
+def test_mat_v73_edge_boxes_layout_with_scores(tmp_path):
+    """MATLAB v7.3 (HDF5): cells are object references, arrays stored transposed."""
+    path = str(tmp_path / "eb.mat")
+    scores = [np.array([0.2, 0.9]), np.array([0.5])]
+    with h5py.File(path, "w") as f:
+        refs = f.create_group("#refs#")
+
+        def cell(name, arrays):
+            refs_ = [refs.create_dataset(f"{name}{i}", data=a).ref for i, a in enumerate(arrays)]
+            f.create_dataset(name, data=np.array(refs_, dtype=h5py.ref_dtype).reshape(-1, 1))
+
+        cell("boxes", [b.T for b in XYXY_1BASED])
+        cell("boxScores", [s.reshape(1, -1) for s in scores])
+        cell("images", [np.array([ord(c) for c in f"00000{i}"], np.uint16).reshape(-1, 1) for i in range(2)])
+    ids, boxes, logits = load_mat_proposals(path, _mat_dataset())
+    np.testing.assert_allclose(boxes[0], EXPECTED[0][::-1])  # sorted by boxScores
+    np.testing.assert_allclose(logits[0], [0.9, 0.2])
+    np.testing.assert_allclose(boxes[1], EXPECTED[1])
+
+
+def test_mat_errors_name_the_problem(tmp_path):
+    path = str(tmp_path / "sq.mat")
+    savemat(path, {"boxes": _cell([np.array([[1.0, 1, 5, 5]])]), "images": _cell(["000000"])})
+    square = [{"image_id": "000000", "file_name": "/x/000000.jpg", "height": 10, "width": 10}]
+    with pytest.raises(ValueError, match="cannot tell the box order"):
+        load_mat_proposals(path, square)
+    with pytest.raises(KeyError, match="no proposals for image id 'zzz'"):
+        load_mat_proposals(path, [dict(square[0], image_id="zzz", file_name="/x/zzz.jpg")], box_order="xyxy")
+
+
+def _generate(datasets_dir, output, *extra):
+    env = dict(os.environ, DETECTRON2_DATASETS=datasets_dir)
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "generate_proposals.py"), "--dataset", "synthetic_shapes_test",
+           "--method", "edge_boxes", "--max-proposals", "100", "--output", output, *extra]  # fmt: skip
+    return cmd, env
+
+
+def test_generate_proposals_resumes_after_sigkill(datasets_dir, tmp_path):
+    reference = str(tmp_path / "reference.pkl")
+    cmd, env = _generate(datasets_dir, reference, "--workers", "2")
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    assert "images/s" in done.stdout
+
+    output = str(tmp_path / "resumed.pkl")
+    cmd, env = _generate(datasets_dir, output, "--workers", "1", "--chunk-size", "1")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = output + ".partial"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (os.path.isdir(partial) and len([f for f in os.listdir(partial) if f.endswith(".npz") and f.startswith("chunk")]) >= 3):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not os.path.exists(output), "a killed run must not leave an output file"
+    chunks = [f for f in os.listdir(partial) if f.startswith("chunk") and f.endswith(".npz")]
+    assert 3 <= len(chunks) < 40
+    for f in chunks:
+        np.load(os.path.join(partial, f))["boxes"]  # every finished chunk is whole
+
+    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    assert "Resuming" in resumed.stderr + resumed.stdout
+    assert not os.path.exists(partial)
+    with open(reference, "rb") as f, open(output, "rb") as g:
+        a, b = pickle.load(f), pickle.load(g)
+    assert a["ids"] == b["ids"] == [d["image_id"] for d in DatasetCatalog.get("tiny_shapes_test")]
+    for x, y in zip(a["boxes"], b["boxes"]):
+        np.testing.assert_array_equal(x, y)
+
+
+
+def test_unfinished_run_with_other_settings_is_rejected(datasets_dir, tmp_path):
+    dicts = DatasetCatalog.get("tiny_shapes_val")
+    output = str(tmp_path / "p.pkl")
+    os.makedirs(output + ".partial")
+    with open(os.path.join(output + ".partial", "manifest.json"), "w") as f:
+        f.write('{"method": "selective_search"}')
+    with pytest.raises(RuntimeError, match="unfinished run with other settings"):
+        generate_proposal_file(dicts, output, "edge_boxes", {"max_proposals": 50})
+    assert not os.path.exists(output)
