@@ -21,6 +21,8 @@ def get_multilabel_dataset_dicts(names, filter_unlabeled=True, proposal_files=No
     """
     if isinstance(names, str):
         names = [names]
+    if isinstance(proposal_files, str):
+        raise TypeError(f"Proposal files must be a list, one per dataset, got the string {proposal_files!r}")
     if proposal_files is not None and len(proposal_files) != len(names):
         raise ValueError(
             f"{len(proposal_files)} proposal files for {len(names)} datasets {list(names)}: "

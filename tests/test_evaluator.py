@@ -1,0 +1,63 @@
+"""compute_multilabel_metrics against a hand computation and sklearn; MultiLabelEvaluator."""
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import average_precision_score
+
+from wsd_distill.evaluation import MultiLabelEvaluator, compute_multilabel_metrics
+
+# 4 images, 2 classes (worked out by hand in the test below)
+SCORES = np.array([[0.9, 0.2], [0.8, 0.6], [0.3, 0.7], [0.1, 0.4]])
+LABELS = np.array([[1, 0], [0, 1], [1, 0], [0, 0]])
+
+
+def test_hand_computed_example():
+    m = compute_multilabel_metrics(SCORES, LABELS, threshold=0.5, top_k=1)
+    # class 0 ranking: +, -, + -> AP = (1/1 + 2/3) / 2; class 1 ranking: -, + -> AP = 1/2
+    np.testing.assert_allclose(m["AP"], [100 * 5 / 6, 50.0])
+    assert m["mAP"] == pytest.approx(100 * (5 / 6 + 1 / 2) / 2)
+    # >= 0.5: class 0 predicts images 0, 1 (1 right of 2 GT); class 1 predicts 1, 2 (1 right of 1 GT)
+    assert (m["CP"], m["CR"]) == pytest.approx((50.0, 75.0))
+    assert m["CF1"] == pytest.approx(60.0)
+    assert (m["OP"], m["OR"]) == pytest.approx((50.0, 100 * 2 / 3))
+    assert m["OF1"] == pytest.approx(100 * 4 / 7)
+    # top-1: images predict 0, 0, 1, 1 -> class 0: 1 of 2 right (1 of 2 GT); class 1: 0 of 2 (0 of 1 GT)
+    assert (m["CP_top1"], m["CR_top1"], m["CF1_top1"]) == pytest.approx((25.0, 25.0, 25.0))
+    assert (m["OP_top1"], m["OR_top1"], m["OF1_top1"]) == pytest.approx((25.0, 100 / 3, 100 * 2 / 7))
+    assert m["num_excluded_classes"] == 0
+
+
+def test_ap_equals_sklearn_with_ties_and_excludes_empty_classes():
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.random((500, 12)), 1)  # many ties
+    labels = rng.random((500, 12)) < 0.15
+    labels[:, 5] = False  # no positive: excluded
+    m = compute_multilabel_metrics(scores, labels)
+    expected = [average_precision_score(labels[:, k], scores[:, k]) for k in range(12) if k != 5]
+    np.testing.assert_allclose(np.delete(m["AP"], 5), 100 * np.array(expected), rtol=1e-12)
+    assert np.isnan(m["AP"][5]) and m["num_excluded_classes"] == 1
+    assert m["mAP"] == pytest.approx(100 * np.mean(expected))
+    assert set(m) >= {f"{k}_top3" for k in ("CP", "CR", "CF1", "OP", "OR", "OF1")}
+
+
+def test_perfect_and_inverted_rankings():
+    labels = np.eye(4)[[0, 1, 2, 3, 0, 1]]
+    assert compute_multilabel_metrics(labels * 0.8 + 0.1, labels)["mAP"] == pytest.approx(100.0)
+    assert compute_multilabel_metrics(1 - labels, labels)["mAP"] < 50
+    with pytest.raises(ValueError, match="must both be"):
+        compute_multilabel_metrics(np.zeros((3, 2)), np.zeros((3, 3)))
+
+
+def test_evaluator_reports_detectron2_results(datasets_dir):
+    evaluator = MultiLabelEvaluator("tiny_shapes_val", distributed=True)
+    evaluator.reset()
+    labels = np.zeros((4, 12))
+    labels[[0, 1, 2, 3], [0, 0, 3, 7]] = 1
+    scores = labels * 0.6 + 0.2
+    for i in range(0, 4, 2):
+        inputs = [{"image_id": j, "multi_labels": torch.tensor(labels[j])} for j in (i, i + 1)]
+        evaluator.process(inputs, [{"image_scores": torch.tensor(scores[j])} for j in (i, i + 1)])
+    results = evaluator.evaluate()["multilabel"]
+    assert results["mAP"] == pytest.approx(100.0) and results["num_excluded_classes"] == 9
+    assert results["AP-circle"] == pytest.approx(100.0) and "AP-triangle" not in results
+    assert results["OF1"] == pytest.approx(100.0)

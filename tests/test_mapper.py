@@ -1,0 +1,102 @@
+"""MultiLabelDatasetMapper: augmentations move proposals with the image; labels; bad input."""
+import os
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog
+from detectron2.data import transforms as T
+from detectron2.structures import BoxMode
+
+from wsd_distill import add_wsd_distill_config
+from wsd_distill.data import MultiLabelDatasetMapper, save_proposals
+from wsd_distill.engine import Trainer
+
+
+def _record(tmp_path, proposals):
+    image = np.zeros((60, 100, 3), np.uint8)
+    image[10:30, 5:25] = 255  # a white square at x 5..25, y 10..30
+    path = str(tmp_path / "img.png")
+    cv2.imwrite(path, image)
+    return {
+        "file_name": path, "image_id": 7, "height": 60, "width": 100, "multi_labels": [1, 3],
+        "proposal_boxes": np.array(proposals, np.float32), "proposal_objectness_logits": np.arange(len(proposals), 0, -1, dtype=np.float32),
+        "proposal_bbox_mode": BoxMode.XYXY_ABS, "annotations": [{"bbox": [5, 10, 20, 20], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 1}],
+    }  # fmt: skip
+
+
+def _mapper(augmentations, **kwargs):
+    return MultiLabelDatasetMapper(
+        True, augmentations=augmentations, image_format="BGR", num_classes=4, load_proposals=True, **kwargs
+    )
+
+
+def test_flip_and_resize_move_proposals_with_the_image(tmp_path):
+    mapper = _mapper([T.ResizeShortestEdge(120, 1000), T.RandomFlip(prob=1.0)])
+    out = mapper(_record(tmp_path, [[5, 10, 25, 30], [0, 0, 100, 60]]))
+    assert out["image"].shape == (3, 120, 200) and out["image"].dtype == torch.uint8
+    boxes = out["proposals"].proposal_boxes.tensor
+    torch.testing.assert_close(boxes, torch.tensor([[150.0, 20, 190, 60], [0, 0, 200, 120]]))
+    x0, y0, x1, y1 = boxes[0].int().tolist()
+    assert out["image"][:, y0 + 2 : y1 - 2, x0 + 2 : x1 - 2].min() > 200  # the box still frames the square
+    torch.testing.assert_close(out["multi_labels"], torch.tensor([0.0, 1, 0, 1]))
+    assert (out["height"], out["width"], out["image_id"]) == (60, 100, 7)
+    assert "annotations" not in out
+
+
+def test_topk_and_whole_image_fallback(tmp_path):
+    mapper = _mapper([], proposal_topk=1)
+    assert len(mapper(_record(tmp_path, [[5, 10, 25, 30], [0, 0, 50, 50]]))["proposals"]) == 1
+    mapper = _mapper([], proposal_min_size=8.0)
+    out = mapper(_record(tmp_path, [[5, 10, 7, 12]]))  # only a tiny box
+    torch.testing.assert_close(out["proposals"].proposal_boxes.tensor, torch.tensor([[0.0, 0, 100, 60]]))
+    out = mapper(_record(tmp_path, np.zeros((0, 4))))  # no proposals at all
+    assert len(out["proposals"]) == 1
+
+
+def test_bad_input_is_named(tmp_path):
+    record = _record(tmp_path, [[0, 0, 10, 10]])
+    with pytest.raises(ValueError, match=r"Image 7 has label indices \[1, 9\] outside \[0, 4\)"):
+        _mapper([])(dict(record, multi_labels=[1, 9]))
+    del record["proposal_boxes"]
+    with pytest.raises(KeyError, match="Image 7 has no proposals but MODEL.LOAD_PROPOSALS is on"):
+        _mapper([])(record)
+
+
+def _cfg(tmp_path, datasets_dir, proposal_files):
+    cfg = add_wsd_distill_config(get_cfg())
+    cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = ("tiny_shapes_train",), ("tiny_shapes_val",)
+    cfg.MODEL.LOAD_PROPOSALS = True
+    cfg.DATASETS.PROPOSAL_FILES_TRAIN, cfg.DATASETS.PROPOSAL_FILES_TEST = ((f,) for f in proposal_files)
+    cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TEST = (96,), 128
+    cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS = 4, 0
+    return cfg
+
+
+def test_trainer_loaders_feed_images_labels_and_proposals(tmp_path, datasets_dir):
+    files = []
+    for name in ("tiny_shapes_train", "tiny_shapes_val"):
+        dicts = DatasetCatalog.get(name)
+        files.append(str(tmp_path / f"{name}.pkl"))
+        save_proposals(files[-1], [d["image_id"] for d in dicts], [np.array([[0, 0, 50, 40], [10, 10, 90, 90]])] * len(dicts), [np.array([1.0, 0.0])] * len(dicts))
+    cfg = _cfg(tmp_path, datasets_dir, files)
+    batch = next(iter(Trainer.build_train_loader(cfg)))
+    assert len(batch) == 4
+    for item in batch:
+        assert min(item["image"].shape[1:]) == 96 and item["multi_labels"].shape == (12,)
+        assert item["multi_labels"].sum() >= 1 and len(item["proposals"]) == 2
+    test_batch = next(iter(Trainer.build_test_loader(cfg, "tiny_shapes_val")))
+    assert min(test_batch[0]["image"].shape[1:]) == 128
+    with pytest.raises(KeyError, match="not in DATASETS.TEST"):
+        Trainer.build_test_loader(cfg, "tiny_shapes_test")
+
+
+def test_proposal_file_missing_an_image_is_a_clear_error(tmp_path, datasets_dir):
+    dicts = DatasetCatalog.get("tiny_shapes_train")
+    path = str(tmp_path / "partial.pkl")
+    save_proposals(path, [d["image_id"] for d in dicts[1:]], [np.zeros((1, 4))] * (len(dicts) - 1), [np.zeros(1)] * (len(dicts) - 1))
+    cfg = _cfg(tmp_path, datasets_dir, [path, path])
+    with pytest.raises(KeyError, match=f"partial.pkl has no proposals for image id '{dicts[0]['image_id']}'"):
+        Trainer.build_train_loader(cfg)
