@@ -5,6 +5,7 @@
     python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/model_final.pth
     python tools/train_net.py --config-file ... --num-gpus 8 SOLVER.IMS_PER_BATCH 64
 """
+import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
@@ -20,6 +21,8 @@ def setup(args):
     add_wsd_distill_config(cfg)
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        cfg.MODEL.DEVICE = "cpu"  # the configs name CUDA; run anyway on a machine without it
     cfg.freeze()
     default_setup(cfg, args)
     return cfg

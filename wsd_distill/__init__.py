@@ -1,8 +1,9 @@
 """wsd-distill: multi-label classification by distillation from weakly-supervised detection.
 
-Importing the package registers the builtin datasets with detectron2's catalogs.
+Importing the package registers the builtin datasets and the meta-architectures with
+detectron2's catalogs and registries.
 """
-from . import data  # noqa: F401  (registers the builtin datasets)
+from . import data, modeling  # noqa: F401  (registers datasets, backbones, meta-architectures)
 from .config import add_wsd_distill_config
 
 __all__ = ["add_wsd_distill_config"]

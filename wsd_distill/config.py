@@ -21,8 +21,35 @@ def add_wsd_distill_config(cfg):
     _C.DATASETS.SYNTHETIC.IMAGE_SIZE = 256  # side of the square images, in pixels
     _C.DATASETS.SYNTHETIC.SEED = 0  # generator seed: same seed and sizes, same bytes
 
+    # WSDDN teacher (T-WDet), MODEL.META_ARCHITECTURE "WSDDN".
+    _C.MODEL.WSDDN = CN()
+    _C.MODEL.WSDDN.NUM_CLASSES = 80  # must equal the datasets' class count (checked by the Trainer)
+    _C.MODEL.WSDDN.IN_FEATURE = "res4"  # backbone feature map the RoIs are pooled from
+    _C.MODEL.WSDDN.POOLER_RESOLUTION = 14  # RoI pooling output size (14 for a res5 head, 7 for fc)
+    _C.MODEL.WSDDN.POOLER_SAMPLING_RATIO = 0  # ROIAlign sampling points per bin (0: adaptive)
+    _C.MODEL.WSDDN.POOLER_TYPE = "ROIAlignV2"  # any detectron2 ROIPooler type
+    _C.MODEL.WSDDN.BOX_HEAD = "res5"  # "res5" (ResNet C4 stage) or "fc" (fc6/fc7, as VGG-16)
+    _C.MODEL.WSDDN.FC_DIM = 4096  # width of fc6/fc7 for the "fc" head
+    _C.MODEL.WSDDN.DROPOUT = 0.5  # dropout after fc6 and fc7
+    _C.MODEL.WSDDN.MAX_PROPOSALS = 500  # proposals per image, best by objectness (authors: 500)
+    _C.MODEL.WSDDN.SCORE_EPS = 1e-6  # image scores are clamped into (eps, 1 - eps) for the BCE
+    _C.MODEL.WSDDN.REFINE_ITERS = 0  # OICR instance refinement branches (0: plain WSDDN)
+    _C.MODEL.WSDDN.REFINE_IOU = 0.5  # IoU with a pseudo-labelled top region to share its class
+    _C.MODEL.WSDDN.SCORE_THRESH_TEST = 1e-4  # region scores kept as detections (they sum to <= 1)
+    _C.MODEL.WSDDN.NMS_THRESH_TEST = 0.4  # per-class NMS IoU for detections
+
+    # VGG backbone (MODEL.BACKBONE.NAME "build_vgg_backbone"); the default is VGG-16.
+    _C.MODEL.VGG = CN()
+    _C.MODEL.VGG.STAGE_CHANNELS = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
+    _C.MODEL.VGG.NORM = ""  # "" as VGG-16, or "BN" to train a narrow VGG from scratch
+    _C.MODEL.VGG.OUT_FEATURES = ["conv5"]  # stages returned (conv_i has stride 2**(i-1))
+
     # Multi-label evaluation (MultiLabelEvaluator).
     _C.TEST.MULTILABEL = CN()
     _C.TEST.MULTILABEL.SCORE_THRESHOLD = 0.5  # a label is predicted when its score >= this ("all")
     _C.TEST.MULTILABEL.TOP_K = 3  # labels kept per image for the "top-k" metrics
+    # Weakly-supervised localization (WSODEvaluator), run when the test set has boxes.
+    _C.TEST.WSOD = CN()
+    _C.TEST.WSOD.ENABLED = True  # evaluate CorLoc and AP50 of "instances" outputs
+    _C.TEST.WSOD.IOU_THRESHOLD = 0.5  # IoU for a correct localization / detection
     return cfg

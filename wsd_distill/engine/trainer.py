@@ -5,8 +5,8 @@ from detectron2.data import MetadataCatalog, build_detection_test_loader, build_
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import DatasetEvaluators
 
-from ..data import MultiLabelDatasetMapper, get_multilabel_dataset_dicts
-from ..evaluation import MultiLabelEvaluator
+from ..data import MultiLabelDatasetMapper, get_multilabel_dataset_dicts, num_classes_of
+from ..evaluation import MultiLabelEvaluator, WSODEvaluator
 
 
 def test_proposal_files(cfg, dataset_name):
@@ -18,9 +18,29 @@ def test_proposal_files(cfg, dataset_name):
     return [cfg.DATASETS.PROPOSAL_FILES_TEST[list(cfg.DATASETS.TEST).index(dataset_name)]]
 
 
+def check_class_count(cfg):
+    """The model's class count (``MODEL.WSDDN.NUM_CLASSES``) must match every dataset's."""
+    for name in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST):
+        if num_classes_of(name) != cfg.MODEL.WSDDN.NUM_CLASSES:
+            raise ValueError(
+                f"Dataset '{name}' has {num_classes_of(name)} classes but MODEL.WSDDN.NUM_CLASSES is "
+                f"{cfg.MODEL.WSDDN.NUM_CLASSES}"
+            )
+
+
 class Trainer(DefaultTrainer):
     """Feeds ``MultiLabelDatasetMapper`` outputs to the model and evaluates with
-    ``MultiLabelEvaluator``; proposals are loaded when ``MODEL.LOAD_PROPOSALS`` is on."""
+    ``MultiLabelEvaluator`` (and, for a WSDDN on a dataset with boxes, ``WSODEvaluator``);
+    proposals are loaded when ``MODEL.LOAD_PROPOSALS`` is on."""
+
+    def __init__(self, cfg):
+        check_class_count(cfg)
+        super().__init__(cfg)
+
+    @classmethod
+    def build_model(cls, cfg):
+        check_class_count(cfg)
+        return super().build_model(cfg)
 
     @classmethod
     def build_train_loader(cls, cfg):
@@ -46,9 +66,13 @@ class Trainer(DefaultTrainer):
         evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", "multilabel")
         if evaluator_type != "multilabel":
             raise NotImplementedError(f"No evaluator for '{dataset_name}' of type {evaluator_type!r}")
-        return DatasetEvaluators([
+        evaluators = [
             MultiLabelEvaluator(
                 dataset_name, output_dir=output_folder,
                 score_threshold=cfg.TEST.MULTILABEL.SCORE_THRESHOLD, top_k=cfg.TEST.MULTILABEL.TOP_K,
             )
-        ])  # fmt: skip
+        ]  # fmt: skip
+        has_boxes = MetadataCatalog.get(dataset_name).get("has_boxes", False)
+        if cfg.TEST.WSOD.ENABLED and has_boxes and cfg.MODEL.META_ARCHITECTURE == "WSDDN":
+            evaluators.append(WSODEvaluator(dataset_name, iou_threshold=cfg.TEST.WSOD.IOU_THRESHOLD))
+        return DatasetEvaluators(evaluators)

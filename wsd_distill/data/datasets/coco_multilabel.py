@@ -34,5 +34,6 @@ def register_coco_multilabel(name, json_file, image_root, metadata=None):
     """
     DatasetCatalog.register(name, lambda: load_coco_multilabel_json(json_file, image_root, name))
     MetadataCatalog.get(name).set(
-        json_file=json_file, image_root=image_root, evaluator_type="multilabel", **(metadata or {})
+        json_file=json_file, image_root=image_root, evaluator_type="multilabel", has_boxes=True,
+        **(metadata or {}),
     )

@@ -127,5 +127,5 @@ def load_nuswide(root, split, dataset_name=None, concepts=NUSWIDE_CONCEPTS):
 def register_nuswide(name, root, split, concepts=NUSWIDE_CONCEPTS):
     DatasetCatalog.register(name, lambda: load_nuswide(root, split, name, concepts))
     MetadataCatalog.get(name).set(
-        thing_classes=list(concepts), dataset_root=root, split=split, evaluator_type="multilabel"
+        thing_classes=list(concepts), dataset_root=root, split=split, evaluator_type="multilabel", has_boxes=False
     )

@@ -275,5 +275,5 @@ def register_synthetic_shapes(root, prefix="synthetic_shapes"):
         MetadataCatalog.get(name).set(
             thing_classes=list(SHAPE_CLASSES), image_root=root, dataset_root=root,
             json_file=os.path.join(root, "annotations", f"instances_{split}.json"),
-            evaluator_type="multilabel",
+            evaluator_type="multilabel", has_boxes=True,
         )  # fmt: skip

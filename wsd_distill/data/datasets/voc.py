@@ -57,5 +57,5 @@ def register_voc_multilabel(name, dirname, split, year, class_names=CLASS_NAMES)
     DatasetCatalog.register(name, lambda: load_voc_multilabel(dirname, split, class_names))
     MetadataCatalog.get(name).set(
         thing_classes=list(class_names), dirname=dirname, year=year, split=split,
-        evaluator_type="multilabel",
+        evaluator_type="multilabel", has_boxes=True,
     )

@@ -1,0 +1,1 @@
+from .vgg import VGG, build_vgg_backbone

@@ -1,0 +1,37 @@
+"""Box heads that turn pooled RoI features [R, C, S, S] into vectors [R, D]."""
+from torch import nn
+
+from detectron2.modeling.roi_heads import Res5ROIHeads
+
+
+class FCBoxHead(nn.Sequential):
+    """fc6 -> ReLU -> dropout -> fc7 -> ReLU -> dropout, as VGG-16's classifier in Fast R-CNN/WSDDN."""
+
+    def __init__(self, in_dim, fc_dim, dropout):
+        super().__init__(
+            nn.Flatten(), nn.Linear(in_dim, fc_dim), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(fc_dim, fc_dim), nn.ReLU(inplace=True), nn.Dropout(dropout),
+        )  # fmt: skip
+
+
+class Res5BoxHead(nn.Module):
+    """The ResNet res5 stage on pooled features, then average pooling (detectron2's C4 models)."""
+
+    def __init__(self, res5):
+        super().__init__()
+        self.res5 = res5
+
+    def forward(self, x):
+        return self.res5(x).mean(dim=(2, 3))
+
+
+def build_wsddn_box_head(cfg, input_shape):
+    """Returns (head, output dim) for ``MODEL.WSDDN.BOX_HEAD`` ("fc" or "res5")."""
+    kind = cfg.MODEL.WSDDN.BOX_HEAD
+    if kind == "fc":
+        in_dim = input_shape.channels * input_shape.height * input_shape.width
+        return FCBoxHead(in_dim, cfg.MODEL.WSDDN.FC_DIM, cfg.MODEL.WSDDN.DROPOUT), cfg.MODEL.WSDDN.FC_DIM
+    if kind == "res5":
+        res5, out_channels = Res5ROIHeads._build_res5_block(cfg)
+        return Res5BoxHead(res5), out_channels
+    raise ValueError(f"MODEL.WSDDN.BOX_HEAD must be 'fc' or 'res5', got {kind!r}")
