@@ -17,7 +17,7 @@ def test_demo_prints_dataset_and_proposal_statistics(datasets_dir, tmp_path):
     sizes = ["DATASETS.SYNTHETIC.NUM_TRAIN", "24", "DATASETS.SYNTHETIC.NUM_VAL", "8", "DATASETS.SYNTHETIC.NUM_TEST", "40",
              "DATASETS.SYNTHETIC.IMAGE_SIZE", "192"]  # fmt: skip
     out = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tools", "demo.py"), "--output", str(tmp_path), "--workers", "2", *sizes],
+        [sys.executable, os.path.join(ROOT, "tools", "demo.py"), "--output", str(tmp_path), "--proposals-dir", str(tmp_path / "proposals"), "--workers", "2", *sizes],
         env=dict(os.environ, DETECTRON2_DATASETS=datasets_dir), capture_output=True, text=True, check=True,
     ).stdout
     assert "objects <10% area" in out and "GT recall@0.5" in out and "images/s" in out

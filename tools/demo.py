@@ -2,7 +2,8 @@
 """The main job on the embedded synthetic shapes benchmark (``make demo``).
 
 Generates the dataset (under $DETECTRON2_DATASETS, default ./datasets) and its EdgeBoxes
-proposals (under --output), then prints the dataset summary and proposal statistics.
+proposals (under --proposals-dir, where configs/Synthetic/ expects them), then prints the
+dataset summary and proposal statistics.
 """
 import argparse
 import os
@@ -24,7 +25,8 @@ SPLITS = ("train", "val", "test")
 
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--output", default="output/demo", help="folder for proposals and results")
+    parser.add_argument("--output", default="output/demo", help="folder for results")
+    parser.add_argument("--proposals-dir", default="output/proposals", help="folder for the proposal files")
     parser.add_argument("--method", default="edge_boxes", choices=["edge_boxes", "selective_search"])
     parser.add_argument("--max-proposals", type=int, default=500)
     parser.add_argument("--workers", type=int, default=max(1, min(os.cpu_count() or 1, 8)))
@@ -66,7 +68,7 @@ def main(args):
 
     rows = []
     for name in names:
-        output = os.path.join(args.output, "proposals", f"{name}_{args.method}.pkl")
+        output = os.path.join(args.proposals_dir, f"{name}_{args.method}.pkl")
         stats = None
         if not os.path.exists(output):
             stats = generate_proposal_file(

@@ -93,7 +93,8 @@ def generate_proposal_file(dataset_dicts, output, method, generator_kwargs, work
             results = map(_run_chunk, todo)
             pool = None
         else:
-            pool = mp.Pool(workers, _init_worker, (method, generator_kwargs))
+            # spawn, not fork: a forked child deadlocks in OpenCV or torch thread pools the parent used
+            pool = mp.get_context("spawn").Pool(workers, _init_worker, (method, generator_kwargs))
             results = pool.imap_unordered(_run_chunk, todo)
         try:
             for n, seconds in results:
