@@ -19,7 +19,10 @@ if __name__ == "__main__":
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--size", type=int, default=256, help="image side in pixels")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--object-size", type=float, nargs=2, default=(0.1, 0.45), help="diameter range (fraction of side)")
+    parser.add_argument("--distractors", type=int, nargs=2, default=(2, 8), help="distractors per image (range)")
     args = parser.parse_args()
     root = os.path.join(datasets_root(), "synthetic_shapes")
-    generate_synthetic_shapes(root, {"train": args.train, "val": args.val, "test": args.test}, args.size, args.seed)
+    sizes = {"train": args.train, "val": args.val, "test": args.test}
+    generate_synthetic_shapes(root, sizes, args.size, args.seed, args.object_size, args.distractors)
     print(f"Synthetic shapes in {root}")

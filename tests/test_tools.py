@@ -13,12 +13,17 @@ def test_train_net_lists_detectron2_flags():
         assert flag in out
 
 
-def test_demo_prints_dataset_and_proposal_statistics(datasets_dir, tmp_path):
+def test_demo_runs_data_proposals_and_teacher(datasets_dir, tmp_path):
+    """The whole demo on the tiny set, with a few teacher iterations (the real run is `make demo`)."""
     sizes = ["DATASETS.SYNTHETIC.NUM_TRAIN", "24", "DATASETS.SYNTHETIC.NUM_VAL", "8", "DATASETS.SYNTHETIC.NUM_TEST", "40",
-             "DATASETS.SYNTHETIC.IMAGE_SIZE", "192"]  # fmt: skip
+             "DATASETS.SYNTHETIC.IMAGE_SIZE", "192", "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "2",
+             "MODEL.WSDDN.MAX_PROPOSALS", "30", "DATALOADER.NUM_WORKERS", "0"]  # fmt: skip
     out = subprocess.run(
         [sys.executable, os.path.join(ROOT, "tools", "demo.py"), "--output", str(tmp_path), "--proposals-dir", str(tmp_path / "proposals"), "--workers", "2", *sizes],
         env=dict(os.environ, DETECTRON2_DATASETS=datasets_dir), capture_output=True, text=True, check=True,
     ).stdout
     assert "objects <10% area" in out and "GT recall@0.5" in out and "images/s" in out
     assert os.path.exists(tmp_path / "proposals" / "synthetic_shapes_test_edge_boxes.pkl")
+    assert "Teacher T-WDet on synthetic_shapes_test" in out and "CorLoc" in out
+    assert os.path.exists(tmp_path / "teacher" / "model_final.pth")
+    assert len(os.listdir(tmp_path / "teacher" / "pictures")) == 20

@@ -8,19 +8,14 @@ Proposals are ranked by ``max_k S_rk`` (their largest WSDDN region score); label
 image score, green (+) when in the ground truth, red (x) when not.
 """
 import argparse
-import os
 
-import cv2
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
-from detectron2.data import MetadataCatalog
-from detectron2.data import detection_utils as utils
-from tqdm import tqdm
 
 from wsd_distill import add_wsd_distill_config
 from wsd_distill.engine import Trainer
-from wsd_distill.visualization import draw_teacher_view, proposal_objectness
+from wsd_distill.visualization import visualize_teacher
 
 
 def get_parser():
@@ -40,29 +35,10 @@ def main(args):
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
     dataset = args.dataset or cfg.DATASETS.TEST[0]
-    model = Trainer.build_model(cfg).eval()
+    model = Trainer.build_model(cfg)
     DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    class_names = MetadataCatalog.get(dataset).thing_classes
-    os.makedirs(args.output, exist_ok=True)
-    done = 0
-    with torch.no_grad(), tqdm(total=args.num_images, desc="visualize") as bar:
-        for batch in Trainer.build_test_loader(cfg, dataset):
-            out = model.teacher_outputs(batch)
-            scores = out["region_scores"].split(out["num_regions"])
-            for x, proposals, region_scores, image_scores in zip(batch, out["proposals"], scores, out["image_scores"]):
-                image = utils.read_image(x["file_name"], format="RGB")
-                boxes = proposals.proposal_boxes.tensor.clone()
-                boxes[:, 0::2] *= image.shape[1] / x["image"].shape[2]  # network input -> original pixels
-                boxes[:, 1::2] *= image.shape[0] / x["image"].shape[1]
-                drawing = draw_teacher_view(
-                    image, boxes.cpu().numpy(), proposal_objectness(region_scores).cpu().numpy(),
-                    image_scores.cpu().numpy(), class_names, x["multi_labels"].numpy(),
-                )  # fmt: skip
-                cv2.imwrite(os.path.join(args.output, f"{x['image_id']}.jpg"), drawing[:, :, ::-1])
-                done += 1
-                bar.update(1)
-                if done >= args.num_images:
-                    return
+    written = visualize_teacher(model, Trainer.build_test_loader(cfg, dataset), dataset, args.output, args.num_images)
+    print(f"Wrote {len(written)} pictures to {args.output}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ def add_wsd_distill_config(cfg):
     _C.DATASETS.SYNTHETIC.NUM_TEST = 1000  # images in synthetic_shapes_test
     _C.DATASETS.SYNTHETIC.IMAGE_SIZE = 256  # side of the square images, in pixels
     _C.DATASETS.SYNTHETIC.SEED = 0  # generator seed: same seed and sizes, same bytes
+    _C.DATASETS.SYNTHETIC.OBJECT_SIZE = (0.1, 0.45)  # object diameters, fraction of the image side
+    _C.DATASETS.SYNTHETIC.DISTRACTORS = (2, 8)  # distractors (strokes, noise blobs) per image
 
     # WSDDN teacher (T-WDet), MODEL.META_ARCHITECTURE "WSDDN".
     _C.MODEL.WSDDN = CN()

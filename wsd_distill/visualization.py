@@ -1,7 +1,14 @@
 """The paper's picture: a teacher's top proposals and top predicted labels, drawn with
 detectron2's ``Visualizer``."""
+import os
+
+import cv2
 import numpy as np
+import torch
+from detectron2.data import MetadataCatalog
+from detectron2.data import detection_utils as utils
 from detectron2.utils.visualizer import Visualizer
+from tqdm import tqdm
 
 CORRECT, WRONG, UNKNOWN = "lime", "red", "white"
 
@@ -37,3 +44,34 @@ def draw_teacher_view(image, boxes, objectness, image_scores, class_names, label
             color=color, horizontal_alignment="left", font_size=font,
         )  # fmt: skip
     return visualizer.output.get_image()
+
+
+def visualize_teacher(model, data_loader, dataset_name, output_dir, num_images=20):
+    """Write ``<image_id>.jpg`` pictures of a WSDDN's view of ``num_images`` images to ``output_dir``.
+
+    ``data_loader`` yields mapper dicts (e.g. ``Trainer.build_test_loader(cfg, dataset_name)``).
+    Returns the paths written.
+    """
+    class_names = MetadataCatalog.get(dataset_name).thing_classes
+    os.makedirs(output_dir, exist_ok=True)
+    written = []
+    model.eval()
+    with torch.no_grad(), tqdm(total=num_images, desc="visualize") as bar:
+        for batch in data_loader:
+            out = model.teacher_outputs(batch)
+            region_scores = out["region_scores"].split(out["num_regions"])
+            for x, proposals, scores, image_scores in zip(batch, out["proposals"], region_scores, out["image_scores"]):
+                image = utils.read_image(x["file_name"], format="RGB")
+                boxes = proposals.proposal_boxes.tensor.cpu().numpy().copy()
+                boxes[:, 0::2] *= image.shape[1] / x["image"].shape[2]  # network input -> original pixels
+                boxes[:, 1::2] *= image.shape[0] / x["image"].shape[1]
+                drawing = draw_teacher_view(
+                    image, boxes, proposal_objectness(scores).cpu().numpy(), image_scores.cpu().numpy(),
+                    class_names, x["multi_labels"].numpy(),
+                )  # fmt: skip
+                written.append(os.path.join(output_dir, f"{x['image_id']}.jpg"))
+                cv2.imwrite(written[-1], drawing[:, :, ::-1])
+                bar.update(1)
+                if len(written) >= num_images:
+                    return written
+    return written

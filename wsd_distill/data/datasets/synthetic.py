@@ -1,9 +1,10 @@
 """Synthetic shapes: the embedded multi-label benchmark, written as JPEGs plus COCO jsons.
 
 Twelve classes that differ only by shape; colour, size, rotation, aspect and position are
-random. Objects are often small (side 7%-42% of the image, log-uniform, so most cover
-under 10% of it), 1-4 per image, on cluttered backgrounds (gradients, noise, lines, arcs,
-scribbles and irregular blobs that belong to no class). Class frequencies follow a fixed
+random. Objects are often small (diameter 10%-45% of the image side by default,
+log-uniform, so most boxes cover under 10% of it), 1-4 per image, on cluttered backgrounds (gradients, noise, lines, arcs,
+scribbles and irregular blobs of noise texture: nothing solid-coloured that could pass for a
+class shape). Class frequencies follow a fixed
 long tail (``CLASS_PRIOR``) and the pairs in ``CO_OCCURRING`` tend to appear together.
 Telling a pentagon from a hexagon or a circle at 15 pixels needs resolution and
 localisation: a low-resolution global classifier is at a disadvantage against a
@@ -102,7 +103,8 @@ def _background(rng, size):
 
 
 def _draw_distractor(img, rng, size):
-    """A line, arc, scribble or irregular blob in a random colour (none is a class shape)."""
+    """A line, arc or scribble in a random colour, or an irregular blob filled with blocky noise
+    (objects are solid-coloured, so a blob never looks like one of the shapes)."""
     color = tuple(float(c) for c in _color(rng))
     kind = rng.integers(4)
     thickness = int(rng.integers(1, 4))
@@ -127,8 +129,10 @@ def _draw_distractor(img, rng, size):
         pts = rng.uniform(0, size, 2) + r0 * radius[:, None] * np.stack([np.cos(theta), np.sin(theta)], 1)
         mask = np.zeros((size, size), np.uint8)
         _fill(mask, pts, 255)
+        cells = max(2, size // int(rng.integers(4, 12)))
+        texture = cv2.resize(rng.uniform(0, 255, (cells, cells, 3)), (size, size), interpolation=cv2.INTER_NEAREST)
         alpha = mask[..., None] / 255.0
-        img[:] = img * (1 - alpha) + np.array(color) * alpha
+        img[:] = img * (1 - alpha) + texture * alpha
 
 
 def _sample_classes(rng):
@@ -150,14 +154,19 @@ def _overlap(a, b):
     return ix * iy / min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
 
 
-def render_image(rng, size):
-    """Draw one image. Returns (BGR uint8 [S, S, 3], [(class index, XYXY box)])."""
+def render_image(rng, size, object_size=(0.1, 0.45), distractors=(2, 8)):
+    """Draw one image. Returns (BGR uint8 [S, S, 3], [(class index, XYXY box)]).
+
+    Args:
+        object_size: range of object diameters as a fraction of ``size`` (log-uniform).
+        distractors: range of the number of distractors drawn behind the objects.
+    """
     img = _background(rng, size)
-    for _ in range(int(rng.integers(4, 13))):
+    for _ in range(int(rng.integers(distractors[0], distractors[1] + 1))):
         _draw_distractor(img, rng, size)
     objects, placed = [], []
     for cls in _sample_classes(rng):
-        radius = np.exp(rng.uniform(np.log(0.07), np.log(0.42))) * size / 2
+        radius = np.exp(rng.uniform(np.log(object_size[0]), np.log(object_size[1]))) * size / 2
         for _ in range(30):
             center = rng.uniform(radius, size - radius, 2)
             approx = (*(center - radius), *(center + radius))
@@ -189,12 +198,12 @@ def render_image(rng, size):
     return np.clip(img, 0, 255).astype(np.uint8), objects
 
 
-def _write_split(root, split, num_images, size, seed):
+def _write_split(root, split, num_images, size, seed, **render_args):
     os.makedirs(os.path.join(root, split))
     images, annotations = [], []
     for i in tqdm(range(num_images), desc=f"synthetic_shapes_{split}", leave=False):
         rng = np.random.default_rng([seed, SPLITS.index(split), i])
-        img, objects = render_image(rng, size)
+        img, objects = render_image(rng, size, **render_args)
         file_name = f"{split}/{i + 1:06d}.jpg"
         cv2.imwrite(os.path.join(root, file_name), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
         images.append({"id": i + 1, "file_name": file_name, "height": size, "width": size})
@@ -208,15 +217,19 @@ def _write_split(root, split, num_images, size, seed):
         json.dump({"images": images, "annotations": annotations, "categories": categories}, f)
 
 
-def generate_synthetic_shapes(root, num_images, image_size=256, seed=0):
+def generate_synthetic_shapes(root, num_images, image_size=256, seed=0, object_size=(0.1, 0.45), distractors=(2, 8)):
     """Write the benchmark to ``root`` unless it is already there with the same parameters.
 
     Args:
         num_images (dict): images per split, e.g. ``{"train": 2000, "val": 400, "test": 1000}``.
+        object_size, distractors: see :func:`render_image`.
     The folder appears atomically (written beside it, then renamed); a folder made with other
     parameters is an error, never overwritten.
     """
-    params = {"num_images": dict(num_images), "image_size": int(image_size), "seed": int(seed)}
+    params = {
+        "num_images": dict(num_images), "image_size": int(image_size), "seed": int(seed),
+        "object_size": [float(v) for v in object_size], "distractors": [int(v) for v in distractors],
+    }  # fmt: skip
     params_file = os.path.join(root, _PARAMS_FILE)
     if os.path.exists(params_file):
         with open(params_file) as f:
@@ -233,14 +246,14 @@ def generate_synthetic_shapes(root, num_images, image_size=256, seed=0):
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(os.path.join(tmp, "annotations"))
     for split, n in num_images.items():
-        _write_split(tmp, split, n, image_size, seed)
+        _write_split(tmp, split, n, image_size, seed, object_size=object_size, distractors=distractors)
     with open(os.path.join(tmp, _PARAMS_FILE), "w") as f:
         json.dump(params, f)
     try:
         os.rename(tmp, root)
     except OSError:  # another process finished first; its folder is checked like any other
         shutil.rmtree(tmp, ignore_errors=True)
-        return generate_synthetic_shapes(root, num_images, image_size, seed)
+        return generate_synthetic_shapes(root, num_images, image_size, seed, object_size, distractors)
     logger.info(f"Wrote synthetic shapes {params} to {root}")
     return root
 
@@ -255,7 +268,8 @@ def prepare_synthetic_shapes(cfg):
         return None
     s = cfg.DATASETS.SYNTHETIC
     sizes = {"train": s.NUM_TRAIN, "val": s.NUM_VAL, "test": s.NUM_TEST}
-    return generate_synthetic_shapes(MetadataCatalog.get(names[0]).dataset_root, sizes, s.IMAGE_SIZE, s.SEED)
+    root = MetadataCatalog.get(names[0]).dataset_root
+    return generate_synthetic_shapes(root, sizes, s.IMAGE_SIZE, s.SEED, s.OBJECT_SIZE, s.DISTRACTORS)
 
 
 def _load(root, split, name):
