@@ -23,6 +23,7 @@ from tabulate import tabulate
 
 from wsd_distill import add_wsd_distill_config
 from wsd_distill.data import load_proposals_into_dataset
+from wsd_distill.data.proposals import atomic_write_bytes
 from wsd_distill.data.datasets import prepare_synthetic_shapes
 from wsd_distill.data.statistics import dataset_summary, proposal_recall
 from wsd_distill.engine import Trainer
@@ -89,9 +90,7 @@ def train_and_evaluate(cfg):
     trainer.resume_or_load(resume=True)
     trainer.train()
     results = trainer.test(cfg, trainer.model)
-    with open(results_file + ".tmp", "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(results_file + ".tmp", results_file)
+    atomic_write_bytes(results_file, json.dumps(results, indent=1).encode())
     return results
 
 

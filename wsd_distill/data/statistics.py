@@ -24,11 +24,9 @@ def dataset_summary(dataset_dicts, class_names, small_area_fraction=0.1):
         "co_occurrence": hot.T @ hot,
     }
     if all("annotations" in d and "height" in d for d in dataset_dicts):
-        areas = [
-            (a["bbox"][2] * a["bbox"][3] if a.get("bbox_mode", BoxMode.XYWH_ABS) == BoxMode.XYWH_ABS
-             else (a["bbox"][2] - a["bbox"][0]) * (a["bbox"][3] - a["bbox"][1])) / (d["height"] * d["width"])
-            for d in dataset_dicts for a in d["annotations"]
-        ]  # fmt: skip
+        boxes = [(BoxMode.convert(a["bbox"], a.get("bbox_mode", BoxMode.XYWH_ABS), BoxMode.XYWH_ABS), d)
+                 for d in dataset_dicts for a in d["annotations"]]  # fmt: skip
+        areas = [w * h / (d["height"] * d["width"]) for (_, _, w, h), d in boxes]
         summary["objects_per_image"] = len(areas) / max(len(dataset_dicts), 1)
         summary["small_object_fraction"] = float(np.mean(np.array(areas) < small_area_fraction)) if areas else 0.0
     return summary

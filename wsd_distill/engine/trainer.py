@@ -33,12 +33,8 @@ class Trainer(DefaultTrainer):
     ``MultiLabelEvaluator`` (and, for a WSDDN on a dataset with boxes, ``WSODEvaluator``);
     proposals are loaded when ``MODEL.LOAD_PROPOSALS`` is on."""
 
-    def __init__(self, cfg):
-        check_class_count(cfg)
-        super().__init__(cfg)
-
     @classmethod
-    def build_model(cls, cfg):
+    def build_model(cls, cfg):  # also what DefaultTrainer.__init__ builds the model with
         check_class_count(cfg)
         return super().build_model(cfg)
 

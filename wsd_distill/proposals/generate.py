@@ -6,6 +6,7 @@ at the first missing chunk. The detectron2 pickle appears at ``<output>`` only o
 image is done, and the partial folder is then removed.
 """
 import hashlib
+import io
 import json
 import logging
 import multiprocessing as mp
@@ -17,7 +18,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..data.proposals import save_proposals
+from ..data.proposals import atomic_write_bytes, save_proposals
 from . import build_proposal_generator
 
 logger = logging.getLogger(__name__)
@@ -43,9 +44,9 @@ def _run_chunk(task):
         b, s = _generator(image)
         boxes.append(b)
         logits.append(s)
-    tmp = f"{path}.tmp-{os.getpid()}.npz"
-    np.savez(tmp, counts=np.array([len(b) for b in boxes]), boxes=np.concatenate(boxes), logits=np.concatenate(logits))
-    os.replace(tmp, path)
+    chunk = io.BytesIO()
+    np.savez(chunk, counts=np.array([len(b) for b in boxes]), boxes=np.concatenate(boxes), logits=np.concatenate(logits))
+    atomic_write_bytes(path, chunk.getvalue())
     return len(items), time.perf_counter() - start
 
 
@@ -75,10 +76,7 @@ def generate_proposal_file(dataset_dicts, output, method, generator_kwargs, work
                 f"{manifest}. Delete {partial} to start over, or rerun with the same arguments to resume."
             )
     else:
-        os.makedirs(partial, exist_ok=True)
-        with open(manifest_file + ".tmp", "w") as f:
-            json.dump(manifest, f)
-        os.replace(manifest_file + ".tmp", manifest_file)
+        atomic_write_bytes(manifest_file, json.dumps(manifest).encode())
 
     chunks = [(os.path.join(partial, f"chunk_{k:06d}.npz"), items[s : s + chunk_size])
               for k, s in enumerate(range(0, len(items), chunk_size))]  # fmt: skip
