@@ -18,3 +18,18 @@ def datasets_dir(tmp_path_factory):
     generate_synthetic_shapes(os.path.join(root, "synthetic_shapes"), TINY_SIZES, TINY_IMAGE_SIZE, seed=0)
     register_synthetic_shapes(os.path.join(root, "synthetic_shapes"), prefix=TINY_PREFIX)
     return str(root)
+
+
+@pytest.fixture(scope="session")
+def tiny_proposals(datasets_dir, tmp_path_factory):
+    """EdgeBoxes proposal files (100 boxes per image) of tiny_shapes_{train,val,test}: {split: path}."""
+    from detectron2.data import DatasetCatalog
+
+    from wsd_distill.proposals.generate import generate_proposal_file
+
+    folder = tmp_path_factory.mktemp("proposals")
+    files = {}
+    for split in TINY_SIZES:
+        files[split] = str(folder / f"{TINY_PREFIX}_{split}.pkl")
+        generate_proposal_file(DatasetCatalog.get(f"{TINY_PREFIX}_{split}"), files[split], "edge_boxes", {"max_proposals": 100})
+    return files

@@ -13,8 +13,8 @@ def test_train_net_lists_detectron2_flags():
         assert flag in out
 
 
-def test_demo_runs_data_proposals_and_teacher(datasets_dir, tmp_path):
-    """The whole demo on the tiny set, with a few teacher iterations (the real run is `make demo`)."""
+def test_demo_runs_end_to_end(datasets_dir, tmp_path):
+    """The whole demo on the tiny set, a few iterations per model (the real run is `make demo`)."""
     sizes = ["DATASETS.SYNTHETIC.NUM_TRAIN", "24", "DATASETS.SYNTHETIC.NUM_VAL", "8", "DATASETS.SYNTHETIC.NUM_TEST", "40",
              "DATASETS.SYNTHETIC.IMAGE_SIZE", "192", "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "2",
              "MODEL.WSDDN.MAX_PROPOSALS", "30", "DATALOADER.NUM_WORKERS", "0"]  # fmt: skip
@@ -24,6 +24,11 @@ def test_demo_runs_data_proposals_and_teacher(datasets_dir, tmp_path):
     ).stdout
     assert "objects <10% area" in out and "GT recall@0.5" in out and "images/s" in out
     assert os.path.exists(tmp_path / "proposals" / "synthetic_shapes_test_edge_boxes.pkl")
-    assert "Teacher T-WDet on synthetic_shapes_test" in out and "CorLoc" in out
-    assert os.path.exists(tmp_path / "teacher" / "model_final.pth")
-    assert len(os.listdir(tmp_path / "teacher" / "pictures")) == 20
+    for model in ("teacher", "student", "student_kd"):
+        assert os.path.exists(tmp_path / "seed0" / model / "model_final.pth"), model
+    assert len(os.listdir(tmp_path / "seed0" / "teacher" / "pictures")) == 20
+    table = (tmp_path / "results.md").read_text()
+    assert table in out
+    for row in ("| S-Cls w/o KD", "| T-WDet", "| S-Cls w/ KD", "CorLoc"):
+        assert row in table
+    assert (tmp_path / "kd_gain_per_class.png").read_bytes()[:4] == b"\x89PNG"

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from wsd_distill.evaluation import corloc, detection_ap
-from wsd_distill.visualization import draw_teacher_view, proposal_objectness
+from wsd_distill.modeling.wsddn import region_objectness
+from wsd_distill.visualization import draw_teacher_view
 
 
 def _gt(boxes, classes, difficult=None):
@@ -43,7 +44,7 @@ def test_detection_ap_by_hand():
 def test_teacher_picture():
     image = np.full((60, 90, 3), 127, np.uint8)
     boxes = np.array([[5, 5, 30, 30], [40, 10, 80, 50], [0, 0, 90, 60]], np.float32)
-    scores = proposal_objectness(torch.tensor([[0.1, 0.3], [0.5, 0.0], [0.05, 0.05]])).numpy()
+    scores = region_objectness(torch.tensor([[0.1, 0.3], [0.5, 0.0], [0.05, 0.05]])).numpy()
     np.testing.assert_allclose(scores, [0.3, 0.5, 0.05])
     out = draw_teacher_view(image, boxes, scores, np.array([0.9, 0.2, 0.6]), ["a", "b", "c"], np.array([1, 0, 0]), num_proposals=2)
     assert out.dtype == np.uint8 and out.shape[2] == 3 and out.shape[0] >= 60

@@ -1,5 +1,8 @@
 """Config keys added by wsd-distill; every key has its default and a one-line comment."""
+import os
+
 from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
 
 
 def add_wsd_distill_config(cfg):
@@ -15,10 +18,10 @@ def add_wsd_distill_config(cfg):
     # The embedded synthetic shapes benchmark (datasets "synthetic_shapes_{train,val,test}"),
     # generated under $DETECTRON2_DATASETS/synthetic_shapes on first use.
     _C.DATASETS.SYNTHETIC = CN()
-    _C.DATASETS.SYNTHETIC.NUM_TRAIN = 2000  # images in synthetic_shapes_train
-    _C.DATASETS.SYNTHETIC.NUM_VAL = 400  # images in synthetic_shapes_val
+    _C.DATASETS.SYNTHETIC.NUM_TRAIN = 3000  # images in synthetic_shapes_train
+    _C.DATASETS.SYNTHETIC.NUM_VAL = 500  # images in synthetic_shapes_val
     _C.DATASETS.SYNTHETIC.NUM_TEST = 1000  # images in synthetic_shapes_test
-    _C.DATASETS.SYNTHETIC.IMAGE_SIZE = 256  # side of the square images, in pixels
+    _C.DATASETS.SYNTHETIC.IMAGE_SIZE = 128  # side of the square images, in pixels
     _C.DATASETS.SYNTHETIC.SEED = 0  # generator seed: same seed and sizes, same bytes
     _C.DATASETS.SYNTHETIC.OBJECT_SIZE = (0.1, 0.45)  # object diameters, fraction of the image side
     _C.DATASETS.SYNTHETIC.DISTRACTORS = (2, 8)  # distractors (strokes, noise blobs) per image
@@ -40,11 +43,41 @@ def add_wsd_distill_config(cfg):
     _C.MODEL.WSDDN.SCORE_THRESH_TEST = 1e-4  # region scores kept as detections (they sum to <= 1)
     _C.MODEL.WSDDN.NMS_THRESH_TEST = 0.4  # per-class NMS IoU for detections
 
+    # Student S-Cls, MODEL.META_ARCHITECTURE "StudentClassifier".
+    _C.MODEL.STUDENT = CN()
+    _C.MODEL.STUDENT.NUM_CLASSES = 80  # must equal the datasets' class count (checked by the Trainer)
+    _C.MODEL.STUDENT.IN_FEATURE = "res5"  # backbone feature map that is pooled globally
+    _C.MODEL.STUDENT.POOLING = "avg"  # "avg", "max", or "avgmax" (both, concatenated)
+    _C.MODEL.STUDENT.INPUT_SIZE = 224  # each image is resized to this square (0: the loader's size)
+
+    # Distillation from a frozen teacher (TeacherHook + StudentClassifier), Liu et al. 2018.
+    _C.MODEL.DISTILL = CN()
+    _C.MODEL.DISTILL.ENABLED = False  # off: the "S-Cls w/o KD" baseline, no teacher is built
+    _C.MODEL.DISTILL.TEACHER_CONFIG = ""  # the teacher's config file (a WSDDN)
+    _C.MODEL.DISTILL.TEACHER_WEIGHTS = ""  # its trained weights
+    _C.MODEL.DISTILL.TEACHER_FP16 = False  # run the teacher under fp16 autocast (CUDA only)
+    _C.MODEL.DISTILL.LABEL_WEIGHT = 1.0  # weight of loss_cls, BCE with the labels (L_p)
+    _C.MODEL.DISTILL.PREDICTION_WEIGHT = 1.0  # weight of loss_kd_pred (L_p', Eq. 10); 0: off
+    _C.MODEL.DISTILL.FEATURE_WEIGHT = 1.0  # weight of loss_kd_feat (L_f, Eq. 3); 0: off
+    _C.MODEL.DISTILL.TEMPERATURE = 5.0  # t of the student's sigmoid(z / t) in L_p'
+    _C.MODEL.DISTILL.TEACHER_CLS_TEMPERATURE = 0.5  # t_c of the teacher's softmax over classes
+    _C.MODEL.DISTILL.TEACHER_DET_TEMPERATURE = 0.5  # t_d of the teacher's softmax over regions
+    _C.MODEL.DISTILL.FEATURE_LEVELS = ["res4"]  # student feature maps RoI-pooled for L_f
+    _C.MODEL.DISTILL.ROI_SELECT = "all"  # RoIs for L_f: "all" the teacher's, or "top" by objectness
+    _C.MODEL.DISTILL.ROI_TOPK = 64  # RoIs per image kept by ROI_SELECT "top" (max_k S_rk)
+    _C.MODEL.DISTILL.POOLER_RESOLUTION = 7  # the student's RoI pooling output size
+    _C.MODEL.DISTILL.POOLER_SAMPLING_RATIO = 0  # ROIAlign sampling points per bin (0: adaptive)
+    _C.MODEL.DISTILL.POOLER_TYPE = "ROIAlignV2"
+
     # VGG backbone (MODEL.BACKBONE.NAME "build_vgg_backbone"); the default is VGG-16.
     _C.MODEL.VGG = CN()
     _C.MODEL.VGG.STAGE_CHANNELS = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
     _C.MODEL.VGG.NORM = ""  # "" as VGG-16, or "BN" to train a narrow VGG from scratch
     _C.MODEL.VGG.OUT_FEATURES = ["conv5"]  # stages returned (conv_i has stride 2**(i-1))
+
+    # Optimizer of the Trainer: "SGD" (detectron2's, with SOLVER.MOMENTUM/NESTEROV) or "AdamW"
+    # (with SOLVER.BASE_LR and SOLVER.WEIGHT_DECAY*; it trains small models from scratch faster).
+    _C.SOLVER.OPTIMIZER = "SGD"
 
     # Multi-label evaluation (MultiLabelEvaluator).
     _C.TEST.MULTILABEL = CN()
@@ -55,3 +88,21 @@ def add_wsd_distill_config(cfg):
     _C.TEST.WSOD.ENABLED = True  # evaluate CorLoc and AP50 of "instances" outputs
     _C.TEST.WSOD.IOU_THRESHOLD = 0.5  # IoU for a correct localization / detection
     return cfg
+
+
+def get_teacher_cfg(cfg):
+    """The teacher's config, read from ``MODEL.DISTILL.TEACHER_CONFIG`` (with wsd-distill's keys);
+    its weights are ``MODEL.DISTILL.TEACHER_WEIGHTS`` and it runs on the student's device."""
+    path = cfg.MODEL.DISTILL.TEACHER_CONFIG
+    if not path:
+        raise ValueError("MODEL.DISTILL.ENABLED is on but MODEL.DISTILL.TEACHER_CONFIG is empty: name the teacher's config file")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"MODEL.DISTILL.TEACHER_CONFIG: no such file '{path}'")
+    teacher_cfg = add_wsd_distill_config(get_cfg())
+    teacher_cfg.merge_from_file(path)
+    teacher_cfg.MODEL.WEIGHTS = cfg.MODEL.DISTILL.TEACHER_WEIGHTS
+    teacher_cfg.MODEL.DEVICE = cfg.MODEL.DEVICE
+    if teacher_cfg.MODEL.META_ARCHITECTURE != "WSDDN":
+        raise ValueError(f"MODEL.DISTILL.TEACHER_CONFIG '{path}' is a {teacher_cfg.MODEL.META_ARCHITECTURE}, not a WSDDN")
+    teacher_cfg.freeze()
+    return teacher_cfg

@@ -10,13 +10,9 @@ from detectron2.data import detection_utils as utils
 from detectron2.utils.visualizer import Visualizer
 from tqdm import tqdm
 
+from .modeling.wsddn import region_objectness
+
 CORRECT, WRONG, UNKNOWN = "lime", "red", "white"
-
-
-def proposal_objectness(region_scores):
-    """Objectness of each region from WSDDN region scores S [R, K]: ``max_k S_rk``, the
-    region's largest contribution to any class score."""
-    return region_scores.max(dim=1).values
 
 
 def draw_teacher_view(image, boxes, objectness, image_scores, class_names, labels=None, num_proposals=10, num_labels=3):
@@ -66,7 +62,7 @@ def visualize_teacher(model, data_loader, dataset_name, output_dir, num_images=2
                 boxes[:, 0::2] *= image.shape[1] / x["image"].shape[2]  # network input -> original pixels
                 boxes[:, 1::2] *= image.shape[0] / x["image"].shape[1]
                 drawing = draw_teacher_view(
-                    image, boxes, proposal_objectness(scores).cpu().numpy(), image_scores.cpu().numpy(),
+                    image, boxes, region_objectness(scores).cpu().numpy(), image_scores.cpu().numpy(),
                     class_names, x["multi_labels"].numpy(),
                 )  # fmt: skip
                 written.append(os.path.join(output_dir, f"{x['image_id']}.jpg"))
@@ -75,3 +71,27 @@ def visualize_teacher(model, data_loader, dataset_name, output_dir, num_images=2
                 if len(written) >= num_images:
                     return written
     return written
+
+
+def plot_ap_gain(class_names, frequency, ap_without, ap_with, path):
+    """Bar chart (PNG) of the per-class AP gain ``ap_with - ap_without`` (in AP points), classes
+    sorted from the most to the least frequent (``frequency``: training images per class)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    order = np.argsort(-np.asarray(frequency), kind="stable")
+    gain = (np.asarray(ap_with) - np.asarray(ap_without))[order]
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(order)), 4))
+    ax.bar(range(len(order)), gain, color=["tab:green" if g >= 0 else "tab:red" for g in gain])
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(order)), [f"{class_names[k]} ({frequency[k]})" for k in order], rotation=60, ha="right")
+    ax.set_ylabel("AP gain from KD (points)")
+    ax.set_xlabel("class (training images), most frequent first")
+    ax.set_title(f"S-Cls w/ KD minus w/o KD: mean gain {np.nanmean(gain):+.1f} AP")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path + ".tmp.png", dpi=120)
+    plt.close(fig)
+    os.replace(path + ".tmp.png", path)

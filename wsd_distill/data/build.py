@@ -17,12 +17,14 @@ def get_multilabel_dataset_dicts(names, filter_unlabeled=True, proposal_files=No
     Args:
         filter_unlabeled (bool): drop images whose ``multi_labels`` is empty (training on
             COCO usually does; evaluation keeps them).
-        proposal_files (list[str] or None): one detectron2 proposal file per dataset.
+        proposal_files (list[str] or None): one detectron2 proposal file per dataset (empty
+            or None: no proposals).
     """
     if isinstance(names, str):
         names = [names]
     if isinstance(proposal_files, str):
         raise TypeError(f"Proposal files must be a list, one per dataset, got the string {proposal_files!r}")
+    proposal_files = proposal_files or None
     if proposal_files is not None and len(proposal_files) != len(names):
         raise ValueError(
             f"{len(proposal_files)} proposal files for {len(names)} datasets {list(names)}: "

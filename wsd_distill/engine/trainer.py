@@ -1,17 +1,21 @@
 """Trainer: detectron2's DefaultTrainer with multi-label data loading and evaluation."""
 import os
 
+import torch
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import DatasetEvaluators
+from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 
 from ..data import MultiLabelDatasetMapper, get_multilabel_dataset_dicts, num_classes_of
 from ..evaluation import MultiLabelEvaluator, WSODEvaluator
+from .teacher_hook import TeacherHook
 
 
 def test_proposal_files(cfg, dataset_name):
-    """The proposal file of ``dataset_name`` in ``DATASETS.PROPOSAL_FILES_TEST`` (None without proposals)."""
-    if not cfg.MODEL.LOAD_PROPOSALS:
+    """The proposal file of ``dataset_name`` in ``DATASETS.PROPOSAL_FILES_TEST``; None without
+    proposals, and for a student, which never needs them at test time (only its teacher does)."""
+    if not cfg.MODEL.LOAD_PROPOSALS or cfg.MODEL.META_ARCHITECTURE == "StudentClassifier":
         return None
     if dataset_name not in cfg.DATASETS.TEST:
         raise KeyError(f"'{dataset_name}' is not in DATASETS.TEST, so DATASETS.PROPOSAL_FILES_TEST has no file for it")
@@ -19,13 +23,12 @@ def test_proposal_files(cfg, dataset_name):
 
 
 def check_class_count(cfg):
-    """The model's class count (``MODEL.WSDDN.NUM_CLASSES``) must match every dataset's."""
+    """The model's class count (``MODEL.WSDDN/STUDENT.NUM_CLASSES``) must match every dataset's."""
+    key = "STUDENT" if cfg.MODEL.META_ARCHITECTURE == "StudentClassifier" else "WSDDN"
+    num_classes = cfg.MODEL[key].NUM_CLASSES
     for name in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST):
-        if num_classes_of(name) != cfg.MODEL.WSDDN.NUM_CLASSES:
-            raise ValueError(
-                f"Dataset '{name}' has {num_classes_of(name)} classes but MODEL.WSDDN.NUM_CLASSES is "
-                f"{cfg.MODEL.WSDDN.NUM_CLASSES}"
-            )
+        if num_classes_of(name) != num_classes:
+            raise ValueError(f"Dataset '{name}' has {num_classes_of(name)} classes but MODEL.{key}.NUM_CLASSES is {num_classes}")
 
 
 class Trainer(DefaultTrainer):
@@ -38,6 +41,26 @@ class Trainer(DefaultTrainer):
         check_class_count(cfg)
         return super().build_model(cfg)
 
+    def build_hooks(self):
+        hooks = super().build_hooks()
+        if self.cfg.MODEL.DISTILL.ENABLED:
+            hooks.insert(0, TeacherHook(self.cfg))
+        return hooks
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        name = cfg.SOLVER.OPTIMIZER
+        if name == "SGD":
+            return super().build_optimizer(cfg, model)
+        if name != "AdamW":
+            raise ValueError(f"SOLVER.OPTIMIZER must be 'SGD' or 'AdamW', not {name!r}")
+        params = get_default_optimizer_params(
+            model, base_lr=cfg.SOLVER.BASE_LR, weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
+            bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR, weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
+        )  # fmt: skip
+        optimizer = torch.optim.AdamW(params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+        return maybe_add_gradient_clipping(cfg, optimizer)
+
     @classmethod
     def build_train_loader(cls, cfg):
         dicts = get_multilabel_dataset_dicts(
@@ -49,10 +72,9 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        dicts = get_multilabel_dataset_dicts(
-            [dataset_name], filter_unlabeled=False, proposal_files=test_proposal_files(cfg, dataset_name)
-        )
-        mapper = MultiLabelDatasetMapper(cfg, False, dataset_name=dataset_name)
+        proposal_files = test_proposal_files(cfg, dataset_name)
+        dicts = get_multilabel_dataset_dicts([dataset_name], filter_unlabeled=False, proposal_files=proposal_files)
+        mapper = MultiLabelDatasetMapper(cfg, False, dataset_name=dataset_name, load_proposals=proposal_files is not None)
         return build_detection_test_loader(dicts, mapper=mapper, num_workers=cfg.DATALOADER.NUM_WORKERS)
 
     @classmethod

@@ -25,13 +25,22 @@ class Res5BoxHead(nn.Module):
         return self.res5(x).mean(dim=(2, 3))
 
 
-def build_wsddn_box_head(cfg, input_shape):
-    """Returns (head, output dim) for ``MODEL.WSDDN.BOX_HEAD`` ("fc" or "res5")."""
+def wsddn_box_head_dim(cfg):
+    """Width D of the RoI features [R, D] the box head of ``MODEL.WSDDN.BOX_HEAD`` outputs."""
     kind = cfg.MODEL.WSDDN.BOX_HEAD
     if kind == "fc":
-        in_dim = input_shape.channels * input_shape.height * input_shape.width
-        return FCBoxHead(in_dim, cfg.MODEL.WSDDN.FC_DIM, cfg.MODEL.WSDDN.DROPOUT), cfg.MODEL.WSDDN.FC_DIM
+        return cfg.MODEL.WSDDN.FC_DIM
     if kind == "res5":
-        res5, out_channels = Res5ROIHeads._build_res5_block(cfg)
-        return Res5BoxHead(res5), out_channels
+        return cfg.MODEL.RESNETS.RES2_OUT_CHANNELS * 8  # as Res5ROIHeads._build_res5_block
     raise ValueError(f"MODEL.WSDDN.BOX_HEAD must be 'fc' or 'res5', got {kind!r}")
+
+
+def build_wsddn_box_head(cfg, input_shape):
+    """Returns (head, output dim) for ``MODEL.WSDDN.BOX_HEAD`` ("fc" or "res5")."""
+    dim = wsddn_box_head_dim(cfg)
+    if cfg.MODEL.WSDDN.BOX_HEAD == "fc":
+        in_dim = input_shape.channels * input_shape.height * input_shape.width
+        return FCBoxHead(in_dim, dim, cfg.MODEL.WSDDN.DROPOUT), dim
+    res5, out_channels = Res5ROIHeads._build_res5_block(cfg)
+    assert out_channels == dim, (out_channels, dim)
+    return Res5BoxHead(res5), dim

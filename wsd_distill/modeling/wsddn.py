@@ -11,6 +11,7 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 
 from .box_head import build_wsddn_box_head
+from .class_count import add_class_count_check
 
 
 def softmax_over_regions(logits, num_regions):
@@ -24,6 +25,12 @@ def wsddn_scores(cls_logits, det_logits, num_regions, eps):
     region_scores = F.softmax(cls_logits, dim=1) * softmax_over_regions(det_logits, num_regions)
     image_scores = torch.stack([s.sum(dim=0) for s in region_scores.split(num_regions)])
     return region_scores, image_scores.clamp(eps, 1 - eps)
+
+
+def region_objectness(region_scores):
+    """Objectness of each region from WSDDN region scores S [R, K]: ``max_k S_rk``, the
+    region's largest contribution to any class score. [R]"""
+    return region_scores.max(dim=1).values
 
 
 def select_proposals(proposals, max_proposals):
@@ -71,9 +78,7 @@ class WSDDN(nn.Module):
         self.detections_per_image = detections_per_image
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
-        # Saved in checkpoints, so loading weights trained for another class count fails clearly.
-        self.register_buffer("class_count", torch.tensor(num_classes))
-        self._register_load_state_dict_pre_hook(self._check_class_count)
+        add_class_count_check(self, num_classes, "MODEL.WSDDN.NUM_CLASSES")
 
     @classmethod
     def from_config(cls, cfg):
@@ -97,14 +102,6 @@ class WSDDN(nn.Module):
             "refine_iters": w.REFINE_ITERS, "refine_iou": w.REFINE_IOU, "score_thresh": w.SCORE_THRESH_TEST,
             "nms_thresh": w.NMS_THRESH_TEST, "detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
         }  # fmt: skip
-
-    def _check_class_count(self, state_dict, prefix, *args):
-        saved = state_dict.get(prefix + "class_count")
-        if saved is not None and int(saved) != self.num_classes:
-            raise ValueError(
-                f"The checkpoint was trained for {int(saved)} classes but MODEL.WSDDN.NUM_CLASSES is "
-                f"{self.num_classes}: use weights trained on this dataset, or set the class count to match"
-            )
 
     @property
     def device(self):

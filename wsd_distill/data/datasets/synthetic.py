@@ -38,8 +38,11 @@ CO_OCCURRING = (
     ("square", "cross"), ("pentagon", "heart"), ("hexagon", "ell"),
 )  # fmt: skip
 _PARTNER = {SHAPE_CLASSES.index(a): SHAPE_CLASSES.index(b) for p in CO_OCCURRING for a, b in (p, p[::-1])}
+PATTERN_PERIODS = (3.0, 4.5, 7.0)
+PATTERN_ORIENTATIONS = (0, 45, 90, 135)
 SPLITS = ("train", "val", "test")
 _PARAMS_FILE = "generator.json"
+GENERATOR_VERSION = 2  # bumped whenever the drawing changes, so an old folder is never reused
 
 
 def _regular(n, radius=1.0, phase=-np.pi / 2):
@@ -135,6 +138,17 @@ def _draw_distractor(img, rng, size):
         img[:] = img * (1 - alpha) + texture * alpha
 
 
+def _grating(cls, color, size, rng):
+    """The class's fill: a sinusoidal grating [S, S, 3] from half ``color`` up by 127 in every
+    channel, with the class's orientation and period (in pixels of the generated image) and a
+    random phase."""
+    period = PATTERN_PERIODS[cls % len(PATTERN_PERIODS)]
+    theta = np.deg2rad(PATTERN_ORIENTATIONS[cls // len(PATTERN_PERIODS)])
+    yy, xx = np.mgrid[0:size, 0:size]
+    wave = 0.5 + 0.5 * np.cos(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / period + rng.uniform(0, 2 * np.pi))
+    return 0.5 * color + 127 * wave[..., None]
+
+
 def _sample_classes(rng):
     num_objects = rng.choice([1, 2, 3, 4], p=[0.25, 0.3, 0.25, 0.2])
     classes = [int(rng.choice(len(SHAPE_CLASSES), p=CLASS_PRIOR))]
@@ -189,7 +203,7 @@ def render_image(rng, size, object_size=(0.1, 0.45), distractors=(2, 8)):
                 break
             color = _color(rng)
         alpha = mask[..., None] / 255.0
-        img = img * (1 - alpha) + color * alpha
+        img = img * (1 - alpha) + _grating(cls, color, size, rng) * alpha
         placed.append(approx)
         objects.append((cls, [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]))
     for _ in range(int(rng.integers(0, 3))):  # thin clutter in front of the objects
@@ -227,7 +241,7 @@ def generate_synthetic_shapes(root, num_images, image_size=256, seed=0, object_s
     parameters is an error, never overwritten.
     """
     params = {
-        "num_images": dict(num_images), "image_size": int(image_size), "seed": int(seed),
+        "version": GENERATOR_VERSION, "num_images": dict(num_images), "image_size": int(image_size), "seed": int(seed),
         "object_size": [float(v) for v in object_size], "distractors": [int(v) for v in distractors],
     }  # fmt: skip
     params_file = os.path.join(root, _PARAMS_FILE)
