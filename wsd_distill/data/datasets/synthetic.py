@@ -1,14 +1,15 @@
 """Synthetic shapes: the embedded multi-label benchmark, written as JPEGs plus COCO jsons.
 
-Twelve classes that differ only by shape; colour, size, rotation, aspect and position are
-random. Objects are often small (diameter 10%-45% of the image side by default,
-log-uniform, so most boxes cover under 10% of it), 1-4 per image, on cluttered backgrounds (gradients, noise, lines, arcs,
-scribbles and irregular blobs of noise texture: nothing solid-coloured that could pass for a
-class shape). Class frequencies follow a fixed
-long tail (``CLASS_PRIOR``) and the pairs in ``CO_OCCURRING`` tend to appear together.
-Telling a pentagon from a hexagon or a circle at 15 pixels needs resolution and
-localisation: a low-resolution global classifier is at a disadvantage against a
-region-based model, which is what distillation from a detector exploits.
+Twelve classes, each a shape filled with its own sinusoidal grating (``PATTERN_ORIENTATIONS``
+x ``PATTERN_PERIODS``, periods in pixels of the generated image); colour, size, rotation,
+aspect and position are random. Objects are often small (diameter 10%-45% of the image side by
+default, log-uniform, so most boxes cover under 10% of it), 1-4 per image, on cluttered
+backgrounds (gradients, noise, lines, arcs, scribbles and irregular blobs of noise texture).
+Class frequencies follow a fixed long tail (``CLASS_PRIOR``) and the pairs in
+``CO_OCCURRING`` tend to appear together. The finest gratings vanish at half resolution, as
+small objects do in COCO at 224 px: a low-resolution global classifier is at a disadvantage
+against a region-based model at full resolution, which is what distillation exploits. (Shapes
+in flat colours alone were not learnable from scratch in CPU minutes; the gratings are.)
 
 Generation is deterministic: image ``i`` of split ``s`` is drawn from its own random stream
 seeded by ``(seed, s, i)``, so the same parameters give the same bytes.
