@@ -55,6 +55,7 @@ def get_parser():
 
 
 def print_dataset_summary(names):
+    """Print the splits' statistics; returns the training split's (``dataset_summary``)."""
     class_names = MetadataCatalog.get(names[0]).thing_classes
     rows, class_rows = [], []
     summaries = {n: dataset_summary(DatasetCatalog.get(n), class_names) for n in names}
@@ -74,6 +75,7 @@ def print_dataset_summary(names):
     print(f"\nMost co-occurring class pairs in {names[0]} (lift = P(a, b) / (P(a) P(b))):")
     print(tabulate([[class_names[i], class_names[j], int(co[i, j]), f"{v:.2f}"] for v, i, j in pairs[:6]],
                    headers=["class a", "class b", "images", "lift"]))  # fmt: skip
+    return train
 
 
 def load_config(name, output_dir, opts):
@@ -102,12 +104,13 @@ def train_and_evaluate(cfg):
 
 
 def prepare_data(args):
+    """Generate the dataset and proposals, print their statistics; returns the training split's summary."""
     cfg = load_config("T-WDet.yaml", args.output, args.opts)
     names = [f"synthetic_shapes_{s}" for s in SPLITS]
     cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = (names[0],), tuple(names[1:])
     root = prepare_synthetic_shapes(cfg)
     print(f"Synthetic shapes benchmark in {root}\n")
-    print_dataset_summary(names)
+    train_summary = print_dataset_summary(names)
 
     rows = []
     for name in names:
@@ -123,6 +126,7 @@ def prepare_data(args):
                      f"{100 * recall['recall@0.7']:.1f}%", speed])  # fmt: skip
     print(f"\n{args.method} proposals ({args.workers} workers):")
     print(tabulate(rows, headers=["dataset", "file", "boxes/img", "GT recall@0.5", "recall@0.7", "images/s (per worker)"]))
+    return train_summary
 
 
 def train_teacher(args, opts, seed):
@@ -178,7 +182,7 @@ def results_table(runs):
 
 def main(args):
     setup_logger(name="wsd_distill")
-    prepare_data(args)
+    train_summary = prepare_data(args)
     if args.skip_training:
         return
     proposals = {s: os.path.join(args.proposals_dir, f"synthetic_shapes_{s}_{args.method}.pkl") for s in SPLITS}
@@ -197,7 +201,7 @@ def main(args):
     print("\n" + table)
 
     class_names = MetadataCatalog.get(test_set).thing_classes
-    frequency = dataset_summary(DatasetCatalog.get(teacher_cfg.DATASETS.TRAIN[0]), class_names)["class_images"]
+    frequency = train_summary["class_images"]
     # classes without a positive test image have no AP (NaN, no bar)
     ap = {name: np.mean([[r["multilabel"].get(f"AP-{c}", np.nan) for c in class_names] for r in runs[name]], axis=0) for name in runs}
     chart = os.path.join(args.output, "kd_gain_per_class.png")
