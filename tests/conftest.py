@@ -22,7 +22,7 @@ def datasets_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_proposals(datasets_dir, tmp_path_factory):
-    """EdgeBoxes proposal files (100 boxes per image) of tiny_shapes_{train,val,test}: {split: path}."""
+    """EdgeBoxes proposal stores (100 boxes per image) of tiny_shapes_{train,val,test}: {split: path}."""
     from detectron2.data import DatasetCatalog
 
     from wsd_distill.proposals.generate import generate_proposal_file
@@ -30,6 +30,6 @@ def tiny_proposals(datasets_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("proposals")
     files = {}
     for split in TINY_SIZES:
-        files[split] = str(folder / f"{TINY_PREFIX}_{split}.pkl")
+        files[split] = str(folder / f"{TINY_PREFIX}_{split}")  # proposal stores
         generate_proposal_file(DatasetCatalog.get(f"{TINY_PREFIX}_{split}"), files[split], "edge_boxes", {"max_proposals": 100})
     return files

@@ -75,28 +75,36 @@ def _cfg(tmp_path, datasets_dir, proposal_files):
     return cfg
 
 
-def test_trainer_loaders_feed_images_labels_and_proposals(tmp_path, datasets_dir):
+@pytest.mark.parametrize("suffix,workers", [(".pkl", 0), ("", 2)])  # detectron2 pickle; proposal store
+def test_trainer_loaders_feed_images_labels_and_proposals(tmp_path, datasets_dir, suffix, workers):
     files = []
     for name in ("tiny_shapes_train", "tiny_shapes_val"):
         dicts = DatasetCatalog.get(name)
-        files.append(str(tmp_path / f"{name}.pkl"))
-        save_proposals(files[-1], [d["image_id"] for d in dicts], [np.array([[0, 0, 50, 40], [10, 10, 90, 90]])] * len(dicts), [np.array([1.0, 0.0])] * len(dicts))
+        files.append(str(tmp_path / f"{name}{suffix}"))
+        save_proposals(files[-1], [d["image_id"] for d in dicts], [(np.array([[0, 0, 50, 40], [10, 10, 90, 90]]), np.array([1.0, 0.0]))] * len(dicts))
     cfg = _cfg(tmp_path, datasets_dir, files)
+    cfg.DATALOADER.NUM_WORKERS = workers
     batch = next(iter(Trainer.build_train_loader(cfg)))
     assert len(batch) == 4
     for item in batch:
         assert min(item["image"].shape[1:]) == 96 and item["multi_labels"].shape == (12,)
         assert item["multi_labels"].sum() >= 1 and len(item["proposals"]) == 2
+        assert "proposal_index" not in item and "proposal_file" not in item
+        scale = item["image"].shape[1] / item["height"]  # boxes follow the resize
+        np.testing.assert_allclose(item["proposals"].objectness_logits, [1.0, 0.0])
+        box = item["proposals"].proposal_boxes.tensor[0].numpy()
+        np.testing.assert_allclose(box[[0, 2]] if box[0] == 0 else item["image"].shape[2] - box[[2, 0]], np.array([0, 50]) * scale, rtol=1e-4)  # flipped or not
     test_batch = next(iter(Trainer.build_test_loader(cfg, "tiny_shapes_val")))
     assert min(test_batch[0]["image"].shape[1:]) == 128
     with pytest.raises(KeyError, match="not in DATASETS.TEST"):
         Trainer.build_test_loader(cfg, "tiny_shapes_test")
 
 
-def test_proposal_file_missing_an_image_is_a_clear_error(tmp_path, datasets_dir):
+@pytest.mark.parametrize("name", ["partial.pkl", "partial_store"])
+def test_proposal_file_missing_an_image_is_a_clear_error(tmp_path, datasets_dir, name):
     dicts = DatasetCatalog.get("tiny_shapes_train")
-    path = str(tmp_path / "partial.pkl")
-    save_proposals(path, [d["image_id"] for d in dicts[1:]], [np.zeros((1, 4))] * (len(dicts) - 1), [np.zeros(1)] * (len(dicts) - 1))
+    path = str(tmp_path / name)
+    save_proposals(path, [d["image_id"] for d in dicts[1:]], [(np.zeros((1, 4)), np.zeros(1))] * (len(dicts) - 1))
     cfg = _cfg(tmp_path, datasets_dir, [path, path])
-    with pytest.raises(KeyError, match=f"partial.pkl has no proposals for image id '{dicts[0]['image_id']}'"):
+    with pytest.raises(KeyError, match=rf"{name} has no proposals for .*image id '?{dicts[0]['image_id']}\b"):
         Trainer.build_train_loader(cfg)

@@ -12,7 +12,8 @@ import pytest
 from detectron2.data import DatasetCatalog
 from scipy.io import savemat
 
-from wsd_distill.data import load_mat_proposals, load_proposals_into_dataset, save_proposals
+from wsd_distill.data import RaggedStore, RaggedStoreWriter, load_mat_proposals, load_proposals_into_dataset, read_proposals, save_proposals
+from wsd_distill.data.proposals import fetch_proposals
 from wsd_distill.data.statistics import proposal_recall
 from wsd_distill.data.datasets.synthetic import render_image
 from wsd_distill.proposals import EdgeBoxes, SelectiveSearch, postprocess_proposals
@@ -46,19 +47,63 @@ def test_generators_find_the_objects(generator):
     assert proposal_recall(dicts)["recall@0.5"] > 0.6
 
 
-def test_pickle_round_trip_and_missing_image_error(tmp_path):
+@pytest.mark.parametrize("name", ["p.pkl", "p_store"])  # detectron2 pickle; proposal store
+def test_proposals_round_trip_and_missing_image_error(tmp_path, name):
     dicts = [{"image_id": i, "file_name": f"{i}.jpg"} for i in (3, 1, 2)]
     boxes = [np.array([[0, 0, 10, 10], [1, 2, 3, 4]], np.float32) * (i + 1) for i in range(3)]
-    logits = [np.array([2.0, 1.0], np.float32)] * 3
-    path = str(tmp_path / "p.pkl")
-    save_proposals(path, [3, 1, 2], boxes, logits)
-    with open(path, "rb") as f:
-        assert set(pickle.load(f)) == {"ids", "boxes", "objectness_logits", "bbox_mode"}
-    loaded = load_proposals_into_dataset([dict(d) for d in dicts], path)  # detectron2's reader
-    for d, b in zip(loaded, boxes):
+    boxes[1] = boxes[1][:1]  # a different count per image
+    logits = [np.array([2.0, 1.0], np.float32)[: len(b)] for b in boxes]
+    path = str(tmp_path / name)
+    save_proposals(path, [3, 1, 2], zip(boxes, logits))
+    if name.endswith(".pkl"):
+        with open(path, "rb") as f:
+            assert set(pickle.load(f)) == {"ids", "boxes", "objectness_logits", "bbox_mode"}
+    loaded = load_proposals_into_dataset([dict(d) for d in dicts], path)  # detectron2's reader for the pickle
+    stores = {}
+    for d, b, s in zip(loaded, boxes, logits):
+        d = fetch_proposals(d, stores)  # the store's dicts point at a row; reading it is the mapper's job
         np.testing.assert_array_equal(d["proposal_boxes"], b)
-    with pytest.raises(KeyError, match=r"p.pkl has no proposals for image id '7'"):
-        load_proposals_into_dataset(dicts + [{"image_id": 7, "file_name": "7.jpg"}], path)
+        np.testing.assert_array_equal(d["proposal_objectness_logits"], s)
+    ids, read_boxes, _ = read_proposals(path)
+    assert ids == [3, 1, 2] and all(np.array_equal(a, b) for a, b in zip(read_boxes, boxes))
+    with pytest.raises(KeyError, match=rf"{name} has no proposals for .*image id '7'"):
+        load_proposals_into_dataset(dicts + [{"image_id": "7", "file_name": "7.jpg"}], path)
+    with pytest.raises(ValueError, match="3 image ids but proposals for 2 images; nothing written"):
+        save_proposals(str(tmp_path / f"short_{name}"), [3, 1, 2], zip(boxes[:2], logits))
+    assert not any(p.name.startswith("short") for p in tmp_path.iterdir())
+
+
+def test_store_is_checked_when_opened(tmp_path):
+    path = str(tmp_path / "store")
+    with RaggedStoreWriter(path, {"boxes": ("float16", (4,)), "scores": ("float32", (3,), True)}, meta={"content": "x"}) as w:
+        w.append((5, 1), boxes=np.ones((2, 4)), scores=[0.1, 0.2, 0.3])  # tuple keys survive the JSON index
+        w.append((6, 0), boxes=np.zeros((0, 4)), scores=[1, 2, 3])
+    store = RaggedStore(path)
+    assert store.keys == [(5, 1), (6, 0)] and store.row_of((6, 0)) == 1
+    assert store.get(0, "boxes").dtype == np.float16 and store.get(1, "boxes").shape == (0, 4)
+    np.testing.assert_allclose(store.get(1, "scores"), [1, 2, 3])
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(store)).get(0, "boxes"), np.ones((2, 4)))
+    with pytest.raises(ValueError, match=r"is a store of 'x' .* not proposals"):
+        load_proposals_into_dataset([{"image_id": (5, 1)}], path)
+    with pytest.raises(ValueError, match="fields have different numbers of rows"), RaggedStoreWriter(
+        str(tmp_path / "bad"), {"a": ("float32", ()), "b": ("float32", ())}
+    ) as w:
+        w.append(0, a=[1, 2], b=[1])
+    assert not os.path.exists(tmp_path / "bad") and not list(tmp_path.glob("bad.tmp-*"))
+
+    with open(os.path.join(path, "boxes.bin"), "r+b") as f:  # truncated
+        f.truncate(8)
+    with pytest.raises(ValueError, match=r"Corrupt store .*boxes.bin has 8 bytes, the index says 16"):
+        RaggedStore(path)
+    np.array([0, 5, 2], np.int64).tofile(os.path.join(path, "offsets.bin"))
+    os.truncate(os.path.join(path, "boxes.bin"), 16)
+    with pytest.raises(ValueError, match="offsets.bin is not a row index"):
+        RaggedStore(path)
+    os.remove(os.path.join(path, "index.json"))
+    with pytest.raises(FileNotFoundError, match="is not a store: no .*index.json"):
+        RaggedStore(path)
+    with pytest.raises(FileNotFoundError, match="Proposal file .*nowhere does not exist"):
+        load_proposals_into_dataset([], str(tmp_path / "nowhere"))
 
 
 def _mat_dataset():
@@ -134,7 +179,7 @@ def test_generate_proposals_resumes_after_sigkill(datasets_dir, tmp_path):
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     assert "images/s" in done.stdout
 
-    output = str(tmp_path / "resumed.pkl")
+    output = str(tmp_path / "resumed_store")  # a proposal store this time
     cmd, env = _generate(datasets_dir, output, "--workers", "1", "--chunk-size", "1")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     partial = output + ".partial"
@@ -151,12 +196,17 @@ def test_generate_proposals_resumes_after_sigkill(datasets_dir, tmp_path):
 
     resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     assert "Resuming" in resumed.stderr + resumed.stdout
-    assert not os.path.exists(partial)
-    with open(reference, "rb") as f, open(output, "rb") as g:
-        a, b = pickle.load(f), pickle.load(g)
-    assert a["ids"] == b["ids"] == [d["image_id"] for d in DatasetCatalog.get("tiny_shapes_test")]
-    for x, y in zip(a["boxes"], b["boxes"]):
+    assert not os.path.exists(partial) and not list(tmp_path.glob("resumed_store.tmp-*"))
+    (a_ids, a_boxes, _), (b_ids, b_boxes, _) = read_proposals(reference), read_proposals(output)
+    assert a_ids == b_ids == [d["image_id"] for d in DatasetCatalog.get("tiny_shapes_test")]
+    for x, y in zip(a_boxes, b_boxes):
         np.testing.assert_array_equal(x, y)
+
+    converted = str(tmp_path / "converted_fp16")
+    tool = [sys.executable, os.path.join(ROOT, "tools", "convert_proposals.py"), "--pickle", reference, "--output", converted]
+    subprocess.run([*tool, "--dtype", "float16"], env=env, capture_output=True, check=True)
+    c_ids, c_boxes, _ = read_proposals(converted)
+    assert c_ids == a_ids and all(np.abs(x - y).max() <= 0.125 for x, y in zip(a_boxes, c_boxes))  # fp16 at < 256 px
 
 
 

@@ -8,20 +8,26 @@ depend on them. Prints a table and writes it as JSON and Markdown to --output.
 """
 import argparse
 import json
+import multiprocessing as mp
 import os
+import pickle
 import platform
+import resource
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import torch
 from detectron2.config import get_cfg
+from detectron2.data.build import trivial_batch_collator
+from detectron2.data.common import DatasetFromList, MapDataset
 from detectron2.modeling import build_model
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import Boxes, BoxMode, Instances
 from tabulate import tabulate
 
 from wsd_distill import add_wsd_distill_config
 from wsd_distill.data.datasets.synthetic import render_image
-from wsd_distill.data.proposals import atomic_write_bytes
+from wsd_distill.data.proposals import atomic_write_bytes, fetch_proposals, load_proposals_into_dataset, save_proposals
 from wsd_distill.proposals import build_proposal_generator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,8 +58,7 @@ def images_per_s(fn, inputs, min_seconds, device):
     return count / (time.perf_counter() - start)
 
 
-def main(args):
-    torch.set_num_threads(args.threads or torch.get_num_threads())
+def benchmark_inference(args):
     rng = np.random.default_rng(0)
     rows = []
     for name, (teacher_config, student_config, (h, w), num_proposals) in SETTINGS.items():
@@ -71,15 +76,103 @@ def main(args):
         rows.append([name, f"{student_speed:.1f}", f"{teacher_speed:.2f}", f"{with_proposals:.2f}",
                      f"{student_speed / with_proposals:.0f}x"])  # fmt: skip
     headers = ["setting", "student img/s", "teacher img/s (proposals given)", "teacher + EdgeBoxes img/s", "student / teacher+proposals"]
-    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, device {args.device}"
-    if args.device == "cuda":
-        machine += f" ({torch.cuda.get_device_name()})"
-    table = tabulate(rows, headers=headers, tablefmt="github")
-    print(f"Inference, batch 1, {machine}:\n\n{table}")
-    os.makedirs(args.output, exist_ok=True)
-    atomic_write_bytes(os.path.join(args.output, "inference.md"), f"Inference, batch 1, {machine}:\n\n{table}\n".encode())
-    atomic_write_bytes(os.path.join(args.output, "inference.json"),
-                       json.dumps({"machine": machine, "headers": headers, "rows": rows}, indent=1).encode())  # fmt: skip
+    return "Inference, batch 1", headers, rows
+
+
+def simulate_proposal_files(folder, num_images, boxes_per_image, store_dtype):
+    """Random proposals for ``num_images`` images as a detectron2 pickle and a proposal store
+    (written once, reused by later runs); returns ``(dataset dicts, {kind: path})``."""
+    dicts = [{"image_id": i, "file_name": f"{i:012d}.jpg", "height": 480, "width": 640, "multi_labels": [i % 80]}
+             for i in range(num_images)]  # fmt: skip
+    files = {"pickle": os.path.join(folder, f"sim_{num_images}x{boxes_per_image}.pkl"),
+             "store": os.path.join(folder, f"sim_{num_images}x{boxes_per_image}_{store_dtype}")}  # fmt: skip
+
+    def proposals():
+        for i in range(num_images):
+            rng = np.random.default_rng(i)
+            xy = rng.uniform(0, [560, 400], (boxes_per_image, 2)).astype(np.float32)
+            wh = rng.uniform(8, 80, (boxes_per_image, 2)).astype(np.float32)
+            yield np.concatenate([xy, xy + wh], 1), -np.arange(boxes_per_image, dtype=np.float32)
+
+    ids = [d["image_id"] for d in dicts]
+    if not os.path.exists(files["store"]):
+        save_proposals(files["store"], ids, proposals(), store_dtype)
+    if not os.path.exists(files["pickle"]):
+        boxes, logits = zip(*proposals())  # written as pickle.dump does, without the bytes copy of save_proposals
+        with open(files["pickle"] + ".tmp", "wb") as f:
+            pickle.dump({"ids": ids, "boxes": list(boxes), "objectness_logits": list(logits), "bbox_mode": BoxMode.XYXY_ABS}, f, protocol=4)
+        del boxes, logits
+        os.replace(files["pickle"] + ".tmp", files["pickle"])
+    return dicts, files
+
+
+def _memory(pids):
+    """(RSS, PSS) in bytes summed over ``pids`` (Linux /proc; PSS splits shared pages between processes)."""
+    total = {"Rss": 0, "Pss": 0}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    key, value = line.split(":", 1)
+                    if key in total:
+                        total[key] += int(value.split()[0]) * 1024
+        except FileNotFoundError:  # a worker that has exited
+            pass
+    return total["Rss"], total["Pss"]
+
+
+class _ProposalsOnly:
+    """What a data-loader worker does with proposals: the image's boxes as a tensor."""
+
+    def __init__(self):
+        self.stores = {}
+
+    def __call__(self, d):
+        d = fetch_proposals(d, self.stores)
+        return torch.as_tensor(d["proposal_boxes"])
+
+
+def measure_loading(dicts, proposal_file, workers, batches, batch_size):
+    """In a fresh process: open time, per-image fetch time, proposals/s through a DataLoader with
+    ``workers`` workers (detectron2's serialized DatasetFromList), and its peak memory."""
+    start = time.perf_counter()
+    dicts = load_proposals_into_dataset(dicts, proposal_file)
+    open_s = time.perf_counter() - start
+    open_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    dataset = DatasetFromList(dicts, copy=False, serialize=True)
+    del dicts
+    fetch, order = _ProposalsOnly(), np.random.default_rng(0).permutation(len(dataset))[:2000]
+    start = time.perf_counter()
+    for i in order:
+        fetch(dataset[int(i)])
+    fetch_ms = 1000 * (time.perf_counter() - start) / len(order)
+    sampler = torch.utils.data.RandomSampler(dataset, num_samples=batches * batch_size)
+    loader = torch.utils.data.DataLoader(MapDataset(dataset, fetch), batch_size, sampler=sampler, num_workers=workers,
+                                         collate_fn=trivial_batch_collator, multiprocessing_context="fork")  # as on Linux by default
+    peak, start = (0, 0), time.perf_counter()
+    iterator = iter(loader)
+    pids = [os.getpid(), *(w.pid for w in iterator._workers)]
+    for k, _ in enumerate(iterator):
+        if k % 10 == 0:
+            peak = max(peak, _memory(pids), key=lambda m: m[1])
+    images_per_s = batches * batch_size / (time.perf_counter() - start)
+    rss, pss = peak
+    return {"open_s": open_s, "open_rss_gb": open_rss / 2**30, "fetch_ms": fetch_ms, "images_per_s": images_per_s,
+            "peak_rss_gb": rss / 2**30, "peak_pss_gb": pss / 2**30}  # fmt: skip
+
+
+def benchmark_loading(args):
+    dicts, files = simulate_proposal_files(args.loading_dir, args.loading_images, args.loading_boxes, args.store_dtype)
+    rows = []
+    for kind, path in files.items():
+        with ProcessPoolExecutor(1, mp.get_context("spawn")) as pool:  # a fresh process, so memory is its own
+            r = pool.submit(measure_loading, dicts, path, 4, 100, 32).result()
+        size = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path)) if os.path.isdir(path) else os.path.getsize(path)
+        rows.append([kind + (f" ({args.store_dtype})" if kind == "store" else " (float32)"), f"{size / 2**30:.2f}", f"{r['open_s']:.2f}", f"{r['open_rss_gb']:.2f}",
+                     f"{r['fetch_ms']:.3f}", f"{r['images_per_s']:.0f}", f"{r['peak_rss_gb']:.2f}", f"{r['peak_pss_gb']:.2f}"])  # fmt: skip
+    headers = ["proposal file", "size GB", "open s", "peak RSS opening GB", "fetch ms/img", "loader img/s (4 workers)", "peak RSS GB (sum)", "peak PSS GB (sum)"]
+    title = f"Proposal loading, {args.loading_images} images x {args.loading_boxes} random boxes"
+    return title, headers, rows
 
 
 def _timed(generator, image):
@@ -96,10 +189,33 @@ def _model_input(image, boxes, device):
     return {"image": tensor.to(device), "proposals": proposals, "height": image.shape[0], "width": image.shape[1]}
 
 
+PARTS = {"inference": benchmark_inference, "loading": benchmark_loading}
+
+
+def main(args):
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, device {args.device}"
+    if args.device == "cuda":
+        machine += f" ({torch.cuda.get_device_name()})"
+    os.makedirs(args.output, exist_ok=True)
+    for part in args.parts:
+        title, headers, rows = PARTS[part](args)
+        text = f"{title}, {machine}:\n\n{tabulate(rows, headers=headers, tablefmt='github')}\n"
+        print(text)
+        atomic_write_bytes(os.path.join(args.output, f"{part}.md"), text.encode())
+        atomic_write_bytes(os.path.join(args.output, f"{part}.json"),
+                           json.dumps({"title": title, "machine": machine, "headers": headers, "rows": rows}, indent=1).encode())  # fmt: skip
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seconds", type=float, default=5.0, help="minimum timing per measurement")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--output", default="output/benchmark")
+    parser.add_argument("--parts", nargs="+", choices=sorted(PARTS), default=["inference", "loading"])
+    parser.add_argument("--loading-dir", default="output/benchmark/proposals", help="where the simulated proposal files go")
+    parser.add_argument("--loading-images", type=int, default=123287, help="simulated dataset size (COCO-2014 train+val)")
+    parser.add_argument("--loading-boxes", type=int, default=2000, help="proposals per image")
+    parser.add_argument("--store-dtype", choices=["float16", "float32"], default="float16")
     main(parser.parse_args())

@@ -1,8 +1,14 @@
 #!/usr/bin/env python
-"""Convert a WSDDN/OICR ``.mat`` proposal file into a detectron2 proposal pickle.
+"""Convert proposals into a proposal store (or, if --output ends with .pkl, a detectron2 pickle).
+
+From a detectron2 pickle (its ids are kept)::
+
+    python tools/convert_proposals.py --pickle coco_train_eb.pkl --output output/proposals/coco_train_eb
+
+From a WSDDN/OICR ``.mat`` file, matched to a registered dataset by image name::
 
     python tools/convert_proposals.py --dataset voc_2007_test_multilabel \\
-        --mat SelectiveSearchVOC2007test.mat --output proposals/voc07_test_ss.pkl
+        --mat SelectiveSearchVOC2007test.mat --output output/proposals/voc07_test_ss
 
 The .mat holds cells ``images``, ``boxes`` (and optionally ``boxScores``), as MATLAB v5 or
 v7.3 files. Box order (x1,y1,x2,y2 or y1,x1,y2,x2) is detected from the image sizes unless
@@ -13,17 +19,24 @@ import argparse
 from detectron2.data import DatasetCatalog
 
 import wsd_distill  # noqa: F401  (registers the datasets)
-from wsd_distill.data.proposals import load_mat_proposals, save_proposals
+from wsd_distill.data.proposals import load_mat_proposals, read_proposals, save_proposals
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", required=True, help="registered dataset the boxes belong to")
-    parser.add_argument("--mat", required=True, help=".mat proposal file")
-    parser.add_argument("--output", required=True, help="detectron2 proposal pickle to write")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--pickle", help="detectron2 proposal pickle (or a proposal store, to make a pickle)")
+    source.add_argument("--mat", help=".mat proposal file (needs --dataset)")
+    parser.add_argument("--dataset", help="registered dataset the .mat boxes belong to")
+    parser.add_argument("--output", required=True, help="proposal store to write (a .pkl path: detectron2 pickle)")
+    parser.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="the store's box dtype")
     parser.add_argument("--box-order", choices=["auto", "xyxy", "yxyx"], default="auto")
-    parser.add_argument("--zero-based", action="store_true", help="boxes are 0-based already")
+    parser.add_argument("--zero-based", action="store_true", help=".mat boxes are 0-based already")
     args = parser.parse_args()
-    dicts = DatasetCatalog.get(args.dataset)
-    ids, boxes, logits = load_mat_proposals(args.mat, dicts, args.box_order, one_based=not args.zero_based)
-    save_proposals(args.output, ids, boxes, logits)
-    print(f"Wrote {args.output}: {len(ids)} images, {sum(len(b) for b in boxes) / len(ids):.0f} boxes/image")
+    if args.mat:
+        if not args.dataset:
+            parser.error("--mat needs --dataset (the registered dataset whose images the file names)")
+        ids, boxes, logits = load_mat_proposals(args.mat, DatasetCatalog.get(args.dataset), args.box_order, not args.zero_based)
+    else:
+        ids, boxes, logits = read_proposals(args.pickle)
+    save_proposals(args.output, ids, zip(boxes, logits), args.dtype, meta={"converted_from": args.mat or args.pickle})
+    print(f"Wrote {args.output}: {len(ids)} images, {sum(len(b) for b in boxes) / max(len(ids), 1):.0f} boxes/image")

@@ -10,6 +10,7 @@ from detectron2.data import transforms as T
 from detectron2.structures import Boxes, BoxMode, Instances
 
 from .build import num_classes_of
+from .proposals import fetch_proposals
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class MultiLabelDatasetMapper:
         self.load_proposals = load_proposals
         self.proposal_topk = proposal_topk
         self.proposal_min_size = proposal_min_size
+        self._proposal_stores = {}  # opened on first use, in each data-loader worker
         mode = "training" if is_train else "inference"
         logger.info(f"[MultiLabelDatasetMapper] Augmentations used in {mode}: {augmentations}")
 
@@ -86,6 +88,7 @@ class MultiLabelDatasetMapper:
         dataset_dict["multi_labels"] = self._labels(dataset_dict)
 
         if self.load_proposals:
+            fetch_proposals(dataset_dict, self._proposal_stores)
             if "proposal_boxes" not in dataset_dict:
                 raise KeyError(
                     f"Image {dataset_dict['image_id']!r} has no proposals but MODEL.LOAD_PROPOSALS is on: "
@@ -103,5 +106,6 @@ class MultiLabelDatasetMapper:
             if len(dataset_dict["proposals"]) == 0:  # every box was smaller than min_box_size
                 dataset_dict["proposals"] = whole_image_proposal(*image_shape)
         # Ground-truth boxes are read by the evaluators from the dataset, not by the model.
-        dataset_dict.pop("annotations", None)
+        for key in ("annotations", "proposal_file", "proposal_index"):
+            dataset_dict.pop(key, None)
         return dataset_dict

@@ -1,9 +1,14 @@
-"""Proposal files: detectron2's pickle (written atomically, read with clear errors) and the
-MATLAB ``.mat`` files shipped with WSDDN/OICR releases.
+"""Proposal files: the proposal store, detectron2's pickle, and the MATLAB ``.mat`` files
+shipped with WSDDN/OICR releases.
 
-detectron2's format is a pickle of ``{"ids": [image_id], "boxes": [float32 [N, 4] XYXY_ABS],
-"objectness_logits": [float32 [N]], "bbox_mode": BoxMode.XYXY_ABS}``, boxes sorted by
-decreasing objectness (``detection_utils.transform_proposals`` keeps the first top-k).
+- The proposal store (any path not ending in ``.pkl``) is a :class:`RaggedStore` with fields
+  ``boxes`` [R, 4] XYXY_ABS and ``objectness_logits`` [R]. The dataset dicts carry only
+  ``proposal_file`` and ``proposal_index``; the mapper reads an image's boxes when it needs them.
+  Use it for COCO-sized datasets: detectron2's pickle is loaded whole into every process.
+- detectron2's format is a pickle of ``{"ids": [image_id], "boxes": [float32 [N, 4] XYXY_ABS],
+  "objectness_logits": [float32 [N]], "bbox_mode": BoxMode.XYXY_ABS}``.
+Boxes are sorted by decreasing objectness (``detection_utils.transform_proposals`` keeps the
+first top-k).
 """
 import os
 import pickle
@@ -11,6 +16,8 @@ import pickle
 import numpy as np
 from detectron2.data import load_proposals_into_dataset as _d2_load_proposals_into_dataset
 from detectron2.structures import BoxMode
+
+from .ragged_store import RaggedStore, RaggedStoreWriter, is_ragged_store
 
 
 def atomic_write_bytes(path, data):
@@ -25,27 +32,44 @@ def atomic_write_bytes(path, data):
     os.replace(tmp, path)
 
 
-def save_proposals(path, ids, boxes, objectness_logits):
-    """Write a detectron2 proposal pickle.
+def save_proposals(path, ids, proposals, dtype="float32", meta=None):
+    """Write proposals: a detectron2 pickle if ``path`` ends with ``.pkl``, else a proposal store.
 
     Args:
         ids (list): image ids, as in the dataset dicts.
-        boxes (list[ndarray]): per image, [N_i, 4] XYXY_ABS boxes sorted by decreasing objectness.
-        objectness_logits (list[ndarray]): per image, [N_i] scores (higher is better).
+        proposals (iterable): per image, ``(boxes, objectness_logits)``: [N_i, 4] XYXY_ABS boxes
+            sorted by decreasing objectness and their [N_i] scores (higher is better).
+        dtype: of the store's arrays ("float16" halves its size; coordinates up to 2048 stay
+            within 1 px). The pickle is always float32.
+        meta (dict): saved in the store's index (how the proposals were made).
     """
-    if not len(ids) == len(boxes) == len(objectness_logits):
-        raise ValueError(f"{len(ids)} ids, {len(boxes)} box arrays, {len(objectness_logits)} logit arrays")
-    data = {
-        "ids": list(ids),
-        "boxes": [np.asarray(b, dtype=np.float32).reshape(-1, 4) for b in boxes],
-        "objectness_logits": [np.asarray(s, dtype=np.float32).reshape(-1) for s in objectness_logits],
-        "bbox_mode": BoxMode.XYXY_ABS,
-    }
-    atomic_write_bytes(path, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
+    proposals = iter(proposals)
+
+    def check_count(n):
+        if n != len(ids) or next(proposals, None) is not None:
+            raise ValueError(f"{len(ids)} image ids but proposals for {'more' if n == len(ids) else n} images; nothing written to {path}")
+
+    if path.endswith(".pkl"):
+        pairs = [(np.asarray(b, np.float32).reshape(-1, 4), np.asarray(s, np.float32).reshape(-1)) for _, (b, s) in zip(ids, proposals)]
+        check_count(len(pairs))
+        data = {"ids": list(ids), "boxes": [b for b, _ in pairs], "objectness_logits": [s for _, s in pairs], "bbox_mode": BoxMode.XYXY_ABS}
+        atomic_write_bytes(path, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
+        return
+    fields = {"boxes": (dtype, (4,)), "objectness_logits": (dtype, ())}
+    with RaggedStoreWriter(path, fields, meta={"content": "proposals", **(meta or {})}) as writer:
+        for i, (b, s) in zip(ids, proposals):
+            writer.append(i, boxes=b, objectness_logits=s)
+        check_count(len(writer.keys))
 
 
 def load_proposals_into_dataset(dataset_dicts, proposal_file):
-    """detectron2's ``load_proposals_into_dataset``, with an error that names the missing image."""
+    """Give every dataset dict its proposals: ``proposal_file`` and ``proposal_index`` for a
+    proposal store (read lazily by the mapper), the boxes themselves for a detectron2 pickle
+    (detectron2's ``load_proposals_into_dataset``). The error for a missing image names it."""
+    if not os.path.exists(proposal_file):
+        raise FileNotFoundError(f"Proposal file {proposal_file} does not exist: make it with tools/generate_proposals.py")
+    if os.path.isdir(proposal_file):
+        return attach_proposal_store(dataset_dicts, proposal_file)
     try:
         return _d2_load_proposals_into_dataset(dataset_dicts, proposal_file)
     except KeyError as e:
@@ -54,6 +78,61 @@ def load_proposals_into_dataset(dataset_dicts, proposal_file):
             f"({len(dataset_dicts)} images in the dataset): regenerate it for this dataset "
             f"with tools/generate_proposals.py"
         ) from None
+
+
+def attach_proposal_store(dataset_dicts, path):
+    """Point each dataset dict at its row of the proposal store ``path``; every image must have one."""
+    store = open_proposal_store(path)
+    rows, missing = [], []
+    for d in dataset_dicts:
+        try:
+            rows.append(store.row_of(d["image_id"]))
+        except KeyError:
+            missing.append(d["image_id"])
+    if missing:
+        raise KeyError(
+            f"Proposal store {path} has no proposals for {len(missing)} of the {len(dataset_dicts)} images "
+            f"(first: image id {missing[0]!r}); it holds {len(store)} images, e.g. {store.keys[:3]}: "
+            f"it was made for another dataset. Regenerate it with tools/generate_proposals.py"
+        )
+    return [{**d, "proposal_file": path, "proposal_index": row} for d, row in zip(dataset_dicts, rows)]
+
+
+def open_proposal_store(path):
+    """Open and check a proposal store (errors name the file and what is wrong)."""
+    store = RaggedStore(path)
+    if store.meta.get("content") != "proposals" or set(store.fields) != {"boxes", "objectness_logits"}:
+        raise ValueError(f"{path} is a store of {store.meta.get('content')!r} with fields {sorted(store.fields)}, not proposals")
+    return store
+
+
+def fetch_proposals(dataset_dict, stores):
+    """If ``dataset_dict`` points into a proposal store, read its boxes into it (in place) as
+    detectron2's ``proposal_boxes``/``proposal_objectness_logits``/``proposal_bbox_mode``.
+
+    ``stores`` (dict: path -> store) caches the stores this process has opened.
+    """
+    if "proposal_index" in dataset_dict:
+        path, i = dataset_dict.pop("proposal_file"), dataset_dict.pop("proposal_index")
+        if path not in stores:
+            stores[path] = open_proposal_store(path)
+        dataset_dict["proposal_boxes"] = stores[path].get(i, "boxes", np.float32)
+        dataset_dict["proposal_objectness_logits"] = stores[path].get(i, "objectness_logits", np.float32)
+        dataset_dict["proposal_bbox_mode"] = BoxMode.XYXY_ABS
+    return dataset_dict
+
+
+def read_proposals(path):
+    """``(ids, boxes, objectness_logits)`` of a proposal store or a detectron2 pickle, in file order."""
+    if is_ragged_store(path):
+        store = open_proposal_store(path)
+        return (store.keys, [store.get(i, "boxes", np.float32) for i in range(len(store))],
+                [store.get(i, "objectness_logits", np.float32) for i in range(len(store))])  # fmt: skip
+    with open(path, "rb") as f:
+        data = pickle.load(f, encoding="latin1")
+    if data.get("bbox_mode", BoxMode.XYXY_ABS) != BoxMode.XYXY_ABS:
+        data["boxes"] = [BoxMode.convert(b, data["bbox_mode"], BoxMode.XYXY_ABS) for b in data["boxes"]]
+    return data["ids"], data["boxes"], data["objectness_logits"]
 
 
 def _read_mat(mat_file):

@@ -3,6 +3,8 @@ import numpy as np
 import torch
 from detectron2.structures import Boxes, BoxMode, pairwise_iou
 
+from .proposals import fetch_proposals
+
 
 def dataset_summary(dataset_dicts, class_names, small_area_fraction=0.1):
     """Counts that describe a multi-label dataset.
@@ -35,11 +37,12 @@ def dataset_summary(dataset_dicts, class_names, small_area_fraction=0.1):
 def proposal_recall(dataset_dicts, iou_thresholds=(0.5, 0.7)):
     """Fraction of ground-truth boxes covered by a proposal at each IoU threshold.
 
-    ``dataset_dicts`` carry ``annotations`` and ``proposal_boxes`` (after
-    ``load_proposals_into_dataset``). Returns ``{"boxes_per_image": float, "recall@0.5": float, ...}``.
+    ``dataset_dicts`` carry ``annotations`` and proposals (after ``load_proposals_into_dataset``).
+    Returns ``{"boxes_per_image": float, "recall@0.5": float, ...}``.
     """
-    best_iou, counts = [], []
+    best_iou, counts, stores = [], [], {}
     for d in dataset_dicts:
+        d = fetch_proposals(dict(d), stores)
         proposals = torch.as_tensor(np.asarray(d["proposal_boxes"], dtype=np.float32)).reshape(-1, 4)
         counts.append(len(proposals))
         gt = [BoxMode.convert(a["bbox"], a.get("bbox_mode", BoxMode.XYWH_ABS), BoxMode.XYXY_ABS)

@@ -1,14 +1,21 @@
 """Trainer: detectron2's DefaultTrainer with multi-label data loading and evaluation."""
+import logging
 import os
+import weakref
 
 import torch
-from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
-from detectron2.engine import DefaultTrainer
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import MetadataCatalog, build_detection_test_loader
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model
 from detectron2.evaluation import DatasetEvaluators
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from ..data import MultiLabelDatasetMapper, get_multilabel_dataset_dicts, num_classes_of
+from ..data.resumable_loader import build_resumable_train_loader
 from ..evaluation import MultiLabelEvaluator, WSODEvaluator
+from .rng_state_hook import RNGStateHook
 from .teacher_hook import TeacherHook
 
 
@@ -31,10 +38,34 @@ def check_class_count(cfg):
             raise ValueError(f"Dataset '{name}' has {num_classes_of(name)} classes but MODEL.{key}.NUM_CLASSES is {num_classes}")
 
 
+def create_ddp_model_on_any_device(model):
+    """detectron2's ``create_ddp_model`` (a no-op on one process), also for CPU processes (GLOO),
+    where DDP takes no ``device_ids``. Every parameter takes part in every step (the student
+    builds only the branches its loss weights use), so ``find_unused_parameters`` stays off."""
+    on_cuda = next(model.parameters()).device.type == "cuda"
+    return create_ddp_model(model, broadcast_buffers=False, device_ids=[comm.get_local_rank()] if on_cuda else None)
+
+
 class Trainer(DefaultTrainer):
     """Feeds ``MultiLabelDatasetMapper`` outputs to the model and evaluates with
     ``MultiLabelEvaluator`` (and, for a WSDDN on a dataset with boxes, ``WSODEvaluator``);
     proposals are loaded when ``MODEL.LOAD_PROPOSALS`` is on."""
+
+    def __init__(self, cfg):
+        # DefaultTrainer.__init__, but with create_ddp_model_on_any_device
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = create_ddp_model_on_any_device(model)
+        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter, self.max_iter, self.cfg = 0, cfg.SOLVER.MAX_ITER, cfg
+        self.register_hooks(self.build_hooks())
 
     @classmethod
     def build_model(cls, cfg):  # also what DefaultTrainer.__init__ builds the model with
@@ -45,7 +76,14 @@ class Trainer(DefaultTrainer):
         hooks = super().build_hooks()
         if self.cfg.MODEL.DISTILL.ENABLED:
             hooks.insert(0, TeacherHook(self.cfg))
-        return hooks
+        return hooks + [RNGStateHook()]
+
+    def resume_or_load(self, resume=True):
+        """DefaultTrainer's, and on resume a data loader that continues the interrupted run's stream."""
+        super().resume_or_load(resume)
+        if self.start_iter > 0:
+            self._trainer.data_loader = self.build_train_loader(self.cfg, self.start_iter)
+            self._trainer._data_loader_iter_obj = None
 
     @classmethod
     def build_optimizer(cls, cfg, model):
@@ -62,13 +100,19 @@ class Trainer(DefaultTrainer):
         return maybe_add_gradient_clipping(cfg, optimizer)
 
     @classmethod
-    def build_train_loader(cls, cfg):
+    def build_train_loader(cls, cfg, start_iter=0):
+        """Batches from iteration ``start_iter`` on, the same as an uninterrupted run's
+        (``build_resumable_train_loader``, seeded by ``cfg.SEED`` unless it is negative)."""
         dicts = get_multilabel_dataset_dicts(
             cfg.DATASETS.TRAIN,
             filter_unlabeled=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
             proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
         )
-        return build_detection_train_loader(cfg, mapper=MultiLabelDatasetMapper(cfg, True), dataset=dicts)
+        return build_resumable_train_loader(
+            dicts, MultiLabelDatasetMapper(cfg, True), seed=cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed(),
+            start_iter=start_iter, total_batch_size=cfg.SOLVER.IMS_PER_BATCH, num_workers=cfg.DATALOADER.NUM_WORKERS,
+            aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
+        )  # fmt: skip
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):

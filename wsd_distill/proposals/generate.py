@@ -2,8 +2,9 @@
 
 Work is split into chunks of images; each finished chunk is an ``.npz`` in
 ``<output>.partial/`` (written to a temporary name, then renamed), so a killed run resumes
-at the first missing chunk. The detectron2 pickle appears at ``<output>`` only once every
-image is done, and the partial folder is then removed.
+at the first missing chunk. The output (a proposal store, or a detectron2 pickle if it ends
+with ``.pkl``) appears at ``<output>`` only once every image is done, and the partial folder
+is then removed.
 """
 import hashlib
 import io
@@ -55,8 +56,17 @@ def _manifest(method, generator_kwargs, ids, chunk_size):
     return {"method": method, "generator": generator_kwargs, "num_images": len(ids), "chunk_size": chunk_size, "ids_sha1": digest}
 
 
-def generate_proposal_file(dataset_dicts, output, method, generator_kwargs, workers=1, chunk_size=64):
-    """Write detectron2 proposals for every image of ``dataset_dicts`` to ``output``.
+def _read_chunks(chunks):
+    """Yield ``(boxes, logits)`` of every image of the chunk files, one chunk in memory at a time."""
+    for path, _ in chunks:
+        with np.load(path) as chunk:
+            splits = np.cumsum(chunk["counts"])[:-1]
+            yield from zip(np.split(chunk["boxes"], splits), np.split(chunk["logits"], splits))
+
+
+def generate_proposal_file(dataset_dicts, output, method, generator_kwargs, workers=1, chunk_size=64, dtype="float32"):
+    """Write proposals for every image of ``dataset_dicts`` to ``output`` (see ``save_proposals``;
+    ``dtype`` is the store's).
 
     Resumes from ``<output>.partial/`` when it was started with the same method, parameters
     and images (an error otherwise, so results of two settings never mix).
@@ -104,20 +114,18 @@ def generate_proposal_file(dataset_dicts, output, method, generator_kwargs, work
                 pool.terminate()
     elapsed = time.perf_counter() - start
 
-    boxes, logits = [], []
+    num_boxes = 0
     for path, _ in chunks:
         with np.load(path) as chunk:
-            splits = np.cumsum(chunk["counts"])[:-1]
-            boxes += np.split(chunk["boxes"], splits)
-            logits += np.split(chunk["logits"], splits)
-    save_proposals(output, ids, boxes, logits)
+            num_boxes += int(chunk["counts"].sum())
+    save_proposals(output, ids, _read_chunks(chunks), dtype, meta={"method": method, "generator": generator_kwargs})
     shutil.rmtree(partial)
     stats = {
         "images": processed,
         "seconds": elapsed,
         "images_per_s": processed / elapsed if processed else float("nan"),
         "images_per_s_per_worker": processed / worker_seconds if processed else float("nan"),
-        "boxes_per_image": float(np.mean([len(b) for b in boxes])),
+        "boxes_per_image": num_boxes / max(len(ids), 1),
     }
     logger.info(f"Wrote {output}: {stats}")
     return stats

@@ -1,0 +1,110 @@
+"""Distributed training on CPU (GLOO, 2 processes) and resuming a run killed with SIGKILL."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog
+from detectron2.engine import launch
+from detectron2.utils import comm
+
+from wsd_distill import add_wsd_distill_config
+from wsd_distill.data.datasets import register_synthetic_shapes
+from wsd_distill.engine import Trainer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = ["MODEL.DEVICE", "cpu", "SEED", 3, "INPUT.MIN_SIZE_TRAIN", (96,), "INPUT.MIN_SIZE_TEST", 96,
+         "MODEL.WSDDN.MAX_PROPOSALS", 32, "SOLVER.IMS_PER_BATCH", 4, "SOLVER.WARMUP_ITERS", 2]  # fmt: skip
+
+
+def _train_on_rank(datasets_dir, config_file, opts, output_dir):
+    """One DDP process: train, then save this rank's parameters and evaluation results."""
+    if "tiny_shapes_train" not in DatasetCatalog.list():  # a spawned process starts bare
+        register_synthetic_shapes(os.path.join(datasets_dir, "synthetic_shapes"), prefix="tiny_shapes")
+    cfg = add_wsd_distill_config(get_cfg())
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list([*opts, "OUTPUT_DIR", output_dir])
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    model = trainer.model.module if isinstance(trainer.model, torch.nn.parallel.DistributedDataParallel) else trainer.model
+    rank = comm.get_rank()
+    torch.save({k: v.detach() for k, v in model.named_parameters()}, os.path.join(output_dir, f"rank{rank}.pth"))
+    with open(os.path.join(output_dir, f"rank{rank}.json"), "w") as f:
+        json.dump({"world_size": comm.get_world_size(), "results": trainer._last_eval_results,
+                   "losses": sorted(trainer.storage.latest())}, f)  # fmt: skip
+    if rank == 0:
+        with open(os.path.join(output_dir, "config.yaml"), "w") as f:
+            f.write(cfg.dump())
+
+
+def _check_ranks(output_dir, test_set):
+    params = [torch.load(os.path.join(output_dir, f"rank{r}.pth")) for r in range(2)]
+    assert params[0].keys() == params[1].keys()
+    for k in params[0]:
+        assert torch.equal(params[0][k], params[1][k]), f"ranks disagree on {k}"
+    reports = [json.load(open(os.path.join(output_dir, f"rank{r}.json"))) for r in range(2)]
+    assert [r["world_size"] for r in reports] == [2, 2]
+    assert "multilabel" in reports[0]["results"] and not reports[1]["results"]  # rank 0 reports for both
+    scores = np.load(os.path.join(output_dir, "inference", test_set, "multilabel_scores.npz"))
+    assert sorted(scores["image_ids"]) == sorted(str(d["image_id"]) for d in DatasetCatalog.get(test_set))
+    return reports[0]
+
+
+def test_two_process_cpu_training_of_teacher_and_student_with_kd(datasets_dir, tiny_proposals, tmp_path):
+    teacher_dir = str(tmp_path / "teacher")
+    data = ["DATASETS.TRAIN", ("tiny_shapes_train",), "DATASETS.TEST", ("tiny_shapes_val",),
+            "DATASETS.PROPOSAL_FILES_TRAIN", (tiny_proposals["train"],), "DATASETS.PROPOSAL_FILES_TEST", (tiny_proposals["val"],),
+            "DATALOADER.NUM_WORKERS", 1, "SOLVER.MAX_ITER", 3]  # fmt: skip
+    config = os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml")
+    launch(_train_on_rank, 2, dist_url="auto", args=(datasets_dir, config, [*SMALL, *data], teacher_dir))
+    _check_ranks(teacher_dir, "tiny_shapes_val")
+
+    student_dir = str(tmp_path / "student_kd")
+    kd = ["MODEL.DISTILL.TEACHER_CONFIG", os.path.join(teacher_dir, "config.yaml"),
+          "MODEL.DISTILL.TEACHER_WEIGHTS", os.path.join(teacher_dir, "model_final.pth"), "MODEL.STUDENT.INPUT_SIZE", 48]  # fmt: skip
+    config = os.path.join(ROOT, "configs", "Synthetic", "S-Cls_KD.yaml")
+    launch(_train_on_rank, 2, dist_url="auto", args=(datasets_dir, config, [*SMALL, *data, *kd], student_dir))
+    report = _check_ranks(student_dir, "tiny_shapes_val")
+    assert {"loss_cls", "loss_kd_pred", "loss_kd_feat"} <= set(report["losses"])
+
+
+def _train_net(datasets_dir, proposals, output_dir, *extra):
+    data = ["DATASETS.SYNTHETIC.NUM_TRAIN", 24, "DATASETS.SYNTHETIC.NUM_VAL", 8, "DATASETS.SYNTHETIC.NUM_TEST", 40,
+            "DATASETS.SYNTHETIC.IMAGE_SIZE", 192, "DATASETS.TEST", (), "DATASETS.PROPOSAL_FILES_TRAIN", (proposals,),
+            "DATALOADER.NUM_WORKERS", 2, "SOLVER.MAX_ITER", 12, "SOLVER.CHECKPOINT_PERIOD", 5, "OUTPUT_DIR", output_dir]  # fmt: skip
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file",
+           os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml"), *extra, *map(str, [*SMALL, *data])]  # fmt: skip
+    return cmd, dict(os.environ, DETECTRON2_DATASETS=datasets_dir)
+
+
+def test_run_killed_with_sigkill_resumes_to_the_same_weights(datasets_dir, tiny_proposals, tmp_path):
+    """The teacher (dropout, random flips, 2 loader workers): 12 iterations straight vs killed
+    after its iteration-5 checkpoint and resumed; the resumed run must enter the loader's stream
+    mid-way (5 is not a multiple of the 2 workers) and restore the RNG for dropout."""
+    straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
+    cmd, env = _train_net(datasets_dir, tiny_proposals["train"], straight)
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+
+    cmd, env = _train_net(datasets_dir, tiny_proposals["train"], killed)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    tag, deadline = os.path.join(killed, "last_checkpoint"), time.time() + 300
+    while time.time() < deadline and not os.path.exists(tag):  # written once model_0000004.pth is complete
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # the trainer and its data-loader workers
+    proc.wait()
+    assert not os.path.exists(os.path.join(killed, "model_final.pth")), "killed too late"
+    resumed = subprocess.run([*cmd[:2], "--resume", *cmd[2:]], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Starting training from iteration 5" in resumed.stderr + resumed.stdout
+
+    a = torch.load(os.path.join(straight, "model_final.pth"))["model"]
+    b = torch.load(os.path.join(killed, "model_final.pth"))["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=lambda m: f"{k}: {m}")

@@ -1,0 +1,77 @@
+"""A training data loader that resumes where a killed run stopped.
+
+detectron2's training loader restarts its sample stream and its augmentation randomness on
+``--resume``, so a resumed run sees other batches than an uninterrupted one. Here the stream of
+(position, index) pairs is a function of the seed alone, each sample's augmentation is seeded by
+its position in the stream, and a loader built for iteration ``k`` yields batch ``k`` first.
+"""
+import itertools
+
+import numpy as np
+import torch.utils.data as torchdata
+from detectron2.data import build_detection_train_loader
+from detectron2.data.common import DatasetFromList
+from detectron2.data.samplers import TrainingSampler
+from detectron2.utils.comm import get_world_size
+
+
+class ResumableTrainingSampler(TrainingSampler):
+    """detectron2's ``TrainingSampler`` (same shuffled stream, same split across ranks) yielding
+    ``(position in this rank's stream, dataset index)`` and starting at position ``start``."""
+
+    def __init__(self, size, shuffle=True, seed=None, start=0):
+        super().__init__(size, shuffle, seed)
+        self._start = start
+
+    def __iter__(self):
+        stream = itertools.islice(self._infinite_indices(), self._rank, None, self._world_size)
+        yield from itertools.islice(enumerate(stream), self._start, None)
+
+
+class SeededMapDataset(torchdata.Dataset):
+    """``dataset[index]`` through ``mapper`` with NumPy's global RNG (which detectron2's
+    augmentations draw from) seeded by ``(seed, position)``; the caller's RNG state is restored."""
+
+    def __init__(self, dataset, mapper, seed):
+        self.dataset, self.mapper, self.seed = dataset, mapper, seed
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, position_and_index):
+        position, index = position_and_index
+        state = np.random.get_state()
+        np.random.seed(np.random.SeedSequence([self.seed, position]).generate_state(1)[0])
+        try:
+            return self.mapper(self.dataset[index])
+        finally:
+            np.random.set_state(state)
+
+
+def build_resumable_train_loader(dicts, mapper, *, seed, start_iter, total_batch_size, num_workers, aspect_ratio_grouping):
+    """detectron2's ``build_detection_train_loader`` whose first batch is batch ``start_iter``
+    of the run started with ``seed``.
+
+    The loader's workers take the stream in interleaved chunks of one batch each, so the stream
+    is entered at a multiple of ``num_workers`` batches and the few batches before
+    ``start_iter`` are loaded and dropped. With aspect-ratio grouping and images of both
+    orientations, the batches after a resume can differ (the groups restart empty).
+    """
+    batch_size = total_batch_size // get_world_size()
+    workers = max(num_workers, 1)
+    entry = start_iter // workers * workers
+    dataset = SeededMapDataset(DatasetFromList(dicts, copy=False), mapper, seed)
+    sampler = ResumableTrainingSampler(len(dicts), seed=seed, start=entry * batch_size)
+    loader = build_detection_train_loader(
+        dataset, mapper=None, sampler=sampler, total_batch_size=total_batch_size, num_workers=num_workers,
+        aspect_ratio_grouping=aspect_ratio_grouping, seed=seed,
+    )  # fmt: skip
+    return _SkipBatches(loader, start_iter - entry) if start_iter > entry else loader
+
+
+class _SkipBatches:
+    def __init__(self, data_loader, count):
+        self.data_loader, self.count = data_loader, count
+
+    def __iter__(self):
+        return itertools.islice(iter(self.data_loader), self.count, None)
