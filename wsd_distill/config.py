@@ -68,6 +68,8 @@ def add_wsd_distill_config(cfg):
     _C.MODEL.DISTILL.POOLER_RESOLUTION = 7  # the student's RoI pooling output size
     _C.MODEL.DISTILL.POOLER_SAMPLING_RATIO = 0  # ROIAlign sampling points per bin (0: adaptive)
     _C.MODEL.DISTILL.POOLER_TYPE = "ROIAlignV2"
+    # a store of the teacher's outputs from tools/cache_teacher.py: train without the teacher in the loop
+    _C.MODEL.DISTILL.TEACHER_CACHE = ""
 
     # VGG backbone (MODEL.BACKBONE.NAME "build_vgg_backbone"); the default is VGG-16.
     _C.MODEL.VGG = CN()

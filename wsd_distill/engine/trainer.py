@@ -14,6 +14,7 @@ from detectron2.utils.logger import setup_logger
 
 from ..data import MultiLabelDatasetMapper, get_multilabel_dataset_dicts, num_classes_of
 from ..data.resumable_loader import build_resumable_train_loader
+from ..data.teacher_cache import open_teacher_cache
 from ..evaluation import MultiLabelEvaluator, WSODEvaluator
 from .rng_state_hook import RNGStateHook
 from .teacher_hook import TeacherHook
@@ -74,8 +75,8 @@ class Trainer(DefaultTrainer):
 
     def build_hooks(self):
         hooks = super().build_hooks()
-        if self.cfg.MODEL.DISTILL.ENABLED:
-            hooks.insert(0, TeacherHook(self.cfg))
+        if self.cfg.MODEL.DISTILL.ENABLED and not self.cfg.MODEL.DISTILL.TEACHER_CACHE:
+            hooks.insert(0, TeacherHook(self.cfg))  # else the mapper reads the teacher's outputs from the cache
         return hooks + [RNGStateHook()]
 
     def resume_or_load(self, resume=True):
@@ -108,8 +109,9 @@ class Trainer(DefaultTrainer):
             filter_unlabeled=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
             proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
         )
+        cache = open_teacher_cache(cfg, dicts) if cfg.MODEL.DISTILL.ENABLED and cfg.MODEL.DISTILL.TEACHER_CACHE else None
         return build_resumable_train_loader(
-            dicts, MultiLabelDatasetMapper(cfg, True), seed=cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed(),
+            dicts, MultiLabelDatasetMapper(cfg, True, teacher_cache=cache), seed=cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed(),
             start_iter=start_iter, total_batch_size=cfg.SOLVER.IMS_PER_BATCH, num_workers=cfg.DATALOADER.NUM_WORKERS,
             aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
         )  # fmt: skip

@@ -12,7 +12,7 @@ from .box_head import wsddn_box_head_dim
 from .class_count import add_class_count_check
 from .distill_losses import prediction_distill_loss, roi_feature_distill_loss, wsddn_soft_scores
 from .roi_feature_adapter import RoIFeatureAdapter
-from .wsddn import region_objectness, wsddn_scores
+from .wsddn import top_regions
 
 
 def global_pool(x, pooling):
@@ -36,7 +36,8 @@ class StudentClassifier(nn.Module):
     with ``distill`` on, ``loss_kd_pred`` (Eq. 10) and ``loss_kd_feat`` (Eq. 3) from the
     ``"teacher"`` entry the :class:`TeacherHook` adds to every training dict: the teacher's
     ``proposal_boxes`` [R_i, 4] (pixels of ``image``), ``roi_features`` [R_i, D],
-    ``cls_logits`` and ``det_logits`` [R_i, K].
+    ``cls_logits`` and ``det_logits`` [R_i, K]; or, read from a teacher cache by the mapper,
+    ``soft_scores`` [K] (p'_T) with the ``proposal_boxes`` and ``roi_features`` of the RoIs kept.
     """
 
     @configurable
@@ -125,25 +126,22 @@ class StudentClassifier(nn.Module):
                 "register wsd_distill.engine.TeacherHook with the trainer (wsd_distill's Trainer does)"
             )
         teacher = [{k: v.to(self.device) for k, v in x["teacher"].items()} for x in batched_inputs]
-        num_regions = [len(t["cls_logits"]) for t in teacher]
-        cls_logits = torch.cat([t["cls_logits"] for t in teacher])
-        det_logits = torch.cat([t["det_logits"] for t in teacher])
+        if "soft_scores" in teacher[0]:  # from a teacher cache: p'_T and the RoIs for L_f, selected already
+            soft = torch.stack([t["soft_scores"] for t in teacher])
+            keep = [torch.arange(len(t["proposal_boxes"]), device=self.device) for t in teacher]
+        else:
+            num_regions = [len(t["cls_logits"]) for t in teacher]
+            cls_logits = torch.cat([t["cls_logits"] for t in teacher])
+            det_logits = torch.cat([t["det_logits"] for t in teacher])
+            soft = wsddn_soft_scores(cls_logits, det_logits, num_regions, *self.teacher_temperatures)
+            keep = top_regions(cls_logits, det_logits, num_regions, self.roi_topk) if self.feature_weight > 0 else None
         losses = {}
         if self.prediction_weight > 0:
-            soft = wsddn_soft_scores(cls_logits, det_logits, num_regions, *self.teacher_temperatures)
             losses["loss_kd_pred"] = self.prediction_weight * prediction_distill_loss(logits, soft, self.temperature)
         if self.feature_weight > 0:
-            keep = self.select_rois(cls_logits, det_logits, num_regions)
             boxes = [Boxes(t["proposal_boxes"][k] * scale.to(self.device).repeat(2)) for t, k, scale in zip(teacher, keep, scales)]
             target = torch.cat([t["roi_features"][k] for t, k in zip(teacher, keep)])
             student = self.feature_adapter(features, boxes)
             loss = sum(roi_feature_distill_loss(f, target) for f in student.values()) / len(student)
             losses["loss_kd_feat"] = self.feature_weight * loss
         return losses
-
-    def select_rois(self, cls_logits, det_logits, num_regions):
-        """Indices of each image's RoIs used for L_f: all, or its ``roi_topk`` by objectness."""
-        if not self.roi_topk:
-            return [torch.arange(n, device=self.device) for n in num_regions]
-        objectness = region_objectness(wsddn_scores(cls_logits, det_logits, num_regions, 0.0)[0])
-        return [o.topk(min(self.roi_topk, len(o))).indices for o in objectness.split(num_regions)]

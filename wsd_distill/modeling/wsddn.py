@@ -33,6 +33,15 @@ def region_objectness(region_scores):
     return region_scores.max(dim=1).values
 
 
+def top_regions(cls_logits, det_logits, num_regions, topk):
+    """Indices of each image's ``topk`` regions by objectness (all of them for ``topk`` 0):
+    list of [min(topk, R_i)] tensors indexing that image's rows of the [R, K] logits."""
+    if not topk:
+        return [torch.arange(n, device=cls_logits.device) for n in num_regions]
+    objectness = region_objectness(wsddn_scores(cls_logits, det_logits, num_regions, 0.0)[0])
+    return [o.topk(min(topk, len(o))).indices for o in objectness.split(num_regions)]
+
+
 def select_proposals(proposals, max_proposals):
     """Keep each image's ``max_proposals`` best proposals by objectness."""
     kept = []

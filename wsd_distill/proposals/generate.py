@@ -6,9 +6,7 @@ at the first missing chunk. The output (a proposal store, or a detectron2 pickle
 with ``.pkl``) appears at ``<output>`` only once every image is done, and the partial folder
 is then removed.
 """
-import hashlib
 import io
-import json
 import logging
 import multiprocessing as mp
 import os
@@ -19,6 +17,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..data.partial_run import ids_digest, open_partial_run
 from ..data.proposals import atomic_write_bytes, save_proposals
 from . import build_proposal_generator
 
@@ -51,11 +50,6 @@ def _run_chunk(task):
     return len(items), time.perf_counter() - start
 
 
-def _manifest(method, generator_kwargs, ids, chunk_size):
-    digest = hashlib.sha1("\n".join(map(str, ids)).encode()).hexdigest()
-    return {"method": method, "generator": generator_kwargs, "num_images": len(ids), "chunk_size": chunk_size, "ids_sha1": digest}
-
-
 def _read_chunks(chunks):
     """Yield ``(boxes, logits)`` of every image of the chunk files, one chunk in memory at a time."""
     for path, _ in chunks:
@@ -75,21 +69,8 @@ def generate_proposal_file(dataset_dicts, output, method, generator_kwargs, work
     ids = [d["image_id"] for d in dataset_dicts]
     items = [(d["image_id"], d["file_name"]) for d in dataset_dicts]
     partial = f"{output}.partial"
-    manifest = _manifest(method, generator_kwargs, ids, chunk_size)
-    manifest_file = os.path.join(partial, "manifest.json")
-    if os.path.exists(manifest_file):
-        with open(manifest_file) as f:
-            previous = json.load(f)
-        if previous != manifest:
-            raise RuntimeError(
-                f"{partial} holds an unfinished run with other settings ({previous}); this run asks for "
-                f"{manifest}. Delete {partial} to start over, or rerun with the same arguments to resume."
-            )
-    else:
-        atomic_write_bytes(manifest_file, json.dumps(manifest).encode())
-
-    chunks = [(os.path.join(partial, f"chunk_{k:06d}.npz"), items[s : s + chunk_size])
-              for k, s in enumerate(range(0, len(items), chunk_size))]  # fmt: skip
+    manifest = {"method": method, "generator": generator_kwargs, "ids_sha1": ids_digest(ids)}
+    chunks = [(path, items[s:e]) for path, s, e in open_partial_run(output, manifest, len(items), chunk_size)]
     todo = [c for c in chunks if not os.path.exists(c[0])]
     done_images = len(items) - sum(len(c[1]) for c in todo)
     if done_images:

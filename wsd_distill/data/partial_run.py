@@ -1,0 +1,34 @@
+"""Resumable chunked jobs (proposal generation, the teacher cache): each finished chunk of items
+is a file in ``<output>.partial/``, written atomically, beside a manifest of the job's settings.
+A killed job restarts at the first missing chunk; a job with other settings is refused."""
+import hashlib
+import json
+import os
+
+from .proposals import atomic_write_bytes
+
+
+def ids_digest(ids):
+    """SHA-1 of a list of image ids (or keys): tells two datasets apart in a manifest or an index."""
+    return hashlib.sha1("\n".join(map(str, ids)).encode()).hexdigest()
+
+
+def open_partial_run(output, manifest, num_items, chunk_size):
+    """Start or resume the job writing ``output``: returns ``[(chunk file, start, end)]`` of
+    all its chunks, in order; those whose file exists are done. Raises if ``<output>.partial/``
+    holds a run with another manifest."""
+    partial = f"{output}.partial"
+    manifest = {**manifest, "num_items": num_items, "chunk_size": chunk_size}
+    manifest_file = os.path.join(partial, "manifest.json")
+    if os.path.exists(manifest_file):
+        with open(manifest_file) as f:
+            previous = json.load(f)
+        if previous != json.loads(json.dumps(manifest)):
+            raise RuntimeError(
+                f"{partial} holds an unfinished run with other settings ({previous}); this run asks for "
+                f"{manifest}. Delete {partial} to start over, or rerun with the same arguments to resume."
+            )
+    else:
+        atomic_write_bytes(manifest_file, json.dumps(manifest).encode())
+    return [(os.path.join(partial, f"chunk_{k:06d}.npz"), s, min(s + chunk_size, num_items))
+            for k, s in enumerate(range(0, num_items, chunk_size))]  # fmt: skip

@@ -1,0 +1,88 @@
+"""The teacher cache: the frozen teacher's outputs for every training image and every
+augmentation the student's loader can draw (each of ``INPUT.MIN_SIZE_TRAIN``, unflipped and
+flipped), written once by ``tools/cache_teacher.py``, so KD trains without the teacher in the loop.
+
+It is a :class:`RaggedStore` keyed by ``(image_id, height, width, flipped)`` of the augmented
+image, with fields ``soft_scores`` [K] (p'_T of Eq. 10, at the cached temperatures),
+``proposal_boxes`` [N, 4] (augmented-image pixels) and ``roi_features`` [N, D] (float16) of
+the N RoIs that L_f uses (``MODEL.DISTILL.ROI_SELECT``/``ROI_TOPK``).
+"""
+import hashlib
+import json
+
+import numpy as np
+import torch
+from detectron2.data import transforms as T
+
+from .partial_run import ids_digest
+from .ragged_store import RaggedStore
+
+
+def cache_variants(cfg):
+    """The ``(shortest side, flipped)`` pairs the training augmentation draws from."""
+    if cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING != "choice":
+        raise ValueError(f"A teacher cache needs INPUT.MIN_SIZE_TRAIN_SAMPLING 'choice' (a finite set of sizes), not {cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING!r}")
+    if cfg.INPUT.RANDOM_FLIP not in ("horizontal", "none"):
+        raise ValueError(f"A teacher cache covers INPUT.RANDOM_FLIP 'horizontal' or 'none', not {cfg.INPUT.RANDOM_FLIP!r}")
+    flips = (False, True) if cfg.INPUT.RANDOM_FLIP == "horizontal" else (False,)
+    return [(int(size), flipped) for size in cfg.INPUT.MIN_SIZE_TRAIN for flipped in flips]
+
+
+def variant_augmentations(cfg, size, flipped):
+    """The training augmentation with its random choices fixed to ``(size, flipped)``."""
+    augmentations = [T.ResizeShortestEdge((size,), cfg.INPUT.MAX_SIZE_TRAIN, "choice")]
+    if flipped:
+        augmentations.append(T.RandomFlip(prob=1.0, horizontal=True, vertical=False))
+    return augmentations
+
+
+def cache_key(image_id, image_shape, flipped):
+    return (image_id, int(image_shape[0]), int(image_shape[1]), int(flipped))
+
+
+def file_sha1(path):
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def teacher_cache_settings(cfg, image_ids):
+    """What a cache depends on; a cache made with other settings is refused."""
+    d = cfg.MODEL.DISTILL
+    return {
+        "content": "teacher_outputs", "teacher_weights_sha1": file_sha1(d.TEACHER_WEIGHTS),
+        "teacher_temperatures": [d.TEACHER_CLS_TEMPERATURE, d.TEACHER_DET_TEMPERATURE],
+        "roi_topk": d.ROI_TOPK if d.ROI_SELECT == "top" else 0, "variants": cache_variants(cfg),
+        "max_size": cfg.INPUT.MAX_SIZE_TRAIN, "ids_sha1": ids_digest(image_ids),
+    }  # fmt: skip
+
+
+def open_teacher_cache(cfg, dataset_dicts):
+    """Open ``MODEL.DISTILL.TEACHER_CACHE`` and check, before training, that it was made by this
+    teacher, at these temperatures and augmentations, for these images."""
+    path = cfg.MODEL.DISTILL.TEACHER_CACHE
+    store = RaggedStore(path)
+    expected = json.loads(json.dumps(teacher_cache_settings(cfg, sorted(str(d["image_id"]) for d in dataset_dicts))))
+    found = {k: store.meta.get(k) for k in expected}
+    different = [k for k in expected if found[k] != expected[k]]
+    if different:
+        raise ValueError(
+            f"Teacher cache {path} does not fit this config: {', '.join(f'{k} is {found[k]!r}, the config asks for {expected[k]!r}' for k in different)}. "
+            f"Make it again with tools/cache_teacher.py and this config."
+        )
+    return store
+
+
+def fetch_teacher_outputs(store, image_id, image_shape, flipped):
+    """The cached ``"teacher"`` entry of one augmented image (tensors, float32)."""
+    key = cache_key(image_id, image_shape, flipped)
+    try:
+        i = store.row_of(key)
+    except KeyError:
+        raise KeyError(
+            f"Teacher cache {store.path} has no entry for image {image_id!r} at {image_shape[0]}x{image_shape[1]}"
+            f"{', flipped' if flipped else ''}: it was made for other INPUT sizes; run tools/cache_teacher.py again"
+        ) from None
+    return {name: torch.as_tensor(store.get(i, name, np.float32)) for name in ("soft_scores", "proposal_boxes", "roi_features")}
