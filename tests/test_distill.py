@@ -8,12 +8,14 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
+from detectron2.structures import Boxes
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from wsd_distill import add_wsd_distill_config
 from wsd_distill.config import get_teacher_cfg
 from wsd_distill.engine import TeacherHook, build_teacher
 from wsd_distill.modeling import prediction_distill_loss, roi_feature_distill_loss, wsddn_soft_scores
+from wsd_distill.modeling.roi_feature_adapter import box_mean_pool
 
 from test_wsddn import ROOT, make_input, tiny_cfg
 
@@ -197,3 +199,13 @@ def test_student_configs_build_and_match_their_teacher(dataset, monkeypatch):
             teacher_cfg = get_teacher_cfg(cfg)
             assert MetadataCatalog.get(teacher_cfg.DATASETS.TRAIN[0]).thing_classes == classes, name
             assert (student.feature_adapter is not None) == (cfg.MODEL.DISTILL.FEATURE_WEIGHT > 0), name
+
+
+def test_box_mean_pool_by_hand_and_gradient():
+    feature = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 1, 2, 2)  # stride 8: cells of 8 x 8 pixels
+    boxes = [Boxes(torch.tensor([[0, 0, 16, 16], [0, 0, 8, 16], [4, 0, 12, 8], [2, 2, 3, 3.0], [-5, -5, 40, 8]]))]
+    # whole map; left column; half of each top cell; inside one cell; clipped to the top row
+    torch.testing.assert_close(box_mean_pool(feature, boxes, 1 / 8).flatten(), torch.tensor([2.5, 2.0, 1.5, 1.0, 1.5]))
+    x = torch.randn(2, 3, 5, 6, dtype=torch.double, requires_grad=True)
+    boxes = [Boxes(torch.tensor([[3.0, 5, 17, 30], [0, 0, 48, 40]], dtype=torch.double)), Boxes(torch.tensor([[10.0, 11, 12, 13]], dtype=torch.double))]
+    assert torch.autograd.gradcheck(lambda f: box_mean_pool(f, boxes, 1 / 8), (x,))

@@ -23,7 +23,7 @@ def test_demo_runs_end_to_end(datasets_dir, tmp_path):
         env=dict(os.environ, DETECTRON2_DATASETS=datasets_dir), capture_output=True, text=True, check=True,
     ).stdout
     assert "objects <10% area" in out and "GT recall@0.5" in out and "images/s" in out
-    assert os.path.exists(tmp_path / "proposals" / "synthetic_shapes_test_edge_boxes.pkl")
+    assert os.path.exists(tmp_path / "proposals" / "synthetic_shapes_test_edge_boxes" / "index.json")
     for model in ("teacher", "student", "student_kd"):
         assert os.path.exists(tmp_path / "seed0" / model / "model_final.pth"), model
     assert len(os.listdir(tmp_path / "seed0" / "teacher" / "pictures")) == 20

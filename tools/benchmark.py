@@ -1,8 +1,16 @@
 #!/usr/bin/env python
-"""Inference speed of the student alone vs the teacher (proposals given) vs the teacher with
-proposal generation, at the paper's sizes (student 224, teacher 672 with 500 EdgeBoxes
-proposals, ResNet-50) and at the demo's (configs/Synthetic). Weights are random: speed does not
-depend on them. Prints a table and writes it as JSON and Markdown to --output.
+"""Speed of wsd-distill, in one run; prints each table and writes it as Markdown and JSON to
+--output (``<part>.md``, ``<part>.json``). Parts (--parts, default all):
+
+- inference: images/s of the student alone vs the teacher (proposals given) vs the teacher with
+  proposal generation, at the paper's sizes (student 224, teacher 672 with 500 EdgeBoxes
+  proposals, ResNet-50) and at the demo's (configs/Synthetic); random weights.
+- training: s/step of the plain student, the teacher, online KD and cached KD (demo configs,
+  256 generated images, 500 EdgeBoxes proposals each, random teacher weights).
+- loading: a detectron2 proposal pickle vs the proposal store at a simulated COCO scale
+  (123,287 images x 2,000 random boxes by default): open time, per-image fetch, DataLoader
+  throughput and peak memory with 4 workers, each in a fresh process.
+- proposals: EdgeBoxes and selective search images/s, 1 and all workers.
 
     python tools/benchmark.py --device cpu --output output/benchmark
 """
@@ -13,12 +21,16 @@ import os
 import pickle
 import platform
 import resource
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 
+import cv2
 import numpy as np
 import torch
+from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog
 from detectron2.data.build import trivial_batch_collator
 from detectron2.data.common import DatasetFromList, MapDataset
 from detectron2.modeling import build_model
@@ -26,9 +38,13 @@ from detectron2.structures import Boxes, BoxMode, Instances
 from tabulate import tabulate
 
 from wsd_distill import add_wsd_distill_config
+from wsd_distill.data.datasets import generate_synthetic_shapes, register_synthetic_shapes
 from wsd_distill.data.datasets.synthetic import render_image
 from wsd_distill.data.proposals import atomic_write_bytes, fetch_proposals, load_proposals_into_dataset, save_proposals
+from wsd_distill.engine import Trainer
+from wsd_distill.engine.teacher_cache_writer import write_teacher_cache
 from wsd_distill.proposals import build_proposal_generator
+from wsd_distill.proposals.generate import generate_proposal_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = {  # name: (teacher config, student config, teacher image (h, w), proposals)
@@ -71,11 +87,16 @@ def benchmark_inference(args):
         small = student_cfg.MODEL.STUDENT.INPUT_SIZE
         student_inputs = [{"image": torch.as_tensor(im[:small, :small].transpose(2, 0, 1).copy()).to(args.device)} for im in images]
         student_speed = images_per_s(lambda x: student([x]), student_inputs, args.seconds, args.device)
+        bare_inputs = [student.preprocess_image([x])[0].tensor for x in student_inputs]  # normalized, resized
+        in_feature = student_cfg.MODEL.STUDENT.IN_FEATURE
+        bare_speed = images_per_s(lambda t: student.classifier(student.backbone(t)[in_feature].mean(dim=(2, 3))),
+                                  bare_inputs, args.seconds, args.device)  # fmt: skip
         teacher_speed = images_per_s(lambda x: teacher([x]), inputs, args.seconds, args.device)
         with_proposals = 1.0 / (1.0 / teacher_speed + 1.0 / proposals_per_s)
-        rows.append([name, f"{student_speed:.1f}", f"{teacher_speed:.2f}", f"{with_proposals:.2f}",
+        rows.append([name, f"{student_speed:.1f}", f"{bare_speed:.1f}", f"{teacher_speed:.2f}", f"{with_proposals:.2f}",
                      f"{student_speed / with_proposals:.0f}x"])  # fmt: skip
-    headers = ["setting", "student img/s", "teacher img/s (proposals given)", "teacher + EdgeBoxes img/s", "student / teacher+proposals"]
+    headers = ["setting", "student img/s", "bare backbone + pool + linear img/s", "teacher img/s (proposals given)",
+               "teacher + EdgeBoxes img/s", "student / teacher+proposals"]  # fmt: skip
     return "Inference, batch 1", headers, rows
 
 
@@ -175,6 +196,85 @@ def benchmark_loading(args):
     return title, headers, rows
 
 
+def _train_cfg(config, output_dir, opts):
+    cfg = add_wsd_distill_config(get_cfg())
+    cfg.merge_from_file(os.path.join(ROOT, "configs", "Synthetic", config))
+    cfg.merge_from_list(["OUTPUT_DIR", output_dir, "SEED", 0,
+                         "DATASETS.TEST", (), "SOLVER.CHECKPOINT_PERIOD", 10**6, *opts])  # fmt: skip
+    return cfg
+
+
+def _step_times(cfg):
+    """Median seconds per training step, data time and teacher time, after 5 warm-up steps."""
+    trainer = Trainer(cfg.clone())
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    history = trainer.storage.histories()
+    median = {k: float(np.median([v for v, it in history[k].values() if it >= 5])) if k in history else 0.0
+              for k in ("time", "data_time", "teacher_time")}  # fmt: skip
+    return median
+
+
+def benchmark_training(args):
+    """Train steps at the demo's sizes (batch 16): plain student, teacher, online KD, cached KD."""
+    folder = os.path.join(args.output, "training")
+    root = os.path.join(folder, "synthetic_shapes")
+    generate_synthetic_shapes(root, {"train": 256, "val": 8, "test": 8}, image_size=128, seed=0)
+    register_synthetic_shapes(root, prefix="bench_shapes")
+    dicts = DatasetCatalog.get("bench_shapes_train")
+    proposals = os.path.join(folder, "proposals_train")
+    if not os.path.exists(proposals):
+        generate_proposal_file(dicts, proposals, "edge_boxes", {"max_proposals": 500}, workers=os.cpu_count())
+    data = ["MODEL.DEVICE", args.device, "DATASETS.TRAIN", ("bench_shapes_train",), "DATASETS.PROPOSAL_FILES_TRAIN", (proposals,),
+            "SOLVER.MAX_ITER", args.train_iters, "SOLVER.AMP.ENABLED", args.device == "cuda", "MODEL.DISTILL.TEACHER_FP16", args.device == "cuda"]  # fmt: skip
+    teacher_cfg = _train_cfg("T-WDet.yaml", os.path.join(folder, "teacher_training"), data)
+    teacher_weights = os.path.join(folder, "teacher", "model_final.pth")  # random weights: speed does not depend on them
+    if not os.path.exists(teacher_weights):  # the cache below is made with (and checked against) these
+        os.makedirs(os.path.dirname(teacher_weights), exist_ok=True)
+        DetectionCheckpointer(build_model(teacher_cfg), save_dir=os.path.dirname(teacher_weights)).save("model_final")
+    atomic_write_bytes(os.path.join(folder, "teacher", "config.yaml"), teacher_cfg.dump().encode())
+    kd = [*data, "MODEL.DISTILL.TEACHER_CONFIG", os.path.join(folder, "teacher", "config.yaml"), "MODEL.DISTILL.TEACHER_WEIGHTS", teacher_weights]
+    cache = os.path.join(folder, "teacher_cache")
+    if not os.path.exists(cache):
+        write_teacher_cache(_train_cfg("S-Cls_KD.yaml", folder, kd), cache)
+    runs = {
+        "plain student (S-Cls w/o KD)": _train_cfg("S-Cls.yaml", os.path.join(folder, "student"), data),
+        "teacher (T-WDet)": teacher_cfg,
+        "online KD (teacher in the loop)": _train_cfg("S-Cls_KD.yaml", os.path.join(folder, "student_kd"), kd),
+        "cached KD (tools/cache_teacher.py)": _train_cfg("S-Cls_KD_cached.yaml", os.path.join(folder, "student_kd_cached"),
+                                                         [*kd, "MODEL.DISTILL.TEACHER_CACHE", cache]),
+    }  # fmt: skip
+    times = [_step_times(cfg) for cfg in runs.values()]
+    (plain, _, online, cached), teacher_forward = [t["time"] for t in times], times[2]["teacher_time"]
+    rows = [[name, f"{t['time']:.3f}", f"{t['data_time']:.3f}", f"{t['teacher_time']:.3f}" if t["teacher_time"] else "-"]
+            for name, t in zip(runs, times)]  # fmt: skip
+    rows.append(["online KD / (teacher forward + plain step)", f"{online / (teacher_forward + plain):.2f}x (goal <= 1.1x)", "", ""])
+    rows.append(["cached KD / plain step", f"{cached / plain:.2f}x (goal <= 1.2x)", "", ""])
+    headers = ["training step (batch 16, demo sizes)", "s/step", "data s/step", "teacher forward s/step"]
+    return f"Training steps, median of {args.train_iters - 5} after 5 warm-up, configs/Synthetic", headers, rows
+
+
+def benchmark_proposals(args):
+    """Proposal generation images/s by method and worker count, on 128 px and 512 px images."""
+    rows = []
+    for size, count in ((128, 64), (512, 16)):
+        folder = os.path.join(args.output, "proposal_images", str(size))
+        os.makedirs(folder, exist_ok=True)
+        dicts = []
+        for i in range(count):
+            file_name = os.path.join(folder, f"{i:04d}.png")
+            if not os.path.exists(file_name):
+                cv2.imwrite(file_name, render_image(np.random.default_rng(i), size, distractors=(6, 12))[0])
+            dicts.append({"image_id": i, "file_name": file_name})
+        for method in ("edge_boxes", "selective_search"):
+            for workers in sorted({1, os.cpu_count()}):
+                output = os.path.join(folder, f"{method}_{workers}")
+                shutil.rmtree(output, ignore_errors=True)
+                stats = generate_proposal_file(dicts, output, method, {"max_proposals": 500}, workers=workers, chunk_size=4)
+                rows.append([f"{size}x{size}", method, workers, f"{stats['images_per_s']:.1f}", f"{stats['boxes_per_image']:.0f}"])
+    return "Proposal generation (500 boxes, synthetic images)", ["image", "method", "workers", "images/s", "boxes/img"], rows
+
+
 def _timed(generator, image):
     start = time.perf_counter()
     generator(image)
@@ -189,7 +289,8 @@ def _model_input(image, boxes, device):
     return {"image": tensor.to(device), "proposals": proposals, "height": image.shape[0], "width": image.shape[1]}
 
 
-PARTS = {"inference": benchmark_inference, "loading": benchmark_loading}
+PARTS = {"inference": benchmark_inference, "training": benchmark_training, "loading": benchmark_loading,
+         "proposals": benchmark_proposals}
 
 
 def main(args):
@@ -213,7 +314,8 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=5.0, help="minimum timing per measurement")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--output", default="output/benchmark")
-    parser.add_argument("--parts", nargs="+", choices=sorted(PARTS), default=["inference", "loading"])
+    parser.add_argument("--parts", nargs="+", choices=sorted(PARTS), default=list(PARTS))
+    parser.add_argument("--train-iters", type=int, default=30, help="training steps timed per model")
     parser.add_argument("--loading-dir", default="output/benchmark/proposals", help="where the simulated proposal files go")
     parser.add_argument("--loading-images", type=int, default=123287, help="simulated dataset size (COCO-2014 train+val)")
     parser.add_argument("--loading-boxes", type=int, default=2000, help="proposals per image")

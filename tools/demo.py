@@ -114,7 +114,7 @@ def prepare_data(args):
 
     rows = []
     for name in names:
-        output = os.path.join(args.proposals_dir, f"{name}_{args.method}.pkl")
+        output = os.path.join(args.proposals_dir, f"{name}_{args.method}")
         stats = None
         if not os.path.exists(output):
             stats = generate_proposal_file(
@@ -185,7 +185,7 @@ def main(args):
     train_summary = prepare_data(args)
     if args.skip_training:
         return
-    proposals = {s: os.path.join(args.proposals_dir, f"synthetic_shapes_{s}_{args.method}.pkl") for s in SPLITS}
+    proposals = {s: os.path.join(args.proposals_dir, f"synthetic_shapes_{s}_{args.method}") for s in SPLITS}
     opts = ["DATASETS.PROPOSAL_FILES_TRAIN", (proposals["train"],), "DATASETS.PROPOSAL_FILES_TEST", (proposals["test"],)]
     setup_logger(args.output, name="detectron2")
     runs = {"S-Cls w/o KD": [], "T-WDet": [], "S-Cls w/ KD": []}

@@ -67,7 +67,7 @@ def add_wsd_distill_config(cfg):
     _C.MODEL.DISTILL.ROI_TOPK = 64  # RoIs per image kept by ROI_SELECT "top" (max_k S_rk)
     _C.MODEL.DISTILL.POOLER_RESOLUTION = 7  # the student's RoI pooling output size
     _C.MODEL.DISTILL.POOLER_SAMPLING_RATIO = 0  # ROIAlign sampling points per bin (0: adaptive)
-    _C.MODEL.DISTILL.POOLER_TYPE = "ROIAlignV2"
+    _C.MODEL.DISTILL.POOLER_TYPE = "ROIAlignV2"  # any ROIPooler type, or "BoxMean" (exact box average, cheap backward)
     # a store of the teacher's outputs from tools/cache_teacher.py: train without the teacher in the loop
     _C.MODEL.DISTILL.TEACHER_CACHE = ""
 
