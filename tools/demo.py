@@ -47,7 +47,7 @@ def get_parser():
     parser.add_argument("--workers", type=int, default=max(1, min(os.cpu_count() or 1, 8)))
     parser.add_argument("--skip-training", action="store_true", help="stop after the data and proposals")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="train every model once per seed")
-    parser.add_argument("--kd-schedule", default="joint", choices=["joint", "two-stage"],
+    parser.add_argument("--kd-schedule", default="two-stage", choices=["joint", "two-stage"],
                         help="KD in one stage (S-Cls_KD.yaml) or the authors' two (S-Cls_KD_stage1/2.yaml)")  # fmt: skip
     parser.add_argument("opts", nargs=argparse.REMAINDER,
                         help="config overrides for every step, e.g. DATASETS.SYNTHETIC.NUM_TRAIN 500 SOLVER.MAX_ITER 100")  # fmt: skip
