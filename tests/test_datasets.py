@@ -8,7 +8,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from wsd_distill.data import get_multilabel_dataset_dicts
 from wsd_distill.data.datasets import (
-    NUSWIDE_CONCEPTS, SHAPE_CLASSES, generate_synthetic_shapes, load_coco_multilabel_json, load_nuswide,
+    NUSWIDE_CONCEPTS, SHAPE_CLASSES, generate_synthetic_shapes, load_nuswide,
     load_voc_multilabel, register_coco_multilabel,
 )  # fmt: skip
 from wsd_distill.data.datasets.synthetic import CO_OCCURRING, render_image

@@ -1,5 +1,4 @@
 """MultiLabelDatasetMapper: augmentations move proposals with the image; labels; bad input."""
-import os
 
 import cv2
 import numpy as np

@@ -70,7 +70,7 @@ def test_cache_holds_what_the_online_teacher_gives(datasets_dir, tiny_proposals,
     dicts = get_multilabel_dataset_dicts(cfg.DATASETS.TRAIN, proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN)
     store = open_teacher_cache(cfg, dicts)
     assert len(store) == 4 * len(dicts)  # 2 sizes x (unflipped, flipped)
-    hook, teacher = TeacherHook(teacher=build_teacher(cfg), fp16=False), build_teacher(cfg)
+    hook = TeacherHook(teacher=build_teacher(cfg), fp16=False)
     hook.trainer = None
     for size, flipped in [(112, True), (96, False)]:
         augmentations = variant_augmentations(cfg, size, flipped)

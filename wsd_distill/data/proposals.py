@@ -206,7 +206,7 @@ def load_mat_proposals(mat_file, dataset_dicts, box_order="auto", one_based=True
     if box_order == "auto":
         sizes = [(d.get("height"), d.get("width")) for d in dataset_dicts]
         if any(h is None or w is None for h, w in sizes):
-            raise ValueError(f"box_order='auto' needs image height/width in the dataset dicts; pass 'xyxy' or 'yxyx'")
+            raise ValueError("box_order='auto' needs image height/width in the dataset dicts; pass 'xyxy' or 'yxyx'")
         bad_xyxy = _out_of_bounds(selected, sizes)
         bad_yxyx = _out_of_bounds([b[:, [1, 0, 3, 2]] for b in selected], sizes)
         if (bad_xyxy == 0) == (bad_yxyx == 0):

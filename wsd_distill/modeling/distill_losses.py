@@ -4,7 +4,6 @@ Both prediction losses (``loss_cls`` in the student and :func:`prediction_distil
 binary cross-entropies summed over classes and averaged over images, like the teacher's
 ``loss_wsddn``, so their weights are comparable.
 """
-import torch
 from torch.nn import functional as F
 
 from .wsddn import wsddn_scores
