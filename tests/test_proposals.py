@@ -80,6 +80,10 @@ def test_store_is_checked_when_opened(tmp_path):
         w.append((6, 0), boxes=np.zeros((0, 4)), scores=[1, 2, 3])
     store = RaggedStore(path)
     assert store.keys == [(5, 1), (6, 0)] and store.row_of((6, 0)) == 1
+    os.makedirs(tmp_path / "other.tmp-999999999")  # left by a killed writer (no such process)
+    with RaggedStoreWriter(str(tmp_path / "other"), {"a": ("float32", ())}) as w:
+        w.append(0, a=[1.0])
+    assert not os.path.exists(tmp_path / "other.tmp-999999999")
     assert store.get(0, "boxes").dtype == np.float16 and store.get(1, "boxes").shape == (0, 4)
     np.testing.assert_allclose(store.get(1, "scores"), [1, 2, 3])
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(store)).get(0, "boxes"), np.ones((2, 4)))

@@ -24,7 +24,7 @@ def test_demo_runs_end_to_end(datasets_dir, tmp_path):
     ).stdout
     assert "objects <10% area" in out and "GT recall@0.5" in out and "images/s" in out
     assert os.path.exists(tmp_path / "proposals" / "synthetic_shapes_test_edge_boxes" / "index.json")
-    for model in ("teacher", "student", "student_kd"):
+    for model in ("teacher", "student", "student_kd_stage1", "student_kd_stage2"):
         assert os.path.exists(tmp_path / "seed0" / model / "model_final.pth"), model
     assert len(os.listdir(tmp_path / "seed0" / "teacher" / "pictures")) == 20
     table = (tmp_path / "results.md").read_text()

@@ -7,7 +7,9 @@
 2. for each seed (--seeds), into <output>/seed<k>/: trains the teacher T-WDet
    (configs/Synthetic/T-WDet.yaml), evaluates it as a classifier (mAP) and a detector (CorLoc,
    AP50) and draws its top-10 proposals and top-3 labels (teacher/pictures); trains the student
-   without KD (S-Cls.yaml) and with KD from that teacher (S-Cls_KD.yaml, or the two stages);
+   without KD (S-Cls.yaml, student/) and with KD from that teacher, in the authors' two stages
+   (S-Cls_KD_stage1/2.yaml, student_kd_stage1/ and student_kd_stage2/) or one joint stage
+   (--kd-schedule joint: S-Cls_KD.yaml, student_kd_joint/);
 3. writes the paper's Table 3 (mAP, CF1, OF1 of S-Cls w/o KD, T-WDet, S-Cls w/ KD; mean and
    spread over the seeds) to <output>/results.md and the student's per-class AP gain from KD,
    classes sorted by frequency, to <output>/kd_gain_per_class.png.
@@ -152,14 +154,14 @@ def train_students(args, opts, seed, teacher_cfg):
     student = train_and_evaluate(load_config("S-Cls.yaml", os.path.join(folder, "student"), [*args.opts, *opts, "SEED", seed]))
     if args.kd_schedule == "joint":
         student_kd = train_and_evaluate(
-            load_config("S-Cls_KD.yaml", os.path.join(folder, "student_kd"), [*args.opts, *opts, *kd, "SEED", seed])
+            load_config("S-Cls_KD.yaml", os.path.join(folder, "student_kd_joint"), [*args.opts, *opts, *kd, "SEED", seed])
         )
     else:
         stage1 = load_config("S-Cls_KD_stage1.yaml", os.path.join(folder, "student_kd_stage1"), [*args.opts, *opts, *kd, "SEED", seed])
         train_and_evaluate(stage1)
         kd += ["MODEL.WEIGHTS", os.path.join(stage1.OUTPUT_DIR, "model_final.pth")]
         student_kd = train_and_evaluate(
-            load_config("S-Cls_KD_stage2.yaml", os.path.join(folder, "student_kd"), [*args.opts, *opts, *kd, "SEED", seed])
+            load_config("S-Cls_KD_stage2.yaml", os.path.join(folder, "student_kd_stage2"), [*args.opts, *opts, *kd, "SEED", seed])
         )
     return student, student_kd
 

@@ -14,6 +14,7 @@ A store is a folder::
 It is built in ``<path>.tmp-<pid>/`` and renamed to ``<path>`` when complete, so a reader sees
 either no store or a whole one.
 """
+import glob
 import json
 import mmap
 import os
@@ -26,6 +27,16 @@ FORMAT, VERSION = "wsd_distill.ragged_store", 1
 
 def is_ragged_store(path):
     return os.path.isfile(os.path.join(path, "index.json"))
+
+
+def _is_running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 class RaggedStoreWriter:
@@ -44,8 +55,10 @@ class RaggedStoreWriter:
     def __init__(self, path, fields, meta=None):
         self.path = path.rstrip("/")
         self.tmp = f"{self.path}.tmp-{os.getpid()}"
-        if os.path.exists(self.tmp):
-            shutil.rmtree(self.tmp)
+        for stale in glob.glob(f"{glob.escape(self.path)}.tmp-*"):  # ours, or left by a killed writer
+            pid = stale.rsplit("-", 1)[1]
+            if pid.isdigit() and (int(pid) == os.getpid() or not _is_running(int(pid))):
+                shutil.rmtree(stale, ignore_errors=True)
         os.makedirs(self.tmp)
         self.fields = {}
         for name, spec in fields.items():
