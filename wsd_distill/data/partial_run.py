@@ -2,8 +2,11 @@
 is a file in ``<output>.partial/``, written atomically, beside a manifest of the job's settings.
 A killed job restarts at the first missing chunk; a job with other settings is refused."""
 import hashlib
+import io
 import json
 import os
+
+import numpy as np
 
 from .proposals import atomic_write_bytes
 
@@ -32,3 +35,21 @@ def open_partial_run(output, manifest, num_items, chunk_size):
         atomic_write_bytes(manifest_file, json.dumps(manifest).encode())
     return [(os.path.join(partial, f"chunk_{k:06d}.npz"), s, min(s + chunk_size, num_items))
             for k, s in enumerate(range(0, num_items, chunk_size))]  # fmt: skip
+
+
+def write_chunk(path, per_item, rows):
+    """Write one chunk file atomically: ``per_item`` {name: [N, ...] array, one entry per item} and
+    ``rows`` {name: N arrays [R_i, ...]}, each concatenated, with the items' row ``counts``."""
+    counts = [len(a) for a in next(iter(rows.values()))]
+    buffer = io.BytesIO()
+    np.savez(buffer, counts=np.array(counts), **per_item, **{name: np.concatenate(a) for name, a in rows.items()})
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_chunk(path, per_item, rows):
+    """The items of a chunk file written by :func:`write_chunk`: one tuple per item, its
+    entries of the ``per_item`` arrays, then its rows of the ``rows`` arrays."""
+    with np.load(path) as chunk:
+        splits = np.cumsum(chunk["counts"])[:-1]
+        columns = [chunk[name] for name in per_item] + [np.split(chunk[name], splits) for name in rows]
+    return list(zip(*columns))

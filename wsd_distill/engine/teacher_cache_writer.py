@@ -1,5 +1,4 @@
 """Writing the teacher cache (``tools/cache_teacher.py``; the format: ``data/teacher_cache.py``)."""
-import io
 import json
 import logging
 import os
@@ -11,8 +10,7 @@ from tqdm import tqdm
 
 from ..config import get_teacher_cfg
 from ..data import MultiLabelDatasetMapper, RaggedStoreWriter, get_multilabel_dataset_dicts
-from ..data.partial_run import open_partial_run
-from ..data.proposals import atomic_write_bytes
+from ..data.partial_run import open_partial_run, read_chunk, write_chunk
 from ..data.teacher_cache import cache_key, cache_variants, teacher_cache_settings, variant_augmentations
 from ..modeling.box_head import wsddn_box_head_dim
 from ..modeling.distill_losses import wsddn_soft_scores
@@ -34,13 +32,11 @@ def teacher_records(teacher, batch, flipped, cfg):
         yield cache_key(x["image_id"], x["image"].shape[1:], flipped), s, p.proposal_boxes.tensor[k], f[k]
 
 
-def write_chunk(path, records):
+def write_records(path, records):
     keys, soft, boxes, features = zip(*records)
-    buffer = io.BytesIO()
-    np.savez(buffer, keys=np.array([json.dumps(k) for k in keys]), counts=np.array([len(b) for b in boxes]),
-             soft_scores=torch.stack(soft).cpu().numpy(), proposal_boxes=torch.cat(boxes).cpu().numpy(),
-             roi_features=torch.cat(features).half().cpu().numpy())  # fmt: skip
-    atomic_write_bytes(path, buffer.getvalue())
+    per_item = {"keys": np.array([json.dumps(k) for k in keys]), "soft_scores": torch.stack(soft).cpu().numpy()}
+    rows = {"proposal_boxes": [b.cpu().numpy() for b in boxes], "roi_features": [f.half().cpu().numpy() for f in features]}
+    write_chunk(path, per_item, rows)
 
 
 def write_teacher_cache(cfg, output, batch_size=16, chunk_size=256):
@@ -62,16 +58,14 @@ def write_teacher_cache(cfg, output, batch_size=16, chunk_size=256):
                 for b in range(start, end, batch_size):
                     batch = [mapper(dicts[i]) for i in range(b, min(b + batch_size, end))]
                     records += teacher_records(teacher, batch, flipped, cfg)
-            write_chunk(path, records)
+            write_records(path, records)
             bar.update(end - start)
 
     fields = {"soft_scores": ("float32", (cfg.MODEL.STUDENT.NUM_CLASSES,), True), "proposal_boxes": ("float32", (4,)),
               "roi_features": ("float16", (wsddn_box_head_dim(get_teacher_cfg(cfg)),))}  # fmt: skip
     with RaggedStoreWriter(output, fields, meta=settings) as writer:
         for path, _, _ in chunks:
-            with np.load(path) as c:
-                splits = np.cumsum(c["counts"])[:-1]
-                for key, s, b, f in zip(c["keys"], c["soft_scores"], np.split(c["proposal_boxes"], splits), np.split(c["roi_features"], splits)):
-                    writer.append(tuple(json.loads(str(key))), soft_scores=s, proposal_boxes=b, roi_features=f)
+            for key, s, b, f in read_chunk(path, ("keys", "soft_scores"), ("proposal_boxes", "roi_features")):
+                writer.append(tuple(json.loads(str(key))), soft_scores=s, proposal_boxes=b, roi_features=f)
     shutil.rmtree(f"{output}.partial")
     logger.info(f"Wrote {output}: {len(dicts)} images x {len(variants)} augmentations")

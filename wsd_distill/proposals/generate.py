@@ -6,7 +6,6 @@ at the first missing chunk. The output (a proposal store, or a detectron2 pickle
 with ``.pkl``) appears at ``<output>`` only once every image is done, and the partial folder
 is then removed.
 """
-import io
 import logging
 import multiprocessing as mp
 import os
@@ -17,8 +16,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..data.partial_run import ids_digest, open_partial_run
-from ..data.proposals import atomic_write_bytes, save_proposals
+from ..data.partial_run import ids_digest, open_partial_run, read_chunk, write_chunk
+from ..data.proposals import save_proposals
 from . import build_proposal_generator
 
 logger = logging.getLogger(__name__)
@@ -44,18 +43,14 @@ def _run_chunk(task):
         b, s = _generator(image)
         boxes.append(b)
         logits.append(s)
-    chunk = io.BytesIO()
-    np.savez(chunk, counts=np.array([len(b) for b in boxes]), boxes=np.concatenate(boxes), logits=np.concatenate(logits))
-    atomic_write_bytes(path, chunk.getvalue())
+    write_chunk(path, {}, {"boxes": boxes, "logits": logits})
     return len(items), time.perf_counter() - start
 
 
 def _read_chunks(chunks):
     """Yield ``(boxes, logits)`` of every image of the chunk files, one chunk in memory at a time."""
     for path, _ in chunks:
-        with np.load(path) as chunk:
-            splits = np.cumsum(chunk["counts"])[:-1]
-            yield from zip(np.split(chunk["boxes"], splits), np.split(chunk["logits"], splits))
+        yield from read_chunk(path, (), ("boxes", "logits"))
 
 
 def generate_proposal_file(dataset_dicts, output, method, generator_kwargs, workers=1, chunk_size=64, dtype="float32"):
