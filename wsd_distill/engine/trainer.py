@@ -80,11 +80,9 @@ class Trainer(DefaultTrainer):
         return hooks + [RNGStateHook()]
 
     def resume_or_load(self, resume=True):
-        """DefaultTrainer's, and on resume a data loader that continues the interrupted run's stream."""
+        """DefaultTrainer's; on resume the data loader continues the interrupted run's stream."""
         super().resume_or_load(resume)
-        if self.start_iter > 0:
-            self._trainer.data_loader = self.build_train_loader(self.cfg, self.start_iter)
-            self._trainer._data_loader_iter_obj = None
+        self._trainer.data_loader.start_iter = self.start_iter
 
     @classmethod
     def build_optimizer(cls, cfg, model):
@@ -101,9 +99,8 @@ class Trainer(DefaultTrainer):
         return maybe_add_gradient_clipping(cfg, optimizer)
 
     @classmethod
-    def build_train_loader(cls, cfg, start_iter=0):
-        """Batches from iteration ``start_iter`` on, the same as an uninterrupted run's
-        (``build_resumable_train_loader``, seeded by ``cfg.SEED`` unless it is negative)."""
+    def build_train_loader(cls, cfg):
+        """A ``ResumableTrainLoader``, seeded by ``cfg.SEED`` unless it is negative."""
         dicts = get_multilabel_dataset_dicts(
             cfg.DATASETS.TRAIN,
             filter_unlabeled=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
@@ -112,7 +109,7 @@ class Trainer(DefaultTrainer):
         cache = open_teacher_cache(cfg, dicts) if cfg.MODEL.DISTILL.ENABLED and cfg.MODEL.DISTILL.TEACHER_CACHE else None
         return build_resumable_train_loader(
             dicts, MultiLabelDatasetMapper(cfg, True, teacher_cache=cache), seed=cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed(),
-            start_iter=start_iter, total_batch_size=cfg.SOLVER.IMS_PER_BATCH, num_workers=cfg.DATALOADER.NUM_WORKERS,
+            total_batch_size=cfg.SOLVER.IMS_PER_BATCH, num_workers=cfg.DATALOADER.NUM_WORKERS,
             aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
         )  # fmt: skip
 
