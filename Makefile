@@ -9,7 +9,13 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
+# torch 2.14.1 from PyPI is a CUDA build: with its NVIDIA libraries the venv takes about 6.1 GB.
+VENV_GB := 6.2
+
 $(STAMP): requirements.txt setup.py tools/install_detectron2.py
+	@$(PYTHON) -c "import shutil, sys; free = shutil.disk_usage('.').free / 2**30; \
+	sys.exit(f'make setup: {free:.1f} GB free here, .venv needs about $(VENV_GB) GB (torch and its CUDA libraries); free some disk first') \
+	if free < $(VENV_GB) and not __import__('os').path.exists('$(VENV)/bin/torchrun') else None"
 	@# An official detectron2 importable by $(PYTHON) is reused through system site-packages.
 	test -x $(PY) || $(PYTHON) -m venv $$($(PYTHON) -c "import detectron2" 2>/dev/null && echo --system-site-packages) $(VENV)
 	$(PY) -m pip install -r requirements.txt

@@ -103,7 +103,7 @@ def benchmark_inference(args):
 
 def simulate_proposal_files(folder, num_images, boxes_per_image, store_dtype):
     """Random proposals for ``num_images`` images as a detectron2 pickle and a proposal store
-    (written once, reused by later runs); returns ``(dataset dicts, {kind: path})``."""
+    (reused when present: see --keep-loading-files); returns ``(dataset dicts, {kind: path})``."""
     dicts = [{"image_id": i, "file_name": f"{i:012d}.jpg", "height": 480, "width": 640, "multi_labels": [i % 80]}
              for i in range(num_images)]  # fmt: skip
     files = {"pickle": os.path.join(folder, f"sim_{num_images}x{boxes_per_image}.pkl"),
@@ -210,6 +210,9 @@ def benchmark_loading(args):
             continue
         rows.append([kind + (f" ({args.store_dtype})" if kind == "store" else " (float32)"), f"{size / 2**30:.2f}", f"{r['open_s']:.2f}", f"{r['open_rss_gb']:.2f}",
                      f"{r['fetch_ms'][0]:.3f} / {r['fetch_ms'][1]:.3f}", f"{r['images_per_s']:.0f}", f"{r['peak_rss_gb']:.2f}", f"{r['peak_pss_gb']:.2f}"])  # fmt: skip
+    if not args.keep_loading_files:  # ~7 GB at COCO scale
+        for path in files.values():
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
     headers = ["proposal file", "size GB", "open s", "peak RSS opening GB", "fetch ms/img (first / cached)", "loader img/s (4 workers)", "peak RSS GB (sum)", "peak PSS GB (sum)"]
     title = f"Proposal loading, {args.loading_images} images x {args.loading_boxes} random boxes"
     return title, headers, rows
@@ -340,5 +343,6 @@ if __name__ == "__main__":
     parser.add_argument("--loading-dir", default="output/benchmark/proposals", help="where the simulated proposal files go")
     parser.add_argument("--loading-images", type=int, default=123287, help="simulated dataset size (COCO-2014 train+val)")
     parser.add_argument("--loading-boxes", type=int, default=2000, help="proposals per image")
+    parser.add_argument("--keep-loading-files", action="store_true", help="keep the simulated files for the next run")
     parser.add_argument("--store-dtype", choices=["float16", "float32"], default="float16")
     main(parser.parse_args())
