@@ -7,6 +7,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import torch
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
@@ -74,24 +75,27 @@ def test_two_process_cpu_training_of_teacher_and_student_with_kd(datasets_dir, t
     assert {"loss_cls", "loss_kd_pred", "loss_kd_feat"} <= set(report["losses"])
 
 
-def _train_net(datasets_dir, proposals, output_dir, *extra):
+def _train_net(datasets_dir, proposals, output_dir, *opts):
     data = ["DATASETS.SYNTHETIC.NUM_TRAIN", 24, "DATASETS.SYNTHETIC.NUM_VAL", 8, "DATASETS.SYNTHETIC.NUM_TEST", 40,
             "DATASETS.SYNTHETIC.IMAGE_SIZE", 192, "DATASETS.TEST", (), "DATASETS.PROPOSAL_FILES_TRAIN", (proposals,),
-            "DATALOADER.NUM_WORKERS", 2, "SOLVER.MAX_ITER", 12, "SOLVER.CHECKPOINT_PERIOD", 5, "OUTPUT_DIR", output_dir]  # fmt: skip
+            "DATALOADER.NUM_WORKERS", 2, "SOLVER.MAX_ITER", 12, "SOLVER.CHECKPOINT_PERIOD", 5, "OUTPUT_DIR", output_dir, *opts]  # fmt: skip
     cmd = [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file",
-           os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml"), *extra, *map(str, [*SMALL, *data])]  # fmt: skip
+           os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml"), *map(str, [*SMALL, *data])]  # fmt: skip
     return cmd, dict(os.environ, DETECTRON2_DATASETS=datasets_dir)
 
 
-def test_run_killed_with_sigkill_resumes_to_the_same_weights(datasets_dir, tiny_proposals, tmp_path):
+@pytest.mark.parametrize("grouping", [False, True], ids=["batches_from_workers", "aspect_ratio_grouping"])
+def test_run_killed_with_sigkill_resumes_to_the_same_weights(datasets_dir, tiny_proposals, tmp_path, grouping):
     """The teacher (dropout, random flips, 2 loader workers): 12 iterations straight vs killed
     after its iteration-5 checkpoint and resumed; the resumed run must enter the loader's stream
-    mid-way (5 is not a multiple of the 2 workers) and restore the RNG for dropout."""
+    mid-way (5 is not a multiple of the 2 workers) and restore the RNG for dropout. With aspect
+    ratio grouping (the COCO configs) the workers send single images, without it whole batches."""
     straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
-    cmd, env = _train_net(datasets_dir, tiny_proposals["train"], straight)
+    grouping = ["DATALOADER.ASPECT_RATIO_GROUPING", grouping]
+    cmd, env = _train_net(datasets_dir, tiny_proposals["train"], straight, *grouping)
     subprocess.run(cmd, env=env, check=True, capture_output=True)
 
-    cmd, env = _train_net(datasets_dir, tiny_proposals["train"], killed)
+    cmd, env = _train_net(datasets_dir, tiny_proposals["train"], killed, *grouping)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     tag, deadline = os.path.join(killed, "last_checkpoint"), time.time() + 300
     while time.time() < deadline and not os.path.exists(tag):  # written once model_0000004.pth is complete

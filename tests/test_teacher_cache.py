@@ -78,7 +78,7 @@ def test_cache_holds_what_the_online_teacher_gives(datasets_dir, tiny_proposals,
         cached = MultiLabelDatasetMapper(cfg, True, augmentations=augmentations, teacher_cache=store)
         batch = hook.annotate([online(d) for d in dicts[:3]])
         for x, d in zip(batch, dicts[:3]):
-            t, c = x["teacher"], cached(d)["teacher"]
+            t, c = x["teacher"], {k: torch.as_tensor(v) for k, v in cached(d)["teacher"].items()}
             n = [len(t["cls_logits"])]
             soft = wsddn_soft_scores(t["cls_logits"], t["det_logits"], n, 0.5, 0.5)[0]
             keep = top_regions(t["cls_logits"], t["det_logits"], n, 8)[0]

@@ -6,7 +6,7 @@
   proposal generation, at the paper's sizes (student 224, teacher 672 with 500 EdgeBoxes
   proposals, ResNet-50) and at the demo's (configs/Synthetic); random weights.
 - training: s/step of the plain student, the teacher, online KD and cached KD (demo configs,
-  256 generated images, 500 EdgeBoxes proposals each, random teacher weights).
+  256 generated images, 500 EdgeBoxes proposals each, random teacher weights), in rounds.
 - loading: a detectron2 proposal pickle vs the proposal store at a simulated COCO scale
   (123,287 images x 2,000 random boxes by default): open time, per-image fetch, DataLoader
   throughput and peak memory with 4 workers, each in a fresh process.
@@ -266,14 +266,24 @@ def benchmark_training(args):
         "cached KD (tools/cache_teacher.py)": _train_cfg("S-Cls_KD_cached.yaml", os.path.join(folder, "student_kd_cached"),
                                                          [*kd, "MODEL.DISTILL.TEACHER_CACHE", cache]),
     }  # fmt: skip
-    times = [_step_times(cfg) for cfg in runs.values()]
-    (plain, _, online, cached), teacher_forward = [t["time"] for t in times], times[2]["teacher_time"]
-    rows = [[name, f"{t['time']:.3f}", f"{t['data_time']:.3f}", f"{t['teacher_time']:.3f}" if t["teacher_time"] else "-"]
-            for name, t in zip(runs, times)]  # fmt: skip
-    rows.append(["online KD / (teacher forward + plain step)", f"{online / (teacher_forward + plain):.2f}x (goal <= 1.1x)", "", ""])
-    rows.append(["cached KD / plain step", f"{cached / plain:.2f}x (goal <= 1.2x)", "", ""])
+    # Rounds of all four runs: this VM's speed drifts between runs, so each ratio is taken within
+    # a round and the table gives the median over rounds (and the range).
+    rounds = [[_step_times(cfg) for cfg in runs.values()] for _ in range(args.train_rounds)]
+
+    def summary(values, digits):
+        return f"{np.median(values):.{digits}f}" + (f" ({min(values):.{digits}f}-{max(values):.{digits}f})" if len(values) > 1 else "")
+
+    rows = []
+    for i, name in enumerate(runs):
+        times = {k: [r[i][k] for r in rounds] for k in ("time", "data_time", "teacher_time")}
+        rows.append([name, summary(times["time"], 3), summary(times["data_time"], 3), summary(times["teacher_time"], 3) if i == 2 else "-"])
+    online = [r[2]["time"] / (r[2]["teacher_time"] + r[0]["time"]) for r in rounds]
+    cached = [r[3]["time"] / r[0]["time"] for r in rounds]
+    rows.append(["online KD / (teacher forward + plain step)", summary(online, 2) + " (goal <= 1.1)", "", ""])
+    rows.append(["cached KD / plain step", summary(cached, 2) + " (goal <= 1.2)", "", ""])
     headers = ["training step (batch 16, demo sizes)", "s/step", "data s/step", "teacher forward s/step"]
-    return f"Training steps, median of {args.train_iters - 5} after 5 warm-up, configs/Synthetic", headers, rows
+    title = f"Training steps, median of {args.train_iters - 5} after 5 warm-up, configs/Synthetic; median (range) of {args.train_rounds} rounds"
+    return title, headers, rows
 
 
 def benchmark_proposals(args):
@@ -339,7 +349,8 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--output", default="output/benchmark")
     parser.add_argument("--parts", nargs="+", choices=sorted(PARTS), default=list(PARTS))
-    parser.add_argument("--train-iters", type=int, default=30, help="training steps timed per model")
+    parser.add_argument("--train-iters", type=int, default=50, help="training steps per model and round")
+    parser.add_argument("--train-rounds", type=int, default=3, help="rounds of the four training runs (ratios are taken within a round)")
     parser.add_argument("--loading-dir", default="output/benchmark/proposals", help="where the simulated proposal files go")
     parser.add_argument("--loading-images", type=int, default=123287, help="simulated dataset size (COCO-2014 train+val)")
     parser.add_argument("--loading-boxes", type=int, default=2000, help="proposals per image")

@@ -11,7 +11,6 @@ import hashlib
 import json
 
 import numpy as np
-import torch
 from detectron2.data import transforms as T
 
 from .partial_run import ids_digest
@@ -76,7 +75,9 @@ def open_teacher_cache(cfg, dataset_dicts):
 
 
 def fetch_teacher_outputs(store, image_id, image_shape, flipped):
-    """The cached ``"teacher"`` entry of one augmented image (tensors, float32)."""
+    """The cached ``"teacher"`` entry of one augmented image, as float32 NumPy arrays: a data-loader
+    worker pickles these into its message, where each tensor would cost a shared-memory segment
+    and a file-descriptor hand-over (~0.5 ms here; see docs/benchmarks.md)."""
     key = cache_key(image_id, image_shape, flipped)
     try:
         i = store.row_of(key)
@@ -85,4 +86,4 @@ def fetch_teacher_outputs(store, image_id, image_shape, flipped):
             f"Teacher cache {store.path} has no entry for image {image_id!r} at {image_shape[0]}x{image_shape[1]}"
             f"{', flipped' if flipped else ''}: it was made for other INPUT sizes; run tools/cache_teacher.py again"
         ) from None
-    return {name: torch.as_tensor(store.get(i, name, np.float32)) for name in ("soft_scores", "proposal_boxes", "roi_features")}
+    return {name: store.get(i, name, np.float32) for name in ("soft_scores", "proposal_boxes", "roi_features")}

@@ -37,7 +37,8 @@ class StudentClassifier(nn.Module):
     ``"teacher"`` entry the :class:`TeacherHook` adds to every training dict: the teacher's
     ``proposal_boxes`` [R_i, 4] (pixels of ``image``), ``roi_features`` [R_i, D],
     ``cls_logits`` and ``det_logits`` [R_i, K]; or, read from a teacher cache by the mapper,
-    ``soft_scores`` [K] (p'_T) with the ``proposal_boxes`` and ``roi_features`` of the RoIs kept.
+    ``soft_scores`` [K] (p'_T) with the ``proposal_boxes`` and ``roi_features`` of the RoIs kept
+    (tensors or NumPy arrays).
     """
 
     @configurable
@@ -125,7 +126,7 @@ class StudentClassifier(nn.Module):
                 "MODEL.DISTILL.ENABLED is on but the training inputs carry no 'teacher' outputs: "
                 "register wsd_distill.engine.TeacherHook with the trainer (wsd_distill's Trainer does)"
             )
-        teacher = [{k: v.to(self.device) for k, v in x["teacher"].items()} for x in batched_inputs]
+        teacher = [{k: torch.as_tensor(v, device=self.device) for k, v in x["teacher"].items()} for x in batched_inputs]
         if "soft_scores" in teacher[0]:  # from a teacher cache: p'_T and the RoIs for L_f, selected already
             soft = torch.stack([t["soft_scores"] for t in teacher])
             keep = [torch.arange(len(t["proposal_boxes"]), device=self.device) for t in teacher]
