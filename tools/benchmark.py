@@ -7,6 +7,8 @@
   proposals, ResNet-50) and at the demo's (configs/Synthetic); random weights.
 - training: s/step of the plain student, the teacher, online KD and cached KD (demo configs,
   256 generated images, 500 EdgeBoxes proposals each, random teacher weights), in rounds.
+- train_loader: the training data loader alone, in-process and with 2 workers, with and
+  without aspect-ratio grouping.
 - loading: a detectron2 proposal pickle vs the proposal store at a simulated COCO scale
   (123,287 images x 2,000 random boxes by default): open time, per-image fetch, DataLoader
   throughput and peak memory with 4 workers, each in a fresh process.
@@ -237,12 +239,14 @@ def _step_times(cfg):
     return median
 
 
-def benchmark_training(args):
-    """Train steps at the demo's sizes (batch 16): plain student, teacher, online KD, cached KD."""
+def _training_runs(args):
+    """The configs of the training part (data, proposals, random teacher weights and the teacher
+    cache are made on first use): {name: cfg}."""
     folder = os.path.join(args.output, "training")
     root = os.path.join(folder, "synthetic_shapes")
     generate_synthetic_shapes(root, {"train": 256, "val": 8, "test": 8}, image_size=128, seed=0)
-    register_synthetic_shapes(root, prefix="bench_shapes")
+    if "bench_shapes_train" not in DatasetCatalog:  # registered by an earlier part of this run
+        register_synthetic_shapes(root, prefix="bench_shapes")
     dicts = DatasetCatalog.get("bench_shapes_train")
     proposals = os.path.join(folder, "proposals_train")
     if not os.path.exists(proposals):
@@ -266,6 +270,12 @@ def benchmark_training(args):
         "cached KD (tools/cache_teacher.py)": _train_cfg("S-Cls_KD_cached.yaml", os.path.join(folder, "student_kd_cached"),
                                                          [*kd, "MODEL.DISTILL.TEACHER_CACHE", cache]),
     }  # fmt: skip
+    return runs
+
+
+def benchmark_training(args):
+    """Train steps at the demo's sizes (batch 16): plain student, teacher, online KD, cached KD."""
+    runs = _training_runs(args)
     # Rounds of all four runs: this VM's speed drifts between runs, so each ratio is taken within
     # a round and the table gives the median over rounds (and the range).
     rounds = [[_step_times(cfg) for cfg in runs.values()] for _ in range(args.train_rounds)]
@@ -284,6 +294,27 @@ def benchmark_training(args):
     headers = ["training step (batch 16, demo sizes)", "s/step", "data s/step", "teacher forward s/step"]
     title = f"Training steps, median of {args.train_iters - 5} after 5 warm-up, configs/Synthetic; median (range) of {args.train_rounds} rounds"
     return title, headers, rows
+
+
+def benchmark_train_loader(args):
+    """The training data loader alone (no model): ms per batch of 16 for the plain student and
+    cached KD, in-process and with 2 workers, with and without aspect-ratio grouping."""
+    runs = _training_runs(args)
+    rows = []
+    for name in ("plain student (S-Cls w/o KD)", "cached KD (tools/cache_teacher.py)"):
+        for workers, grouping in ((0, False), (2, True), (2, False)):
+            cfg = runs[name].clone()
+            cfg.defrost()
+            cfg.DATALOADER.NUM_WORKERS, cfg.DATALOADER.ASPECT_RATIO_GROUPING = workers, grouping
+            batches = iter(Trainer.build_train_loader(cfg))
+            for _ in range(5):
+                next(batches)
+            start = time.perf_counter()
+            for _ in range(60):
+                next(batches)
+            rows.append([name, workers, grouping, f"{(time.perf_counter() - start) / 60 * 1e3:.1f}"])
+    headers = ["training loader", "workers", "aspect-ratio grouping", "ms/batch"]
+    return "Training data loader alone, 60 batches of 16 after 5, configs/Synthetic", headers, rows
 
 
 def benchmark_proposals(args):
@@ -323,8 +354,8 @@ def _model_input(image, boxes, device):
     return {"image": tensor.to(device), "proposals": proposals, "height": image.shape[0], "width": image.shape[1]}
 
 
-PARTS = {"inference": benchmark_inference, "training": benchmark_training, "loading": benchmark_loading,
-         "proposals": benchmark_proposals}
+PARTS = {"inference": benchmark_inference, "training": benchmark_training, "train_loader": benchmark_train_loader,
+         "loading": benchmark_loading, "proposals": benchmark_proposals}  # fmt: skip
 
 
 def main(args):
