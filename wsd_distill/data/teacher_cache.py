@@ -77,7 +77,7 @@ def open_teacher_cache(cfg, dataset_dicts):
 def fetch_teacher_outputs(store, image_id, image_shape, flipped):
     """The cached ``"teacher"`` entry of one augmented image, as float32 NumPy arrays: a data-loader
     worker pickles these into its message, where each tensor would cost a shared-memory segment
-    and a file-descriptor hand-over (~0.5 ms here; see docs/benchmarks.md)."""
+    and a file-descriptor hand-over (docs/benchmarks.md, "Training steps")."""
     key = cache_key(image_id, image_shape, flipped)
     try:
         i = store.row_of(key)
