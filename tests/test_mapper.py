@@ -107,3 +107,10 @@ def test_proposal_file_missing_an_image_is_a_clear_error(tmp_path, datasets_dir,
     cfg = _cfg(tmp_path, datasets_dir, [path, path])
     with pytest.raises(KeyError, match=rf"{name} has no proposals for .*image id '?{dicts[0]['image_id']}\b"):
         Trainer.build_train_loader(cfg)
+
+
+def test_unsupported_training_sampler_is_refused(tmp_path, datasets_dir):
+    cfg = _cfg(tmp_path, datasets_dir, ["unused", "unused"])  # LOAD_PROPOSALS is off below
+    cfg.MODEL.LOAD_PROPOSALS, cfg.DATALOADER.SAMPLER_TRAIN = False, "RepeatFactorTrainingSampler"
+    with pytest.raises(ValueError, match="DATALOADER.SAMPLER_TRAIN 'RepeatFactorTrainingSampler' is not supported"):
+        Trainer.build_train_loader(cfg)

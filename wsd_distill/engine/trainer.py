@@ -101,6 +101,11 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_train_loader(cls, cfg):
         """A ``ResumableTrainLoader``, seeded by ``cfg.SEED`` unless it is negative."""
+        if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":  # e.g. RepeatFactorTrainingSampler counts boxes, not labels
+            raise ValueError(
+                f"DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN!r} is not supported: wsd_distill's resumable "
+                f"training loader draws detectron2's TrainingSampler stream (set 'TrainingSampler')"
+            )
         dicts = get_multilabel_dataset_dicts(
             cfg.DATASETS.TRAIN,
             filter_unlabeled=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
