@@ -109,6 +109,19 @@ def test_student_trains_from_the_cache_without_a_teacher(datasets_dir, tiny_prop
     assert {"loss_cls", "loss_kd_pred", "loss_kd_feat"} <= set(trainer.storage.latest())
 
 
+@pytest.mark.parametrize("weights,fields", [(("MODEL.DISTILL.FEATURE_WEIGHT", 0.0), {"soft_scores"}),  # stage 2
+                                            (("MODEL.DISTILL.PREDICTION_WEIGHT", 0.0), {"proposal_boxes", "roi_features"})])  # stage 1
+def test_a_stage_loads_only_what_its_losses_use(datasets_dir, tiny_proposals, teacher_files, teacher_cache, weights, fields):
+    cfg = kd_cfg(kd_opts(teacher_files, tiny_proposals["train"], "MODEL.DISTILL.TEACHER_CACHE", teacher_cache,
+                         "MODEL.LOAD_PROPOSALS", False, "SOLVER.IMS_PER_BATCH", 2, "DATALOADER.NUM_WORKERS", 0, *weights))  # fmt: skip
+    batch = next(iter(Trainer.build_train_loader(cfg)))
+    assert all(set(x["teacher"]) == fields for x in batch)
+    model = build_model(cfg)
+    losses = model(batch)
+    assert set(losses) == {"loss_cls", "loss_kd_pred" if "soft_scores" in fields else "loss_kd_feat"}
+    sum(losses.values()).backward()
+
+
 def test_cache_teacher_resumes_after_sigkill(datasets_dir, tiny_proposals, teacher_files, teacher_cache, tmp_path):
     output = str(tmp_path / "resumed_cache")
     cmd, env = cache_teacher(datasets_dir, output, kd_opts(teacher_files, tiny_proposals["train"]))

@@ -11,6 +11,7 @@ from detectron2.structures import Boxes, BoxMode, Instances
 
 from .build import num_classes_of
 from .proposals import fetch_proposals
+from .teacher_cache import FIELDS as TEACHER_CACHE_FIELDS
 from .teacher_cache import fetch_teacher_outputs
 
 logger = logging.getLogger(__name__)
@@ -37,9 +38,10 @@ class MultiLabelDatasetMapper:
 
     @configurable
     def __init__(self, is_train, *, augmentations, image_format, num_classes,
-                 load_proposals=False, proposal_topk=None, proposal_min_size=0.0, teacher_cache=None):  # fmt: skip
+                 load_proposals=False, proposal_topk=None, proposal_min_size=0.0, teacher_cache=None,
+                 teacher_cache_fields=TEACHER_CACHE_FIELDS):  # fmt: skip
         """``teacher_cache`` (an opened teacher cache, for training): adds ``"teacher"``, the
-        teacher's cached outputs for the augmentation drawn (``fetch_teacher_outputs``)."""
+        teacher's cached ``teacher_cache_fields`` for the augmentation drawn (``fetch_teacher_outputs``)."""
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations)
         self.image_format = image_format
@@ -48,7 +50,7 @@ class MultiLabelDatasetMapper:
         self.proposal_topk = proposal_topk
         self.proposal_min_size = proposal_min_size
         self._proposal_stores = {}  # opened on first use, in each data-loader worker
-        self.teacher_cache = teacher_cache
+        self.teacher_cache, self.teacher_cache_fields = teacher_cache, teacher_cache_fields
         mode = "training" if is_train else "inference"
         logger.info(f"[MultiLabelDatasetMapper] Augmentations used in {mode}: {augmentations}")
 
@@ -93,7 +95,9 @@ class MultiLabelDatasetMapper:
 
         if self.teacher_cache is not None:
             flipped = any(isinstance(t, T.HFlipTransform) for t in transforms)
-            dataset_dict["teacher"] = fetch_teacher_outputs(self.teacher_cache, dataset_dict["image_id"], image_shape, flipped)
+            dataset_dict["teacher"] = fetch_teacher_outputs(
+                self.teacher_cache, dataset_dict["image_id"], image_shape, flipped, self.teacher_cache_fields
+            )
         if self.load_proposals:
             fetch_proposals(dataset_dict, self._proposal_stores)
             if "proposal_boxes" not in dataset_dict:

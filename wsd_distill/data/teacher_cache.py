@@ -16,6 +16,8 @@ from detectron2.data import transforms as T
 from .partial_run import ids_digest
 from .ragged_store import RaggedStore
 
+FIELDS = ("soft_scores", "proposal_boxes", "roi_features")
+
 
 def cache_variants(cfg):
     """The ``(shortest side, flipped)`` pairs the training augmentation draws from."""
@@ -33,6 +35,14 @@ def variant_augmentations(cfg, size, flipped):
     if flipped:
         augmentations.append(T.RandomFlip(prob=1.0, horizontal=True, vertical=False))
     return augmentations
+
+
+def used_fields(cfg):
+    """The cached fields the student's losses read: ``soft_scores`` for L_p' (Eq. 10), the RoIs'
+    ``proposal_boxes`` and ``roi_features`` for L_f (Eq. 3); a stage that has one of them off
+    (the authors' two stages) loads nothing for it."""
+    d = cfg.MODEL.DISTILL
+    return (("soft_scores",) if d.PREDICTION_WEIGHT > 0 else ()) + (("proposal_boxes", "roi_features") if d.FEATURE_WEIGHT > 0 else ())
 
 
 def cache_key(image_id, image_shape, flipped):
@@ -74,8 +84,8 @@ def open_teacher_cache(cfg, dataset_dicts):
     return store
 
 
-def fetch_teacher_outputs(store, image_id, image_shape, flipped):
-    """The cached ``"teacher"`` entry of one augmented image, as float32 NumPy arrays: a data-loader
+def fetch_teacher_outputs(store, image_id, image_shape, flipped, fields=FIELDS):
+    """The cached ``"teacher"`` entry (``fields``) of one augmented image, as float32 NumPy arrays: a data-loader
     worker pickles these into its message, where each tensor would cost a shared-memory segment
     and a file-descriptor hand-over (docs/benchmarks.md, "Training steps")."""
     key = cache_key(image_id, image_shape, flipped)
@@ -86,4 +96,4 @@ def fetch_teacher_outputs(store, image_id, image_shape, flipped):
             f"Teacher cache {store.path} has no entry for image {image_id!r} at {image_shape[0]}x{image_shape[1]}"
             f"{', flipped' if flipped else ''}: it was made for other INPUT sizes; run tools/cache_teacher.py again"
         ) from None
-    return {name: store.get(i, name, np.float32) for name in ("soft_scores", "proposal_boxes", "roi_features")}
+    return {name: store.get(i, name, np.float32) for name in fields}

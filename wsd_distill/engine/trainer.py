@@ -14,7 +14,7 @@ from detectron2.utils.logger import setup_logger
 
 from ..data import MultiLabelDatasetMapper, get_multilabel_dataset_dicts, num_classes_of
 from ..data.resumable_loader import build_resumable_train_loader
-from ..data.teacher_cache import open_teacher_cache
+from ..data.teacher_cache import open_teacher_cache, used_fields
 from ..evaluation import MultiLabelEvaluator, WSODEvaluator
 from .rng_state_hook import RNGStateHook
 from .teacher_hook import TeacherHook
@@ -112,8 +112,9 @@ class Trainer(DefaultTrainer):
             proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
         )
         cache = open_teacher_cache(cfg, dicts) if cfg.MODEL.DISTILL.ENABLED and cfg.MODEL.DISTILL.TEACHER_CACHE else None
+        mapper = MultiLabelDatasetMapper(cfg, True, teacher_cache=cache, teacher_cache_fields=used_fields(cfg))
         return build_resumable_train_loader(
-            dicts, MultiLabelDatasetMapper(cfg, True, teacher_cache=cache), seed=cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed(),
+            dicts, mapper, seed=cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed(),
             total_batch_size=cfg.SOLVER.IMS_PER_BATCH, num_workers=cfg.DATALOADER.NUM_WORKERS,
             aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
         )  # fmt: skip

@@ -36,9 +36,9 @@ class StudentClassifier(nn.Module):
     with ``distill`` on, ``loss_kd_pred`` (Eq. 10) and ``loss_kd_feat`` (Eq. 3) from the
     ``"teacher"`` entry the :class:`TeacherHook` adds to every training dict: the teacher's
     ``proposal_boxes`` [R_i, 4] (pixels of ``image``), ``roi_features`` [R_i, D],
-    ``cls_logits`` and ``det_logits`` [R_i, K]; or, read from a teacher cache by the mapper,
-    ``soft_scores`` [K] (p'_T) with the ``proposal_boxes`` and ``roi_features`` of the RoIs kept
-    (tensors or NumPy arrays).
+    ``cls_logits`` and ``det_logits`` [R_i, K]; or, read from a teacher cache by the mapper
+    (tensors or NumPy arrays), what the losses in use need: ``soft_scores`` [K] (p'_T) for
+    L_p', the ``proposal_boxes`` and ``roi_features`` of the RoIs kept for L_f.
     """
 
     @configurable
@@ -127,9 +127,9 @@ class StudentClassifier(nn.Module):
                 "register wsd_distill.engine.TeacherHook with the trainer (wsd_distill's Trainer does)"
             )
         teacher = [{k: torch.as_tensor(v, device=self.device) for k, v in x["teacher"].items()} for x in batched_inputs]
-        if "soft_scores" in teacher[0]:  # from a teacher cache: p'_T and the RoIs for L_f, selected already
-            soft = torch.stack([t["soft_scores"] for t in teacher])
-            keep = [torch.arange(len(t["proposal_boxes"]), device=self.device) for t in teacher]
+        if "cls_logits" not in teacher[0]:  # from a teacher cache: p'_T and/or the RoIs for L_f, selected already
+            soft = torch.stack([t["soft_scores"] for t in teacher]) if self.prediction_weight > 0 else None
+            keep = [torch.arange(len(t["proposal_boxes"]), device=self.device) for t in teacher] if self.feature_weight > 0 else None
         else:
             num_regions = [len(t["cls_logits"]) for t in teacher]
             cls_logits = torch.cat([t["cls_logits"] for t in teacher])
