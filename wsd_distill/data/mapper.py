@@ -11,8 +11,7 @@ from detectron2.structures import Boxes, BoxMode, Instances
 
 from .build import num_classes_of
 from .proposals import fetch_proposals
-from .teacher_cache import FIELDS as TEACHER_CACHE_FIELDS
-from .teacher_cache import fetch_teacher_outputs
+from .teacher_cache import FIELDS as TEACHER_CACHE_FIELDS, fetch_teacher_outputs
 
 logger = logging.getLogger(__name__)
 
