@@ -162,6 +162,11 @@ def test_kd_without_teacher_outputs_is_a_clear_error(teacher_files):
         student([make_input(3)])
 
 
+def test_unknown_roi_select_is_named(teacher_files):
+    with pytest.raises(ValueError, match="MODEL.DISTILL.ROI_SELECT must be 'all' or 'top', got 'best'"):
+        build_model(student_cfg(*teacher_files, ROI_SELECT="best"))
+
+
 def test_mismatched_teacher_fails_clearly(teacher_files, tmp_path):
     config_file, weights = teacher_files
     with pytest.raises(ValueError, match="NUM_CLASSES 5 but the student has MODEL.STUDENT.NUM_CLASSES 7"):

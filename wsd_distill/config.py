@@ -92,6 +92,14 @@ def add_wsd_distill_config(cfg):
     return cfg
 
 
+def distill_roi_topk(cfg):
+    """RoIs per image that L_f uses: ``MODEL.DISTILL.ROI_TOPK`` for ROI_SELECT "top", 0 (all) for "all"."""
+    d = cfg.MODEL.DISTILL
+    if d.ROI_SELECT not in ("all", "top"):
+        raise ValueError(f"MODEL.DISTILL.ROI_SELECT must be 'all' or 'top', got {d.ROI_SELECT!r}")
+    return d.ROI_TOPK if d.ROI_SELECT == "top" else 0
+
+
 def get_teacher_cfg(cfg):
     """The teacher's config, read from ``MODEL.DISTILL.TEACHER_CONFIG`` (with wsd-distill's keys);
     its weights are ``MODEL.DISTILL.TEACHER_WEIGHTS`` and it runs on the student's device."""

@@ -13,6 +13,7 @@ import json
 import numpy as np
 from detectron2.data import transforms as T
 
+from ..config import distill_roi_topk
 from .partial_run import ids_digest
 from .ragged_store import RaggedStore
 
@@ -63,7 +64,7 @@ def teacher_cache_settings(cfg, image_ids):
     return {
         "content": "teacher_outputs", "teacher_weights_sha1": file_sha1(d.TEACHER_WEIGHTS),
         "teacher_temperatures": [d.TEACHER_CLS_TEMPERATURE, d.TEACHER_DET_TEMPERATURE],
-        "roi_topk": d.ROI_TOPK if d.ROI_SELECT == "top" else 0, "variants": cache_variants(cfg),
+        "roi_topk": distill_roi_topk(cfg), "variants": cache_variants(cfg),
         "max_size": cfg.INPUT.MAX_SIZE_TRAIN, "ids_sha1": ids_digest(image_ids),
     }  # fmt: skip
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..config import get_teacher_cfg
+from ..config import distill_roi_topk, get_teacher_cfg
 from ..data import MultiLabelDatasetMapper, RaggedStoreWriter, get_multilabel_dataset_dicts
 from ..data.partial_run import open_partial_run, read_chunk, write_chunk
 from ..data.teacher_cache import cache_key, cache_variants, teacher_cache_settings, variant_augmentations
@@ -27,7 +27,7 @@ def teacher_records(teacher, batch, flipped, cfg):
     out = teacher.teacher_outputs(batch)
     n = out["num_regions"]
     soft = wsddn_soft_scores(out["cls_logits"], out["det_logits"], n, d.TEACHER_CLS_TEMPERATURE, d.TEACHER_DET_TEMPERATURE)
-    keep = top_regions(out["cls_logits"], out["det_logits"], n, d.ROI_TOPK if d.ROI_SELECT == "top" else 0)
+    keep = top_regions(out["cls_logits"], out["det_logits"], n, distill_roi_topk(cfg))
     for x, p, k, s, f in zip(batch, out["proposals"], keep, soft, out["roi_features"].split(n)):
         yield cache_key(x["image_id"], x["image"].shape[1:], flipped), s, p.proposal_boxes.tensor[k], f[k]
 

@@ -7,7 +7,7 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.structures import Boxes, ImageList
 
-from ..config import get_teacher_cfg
+from ..config import distill_roi_topk, get_teacher_cfg
 from .box_head import wsddn_box_head_dim
 from .class_count import add_class_count_check
 from .distill_losses import prediction_distill_loss, roi_feature_distill_loss, wsddn_soft_scores
@@ -76,8 +76,6 @@ class StudentClassifier(nn.Module):
         s, d = cfg.MODEL.STUDENT, cfg.MODEL.DISTILL
         if s.IN_FEATURE not in backbone.output_shape():
             raise KeyError(f"MODEL.STUDENT.IN_FEATURE '{s.IN_FEATURE}' is not a backbone output ({sorted(backbone.output_shape())})")
-        if d.ROI_SELECT not in ("all", "top"):
-            raise ValueError(f"MODEL.DISTILL.ROI_SELECT must be 'all' or 'top', got {d.ROI_SELECT!r}")
         adapter = None
         if d.ENABLED and d.FEATURE_WEIGHT > 0:
             adapter = RoIFeatureAdapter(
@@ -90,7 +88,7 @@ class StudentClassifier(nn.Module):
             "input_size": s.INPUT_SIZE, "distill": d.ENABLED, "feature_adapter": adapter,
             "label_weight": d.LABEL_WEIGHT, "prediction_weight": d.PREDICTION_WEIGHT, "feature_weight": d.FEATURE_WEIGHT,
             "temperature": d.TEMPERATURE, "teacher_cls_temperature": d.TEACHER_CLS_TEMPERATURE,
-            "teacher_det_temperature": d.TEACHER_DET_TEMPERATURE, "roi_topk": d.ROI_TOPK if d.ROI_SELECT == "top" else 0,
+            "teacher_det_temperature": d.TEACHER_DET_TEMPERATURE, "roi_topk": distill_roi_topk(cfg),
         }  # fmt: skip
 
     @property
