@@ -58,14 +58,14 @@ def file_sha1(path):
     return digest.hexdigest()
 
 
-def teacher_cache_settings(cfg, image_ids):
-    """What a cache depends on; a cache made with other settings is refused."""
+def teacher_cache_settings(cfg, dataset_dicts):
+    """What a cache of ``dataset_dicts`` depends on; a cache made with other settings is refused."""
     d = cfg.MODEL.DISTILL
     return {
         "content": "teacher_outputs", "teacher_weights_sha1": file_sha1(d.TEACHER_WEIGHTS),
         "teacher_temperatures": [d.TEACHER_CLS_TEMPERATURE, d.TEACHER_DET_TEMPERATURE],
         "roi_topk": distill_roi_topk(cfg), "variants": cache_variants(cfg),
-        "max_size": cfg.INPUT.MAX_SIZE_TRAIN, "ids_sha1": ids_digest(image_ids),
+        "max_size": cfg.INPUT.MAX_SIZE_TRAIN, "ids_sha1": ids_digest(sorted(str(d["image_id"]) for d in dataset_dicts)),
     }  # fmt: skip
 
 
@@ -74,7 +74,7 @@ def open_teacher_cache(cfg, dataset_dicts):
     teacher, at these temperatures and augmentations, for these images."""
     path = cfg.MODEL.DISTILL.TEACHER_CACHE
     store = RaggedStore(path)
-    expected = json.loads(json.dumps(teacher_cache_settings(cfg, sorted(str(d["image_id"]) for d in dataset_dicts))))
+    expected = json.loads(json.dumps(teacher_cache_settings(cfg, dataset_dicts)))
     found = {k: store.meta.get(k) for k in expected}
     different = [k for k in expected if found[k] != expected[k]]
     if different:

@@ -44,7 +44,7 @@ def write_teacher_cache(cfg, output, batch_size=16, chunk_size=256):
     (resumable: chunks in ``<output>.partial/``; the store appears when complete)."""
     dicts = get_multilabel_dataset_dicts(cfg.DATASETS.TRAIN, filter_unlabeled=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
                                          proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN)  # fmt: skip
-    settings = teacher_cache_settings(cfg, sorted(str(d["image_id"]) for d in dicts))
+    settings = teacher_cache_settings(cfg, dicts)
     chunks = open_partial_run(output, settings, len(dicts), chunk_size)
     todo = [c for c in chunks if not os.path.exists(c[0])]
     teacher = build_teacher(cfg)
