@@ -13,7 +13,6 @@ import shutil
 import time
 
 import cv2
-import numpy as np
 from tqdm import tqdm
 
 from ..data.partial_run import ids_digest, open_partial_run, read_chunk, write_chunk
@@ -45,12 +44,6 @@ def _run_chunk(task):
         logits.append(s)
     write_chunk(path, {}, {"boxes": boxes, "logits": logits})
     return len(items), time.perf_counter() - start
-
-
-def _read_chunks(chunks):
-    """Yield ``(boxes, logits)`` of every image of the chunk files, one chunk in memory at a time."""
-    for path, _ in chunks:
-        yield from read_chunk(path, (), ("boxes", "logits"))
 
 
 def generate_proposal_file(dataset_dicts, output, method, generator_kwargs, workers=1, chunk_size=64, dtype="float32"):
@@ -90,18 +83,22 @@ def generate_proposal_file(dataset_dicts, output, method, generator_kwargs, work
                 pool.terminate()
     elapsed = time.perf_counter() - start
 
-    num_boxes = 0
-    for path, _ in chunks:
-        with np.load(path) as chunk:
-            num_boxes += int(chunk["counts"].sum())
-    save_proposals(output, ids, _read_chunks(chunks), dtype, meta={"method": method, "generator": generator_kwargs})
+    box_counts = []
+
+    def proposals():  # (boxes, logits) of every image, one chunk file in memory at a time
+        for path, _ in chunks:
+            for boxes, logits in read_chunk(path, (), ("boxes", "logits")):
+                box_counts.append(len(boxes))
+                yield boxes, logits
+
+    save_proposals(output, ids, proposals(), dtype, meta={"method": method, "generator": generator_kwargs})
     shutil.rmtree(partial)
     stats = {
         "images": processed,
         "seconds": elapsed,
         "images_per_s": processed / elapsed if processed else float("nan"),
         "images_per_s_per_worker": processed / worker_seconds if processed else float("nan"),
-        "boxes_per_image": num_boxes / max(len(ids), 1),
+        "boxes_per_image": sum(box_counts) / max(len(ids), 1),
     }
     logger.info(f"Wrote {output}: {stats}")
     return stats
