@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow clean
+.PHONY: setup demo test test-slow lint format clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,17 @@ test: setup
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow tests
+
+# black and isort at line length 100, as detectron2 (pyproject.toml); installed into .venv on first use
+LINTERS := 'black>=24,<27' 'isort>=5,<10'
+
+lint: setup
+	$(PY) -m pip install -q $(LINTERS)
+	$(PY) -m black --check --quiet . && $(PY) -m isort --check-only --quiet .
+
+format: setup
+	$(PY) -m pip install -q $(LINTERS)
+	$(PY) -m black --quiet . && $(PY) -m isort --quiet .
 
 clean:
 	rm -rf $(VENV) output

@@ -6,6 +6,7 @@
 The sizes must match the config's DATASETS.SYNTHETIC.* when training on it (tools/train_net.py
 and tools/demo.py generate it themselves from the config when it is missing).
 """
+
 import argparse
 import os
 
@@ -13,14 +14,24 @@ from wsd_distill.data.datasets import generate_synthetic_shapes
 from wsd_distill.data.datasets.builtin import datasets_root
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--train", type=int, default=2000)
     parser.add_argument("--val", type=int, default=400)
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--size", type=int, default=256, help="image side in pixels")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--object-size", type=float, nargs=2, default=(0.1, 0.45), help="diameter range (fraction of side)")
-    parser.add_argument("--distractors", type=int, nargs=2, default=(2, 8), help="distractors per image (range)")
+    parser.add_argument(
+        "--object-size",
+        type=float,
+        nargs=2,
+        default=(0.1, 0.45),
+        help="diameter range (fraction of side)",
+    )
+    parser.add_argument(
+        "--distractors", type=int, nargs=2, default=(2, 8), help="distractors per image (range)"
+    )
     args = parser.parse_args()
     root = os.path.join(datasets_root(), "synthetic_shapes")
     sizes = {"train": args.train, "val": args.val, "test": args.test}

@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny synthetic shapes dataset, generated once per test session."""
+
 import os
 
 import pytest
@@ -15,7 +16,9 @@ TINY_PREFIX = "tiny_shapes"  # registered as tiny_shapes_{train,val,test}
 def datasets_dir(tmp_path_factory):
     """A $DETECTRON2_DATASETS folder holding synthetic_shapes/ (also registered as tiny_shapes_*)."""
     root = tmp_path_factory.mktemp("datasets")
-    generate_synthetic_shapes(os.path.join(root, "synthetic_shapes"), TINY_SIZES, TINY_IMAGE_SIZE, seed=0)
+    generate_synthetic_shapes(
+        os.path.join(root, "synthetic_shapes"), TINY_SIZES, TINY_IMAGE_SIZE, seed=0
+    )
     register_synthetic_shapes(os.path.join(root, "synthetic_shapes"), prefix=TINY_PREFIX)
     return str(root)
 
@@ -31,5 +34,10 @@ def tiny_proposals(datasets_dir, tmp_path_factory):
     files = {}
     for split in TINY_SIZES:
         files[split] = str(folder / f"{TINY_PREFIX}_{split}")  # proposal stores
-        generate_proposal_file(DatasetCatalog.get(f"{TINY_PREFIX}_{split}"), files[split], "edge_boxes", {"max_proposals": 100})
+        generate_proposal_file(
+            DatasetCatalog.get(f"{TINY_PREFIX}_{split}"),
+            files[split],
+            "edge_boxes",
+            {"max_proposals": 100},
+        )
     return files

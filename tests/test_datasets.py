@@ -1,4 +1,5 @@
 """Dataset loaders on small files written in the official formats, and the synthetic generator."""
+
 import json
 import os
 
@@ -8,9 +9,13 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from wsd_distill.data import get_multilabel_dataset_dicts
 from wsd_distill.data.datasets import (
-    NUSWIDE_CONCEPTS, SHAPE_CLASSES, generate_synthetic_shapes, load_nuswide,
-    load_voc_multilabel, register_coco_multilabel,
-)  # fmt: skip
+    NUSWIDE_CONCEPTS,
+    SHAPE_CLASSES,
+    generate_synthetic_shapes,
+    load_nuswide,
+    load_voc_multilabel,
+    register_coco_multilabel,
+)
 from wsd_distill.data.datasets.synthetic import CO_OCCURRING, render_image
 from wsd_distill.data.statistics import dataset_summary
 
@@ -18,13 +23,48 @@ from wsd_distill.data.statistics import dataset_summary
 def write_coco(path):
     """Category ids with gaps (1, 3, 7), a crowd box, an image with only a crowd box, one without any."""
     coco = {
-        "images": [{"id": i, "file_name": f"{i:012d}.jpg", "height": 100, "width": 120} for i in (10, 20, 30)],
-        "categories": [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}, {"id": 7, "name": "train"}],
+        "images": [
+            {"id": i, "file_name": f"{i:012d}.jpg", "height": 100, "width": 120}
+            for i in (10, 20, 30)
+        ],
+        "categories": [
+            {"id": 1, "name": "person"},
+            {"id": 3, "name": "car"},
+            {"id": 7, "name": "train"},
+        ],
         "annotations": [
-            {"id": 1, "image_id": 10, "category_id": 7, "bbox": [1, 2, 30, 40], "area": 1200, "iscrowd": 0},
-            {"id": 2, "image_id": 10, "category_id": 1, "bbox": [5, 5, 10, 10], "area": 100, "iscrowd": 0},
-            {"id": 3, "image_id": 10, "category_id": 3, "bbox": [0, 0, 50, 50], "area": 2500, "iscrowd": 1},
-            {"id": 4, "image_id": 20, "category_id": 3, "bbox": [0, 0, 50, 50], "area": 2500, "iscrowd": 1},
+            {
+                "id": 1,
+                "image_id": 10,
+                "category_id": 7,
+                "bbox": [1, 2, 30, 40],
+                "area": 1200,
+                "iscrowd": 0,
+            },
+            {
+                "id": 2,
+                "image_id": 10,
+                "category_id": 1,
+                "bbox": [5, 5, 10, 10],
+                "area": 100,
+                "iscrowd": 0,
+            },
+            {
+                "id": 3,
+                "image_id": 10,
+                "category_id": 3,
+                "bbox": [0, 0, 50, 50],
+                "area": 2500,
+                "iscrowd": 1,
+            },
+            {
+                "id": 4,
+                "image_id": 20,
+                "category_id": 3,
+                "bbox": [0, 0, 50, 50],
+                "area": 2500,
+                "iscrowd": 1,
+            },
         ],
     }
     with open(path, "w") as f:
@@ -38,9 +78,14 @@ def test_coco_multilabel(tmp_path):
     dicts = DatasetCatalog.get("test_coco_gaps")
     assert MetadataCatalog.get("test_coco_gaps").thing_classes == ["person", "car", "train"]
     by_id = {d["image_id"]: d for d in dicts}
-    assert by_id[10]["multi_labels"] == [0, 2]  # ids 1 and 7 -> contiguous 0 and 2; crowd "car" ignored
+    assert by_id[10]["multi_labels"] == [
+        0,
+        2,
+    ]  # ids 1 and 7 -> contiguous 0 and 2; crowd "car" ignored
     assert by_id[20]["multi_labels"] == [] and by_id[30]["multi_labels"] == []
-    assert [a["iscrowd"] for a in by_id[10]["annotations"]].count(1) == 1  # crowd box kept for reference
+    assert [a["iscrowd"] for a in by_id[10]["annotations"]].count(
+        1
+    ) == 1  # crowd box kept for reference
     assert len(get_multilabel_dataset_dicts("test_coco_gaps", filter_unlabeled=True)) == 1
     assert len(get_multilabel_dataset_dicts("test_coco_gaps", filter_unlabeled=False)) == 3
 
@@ -50,7 +95,9 @@ def _write_nuswide_official(root, labels_by_path, existing):
     (root / "Groundtruth" / "TrainTestLabels").mkdir(parents=True)
     (root / "Concepts81.txt").write_text("\n".join(NUSWIDE_CONCEPTS) + "\n")
     paths = list(labels_by_path)
-    (root / "ImageList" / "TrainImagelist.txt").write_text("\n".join(p.replace("/", "\\") for p in paths) + "\n")
+    (root / "ImageList" / "TrainImagelist.txt").write_text(
+        "\n".join(p.replace("/", "\\") for p in paths) + "\n"
+    )
     for concept in NUSWIDE_CONCEPTS:
         column = [int(concept in labels_by_path[p]) for p in paths]
         (root / "Groundtruth" / "TrainTestLabels" / f"Labels_{concept}_Train.txt").write_text(
@@ -62,7 +109,11 @@ def _write_nuswide_official(root, labels_by_path, existing):
 
 
 def test_nuswide_official_layout_counts_missing_images(tmp_path):
-    labels = {"actor/0001_11.jpg": {"sky", "clouds"}, "actor/0002_22.jpg": {"zebra"}, "beach/0003_33.jpg": {"beach"}}
+    labels = {
+        "actor/0001_11.jpg": {"sky", "clouds"},
+        "actor/0002_22.jpg": {"zebra"},
+        "beach/0003_33.jpg": {"beach"},
+    }
     _write_nuswide_official(tmp_path, labels, existing=["actor/0001_11.jpg", "beach/0003_33.jpg"])
     dicts = load_nuswide(str(tmp_path), "train", dataset_name="test_nuswide_official")
     assert [d["image_id"] for d in dicts] == ["0001_11", "0003_33"]
@@ -84,13 +135,22 @@ def test_nuswide_csv_and_json_lists(tmp_path):
     (tmp_path / "images").mkdir()
     for name in ("1.jpg", "2.jpg"):
         (tmp_path / "images" / name).write_bytes(b"")
-    (tmp_path / "train.csv").write_text("path,labels\nimages/1.jpg,sky;water\nimages/2.jpg,\nimages/3.jpg,dog\n")
+    (tmp_path / "train.csv").write_text(
+        "path,labels\nimages/1.jpg,sky;water\nimages/2.jpg,\nimages/3.jpg,dog\n"
+    )
     dicts = load_nuswide(str(tmp_path), "train")
-    assert [d["multi_labels"] for d in dicts] == [sorted([NUSWIDE_CONCEPTS.index("sky"), NUSWIDE_CONCEPTS.index("water")]), []]
+    assert [d["multi_labels"] for d in dicts] == [
+        sorted([NUSWIDE_CONCEPTS.index("sky"), NUSWIDE_CONCEPTS.index("water")]),
+        [],
+    ]
     (tmp_path / "test.json").write_text(json.dumps([{"path": "images/2.jpg", "labels": ["dog"]}]))
     assert load_nuswide(str(tmp_path), "test")[0]["multi_labels"] == [NUSWIDE_CONCEPTS.index("dog")]
-    (tmp_path / "test.json").write_text(json.dumps([{"path": "images/2.jpg", "labels": ["unicorn"]}]))
-    with pytest.raises(ValueError, match=r"entry 1 \(images/2.jpg\): unknown concepts \['unicorn'\]"):
+    (tmp_path / "test.json").write_text(
+        json.dumps([{"path": "images/2.jpg", "labels": ["unicorn"]}])
+    )
+    with pytest.raises(
+        ValueError, match=r"entry 1 \(images/2.jpg\): unknown concepts \['unicorn'\]"
+    ):
         load_nuswide(str(tmp_path), "test")
 
 
@@ -109,12 +169,20 @@ def test_voc_multilabel_keeps_boxes_and_difficult(tmp_path):
         "000002": [("dog", 0, (5, 5, 60, 60))],
     }
     for file_id, objs in objects.items():
-        xml = VOC_XML.format(id=file_id, objects="".join(VOC_OBJECT.format(name=n, difficult=d, box=b) for n, d, b in objs))
+        xml = VOC_XML.format(
+            id=file_id,
+            objects="".join(VOC_OBJECT.format(name=n, difficult=d, box=b) for n, d, b in objs),
+        )
         (tmp_path / "Annotations" / f"{file_id}.xml").write_text(xml)
     dicts = load_voc_multilabel(str(tmp_path), "test")
     classes = MetadataCatalog.get("voc_2007_test_multilabel").thing_classes
     assert dicts[0]["multi_labels"] == sorted([classes.index("dog"), classes.index("person")])
-    assert dicts[0]["annotations"][0]["bbox"] == [9.0, 19.0, 110.0, 120.0]  # 1-based inclusive -> XYXY_ABS
+    assert dicts[0]["annotations"][0]["bbox"] == [
+        9.0,
+        19.0,
+        110.0,
+        120.0,
+    ]  # 1-based inclusive -> XYXY_ABS
     assert [a["difficult"] for a in dicts[0]["annotations"]] == [0, 1]
     assert (dicts[1]["height"], dicts[1]["width"]) == (150, 200)
 
@@ -126,7 +194,10 @@ def test_synthetic_generation_is_deterministic(tmp_path):
     c = generate_synthetic_shapes(str(tmp_path / "c"), sizes, 96, seed=6)
     for rel in ("train/000001.jpg", "train/000003.jpg", "annotations/instances_train.json"):
         assert open(os.path.join(a, rel), "rb").read() == open(os.path.join(b, rel), "rb").read()
-    assert open(os.path.join(a, "train/000001.jpg"), "rb").read() != open(os.path.join(c, "train/000001.jpg"), "rb").read()
+    assert (
+        open(os.path.join(a, "train/000001.jpg"), "rb").read()
+        != open(os.path.join(c, "train/000001.jpg"), "rb").read()
+    )
     assert generate_synthetic_shapes(a, sizes, 96, seed=5) == a  # already there: nothing rewritten
     with pytest.raises(RuntimeError, match="generated with"):
         generate_synthetic_shapes(a, sizes, 96, seed=6)
@@ -136,17 +207,25 @@ def test_synthetic_benchmark_properties():
     """Many small objects, 1-4 per image, every class present, and the listed pairs co-occur."""
     images = [render_image(np.random.default_rng([0, 0, i]), 256) for i in range(300)]
     dicts = [
-        {"multi_labels": sorted({c for c, _ in objs}), "height": 256, "width": 256,
-         "annotations": [{"bbox": box, "bbox_mode": 0} for _, box in objs]}
+        {
+            "multi_labels": sorted({c for c, _ in objs}),
+            "height": 256,
+            "width": 256,
+            "annotations": [{"bbox": box, "bbox_mode": 0} for _, box in objs],
+        }
         for _, objs in images
-    ]  # fmt: skip
+    ]
     counts = [len(objs) for _, objs in images]
     assert min(counts) >= 1 and max(counts) == 4
     summary = dataset_summary(dicts, SHAPE_CLASSES)
     assert len(SHAPE_CLASSES) >= 10 and (summary["class_images"] > 0).all()
     assert summary["small_object_fraction"] > 0.6  # most objects cover under 10% of the image
     freq = summary["class_images"] / len(dicts)
-    lift = summary["co_occurrence"] / np.outer(summary["class_images"], summary["class_images"]) * len(dicts)
+    lift = (
+        summary["co_occurrence"]
+        / np.outer(summary["class_images"], summary["class_images"])
+        * len(dicts)
+    )
     for a, b in CO_OCCURRING:
         i, j = SHAPE_CLASSES.index(a), SHAPE_CLASSES.index(b)
         assert lift[i, j] > 1.5, (a, b, lift[i, j])

@@ -1,4 +1,5 @@
 """Distributed training on CPU (GLOO, 2 processes) and resuming a run killed with SIGKILL."""
+
 import json
 import os
 import signal
@@ -19,26 +20,55 @@ from wsd_distill.data.datasets import register_synthetic_shapes
 from wsd_distill.engine import Trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = ["MODEL.DEVICE", "cpu", "SEED", 3, "INPUT.MIN_SIZE_TRAIN", (96,), "INPUT.MIN_SIZE_TEST", 96,
-         "MODEL.WSDDN.MAX_PROPOSALS", 32, "SOLVER.IMS_PER_BATCH", 4, "SOLVER.WARMUP_ITERS", 2]  # fmt: skip
+SMALL = [
+    "MODEL.DEVICE",
+    "cpu",
+    "SEED",
+    3,
+    "INPUT.MIN_SIZE_TRAIN",
+    (96,),
+    "INPUT.MIN_SIZE_TEST",
+    96,
+    "MODEL.WSDDN.MAX_PROPOSALS",
+    32,
+    "SOLVER.IMS_PER_BATCH",
+    4,
+    "SOLVER.WARMUP_ITERS",
+    2,
+]
 
 
 def _train_on_rank(datasets_dir, config_file, opts, output_dir):
     """One DDP process: train, then save this rank's parameters and evaluation results."""
     if "tiny_shapes_train" not in DatasetCatalog.list():  # a spawned process starts bare
-        register_synthetic_shapes(os.path.join(datasets_dir, "synthetic_shapes"), prefix="tiny_shapes")
+        register_synthetic_shapes(
+            os.path.join(datasets_dir, "synthetic_shapes"), prefix="tiny_shapes"
+        )
     cfg = add_wsd_distill_config(get_cfg())
     cfg.merge_from_file(config_file)
     cfg.merge_from_list([*opts, "OUTPUT_DIR", output_dir])
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)
     trainer.train()
-    model = trainer.model.module if isinstance(trainer.model, torch.nn.parallel.DistributedDataParallel) else trainer.model
+    model = (
+        trainer.model.module
+        if isinstance(trainer.model, torch.nn.parallel.DistributedDataParallel)
+        else trainer.model
+    )
     rank = comm.get_rank()
-    torch.save({k: v.detach() for k, v in model.named_parameters()}, os.path.join(output_dir, f"rank{rank}.pth"))
+    torch.save(
+        {k: v.detach() for k, v in model.named_parameters()},
+        os.path.join(output_dir, f"rank{rank}.pth"),
+    )
     with open(os.path.join(output_dir, f"rank{rank}.json"), "w") as f:
-        json.dump({"world_size": comm.get_world_size(), "results": trainer._last_eval_results,
-                   "losses": sorted(trainer.storage.latest())}, f)  # fmt: skip
+        json.dump(
+            {
+                "world_size": comm.get_world_size(),
+                "results": trainer._last_eval_results,
+                "losses": sorted(trainer.storage.latest()),
+            },
+            f,
+        )
     if rank == 0:
         with open(os.path.join(output_dir, "config.yaml"), "w") as f:
             f.write(cfg.dump())
@@ -51,41 +81,103 @@ def _check_ranks(output_dir, test_set):
         assert torch.equal(params[0][k], params[1][k]), f"ranks disagree on {k}"
     reports = [json.load(open(os.path.join(output_dir, f"rank{r}.json"))) for r in range(2)]
     assert [r["world_size"] for r in reports] == [2, 2]
-    assert "multilabel" in reports[0]["results"] and not reports[1]["results"]  # rank 0 reports for both
+    assert (
+        "multilabel" in reports[0]["results"] and not reports[1]["results"]
+    )  # rank 0 reports for both
     scores = np.load(os.path.join(output_dir, "inference", test_set, "multilabel_scores.npz"))
-    assert sorted(scores["image_ids"]) == sorted(str(d["image_id"]) for d in DatasetCatalog.get(test_set))
+    assert sorted(scores["image_ids"]) == sorted(
+        str(d["image_id"]) for d in DatasetCatalog.get(test_set)
+    )
     return reports[0]
 
 
-def test_two_process_cpu_training_of_teacher_and_student_with_kd(datasets_dir, tiny_proposals, tmp_path):
+def test_two_process_cpu_training_of_teacher_and_student_with_kd(
+    datasets_dir, tiny_proposals, tmp_path
+):
     teacher_dir = str(tmp_path / "teacher")
-    data = ["DATASETS.TRAIN", ("tiny_shapes_train",), "DATASETS.TEST", ("tiny_shapes_val",),
-            "DATASETS.PROPOSAL_FILES_TRAIN", (tiny_proposals["train"],), "DATASETS.PROPOSAL_FILES_TEST", (tiny_proposals["val"],),
-            "DATALOADER.NUM_WORKERS", 1, "SOLVER.MAX_ITER", 3]  # fmt: skip
+    data = [
+        "DATASETS.TRAIN",
+        ("tiny_shapes_train",),
+        "DATASETS.TEST",
+        ("tiny_shapes_val",),
+        "DATASETS.PROPOSAL_FILES_TRAIN",
+        (tiny_proposals["train"],),
+        "DATASETS.PROPOSAL_FILES_TEST",
+        (tiny_proposals["val"],),
+        "DATALOADER.NUM_WORKERS",
+        1,
+        "SOLVER.MAX_ITER",
+        3,
+    ]
     config = os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml")
-    launch(_train_on_rank, 2, dist_url="auto", args=(datasets_dir, config, [*SMALL, *data], teacher_dir))
+    launch(
+        _train_on_rank,
+        2,
+        dist_url="auto",
+        args=(datasets_dir, config, [*SMALL, *data], teacher_dir),
+    )
     _check_ranks(teacher_dir, "tiny_shapes_val")
 
     student_dir = str(tmp_path / "student_kd")
-    kd = ["MODEL.DISTILL.TEACHER_CONFIG", os.path.join(teacher_dir, "config.yaml"),
-          "MODEL.DISTILL.TEACHER_WEIGHTS", os.path.join(teacher_dir, "model_final.pth"), "MODEL.STUDENT.INPUT_SIZE", 48]  # fmt: skip
+    kd = [
+        "MODEL.DISTILL.TEACHER_CONFIG",
+        os.path.join(teacher_dir, "config.yaml"),
+        "MODEL.DISTILL.TEACHER_WEIGHTS",
+        os.path.join(teacher_dir, "model_final.pth"),
+        "MODEL.STUDENT.INPUT_SIZE",
+        48,
+    ]
     config = os.path.join(ROOT, "configs", "Synthetic", "S-Cls_KD.yaml")
-    launch(_train_on_rank, 2, dist_url="auto", args=(datasets_dir, config, [*SMALL, *data, *kd], student_dir))
+    launch(
+        _train_on_rank,
+        2,
+        dist_url="auto",
+        args=(datasets_dir, config, [*SMALL, *data, *kd], student_dir),
+    )
     report = _check_ranks(student_dir, "tiny_shapes_val")
     assert {"loss_cls", "loss_kd_pred", "loss_kd_feat"} <= set(report["losses"])
 
 
 def _train_net(datasets_dir, proposals, output_dir, *opts):
-    data = ["DATASETS.SYNTHETIC.NUM_TRAIN", 24, "DATASETS.SYNTHETIC.NUM_VAL", 8, "DATASETS.SYNTHETIC.NUM_TEST", 40,
-            "DATASETS.SYNTHETIC.IMAGE_SIZE", 192, "DATASETS.TEST", (), "DATASETS.PROPOSAL_FILES_TRAIN", (proposals,),
-            "DATALOADER.NUM_WORKERS", 2, "SOLVER.MAX_ITER", 12, "SOLVER.CHECKPOINT_PERIOD", 5, "OUTPUT_DIR", output_dir, *opts]  # fmt: skip
-    cmd = [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file",
-           os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml"), *map(str, [*SMALL, *data])]  # fmt: skip
+    data = [
+        "DATASETS.SYNTHETIC.NUM_TRAIN",
+        24,
+        "DATASETS.SYNTHETIC.NUM_VAL",
+        8,
+        "DATASETS.SYNTHETIC.NUM_TEST",
+        40,
+        "DATASETS.SYNTHETIC.IMAGE_SIZE",
+        192,
+        "DATASETS.TEST",
+        (),
+        "DATASETS.PROPOSAL_FILES_TRAIN",
+        (proposals,),
+        "DATALOADER.NUM_WORKERS",
+        2,
+        "SOLVER.MAX_ITER",
+        12,
+        "SOLVER.CHECKPOINT_PERIOD",
+        5,
+        "OUTPUT_DIR",
+        output_dir,
+        *opts,
+    ]
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, "tools", "train_net.py"),
+        "--config-file",
+        os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml"),
+        *map(str, [*SMALL, *data]),
+    ]
     return cmd, dict(os.environ, DETECTRON2_DATASETS=datasets_dir)
 
 
-@pytest.mark.parametrize("grouping", [False, True], ids=["batches_from_workers", "aspect_ratio_grouping"])
-def test_run_killed_with_sigkill_resumes_to_the_same_weights(datasets_dir, tiny_proposals, tmp_path, grouping):
+@pytest.mark.parametrize(
+    "grouping", [False, True], ids=["batches_from_workers", "aspect_ratio_grouping"]
+)
+def test_run_killed_with_sigkill_resumes_to_the_same_weights(
+    datasets_dir, tiny_proposals, tmp_path, grouping
+):
     """The teacher (dropout, random flips, 2 loader workers): 12 iterations straight vs killed
     after its iteration-5 checkpoint and resumed; the resumed run must enter the loader's stream
     mid-way (5 is not a multiple of the 2 workers) and restore the RNG for dropout. With aspect
@@ -96,14 +188,20 @@ def test_run_killed_with_sigkill_resumes_to_the_same_weights(datasets_dir, tiny_
     subprocess.run(cmd, env=env, check=True, capture_output=True)
 
     cmd, env = _train_net(datasets_dir, tiny_proposals["train"], killed, *grouping)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     tag, deadline = os.path.join(killed, "last_checkpoint"), time.time() + 300
-    while time.time() < deadline and not os.path.exists(tag):  # written once model_0000004.pth is complete
+    while time.time() < deadline and not os.path.exists(
+        tag
+    ):  # written once model_0000004.pth is complete
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)  # the trainer and its data-loader workers
     proc.wait()
     assert not os.path.exists(os.path.join(killed, "model_final.pth")), "killed too late"
-    resumed = subprocess.run([*cmd[:2], "--resume", *cmd[2:]], env=env, capture_output=True, text=True)
+    resumed = subprocess.run(
+        [*cmd[:2], "--resume", *cmd[2:]], env=env, capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Starting training from iteration 5" in resumed.stderr + resumed.stdout
 

@@ -1,4 +1,5 @@
 """compute_multilabel_metrics against a hand computation and sklearn; MultiLabelEvaluator."""
+
 import numpy as np
 import pytest
 import torch
@@ -23,7 +24,9 @@ def test_hand_computed_example():
     assert m["OF1"] == pytest.approx(100 * 4 / 7)
     # top-1: images predict 0, 0, 1, 1 -> class 0: 1 of 2 right (1 of 2 GT); class 1: 0 of 2 (0 of 1 GT)
     assert (m["CP_top1"], m["CR_top1"], m["CF1_top1"]) == pytest.approx((25.0, 25.0, 25.0))
-    assert (m["OP_top1"], m["OR_top1"], m["OF1_top1"]) == pytest.approx((25.0, 100 / 3, 100 * 2 / 7))
+    assert (m["OP_top1"], m["OR_top1"], m["OF1_top1"]) == pytest.approx(
+        (25.0, 100 / 3, 100 * 2 / 7)
+    )
     assert m["num_excluded_classes"] == 0
 
 

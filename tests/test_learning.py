@@ -3,6 +3,7 @@
 The teacher's full learning run takes minutes and is marked ``slow`` (``make test-slow``);
 the fast tests check that its loss falls on a small set and that the student learns.
 """
+
 import os
 
 import numpy as np
@@ -38,8 +39,21 @@ def chance_map(dataset_name):
 def config(name, output_dir, *opts):
     cfg = add_wsd_distill_config(get_cfg())
     cfg.merge_from_file(os.path.join(ROOT, "configs", "Synthetic", name))
-    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "OUTPUT_DIR", output_dir, "DATALOADER.NUM_WORKERS", 0, "SEED", 0,
-                         "SOLVER.CHECKPOINT_PERIOD", 100000, *opts])  # fmt: skip
+    cfg.merge_from_list(
+        [
+            "MODEL.DEVICE",
+            "cpu",
+            "OUTPUT_DIR",
+            output_dir,
+            "DATALOADER.NUM_WORKERS",
+            0,
+            "SEED",
+            0,
+            "SOLVER.CHECKPOINT_PERIOD",
+            100000,
+            *opts,
+        ]
+    )
     return cfg
 
 
@@ -47,14 +61,31 @@ def train(cfg):
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)
     trainer.train()
-    return trainer.storage.history("total_loss").values(), getattr(trainer, "_last_eval_results", None)
+    return trainer.storage.history("total_loss").values(), getattr(
+        trainer, "_last_eval_results", None
+    )
 
 
 def test_teacher_loss_falls(datasets_dir, tiny_proposals, tmp_path):
     """On 24 images the teacher's loss falls by over 40% within 80 iterations (it fits its labels)."""
-    cfg = config("T-WDet.yaml", str(tmp_path), "DATASETS.TRAIN", ("tiny_shapes_train",), "DATASETS.TEST", (),
-                 "DATASETS.PROPOSAL_FILES_TRAIN", (tiny_proposals["train"],), "MODEL.WSDDN.MAX_PROPOSALS", 32,
-                 "SOLVER.IMS_PER_BATCH", 8, "SOLVER.MAX_ITER", 80, "SOLVER.WARMUP_ITERS", 5)  # fmt: skip
+    cfg = config(
+        "T-WDet.yaml",
+        str(tmp_path),
+        "DATASETS.TRAIN",
+        ("tiny_shapes_train",),
+        "DATASETS.TEST",
+        (),
+        "DATASETS.PROPOSAL_FILES_TRAIN",
+        (tiny_proposals["train"],),
+        "MODEL.WSDDN.MAX_PROPOSALS",
+        32,
+        "SOLVER.IMS_PER_BATCH",
+        8,
+        "SOLVER.MAX_ITER",
+        80,
+        "SOLVER.WARMUP_ITERS",
+        5,
+    )
     losses, _ = train(cfg)
     first, last = np.mean([v for v, _ in losses[:5]]), np.mean([v for v, _ in losses[-5:]])
     assert last < 0.6 * first, (first, last)
@@ -62,8 +93,16 @@ def test_teacher_loss_falls(datasets_dir, tiny_proposals, tmp_path):
 
 def test_student_learns_synthetic_shapes(small_shapes, tmp_path):
     """S-Cls without KD, 400 iterations at 64x64: val mAP clearly above chance."""
-    cfg = config("S-Cls.yaml", str(tmp_path), "DATASETS.TRAIN", ("small_shapes_train",),
-                 "DATASETS.TEST", ("small_shapes_val",), "SOLVER.MAX_ITER", 400)  # fmt: skip
+    cfg = config(
+        "S-Cls.yaml",
+        str(tmp_path),
+        "DATASETS.TRAIN",
+        ("small_shapes_train",),
+        "DATASETS.TEST",
+        ("small_shapes_val",),
+        "SOLVER.MAX_ITER",
+        400,
+    )
     losses, results = train(cfg)
     chance = chance_map("small_shapes_val")
     assert np.mean([v for v, _ in losses[-20:]]) < np.mean([v for v, _ in losses[:20]])
@@ -76,10 +115,29 @@ def test_teacher_learns_synthetic_shapes(small_shapes, tmp_path):
     files = {}
     for split in ("train", "val"):
         files[split] = str(tmp_path / f"{split}.pkl")
-        generate_proposal_file(DatasetCatalog.get(f"small_shapes_{split}"), files[split], "edge_boxes", {"max_proposals": 100}, workers=2)
-    cfg = config("T-WDet.yaml", str(tmp_path), "DATASETS.TRAIN", ("small_shapes_train",), "DATASETS.TEST", ("small_shapes_val",),
-                 "DATASETS.PROPOSAL_FILES_TRAIN", (files["train"],), "DATASETS.PROPOSAL_FILES_TEST", (files["val"],),
-                 "SOLVER.MAX_ITER", 400)  # fmt: skip
+        generate_proposal_file(
+            DatasetCatalog.get(f"small_shapes_{split}"),
+            files[split],
+            "edge_boxes",
+            {"max_proposals": 100},
+            workers=2,
+        )
+    cfg = config(
+        "T-WDet.yaml",
+        str(tmp_path),
+        "DATASETS.TRAIN",
+        ("small_shapes_train",),
+        "DATASETS.TEST",
+        ("small_shapes_val",),
+        "DATASETS.PROPOSAL_FILES_TRAIN",
+        (files["train"],),
+        "DATASETS.PROPOSAL_FILES_TEST",
+        (files["val"],),
+        "SOLVER.MAX_ITER",
+        400,
+    )
     losses, results = train(cfg)
-    assert results["multilabel"]["mAP"] > chance_map("small_shapes_val") + 25, results["multilabel"]["mAP"]
+    assert results["multilabel"]["mAP"] > chance_map("small_shapes_val") + 25, results[
+        "multilabel"
+    ]["mAP"]
     assert results["wsod"]["CorLoc"] > 5

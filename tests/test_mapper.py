@@ -20,15 +20,26 @@ def _record(tmp_path, proposals):
     path = str(tmp_path / "img.png")
     cv2.imwrite(path, image)
     return {
-        "file_name": path, "image_id": 7, "height": 60, "width": 100, "multi_labels": [1, 3],
-        "proposal_boxes": np.array(proposals, np.float32), "proposal_objectness_logits": np.arange(len(proposals), 0, -1, dtype=np.float32),
-        "proposal_bbox_mode": BoxMode.XYXY_ABS, "annotations": [{"bbox": [5, 10, 20, 20], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 1}],
-    }  # fmt: skip
+        "file_name": path,
+        "image_id": 7,
+        "height": 60,
+        "width": 100,
+        "multi_labels": [1, 3],
+        "proposal_boxes": np.array(proposals, np.float32),
+        "proposal_objectness_logits": np.arange(len(proposals), 0, -1, dtype=np.float32),
+        "proposal_bbox_mode": BoxMode.XYXY_ABS,
+        "annotations": [{"bbox": [5, 10, 20, 20], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 1}],
+    }
 
 
 def _mapper(augmentations, **kwargs):
     return MultiLabelDatasetMapper(
-        True, augmentations=augmentations, image_format="BGR", num_classes=4, load_proposals=True, **kwargs
+        True,
+        augmentations=augmentations,
+        image_format="BGR",
+        num_classes=4,
+        load_proposals=True,
+        **kwargs,
     )
 
 
@@ -39,7 +50,9 @@ def test_flip_and_resize_move_proposals_with_the_image(tmp_path):
     boxes = out["proposals"].proposal_boxes.tensor
     torch.testing.assert_close(boxes, torch.tensor([[150.0, 20, 190, 60], [0, 0, 200, 120]]))
     x0, y0, x1, y1 = boxes[0].int().tolist()
-    assert out["image"][:, y0 + 2 : y1 - 2, x0 + 2 : x1 - 2].min() > 200  # the box still frames the square
+    assert (
+        out["image"][:, y0 + 2 : y1 - 2, x0 + 2 : x1 - 2].min() > 200
+    )  # the box still frames the square
     torch.testing.assert_close(out["multi_labels"], torch.tensor([0.0, 1, 0, 1]))
     assert (out["height"], out["width"], out["image_id"]) == (60, 100, 7)
     assert "annotations" not in out
@@ -50,7 +63,9 @@ def test_topk_and_whole_image_fallback(tmp_path):
     assert len(mapper(_record(tmp_path, [[5, 10, 25, 30], [0, 0, 50, 50]]))["proposals"]) == 1
     mapper = _mapper([], proposal_min_size=8.0)
     out = mapper(_record(tmp_path, [[5, 10, 7, 12]]))  # only a tiny box
-    torch.testing.assert_close(out["proposals"].proposal_boxes.tensor, torch.tensor([[0.0, 0, 100, 60]]))
+    torch.testing.assert_close(
+        out["proposals"].proposal_boxes.tensor, torch.tensor([[0.0, 0, 100, 60]])
+    )
     out = mapper(_record(tmp_path, np.zeros((0, 4))))  # no proposals at all
     assert len(out["proposals"]) == 1
 
@@ -68,19 +83,27 @@ def _cfg(tmp_path, datasets_dir, proposal_files):
     cfg = add_wsd_distill_config(get_cfg())
     cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = ("tiny_shapes_train",), ("tiny_shapes_val",)
     cfg.MODEL.LOAD_PROPOSALS = True
-    cfg.DATASETS.PROPOSAL_FILES_TRAIN, cfg.DATASETS.PROPOSAL_FILES_TEST = ((f,) for f in proposal_files)
+    cfg.DATASETS.PROPOSAL_FILES_TRAIN, cfg.DATASETS.PROPOSAL_FILES_TEST = (
+        (f,) for f in proposal_files
+    )
     cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TEST = (96,), 128
     cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS = 4, 0
     return cfg
 
 
-@pytest.mark.parametrize("suffix,workers", [(".pkl", 0), ("", 2)])  # detectron2 pickle; proposal store
+@pytest.mark.parametrize(
+    "suffix,workers", [(".pkl", 0), ("", 2)]
+)  # detectron2 pickle; proposal store
 def test_trainer_loaders_feed_images_labels_and_proposals(tmp_path, datasets_dir, suffix, workers):
     files = []
     for name in ("tiny_shapes_train", "tiny_shapes_val"):
         dicts = DatasetCatalog.get(name)
         files.append(str(tmp_path / f"{name}{suffix}"))
-        save_proposals(files[-1], [d["image_id"] for d in dicts], [(np.array([[0, 0, 50, 40], [10, 10, 90, 90]]), np.array([1.0, 0.0]))] * len(dicts))
+        save_proposals(
+            files[-1],
+            [d["image_id"] for d in dicts],
+            [(np.array([[0, 0, 50, 40], [10, 10, 90, 90]]), np.array([1.0, 0.0]))] * len(dicts),
+        )
     cfg = _cfg(tmp_path, datasets_dir, files)
     cfg.DATALOADER.NUM_WORKERS = workers
     batch = next(iter(Trainer.build_train_loader(cfg)))
@@ -92,7 +115,11 @@ def test_trainer_loaders_feed_images_labels_and_proposals(tmp_path, datasets_dir
         scale = item["image"].shape[1] / item["height"]  # boxes follow the resize
         np.testing.assert_allclose(item["proposals"].objectness_logits, [1.0, 0.0])
         box = item["proposals"].proposal_boxes.tensor[0].numpy()
-        np.testing.assert_allclose(box[[0, 2]] if box[0] == 0 else item["image"].shape[2] - box[[2, 0]], np.array([0, 50]) * scale, rtol=1e-4)  # flipped or not
+        np.testing.assert_allclose(
+            box[[0, 2]] if box[0] == 0 else item["image"].shape[2] - box[[2, 0]],
+            np.array([0, 50]) * scale,
+            rtol=1e-4,
+        )  # flipped or not
     test_batch = next(iter(Trainer.build_test_loader(cfg, "tiny_shapes_val")))
     assert min(test_batch[0]["image"].shape[1:]) == 128
     with pytest.raises(KeyError, match="not in DATASETS.TEST"):
@@ -103,14 +130,22 @@ def test_trainer_loaders_feed_images_labels_and_proposals(tmp_path, datasets_dir
 def test_proposal_file_missing_an_image_is_a_clear_error(tmp_path, datasets_dir, name):
     dicts = DatasetCatalog.get("tiny_shapes_train")
     path = str(tmp_path / name)
-    save_proposals(path, [d["image_id"] for d in dicts[1:]], [(np.zeros((1, 4)), np.zeros(1))] * (len(dicts) - 1))
+    save_proposals(
+        path,
+        [d["image_id"] for d in dicts[1:]],
+        [(np.zeros((1, 4)), np.zeros(1))] * (len(dicts) - 1),
+    )
     cfg = _cfg(tmp_path, datasets_dir, [path, path])
-    with pytest.raises(KeyError, match=rf"{name} has no proposals for .*image id '?{dicts[0]['image_id']}\b"):
+    with pytest.raises(
+        KeyError, match=rf"{name} has no proposals for .*image id '?{dicts[0]['image_id']}\b"
+    ):
         Trainer.build_train_loader(cfg)
 
 
 def test_unsupported_training_sampler_is_refused(tmp_path, datasets_dir):
     cfg = _cfg(tmp_path, datasets_dir, ["unused", "unused"])  # LOAD_PROPOSALS is off below
     cfg.MODEL.LOAD_PROPOSALS, cfg.DATALOADER.SAMPLER_TRAIN = False, "RepeatFactorTrainingSampler"
-    with pytest.raises(ValueError, match="DATALOADER.SAMPLER_TRAIN 'RepeatFactorTrainingSampler' is not supported"):
+    with pytest.raises(
+        ValueError, match="DATALOADER.SAMPLER_TRAIN 'RepeatFactorTrainingSampler' is not supported"
+    ):
         Trainer.build_train_loader(cfg)

@@ -1,5 +1,6 @@
 """wsd-distill's parts inside a user's own detectron2 code: detectron2's DefaultTrainer and
 inference_on_dataset, no train_net.py and no wsd_distill Trainer (the README shows the same)."""
+
 import os
 
 from detectron2.checkpoint import DetectionCheckpointer
@@ -19,30 +20,62 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class MyTrainer(DefaultTrainer):  # a user's trainer: only the data loader is wsd_distill's
     @classmethod
     def build_train_loader(cls, cfg):
-        dicts = get_multilabel_dataset_dicts(cfg.DATASETS.TRAIN, proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN)
-        return build_detection_train_loader(cfg, mapper=MultiLabelDatasetMapper(cfg, True), dataset=dicts)
+        dicts = get_multilabel_dataset_dicts(
+            cfg.DATASETS.TRAIN, proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN
+        )
+        return build_detection_train_loader(
+            cfg, mapper=MultiLabelDatasetMapper(cfg, True), dataset=dicts
+        )
 
 
 def config(name, output_dir, proposals, *opts):
     cfg = wsd_distill.add_wsd_distill_config(get_cfg())
     cfg.merge_from_file(os.path.join(ROOT, "configs", "Synthetic", name))
-    cfg.merge_from_list([
-        "MODEL.DEVICE", "cpu", "OUTPUT_DIR", output_dir, "DATASETS.TRAIN", ("tiny_shapes_train",),
-        "DATASETS.TEST", (), "DATASETS.PROPOSAL_FILES_TRAIN", (proposals["train"],),
-        "SOLVER.MAX_ITER", 4, "SOLVER.IMS_PER_BATCH", 4, "SOLVER.WARMUP_ITERS", 0, "DATALOADER.NUM_WORKERS", 0, *opts,
-    ])  # fmt: skip
+    cfg.merge_from_list(
+        [
+            "MODEL.DEVICE",
+            "cpu",
+            "OUTPUT_DIR",
+            output_dir,
+            "DATASETS.TRAIN",
+            ("tiny_shapes_train",),
+            "DATASETS.TEST",
+            (),
+            "DATASETS.PROPOSAL_FILES_TRAIN",
+            (proposals["train"],),
+            "SOLVER.MAX_ITER",
+            4,
+            "SOLVER.IMS_PER_BATCH",
+            4,
+            "SOLVER.WARMUP_ITERS",
+            0,
+            "DATALOADER.NUM_WORKERS",
+            0,
+            *opts,
+        ]
+    )
     return cfg
 
 
-def test_teacher_and_kd_student_with_detectron2s_own_trainer(datasets_dir, tiny_proposals, tmp_path):
-    teacher_cfg = config("T-WDet.yaml", str(tmp_path / "teacher"), tiny_proposals, "MODEL.WSDDN.MAX_PROPOSALS", 32)
+def test_teacher_and_kd_student_with_detectron2s_own_trainer(
+    datasets_dir, tiny_proposals, tmp_path
+):
+    teacher_cfg = config(
+        "T-WDet.yaml", str(tmp_path / "teacher"), tiny_proposals, "MODEL.WSDDN.MAX_PROPOSALS", 32
+    )
     teacher = MyTrainer(teacher_cfg)
     teacher.train()
     (tmp_path / "teacher.yaml").write_text(teacher_cfg.dump())
 
-    cfg = config("S-Cls_KD.yaml", str(tmp_path / "student"), tiny_proposals,
-                 "MODEL.DISTILL.TEACHER_CONFIG", str(tmp_path / "teacher.yaml"),
-                 "MODEL.DISTILL.TEACHER_WEIGHTS", str(tmp_path / "teacher" / "model_final.pth"))  # fmt: skip
+    cfg = config(
+        "S-Cls_KD.yaml",
+        str(tmp_path / "student"),
+        tiny_proposals,
+        "MODEL.DISTILL.TEACHER_CONFIG",
+        str(tmp_path / "teacher.yaml"),
+        "MODEL.DISTILL.TEACHER_WEIGHTS",
+        str(tmp_path / "teacher" / "model_final.pth"),
+    )
     trainer = MyTrainer(cfg)
     trainer.register_hooks([TeacherHook(cfg)])
     trainer.train()
@@ -52,7 +85,11 @@ def test_teacher_and_kd_student_with_detectron2s_own_trainer(datasets_dir, tiny_
 
     student = MyTrainer.build_model(cfg)
     DetectionCheckpointer(student).load(str(tmp_path / "student" / "model_final.pth"))
-    mapper = MultiLabelDatasetMapper(cfg, False, dataset_name="tiny_shapes_test", load_proposals=False)
-    loader = build_detection_test_loader(get_multilabel_dataset_dicts(["tiny_shapes_test"], filter_unlabeled=False), mapper=mapper)
+    mapper = MultiLabelDatasetMapper(
+        cfg, False, dataset_name="tiny_shapes_test", load_proposals=False
+    )
+    loader = build_detection_test_loader(
+        get_multilabel_dataset_dicts(["tiny_shapes_test"], filter_unlabeled=False), mapper=mapper
+    )
     results = inference_on_dataset(student, loader, MultiLabelEvaluator("tiny_shapes_test"))
     assert 0 <= results["multilabel"]["mAP"] <= 100 and "AP-circle" in results["multilabel"]

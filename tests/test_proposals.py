@@ -1,4 +1,5 @@
 """Proposal generators, the detectron2 pickle and .mat readers, and resumable generation."""
+
 import os
 import pickle
 import signal
@@ -12,10 +13,17 @@ import pytest
 from detectron2.data import DatasetCatalog
 from scipy.io import savemat
 
-from wsd_distill.data import RaggedStore, RaggedStoreWriter, load_mat_proposals, load_proposals_into_dataset, read_proposals, save_proposals
+from wsd_distill.data import (
+    RaggedStore,
+    RaggedStoreWriter,
+    load_mat_proposals,
+    load_proposals_into_dataset,
+    read_proposals,
+    save_proposals,
+)
+from wsd_distill.data.datasets.synthetic import render_image
 from wsd_distill.data.proposals import fetch_proposals
 from wsd_distill.data.statistics import proposal_recall
-from wsd_distill.data.datasets.synthetic import render_image
 from wsd_distill.proposals import EdgeBoxes, SelectiveSearch, postprocess_proposals
 from wsd_distill.proposals.generate import generate_proposal_file
 
@@ -23,27 +31,42 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_postprocess_clips_dedupes_drops_tiny_and_falls_back():
-    boxes = np.array([[-5, -5, 50, 40], [0.2, 0.1, 50.3, 39.8], [10, 10, 12, 60], [30, 30, 90, 90]], np.float32)
+    boxes = np.array(
+        [[-5, -5, 50, 40], [0.2, 0.1, 50.3, 39.8], [10, 10, 12, 60], [30, 30, 90, 90]], np.float32
+    )
     scores = np.array([0.5, 0.9, 0.8, 0.1], np.float32)
     out, s = postprocess_proposals(boxes, scores, height=60, width=80, max_proposals=10, min_size=4)
-    np.testing.assert_allclose(out, [[0.2, 0.1, 50.3, 39.8], [30, 30, 80, 60]], atol=1e-5)  # best of the duplicates
+    np.testing.assert_allclose(
+        out, [[0.2, 0.1, 50.3, 39.8], [30, 30, 80, 60]], atol=1e-5
+    )  # best of the duplicates
     np.testing.assert_allclose(s, [0.9, 0.1])
-    out, s = postprocess_proposals(boxes[2:3], scores[2:3], 60, 80, 10, min_size=4)  # only a thin box
+    out, s = postprocess_proposals(
+        boxes[2:3], scores[2:3], 60, 80, 10, min_size=4
+    )  # only a thin box
     np.testing.assert_array_equal(out, [[0, 0, 80, 60]])
 
 
-@pytest.mark.parametrize("generator", [EdgeBoxes(max_proposals=200), SelectiveSearch(max_proposals=200, mode="fast")])
+@pytest.mark.parametrize(
+    "generator", [EdgeBoxes(max_proposals=200), SelectiveSearch(max_proposals=200, mode="fast")]
+)
 def test_generators_find_the_objects(generator):
     images = [render_image(np.random.default_rng([1, 0, i]), 192) for i in range(8)]
     dicts = []
     for image, objects in images:
         boxes, scores = generator(image)
         assert 1 <= len(boxes) <= 200 and boxes.dtype == np.float32
-        assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= 192).all() and (boxes[:, 3] <= 192).all()
+        assert (
+            (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= 192).all() and (boxes[:, 3] <= 192).all()
+        )
         assert ((boxes[:, 2:] - boxes[:, :2]) >= 4).all()
         assert (np.diff(scores) <= 0).all()
         assert len(np.unique(np.round(boxes), axis=0)) == len(boxes)
-        dicts.append({"proposal_boxes": boxes, "annotations": [{"bbox": b, "bbox_mode": 0} for _, b in objects]})
+        dicts.append(
+            {
+                "proposal_boxes": boxes,
+                "annotations": [{"bbox": b, "bbox_mode": 0} for _, b in objects],
+            }
+        )
     assert proposal_recall(dicts)["recall@0.5"] > 0.6
 
 
@@ -58,10 +81,14 @@ def test_proposals_round_trip_and_missing_image_error(tmp_path, name):
     if name.endswith(".pkl"):
         with open(path, "rb") as f:
             assert set(pickle.load(f)) == {"ids", "boxes", "objectness_logits", "bbox_mode"}
-    loaded = load_proposals_into_dataset([dict(d) for d in dicts], path)  # detectron2's reader for the pickle
+    loaded = load_proposals_into_dataset(
+        [dict(d) for d in dicts], path
+    )  # detectron2's reader for the pickle
     stores = {}
     for d, b, s in zip(loaded, boxes, logits):
-        d = fetch_proposals(d, stores)  # the store's dicts point at a row; reading it is the mapper's job
+        d = fetch_proposals(
+            d, stores
+        )  # the store's dicts point at a row; reading it is the mapper's job
         np.testing.assert_array_equal(d["proposal_boxes"], b)
         np.testing.assert_array_equal(d["proposal_objectness_logits"], s)
     ids, read_boxes, _ = read_proposals(path)
@@ -75,8 +102,12 @@ def test_proposals_round_trip_and_missing_image_error(tmp_path, name):
 
 def test_store_is_checked_when_opened(tmp_path):
     path = str(tmp_path / "store")
-    with RaggedStoreWriter(path, {"boxes": ("float16", (4,)), "scores": ("float32", (3,), True)}, meta={"content": "x"}) as w:
-        w.append((5, 1), boxes=np.ones((2, 4)), scores=[0.1, 0.2, 0.3])  # tuple keys survive the JSON index
+    with RaggedStoreWriter(
+        path, {"boxes": ("float16", (4,)), "scores": ("float32", (3,), True)}, meta={"content": "x"}
+    ) as w:
+        w.append(
+            (5, 1), boxes=np.ones((2, 4)), scores=[0.1, 0.2, 0.3]
+        )  # tuple keys survive the JSON index
         w.append((6, 0), boxes=np.zeros((0, 4)), scores=[1, 2, 3])
     store = RaggedStore(path)
     assert store.keys == [(5, 1), (6, 0)] and store.row_of((6, 0)) == 1
@@ -86,18 +117,23 @@ def test_store_is_checked_when_opened(tmp_path):
     assert not os.path.exists(tmp_path / "other.tmp-999999999")
     assert store.get(0, "boxes").dtype == np.float16 and store.get(1, "boxes").shape == (0, 4)
     np.testing.assert_allclose(store.get(1, "scores"), [1, 2, 3])
-    np.testing.assert_array_equal(pickle.loads(pickle.dumps(store)).get(0, "boxes"), np.ones((2, 4)))
+    np.testing.assert_array_equal(
+        pickle.loads(pickle.dumps(store)).get(0, "boxes"), np.ones((2, 4))
+    )
     with pytest.raises(ValueError, match=r"is a store of 'x' .* not proposals"):
         load_proposals_into_dataset([{"image_id": (5, 1)}], path)
-    with pytest.raises(ValueError, match="fields have different numbers of rows"), RaggedStoreWriter(
-        str(tmp_path / "bad"), {"a": ("float32", ()), "b": ("float32", ())}
-    ) as w:
+    with (
+        pytest.raises(ValueError, match="fields have different numbers of rows"),
+        RaggedStoreWriter(str(tmp_path / "bad"), {"a": ("float32", ()), "b": ("float32", ())}) as w,
+    ):
         w.append(0, a=[1, 2], b=[1])
     assert not os.path.exists(tmp_path / "bad") and not list(tmp_path.glob("bad.tmp-*"))
 
     with open(os.path.join(path, "boxes.bin"), "r+b") as f:  # truncated
         f.truncate(8)
-    with pytest.raises(ValueError, match=r"Corrupt store .*boxes.bin has 8 bytes, the index says 16"):
+    with pytest.raises(
+        ValueError, match=r"Corrupt store .*boxes.bin has 8 bytes, the index says 16"
+    ):
         RaggedStore(path)
     np.array([0, 5, 2], np.int64).tofile(os.path.join(path, "offsets.bin"))
     os.truncate(os.path.join(path, "boxes.bin"), 16)
@@ -112,12 +148,17 @@ def test_store_is_checked_when_opened(tmp_path):
 
 def _mat_dataset():
     sizes = [(100, 200), (300, 150)]  # (height, width): not square, so the box order can be told
-    return [{"image_id": f"00000{i}", "file_name": f"/x/00000{i}.jpg", "height": h, "width": w}
-            for i, (h, w) in enumerate(sizes)]  # fmt: skip
+    return [
+        {"image_id": f"00000{i}", "file_name": f"/x/00000{i}.jpg", "height": h, "width": w}
+        for i, (h, w) in enumerate(sizes)
+    ]
 
 
 # 1-based inclusive (x1, y1, x2, y2) boxes of the two images, and the detectron2 boxes they mean
-XYXY_1BASED = [np.array([[1, 1, 200, 100], [11, 21, 150, 60]], float), np.array([[5, 250, 150, 300]], float)]
+XYXY_1BASED = [
+    np.array([[1, 1, 200, 100], [11, 21, 150, 60]], float),
+    np.array([[5, 250, 150, 300]], float),
+]
 EXPECTED = [np.array([[0, 0, 200, 100], [10, 20, 150, 60]]), np.array([[4, 249, 150, 300]])]
 
 
@@ -130,7 +171,13 @@ def _cell(items):
 def test_mat_v5_selective_search_layout(tmp_path):
     """Fast R-CNN selective search files: 1-based (y1, x1, y2, x2), image names in a cell."""
     path = str(tmp_path / "ss.mat")
-    savemat(path, {"boxes": _cell([b[:, [1, 0, 3, 2]] for b in XYXY_1BASED]), "images": _cell(["000001", "000000"])[:, ::-1]})
+    savemat(
+        path,
+        {
+            "boxes": _cell([b[:, [1, 0, 3, 2]] for b in XYXY_1BASED]),
+            "images": _cell(["000001", "000000"])[:, ::-1],
+        },
+    )
     ids, boxes, logits = load_mat_proposals(path, _mat_dataset())
     assert ids == ["000000", "000001"]
     for b, e in zip(boxes, EXPECTED):
@@ -153,7 +200,10 @@ def test_mat_v73_edge_boxes_layout_with_scores(tmp_path):
 
         cell("boxes", [b.T for b in XYXY_1BASED])
         cell("boxScores", [s.reshape(1, -1) for s in scores])
-        cell("images", [np.array([ord(c) for c in f"00000{i}"], np.uint16).reshape(-1, 1) for i in range(2)])
+        cell(
+            "images",
+            [np.array([ord(c) for c in f"00000{i}"], np.uint16).reshape(-1, 1) for i in range(2)],
+        )
     ids, boxes, logits = load_mat_proposals(path, _mat_dataset())
     np.testing.assert_allclose(boxes[0], EXPECTED[0][::-1])  # sorted by boxScores
     np.testing.assert_allclose(logits[0], [0.9, 0.2])
@@ -167,13 +217,26 @@ def test_mat_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="cannot tell the box order"):
         load_mat_proposals(path, square)
     with pytest.raises(KeyError, match="no proposals for image id 'zzz'"):
-        load_mat_proposals(path, [dict(square[0], image_id="zzz", file_name="/x/zzz.jpg")], box_order="xyxy")
+        load_mat_proposals(
+            path, [dict(square[0], image_id="zzz", file_name="/x/zzz.jpg")], box_order="xyxy"
+        )
 
 
 def _generate(datasets_dir, output, *extra):
     env = dict(os.environ, DETECTRON2_DATASETS=datasets_dir)
-    cmd = [sys.executable, os.path.join(ROOT, "tools", "generate_proposals.py"), "--dataset", "synthetic_shapes_test",
-           "--method", "edge_boxes", "--max-proposals", "100", "--output", output, *extra]  # fmt: skip
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, "tools", "generate_proposals.py"),
+        "--dataset",
+        "synthetic_shapes_test",
+        "--method",
+        "edge_boxes",
+        "--max-proposals",
+        "100",
+        "--output",
+        output,
+        *extra,
+    ]
     return cmd, env
 
 
@@ -188,7 +251,11 @@ def test_generate_proposals_resumes_after_sigkill(datasets_dir, tmp_path):
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     partial = output + ".partial"
     deadline = time.time() + 120
-    while time.time() < deadline and not (os.path.isdir(partial) and len([f for f in os.listdir(partial) if f.endswith(".npz") and f.startswith("chunk")]) >= 3):
+    while time.time() < deadline and not (
+        os.path.isdir(partial)
+        and len([f for f in os.listdir(partial) if f.endswith(".npz") and f.startswith("chunk")])
+        >= 3
+    ):
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -207,11 +274,19 @@ def test_generate_proposals_resumes_after_sigkill(datasets_dir, tmp_path):
         np.testing.assert_array_equal(x, y)
 
     converted = str(tmp_path / "converted_fp16")
-    tool = [sys.executable, os.path.join(ROOT, "tools", "convert_proposals.py"), "--pickle", reference, "--output", converted]
+    tool = [
+        sys.executable,
+        os.path.join(ROOT, "tools", "convert_proposals.py"),
+        "--pickle",
+        reference,
+        "--output",
+        converted,
+    ]
     subprocess.run([*tool, "--dtype", "float16"], env=env, capture_output=True, check=True)
     c_ids, c_boxes, _ = read_proposals(converted)
-    assert c_ids == a_ids and all(np.abs(x - y).max() <= 0.125 for x, y in zip(a_boxes, c_boxes))  # fp16 at < 256 px
-
+    assert c_ids == a_ids and all(
+        np.abs(x - y).max() <= 0.125 for x, y in zip(a_boxes, c_boxes)
+    )  # fp16 at < 256 px
 
 
 def test_unfinished_run_with_other_settings_is_rejected(datasets_dir, tmp_path):

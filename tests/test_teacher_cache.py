@@ -1,4 +1,5 @@
 """The offline teacher cache: tools/cache_teacher.py, its checks, and KD training from it."""
+
 import os
 import signal
 import subprocess
@@ -29,7 +30,16 @@ def teacher_files(datasets_dir, tiny_proposals, tmp_path_factory):
     folder = tmp_path_factory.mktemp("teacher")
     cfg = add_wsd_distill_config(get_cfg())
     cfg.merge_from_file(os.path.join(CONFIGS, "T-WDet.yaml"))
-    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.WSDDN.MAX_PROPOSALS", 24, "DATASETS.PROPOSAL_FILES_TRAIN", (tiny_proposals["train"],)])
+    cfg.merge_from_list(
+        [
+            "MODEL.DEVICE",
+            "cpu",
+            "MODEL.WSDDN.MAX_PROPOSALS",
+            24,
+            "DATASETS.PROPOSAL_FILES_TRAIN",
+            (tiny_proposals["train"],),
+        ]
+    )
     torch.manual_seed(0)
     DetectionCheckpointer(build_model(cfg), save_dir=str(folder)).save("model_final")
     (folder / "config.yaml").write_text(cfg.dump())
@@ -37,23 +47,54 @@ def teacher_files(datasets_dir, tiny_proposals, tmp_path_factory):
 
 
 def kd_opts(teacher_files, proposals, *extra):
-    return ["MODEL.DEVICE", "cpu", "SEED", 0, "MODEL.DISTILL.TEACHER_CONFIG", teacher_files[0],
-            "MODEL.DISTILL.TEACHER_WEIGHTS", teacher_files[1], "DATASETS.PROPOSAL_FILES_TRAIN", (proposals,),
-            "INPUT.MIN_SIZE_TRAIN", (96, 112), "INPUT.MAX_SIZE_TRAIN", 200, "MODEL.DISTILL.ROI_SELECT", "top",
-            "MODEL.DISTILL.ROI_TOPK", 8, *extra]  # fmt: skip
+    return [
+        "MODEL.DEVICE",
+        "cpu",
+        "SEED",
+        0,
+        "MODEL.DISTILL.TEACHER_CONFIG",
+        teacher_files[0],
+        "MODEL.DISTILL.TEACHER_WEIGHTS",
+        teacher_files[1],
+        "DATASETS.PROPOSAL_FILES_TRAIN",
+        (proposals,),
+        "INPUT.MIN_SIZE_TRAIN",
+        (96, 112),
+        "INPUT.MAX_SIZE_TRAIN",
+        200,
+        "MODEL.DISTILL.ROI_SELECT",
+        "top",
+        "MODEL.DISTILL.ROI_TOPK",
+        8,
+        *extra,
+    ]
 
 
 def kd_cfg(opts):
     """In this process: tiny_shapes_* are the subprocesses' synthetic_shapes_* (same files, same ids)."""
     cfg = add_wsd_distill_config(get_cfg())
     cfg.merge_from_file(os.path.join(CONFIGS, "S-Cls_KD.yaml"))
-    cfg.merge_from_list(["DATASETS.TRAIN", ("tiny_shapes_train",), "DATASETS.TEST", ("tiny_shapes_val",), *opts])
+    cfg.merge_from_list(
+        ["DATASETS.TRAIN", ("tiny_shapes_train",), "DATASETS.TEST", ("tiny_shapes_val",), *opts]
+    )
     return cfg
 
 
 def cache_teacher(datasets_dir, output, opts, *extra):
-    cmd = [sys.executable, os.path.join(ROOT, "tools", "cache_teacher.py"), "--config-file", os.path.join(CONFIGS, "S-Cls_KD.yaml"),
-           "--output", output, "--chunk-size", "4", "--batch-size", "3", *extra, *map(str, opts)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, "tools", "cache_teacher.py"),
+        "--config-file",
+        os.path.join(CONFIGS, "S-Cls_KD.yaml"),
+        "--output",
+        output,
+        "--chunk-size",
+        "4",
+        "--batch-size",
+        "3",
+        *extra,
+        *map(str, opts),
+    ]
     return cmd, dict(os.environ, DETECTRON2_DATASETS=datasets_dir)
 
 
@@ -65,9 +106,17 @@ def teacher_cache(datasets_dir, tiny_proposals, teacher_files, tmp_path_factory)
     return output
 
 
-def test_cache_holds_what_the_online_teacher_gives(datasets_dir, tiny_proposals, teacher_files, teacher_cache):
-    cfg = kd_cfg(kd_opts(teacher_files, tiny_proposals["train"], "MODEL.DISTILL.TEACHER_CACHE", teacher_cache))
-    dicts = get_multilabel_dataset_dicts(cfg.DATASETS.TRAIN, proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN)
+def test_cache_holds_what_the_online_teacher_gives(
+    datasets_dir, tiny_proposals, teacher_files, teacher_cache
+):
+    cfg = kd_cfg(
+        kd_opts(
+            teacher_files, tiny_proposals["train"], "MODEL.DISTILL.TEACHER_CACHE", teacher_cache
+        )
+    )
+    dicts = get_multilabel_dataset_dicts(
+        cfg.DATASETS.TRAIN, proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN
+    )
     store = open_teacher_cache(cfg, dicts)
     assert len(store) == 4 * len(dicts)  # 2 sizes x (unflipped, flipped)
     hook = TeacherHook(teacher=build_teacher(cfg), fp16=False)
@@ -75,7 +124,9 @@ def test_cache_holds_what_the_online_teacher_gives(datasets_dir, tiny_proposals,
     for size, flipped in [(112, True), (96, False)]:
         augmentations = variant_augmentations(cfg, size, flipped)
         online = MultiLabelDatasetMapper(cfg, True, augmentations=augmentations)
-        cached = MultiLabelDatasetMapper(cfg, True, augmentations=augmentations, teacher_cache=store)
+        cached = MultiLabelDatasetMapper(
+            cfg, True, augmentations=augmentations, teacher_cache=store
+        )
         batch = hook.annotate([online(d) for d in dicts[:3]])
         for x, d in zip(batch, dicts[:3]):
             t, c = x["teacher"], {k: torch.as_tensor(v) for k, v in cached(d)["teacher"].items()}
@@ -84,50 +135,117 @@ def test_cache_holds_what_the_online_teacher_gives(datasets_dir, tiny_proposals,
             keep = top_regions(t["cls_logits"], t["det_logits"], n, 8)[0]
             torch.testing.assert_close(c["soft_scores"], soft, rtol=1e-4, atol=1e-6)
             torch.testing.assert_close(c["proposal_boxes"], t["proposal_boxes"][keep])
-            torch.testing.assert_close(c["roi_features"], t["roi_features"][keep], rtol=2e-3, atol=2e-3)  # float16
+            torch.testing.assert_close(
+                c["roi_features"], t["roi_features"][keep], rtol=2e-3, atol=2e-3
+            )  # float16
 
 
-def test_cache_made_otherwise_is_refused_at_start(datasets_dir, tiny_proposals, teacher_files, teacher_cache):
+def test_cache_made_otherwise_is_refused_at_start(
+    datasets_dir, tiny_proposals, teacher_files, teacher_cache
+):
     dicts = get_multilabel_dataset_dicts(["tiny_shapes_train"])
-    for extra, what in [(["MODEL.DISTILL.TEACHER_CLS_TEMPERATURE", 1.0], "teacher_temperatures"),
-                        (["INPUT.MIN_SIZE_TRAIN", (96,)], "variants"), (["MODEL.DISTILL.ROI_TOPK", 4], "roi_topk")]:  # fmt: skip
-        cfg = kd_cfg(kd_opts(teacher_files, tiny_proposals["train"], "MODEL.DISTILL.TEACHER_CACHE", teacher_cache, *extra))
-        with pytest.raises(ValueError, match=f"Teacher cache .* does not fit this config: {what} is"):
+    for extra, what in [
+        (["MODEL.DISTILL.TEACHER_CLS_TEMPERATURE", 1.0], "teacher_temperatures"),
+        (["INPUT.MIN_SIZE_TRAIN", (96,)], "variants"),
+        (["MODEL.DISTILL.ROI_TOPK", 4], "roi_topk"),
+    ]:
+        cfg = kd_cfg(
+            kd_opts(
+                teacher_files,
+                tiny_proposals["train"],
+                "MODEL.DISTILL.TEACHER_CACHE",
+                teacher_cache,
+                *extra,
+            )
+        )
+        with pytest.raises(
+            ValueError, match=f"Teacher cache .* does not fit this config: {what} is"
+        ):
             open_teacher_cache(cfg, dicts)
-    cfg = kd_cfg(kd_opts(teacher_files, tiny_proposals["train"], "MODEL.DISTILL.TEACHER_CACHE", teacher_cache))
+    cfg = kd_cfg(
+        kd_opts(
+            teacher_files, tiny_proposals["train"], "MODEL.DISTILL.TEACHER_CACHE", teacher_cache
+        )
+    )
     with pytest.raises(ValueError, match="ids_sha1 is"):
         open_teacher_cache(cfg, dicts[1:])
 
 
-def test_student_trains_from_the_cache_without_a_teacher(datasets_dir, tiny_proposals, teacher_files, teacher_cache, tmp_path):
-    cfg = kd_cfg(kd_opts(teacher_files, tiny_proposals["train"], "MODEL.DISTILL.TEACHER_CACHE", teacher_cache,
-                         "MODEL.LOAD_PROPOSALS", False, "DATASETS.TEST", (),
-                         "SOLVER.MAX_ITER", 3, "SOLVER.IMS_PER_BATCH", 4, "DATALOADER.NUM_WORKERS", 0, "OUTPUT_DIR", str(tmp_path)))  # fmt: skip
+def test_student_trains_from_the_cache_without_a_teacher(
+    datasets_dir, tiny_proposals, teacher_files, teacher_cache, tmp_path
+):
+    cfg = kd_cfg(
+        kd_opts(
+            teacher_files,
+            tiny_proposals["train"],
+            "MODEL.DISTILL.TEACHER_CACHE",
+            teacher_cache,
+            "MODEL.LOAD_PROPOSALS",
+            False,
+            "DATASETS.TEST",
+            (),
+            "SOLVER.MAX_ITER",
+            3,
+            "SOLVER.IMS_PER_BATCH",
+            4,
+            "DATALOADER.NUM_WORKERS",
+            0,
+            "OUTPUT_DIR",
+            str(tmp_path),
+        )
+    )
     trainer = Trainer(cfg)
     assert not any(isinstance(h, TeacherHook) for h in trainer._hooks)
     trainer.train()
     assert {"loss_cls", "loss_kd_pred", "loss_kd_feat"} <= set(trainer.storage.latest())
 
 
-@pytest.mark.parametrize("weights,fields", [(("MODEL.DISTILL.FEATURE_WEIGHT", 0.0), {"soft_scores"}),  # stage 2
-                                            (("MODEL.DISTILL.PREDICTION_WEIGHT", 0.0), {"proposal_boxes", "roi_features"})])  # stage 1
-def test_a_stage_loads_only_what_its_losses_use(datasets_dir, tiny_proposals, teacher_files, teacher_cache, weights, fields):
-    cfg = kd_cfg(kd_opts(teacher_files, tiny_proposals["train"], "MODEL.DISTILL.TEACHER_CACHE", teacher_cache,
-                         "MODEL.LOAD_PROPOSALS", False, "SOLVER.IMS_PER_BATCH", 2, "DATALOADER.NUM_WORKERS", 0, *weights))  # fmt: skip
+@pytest.mark.parametrize(
+    "weights,fields",
+    [
+        (("MODEL.DISTILL.FEATURE_WEIGHT", 0.0), {"soft_scores"}),  # stage 2
+        (("MODEL.DISTILL.PREDICTION_WEIGHT", 0.0), {"proposal_boxes", "roi_features"}),
+    ],
+)  # stage 1
+def test_a_stage_loads_only_what_its_losses_use(
+    datasets_dir, tiny_proposals, teacher_files, teacher_cache, weights, fields
+):
+    cfg = kd_cfg(
+        kd_opts(
+            teacher_files,
+            tiny_proposals["train"],
+            "MODEL.DISTILL.TEACHER_CACHE",
+            teacher_cache,
+            "MODEL.LOAD_PROPOSALS",
+            False,
+            "SOLVER.IMS_PER_BATCH",
+            2,
+            "DATALOADER.NUM_WORKERS",
+            0,
+            *weights,
+        )
+    )
     batch = next(iter(Trainer.build_train_loader(cfg)))
     assert all(set(x["teacher"]) == fields for x in batch)
     model = build_model(cfg)
     losses = model(batch)
-    assert set(losses) == {"loss_cls", "loss_kd_pred" if "soft_scores" in fields else "loss_kd_feat"}
+    assert set(losses) == {
+        "loss_cls",
+        "loss_kd_pred" if "soft_scores" in fields else "loss_kd_feat",
+    }
     sum(losses.values()).backward()
 
 
-def test_cache_teacher_resumes_after_sigkill(datasets_dir, tiny_proposals, teacher_files, teacher_cache, tmp_path):
+def test_cache_teacher_resumes_after_sigkill(
+    datasets_dir, tiny_proposals, teacher_files, teacher_cache, tmp_path
+):
     output = str(tmp_path / "resumed_cache")
     cmd, env = cache_teacher(datasets_dir, output, kd_opts(teacher_files, tiny_proposals["train"]))
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     partial, deadline = output + ".partial", time.time() + 300
-    while time.time() < deadline and not (os.path.isdir(partial) and any(f.startswith("chunk") for f in os.listdir(partial))):
+    while time.time() < deadline and not (
+        os.path.isdir(partial) and any(f.startswith("chunk") for f in os.listdir(partial))
+    ):
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

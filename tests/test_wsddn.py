@@ -1,4 +1,5 @@
 """The WSDDN teacher: head math, gradients, degenerate proposals, checkpoints, bad input."""
+
 import math
 import os
 
@@ -25,7 +26,9 @@ def test_region_and_image_scores_by_hand():
     region, image = wsddn_scores(cls_logits, det_logits, [3, 2], eps=1e-6)
     # image A: softmax_c rows (1/4, 3/4), (1/2, 1/2), (3/4, 1/4); softmax_r columns (1/6, 2/6, 3/6), (1/3, 1/3, 1/3)
     # image B: softmax_c rows (1/2, 1/2) twice; softmax_r columns (1/4, 3/4), (1/2, 1/2)
-    expected = torch.tensor([[1 / 24, 1 / 4], [1 / 6, 1 / 6], [3 / 8, 1 / 12], [1 / 8, 1 / 4], [3 / 8, 1 / 4]])
+    expected = torch.tensor(
+        [[1 / 24, 1 / 4], [1 / 6, 1 / 6], [3 / 8, 1 / 12], [1 / 8, 1 / 4], [3 / 8, 1 / 4]]
+    )
     torch.testing.assert_close(region, expected)
     torch.testing.assert_close(image, torch.tensor([[7 / 12, 1 / 2], [1 / 2, 1 / 2]]))
     _, clamped = wsddn_scores(torch.tensor([[0.0, -50]]), torch.zeros(1, 2), [1], eps=1e-3)
@@ -56,7 +59,14 @@ def make_input(num_proposals, size=(64, 80), labels=(1, 3), seed=0):
     y = torch.zeros(5)
     y[list(labels)] = 1
     image = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
-    return {"image": image, "proposals": proposals, "multi_labels": y, "height": 2 * h, "width": 2 * w, "image_id": seed}
+    return {
+        "image": image,
+        "proposals": proposals,
+        "multi_labels": y,
+        "height": 2 * h,
+        "width": 2 * w,
+        "image_id": seed,
+    }
 
 
 @pytest.mark.parametrize("refine_iters", [0, 2])
@@ -66,7 +76,12 @@ def test_gradients_reach_both_streams_and_the_backbone(refine_iters):
     losses = model([make_input(7, seed=1), make_input(3, seed=2)])
     assert set(losses) == {"loss_wsddn", *(f"loss_refine_{i}" for i in range(refine_iters))}
     sum(losses.values()).backward()
-    for param in (model.cls_score.weight, model.det_score.weight, model.backbone.conv1[0].weight, *[r.weight for r in model.refine_scores]):
+    for param in (
+        model.cls_score.weight,
+        model.det_score.weight,
+        model.backbone.conv1[0].weight,
+        *[r.weight for r in model.refine_scores],
+    ):
         assert param.grad is not None and param.grad.abs().sum() > 0
 
 
@@ -84,8 +99,13 @@ def test_single_whole_image_proposal_and_inference_outputs():
     torch.testing.assert_close(out["image_scores"][0], out["cls_logits"][0].softmax(0))
     inst = results[0]["instances"]
     assert results[0]["image_scores"].shape == (5,) and inst.image_size == (128, 160)
-    torch.testing.assert_close(inst.pred_boxes.tensor[0], torch.tensor([0.0, 0, 160, 128]))  # back in original pixels
-    assert len(results[1]["instances"]) > 0 and (results[1]["instances"].scores[:-1] >= results[1]["instances"].scores[1:]).all()
+    torch.testing.assert_close(
+        inst.pred_boxes.tensor[0], torch.tensor([0.0, 0, 160, 128])
+    )  # back in original pixels
+    assert (
+        len(results[1]["instances"]) > 0
+        and (results[1]["instances"].scores[:-1] >= results[1]["instances"].scores[1:]).all()
+    )
 
 
 def test_max_proposals_keeps_the_best_by_objectness():
@@ -96,7 +116,10 @@ def test_max_proposals_keeps_the_best_by_objectness():
     with torch.no_grad():
         kept = model.teacher_outputs([x])["proposals"][0]
     assert len(kept) == 4
-    torch.testing.assert_close(kept.objectness_logits.sort().values, x["proposals"].objectness_logits.topk(4).values.sort().values)
+    torch.testing.assert_close(
+        kept.objectness_logits.sort().values,
+        x["proposals"].objectness_logits.topk(4).values.sort().values,
+    )
 
 
 def test_checkpoint_round_trip_and_class_count_mismatch(tmp_path):
@@ -109,13 +132,17 @@ def test_checkpoint_round_trip_and_class_count_mismatch(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(model(batch)[0]["image_scores"], other(batch)[0]["image_scores"])
     with pytest.raises(ValueError, match="trained for 5 classes but MODEL.WSDDN.NUM_CLASSES is 7"):
-        DetectionCheckpointer(build_model(tiny_cfg(num_classes=7))).load(str(tmp_path / "teacher.pth"))
+        DetectionCheckpointer(build_model(tiny_cfg(num_classes=7))).load(
+            str(tmp_path / "teacher.pth")
+        )
 
 
 def test_bad_configuration_is_named(datasets_dir):
     cfg = tiny_cfg(num_classes=5)
     cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = ("tiny_shapes_train",), ("tiny_shapes_test",)
-    with pytest.raises(ValueError, match="'tiny_shapes_train' has 12 classes but MODEL.WSDDN.NUM_CLASSES is 5"):
+    with pytest.raises(
+        ValueError, match="'tiny_shapes_train' has 12 classes but MODEL.WSDDN.NUM_CLASSES is 5"
+    ):
         Trainer.build_model(cfg)
     model = build_model(tiny_cfg())
     batch = [make_input(3)]

@@ -1,4 +1,5 @@
 """CorLoc and detection AP against a hand-worked example; the teacher picture."""
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +10,11 @@ from wsd_distill.visualization import draw_teacher_view
 
 
 def _gt(boxes, classes, difficult=None):
-    return (np.array(boxes, np.float32), np.array(classes), np.array(difficult or [False] * len(classes)))
+    return (
+        np.array(boxes, np.float32),
+        np.array(classes),
+        np.array(difficult or [False] * len(classes)),
+    )
 
 
 def _pred(boxes, scores, classes):
@@ -38,7 +43,9 @@ def test_detection_ap_by_hand():
     # precision 0, 1/2, 2/3 at recall 0, 1/2, 1 -> interpolated AP = 2/3
     np.testing.assert_allclose(detection_ap(PRED, GT, 3), [2 / 3, 1.0, np.nan])
     duplicate = {**PRED, 2: _pred([[1, 1, 10, 10], [0, 0, 10, 10]], [0.8, 0.7], [0, 0])}
-    assert detection_ap(duplicate, GT, 3)[0] == pytest.approx(2 / 3)  # a second hit on a matched box is a FP
+    assert detection_ap(duplicate, GT, 3)[0] == pytest.approx(
+        2 / 3
+    )  # a second hit on a matched box is a FP
 
 
 def test_teacher_picture():
@@ -46,6 +53,14 @@ def test_teacher_picture():
     boxes = np.array([[5, 5, 30, 30], [40, 10, 80, 50], [0, 0, 90, 60]], np.float32)
     scores = region_objectness(torch.tensor([[0.1, 0.3], [0.5, 0.0], [0.05, 0.05]])).numpy()
     np.testing.assert_allclose(scores, [0.3, 0.5, 0.05])
-    out = draw_teacher_view(image, boxes, scores, np.array([0.9, 0.2, 0.6]), ["a", "b", "c"], np.array([1, 0, 0]), num_proposals=2)
+    out = draw_teacher_view(
+        image,
+        boxes,
+        scores,
+        np.array([0.9, 0.2, 0.6]),
+        ["a", "b", "c"],
+        np.array([1, 0, 0]),
+        num_proposals=2,
+    )
     assert out.dtype == np.uint8 and out.shape[2] == 3 and out.shape[0] >= 60
     assert (out != 127).any(axis=2).mean() > 0.01  # something was drawn

@@ -16,6 +16,7 @@
 
     python tools/benchmark.py --device cpu --output output/benchmark
 """
+
 import argparse
 import json
 import multiprocessing as mp
@@ -43,7 +44,12 @@ from tabulate import tabulate
 from wsd_distill import add_wsd_distill_config
 from wsd_distill.data.datasets import generate_synthetic_shapes, register_synthetic_shapes
 from wsd_distill.data.datasets.synthetic import render_image
-from wsd_distill.data.proposals import atomic_write_bytes, fetch_proposals, load_proposals_into_dataset, save_proposals
+from wsd_distill.data.proposals import (
+    atomic_write_bytes,
+    fetch_proposals,
+    load_proposals_into_dataset,
+    save_proposals,
+)
 from wsd_distill.engine import Trainer
 from wsd_distill.engine.teacher_cache_writer import write_teacher_cache
 from wsd_distill.proposals import build_proposal_generator
@@ -52,7 +58,12 @@ from wsd_distill.proposals.generate import generate_proposal_file
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = {  # name: (teacher config, student config, teacher image (h, w), proposals)
     "paper (R-50, 672 / 224)": ("COCO/T-WDet_R50.yaml", "COCO/S-Cls_R50.yaml", (672, 896), 500),
-    "demo (narrow VGG, 128 / 64)": ("Synthetic/T-WDet.yaml", "Synthetic/S-Cls.yaml", (128, 128), 64),
+    "demo (narrow VGG, 128 / 64)": (
+        "Synthetic/T-WDet.yaml",
+        "Synthetic/S-Cls.yaml",
+        (128, 128),
+        64,
+    ),
 }
 
 
@@ -88,28 +99,63 @@ def benchmark_inference(args):
         proposals_per_s = 1.0 / np.mean([_timed(generator, im) for im in images])
         inputs = [_model_input(im, generator(im)[0], args.device) for im in images]
         small = student_cfg.MODEL.STUDENT.INPUT_SIZE
-        student_inputs = [{"image": torch.as_tensor(im[:small, :small].transpose(2, 0, 1).copy()).to(args.device)} for im in images]
-        student_speed = images_per_s(lambda x: student([x]), student_inputs, args.seconds, args.device)
-        bare_inputs = [student.preprocess_image([x])[0].tensor for x in student_inputs]  # normalized, resized
+        student_inputs = [
+            {"image": torch.as_tensor(im[:small, :small].transpose(2, 0, 1).copy()).to(args.device)}
+            for im in images
+        ]
+        student_speed = images_per_s(
+            lambda x: student([x]), student_inputs, args.seconds, args.device
+        )
+        bare_inputs = [
+            student.preprocess_image([x])[0].tensor for x in student_inputs
+        ]  # normalized, resized
         in_feature = student_cfg.MODEL.STUDENT.IN_FEATURE
-        bare_speed = images_per_s(lambda t: student.classifier(student.backbone(t)[in_feature].mean(dim=(2, 3))),
-                                  bare_inputs, args.seconds, args.device)  # fmt: skip
+        bare_speed = images_per_s(
+            lambda t: student.classifier(student.backbone(t)[in_feature].mean(dim=(2, 3))),
+            bare_inputs,
+            args.seconds,
+            args.device,
+        )
         teacher_speed = images_per_s(lambda x: teacher([x]), inputs, args.seconds, args.device)
         with_proposals = 1.0 / (1.0 / teacher_speed + 1.0 / proposals_per_s)
-        rows.append([name, f"{student_speed:.1f}", f"{bare_speed:.1f}", f"{teacher_speed:.2f}", f"{with_proposals:.2f}",
-                     f"{student_speed / with_proposals:.0f}x"])  # fmt: skip
-    headers = ["setting", "student img/s", "bare backbone + pool + linear img/s", "teacher img/s (proposals given)",
-               "teacher + EdgeBoxes img/s", "student / teacher+proposals"]  # fmt: skip
+        rows.append(
+            [
+                name,
+                f"{student_speed:.1f}",
+                f"{bare_speed:.1f}",
+                f"{teacher_speed:.2f}",
+                f"{with_proposals:.2f}",
+                f"{student_speed / with_proposals:.0f}x",
+            ]
+        )
+    headers = [
+        "setting",
+        "student img/s",
+        "bare backbone + pool + linear img/s",
+        "teacher img/s (proposals given)",
+        "teacher + EdgeBoxes img/s",
+        "student / teacher+proposals",
+    ]
     return "Inference, batch 1", headers, rows
 
 
 def simulate_proposal_files(folder, num_images, boxes_per_image, store_dtype):
     """Random proposals for ``num_images`` images as a detectron2 pickle and a proposal store
     (reused when present: see --keep-loading-files); returns ``(dataset dicts, {kind: path})``."""
-    dicts = [{"image_id": i, "file_name": f"{i:012d}.jpg", "height": 480, "width": 640, "multi_labels": [i % 80]}
-             for i in range(num_images)]  # fmt: skip
-    files = {"pickle": os.path.join(folder, f"sim_{num_images}x{boxes_per_image}.pkl"),
-             "store": os.path.join(folder, f"sim_{num_images}x{boxes_per_image}_{store_dtype}")}  # fmt: skip
+    dicts = [
+        {
+            "image_id": i,
+            "file_name": f"{i:012d}.jpg",
+            "height": 480,
+            "width": 640,
+            "multi_labels": [i % 80],
+        }
+        for i in range(num_images)
+    ]
+    files = {
+        "pickle": os.path.join(folder, f"sim_{num_images}x{boxes_per_image}.pkl"),
+        "store": os.path.join(folder, f"sim_{num_images}x{boxes_per_image}_{store_dtype}"),
+    }
 
     def proposals():
         for i in range(num_images):
@@ -122,9 +168,20 @@ def simulate_proposal_files(folder, num_images, boxes_per_image, store_dtype):
     if not os.path.exists(files["store"]):
         save_proposals(files["store"], ids, proposals(), store_dtype)
     if not os.path.exists(files["pickle"]):
-        boxes, logits = zip(*proposals())  # written as pickle.dump does, without the bytes copy of save_proposals
+        boxes, logits = zip(
+            *proposals()
+        )  # written as pickle.dump does, without the bytes copy of save_proposals
         with open(files["pickle"] + ".tmp", "wb") as f:
-            pickle.dump({"ids": ids, "boxes": list(boxes), "objectness_logits": list(logits), "bbox_mode": BoxMode.XYXY_ABS}, f, protocol=4)
+            pickle.dump(
+                {
+                    "ids": ids,
+                    "boxes": list(boxes),
+                    "objectness_logits": list(logits),
+                    "bbox_mode": BoxMode.XYXY_ABS,
+                },
+                f,
+                protocol=4,
+            )
         del boxes, logits
         os.replace(files["pickle"] + ".tmp", files["pickle"])
     return dicts, files
@@ -178,8 +235,14 @@ def measure_loading(dicts, proposal_file, workers, batches, batch_size):
             fetch(dataset[int(i)])
         fetch_ms.append(1000 * (time.perf_counter() - start) / len(order))
     sampler = torch.utils.data.RandomSampler(dataset, num_samples=batches * batch_size)
-    loader = torch.utils.data.DataLoader(MapDataset(dataset, fetch), batch_size, sampler=sampler, num_workers=workers,
-                                         collate_fn=trivial_batch_collator, multiprocessing_context="fork")  # as on Linux by default
+    loader = torch.utils.data.DataLoader(
+        MapDataset(dataset, fetch),
+        batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=trivial_batch_collator,
+        multiprocessing_context="fork",
+    )  # as on Linux by default
     peak, start = (0, 0), time.perf_counter()
     iterator = iter(loader)
     pids = [os.getpid(), *(w.pid for w in iterator._workers)]
@@ -188,8 +251,14 @@ def measure_loading(dicts, proposal_file, workers, batches, batch_size):
             peak = max(peak, _memory(pids), key=lambda m: m[1])
     images_per_s = batches * batch_size / (time.perf_counter() - start)
     rss, pss = peak
-    return {"open_s": open_s, "open_rss_gb": open_rss / 2**30, "fetch_ms": fetch_ms, "images_per_s": images_per_s,
-            "peak_rss_gb": rss / 2**30, "peak_pss_gb": pss / 2**30}  # fmt: skip
+    return {
+        "open_s": open_s,
+        "open_rss_gb": open_rss / 2**30,
+        "fetch_ms": fetch_ms,
+        "images_per_s": images_per_s,
+        "peak_rss_gb": rss / 2**30,
+        "peak_pss_gb": pss / 2**30,
+    }
 
 
 def _in_fresh_process(fn, *args):
@@ -202,20 +271,60 @@ def _in_fresh_process(fn, *args):
 
 
 def benchmark_loading(args):
-    dicts, files = _in_fresh_process(simulate_proposal_files, args.loading_dir, args.loading_images, args.loading_boxes, args.store_dtype)
+    dicts, files = _in_fresh_process(
+        simulate_proposal_files,
+        args.loading_dir,
+        args.loading_images,
+        args.loading_boxes,
+        args.store_dtype,
+    )
     rows = []
     for kind, path in files.items():
         r = _in_fresh_process(measure_loading, dicts, path, 4, 100, 32)
-        size = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path)) if os.path.isdir(path) else os.path.getsize(path)
+        size = (
+            sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
+            if os.path.isdir(path)
+            else os.path.getsize(path)
+        )
         if r is None:
-            rows.append([kind, f"{size / 2**30:.2f}", f"killed (out of memory, {_memory_total_gb():.0f} GB machine)", "", "", "", "", ""])
+            rows.append(
+                [
+                    kind,
+                    f"{size / 2**30:.2f}",
+                    f"killed (out of memory, {_memory_total_gb():.0f} GB machine)",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                ]
+            )
             continue
-        rows.append([kind + (f" ({args.store_dtype})" if kind == "store" else " (float32)"), f"{size / 2**30:.2f}", f"{r['open_s']:.2f}", f"{r['open_rss_gb']:.2f}",
-                     f"{r['fetch_ms'][0]:.3f} / {r['fetch_ms'][1]:.3f}", f"{r['images_per_s']:.0f}", f"{r['peak_rss_gb']:.2f}", f"{r['peak_pss_gb']:.2f}"])  # fmt: skip
+        rows.append(
+            [
+                kind + (f" ({args.store_dtype})" if kind == "store" else " (float32)"),
+                f"{size / 2**30:.2f}",
+                f"{r['open_s']:.2f}",
+                f"{r['open_rss_gb']:.2f}",
+                f"{r['fetch_ms'][0]:.3f} / {r['fetch_ms'][1]:.3f}",
+                f"{r['images_per_s']:.0f}",
+                f"{r['peak_rss_gb']:.2f}",
+                f"{r['peak_pss_gb']:.2f}",
+            ]
+        )
     if not args.keep_loading_files:  # ~7 GB at COCO scale
         for path in files.values():
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-    headers = ["proposal file", "size GB", "open s", "peak RSS opening GB", "fetch ms/img (first / cached)", "loader img/s (4 workers)", "peak RSS GB (sum)", "peak PSS GB (sum)"]
+    headers = [
+        "proposal file",
+        "size GB",
+        "open s",
+        "peak RSS opening GB",
+        "fetch ms/img (first / cached)",
+        "loader img/s (4 workers)",
+        "peak RSS GB (sum)",
+        "peak PSS GB (sum)",
+    ]
     title = f"Proposal loading, {args.loading_images} images x {args.loading_boxes} random boxes"
     return title, headers, rows
 
@@ -223,8 +332,19 @@ def benchmark_loading(args):
 def _train_cfg(config, output_dir, opts):
     cfg = add_wsd_distill_config(get_cfg())
     cfg.merge_from_file(os.path.join(ROOT, "configs", "Synthetic", config))
-    cfg.merge_from_list(["OUTPUT_DIR", output_dir, "SEED", 0,
-                         "DATASETS.TEST", (), "SOLVER.CHECKPOINT_PERIOD", 10**6, *opts])  # fmt: skip
+    cfg.merge_from_list(
+        [
+            "OUTPUT_DIR",
+            output_dir,
+            "SEED",
+            0,
+            "DATASETS.TEST",
+            (),
+            "SOLVER.CHECKPOINT_PERIOD",
+            10**6,
+            *opts,
+        ]
+    )
     return cfg
 
 
@@ -234,8 +354,14 @@ def _step_times(cfg):
     trainer.resume_or_load(resume=False)
     trainer.train()
     history = trainer.storage.histories()
-    median = {k: float(np.median([v for v, it in history[k].values() if it >= 5])) if k in history else 0.0
-              for k in ("time", "data_time", "teacher_time")}  # fmt: skip
+    median = {
+        k: (
+            float(np.median([v for v, it in history[k].values() if it >= 5]))
+            if k in history
+            else 0.0
+        )
+        for k in ("time", "data_time", "teacher_time")
+    }
     return median
 
 
@@ -250,28 +376,64 @@ def _training_runs(args):
     dicts = DatasetCatalog.get("bench_shapes_train")
     proposals = os.path.join(folder, "proposals_train")
     if not os.path.exists(proposals):
-        generate_proposal_file(dicts, proposals, "edge_boxes", {"max_proposals": 500}, workers=os.cpu_count())
-    data = ["MODEL.DEVICE", args.device, "DATASETS.TRAIN", ("bench_shapes_train",), "DATASETS.PROPOSAL_FILES_TRAIN", (proposals,),
-            "SOLVER.MAX_ITER", args.train_iters, "SOLVER.AMP.ENABLED", args.device == "cuda", "MODEL.DISTILL.TEACHER_FP16", args.device == "cuda"]  # fmt: skip
+        generate_proposal_file(
+            dicts, proposals, "edge_boxes", {"max_proposals": 500}, workers=os.cpu_count()
+        )
+    data = [
+        "MODEL.DEVICE",
+        args.device,
+        "DATASETS.TRAIN",
+        ("bench_shapes_train",),
+        "DATASETS.PROPOSAL_FILES_TRAIN",
+        (proposals,),
+        "SOLVER.MAX_ITER",
+        args.train_iters,
+        "SOLVER.AMP.ENABLED",
+        args.device == "cuda",
+        "MODEL.DISTILL.TEACHER_FP16",
+        args.device == "cuda",
+    ]
     teacher_cfg = _train_cfg("T-WDet.yaml", os.path.join(folder, "teacher_training"), data)
-    teacher_weights = os.path.join(folder, "teacher", "model_final.pth")  # random weights: speed does not depend on them
-    if not os.path.exists(teacher_weights):  # the cache below is made with (and checked against) these
+    teacher_weights = os.path.join(
+        folder, "teacher", "model_final.pth"
+    )  # random weights: speed does not depend on them
+    if not os.path.exists(
+        teacher_weights
+    ):  # the cache below is made with (and checked against) these
         os.makedirs(os.path.dirname(teacher_weights), exist_ok=True)
-        DetectionCheckpointer(build_model(teacher_cfg), save_dir=os.path.dirname(teacher_weights)).save("model_final")
+        DetectionCheckpointer(
+            build_model(teacher_cfg), save_dir=os.path.dirname(teacher_weights)
+        ).save("model_final")
     atomic_write_bytes(os.path.join(folder, "teacher", "config.yaml"), teacher_cfg.dump().encode())
-    kd = [*data, "MODEL.DISTILL.TEACHER_CONFIG", os.path.join(folder, "teacher", "config.yaml"), "MODEL.DISTILL.TEACHER_WEIGHTS", teacher_weights]
+    kd = [
+        *data,
+        "MODEL.DISTILL.TEACHER_CONFIG",
+        os.path.join(folder, "teacher", "config.yaml"),
+        "MODEL.DISTILL.TEACHER_WEIGHTS",
+        teacher_weights,
+    ]
     cache = os.path.join(folder, "teacher_cache")
     if not os.path.exists(cache):
         write_teacher_cache(_train_cfg("S-Cls_KD.yaml", folder, kd), cache)
     runs = {
-        "plain student (S-Cls w/o KD)": _train_cfg("S-Cls.yaml", os.path.join(folder, "student"), data),
+        "plain student (S-Cls w/o KD)": _train_cfg(
+            "S-Cls.yaml", os.path.join(folder, "student"), data
+        ),
         "teacher (T-WDet)": teacher_cfg,
-        "online KD (teacher in the loop)": _train_cfg("S-Cls_KD.yaml", os.path.join(folder, "student_kd"), kd),
-        "cached KD (tools/cache_teacher.py)": _train_cfg("S-Cls_KD_cached.yaml", os.path.join(folder, "student_kd_cached"),
-                                                         [*kd, "MODEL.DISTILL.TEACHER_CACHE", cache]),
-        "cached KD, stage 2 (L_p + L_p')": _train_cfg("S-Cls_KD_cached.yaml", os.path.join(folder, "student_kd_cached_stage2"),
-                                                      [*kd, "MODEL.DISTILL.TEACHER_CACHE", cache, "MODEL.DISTILL.FEATURE_WEIGHT", 0.0]),
-    }  # fmt: skip
+        "online KD (teacher in the loop)": _train_cfg(
+            "S-Cls_KD.yaml", os.path.join(folder, "student_kd"), kd
+        ),
+        "cached KD (tools/cache_teacher.py)": _train_cfg(
+            "S-Cls_KD_cached.yaml",
+            os.path.join(folder, "student_kd_cached"),
+            [*kd, "MODEL.DISTILL.TEACHER_CACHE", cache],
+        ),
+        "cached KD, stage 2 (L_p + L_p')": _train_cfg(
+            "S-Cls_KD_cached.yaml",
+            os.path.join(folder, "student_kd_cached_stage2"),
+            [*kd, "MODEL.DISTILL.TEACHER_CACHE", cache, "MODEL.DISTILL.FEATURE_WEIGHT", 0.0],
+        ),
+    }
     return runs
 
 
@@ -280,10 +442,14 @@ def benchmark_training(args):
     runs = _training_runs(args)
     # Rounds of all runs: this VM's speed drifts between runs, so each ratio is taken within a
     # round and the table gives the median over rounds (and the range).
-    rounds = [{name: _step_times(cfg) for name, cfg in runs.items()} for _ in range(args.train_rounds)]
+    rounds = [
+        {name: _step_times(cfg) for name, cfg in runs.items()} for _ in range(args.train_rounds)
+    ]
 
     def summary(values, digits):
-        return f"{np.median(values):.{digits}f}" + (f" ({min(values):.{digits}f}-{max(values):.{digits}f})" if len(values) > 1 else "")
+        return f"{np.median(values):.{digits}f}" + (
+            f" ({min(values):.{digits}f}-{max(values):.{digits}f})" if len(values) > 1 else ""
+        )
 
     rows = []
     for name in runs:
@@ -292,11 +458,18 @@ def benchmark_training(args):
         rows.append([name, summary(times["time"], 3), summary(times["data_time"], 3), teacher])
     plain, online = "plain student (S-Cls w/o KD)", "online KD (teacher in the loop)"
     ratio = [r[online]["time"] / (r[online]["teacher_time"] + r[plain]["time"]) for r in rounds]
-    rows.append(["online KD / (teacher forward + plain step)", summary(ratio, 2) + " (goal <= 1.1)", "", ""])
+    rows.append(
+        ["online KD / (teacher forward + plain step)", summary(ratio, 2) + " (goal <= 1.1)", "", ""]
+    )
     for cached in ("cached KD (tools/cache_teacher.py)", "cached KD, stage 2 (L_p + L_p')"):
         ratio = [r[cached]["time"] / r[plain]["time"] for r in rounds]
         rows.append([f"{cached} / plain step", summary(ratio, 2) + " (goal <= 1.2)", "", ""])
-    headers = ["training step (batch 16, demo sizes)", "s/step", "data s/step", "teacher forward s/step"]
+    headers = [
+        "training step (batch 16, demo sizes)",
+        "s/step",
+        "data s/step",
+        "teacher forward s/step",
+    ]
     title = f"Training steps, median of {args.train_iters - 5} after 5 warm-up, configs/Synthetic; median (range) of {args.train_rounds} rounds"
     return title, headers, rows
 
@@ -317,7 +490,9 @@ def benchmark_train_loader(args):
             start = time.perf_counter()
             for _ in range(60):
                 next(batches)
-            rows.append([name, workers, grouping, f"{(time.perf_counter() - start) / 60 * 1e3:.1f}"])
+            rows.append(
+                [name, workers, grouping, f"{(time.perf_counter() - start) / 60 * 1e3:.1f}"]
+            )
     headers = ["training loader", "workers", "aspect-ratio grouping", "ms/batch"]
     return "Training data loader alone, 60 batches of 16 after 5, configs/Synthetic", headers, rows
 
@@ -332,16 +507,35 @@ def benchmark_proposals(args):
         for i in range(count):
             file_name = os.path.join(folder, f"{i:04d}.png")
             if not os.path.exists(file_name):
-                cv2.imwrite(file_name, render_image(np.random.default_rng(i), size, distractors=(6, 12))[0])
+                cv2.imwrite(
+                    file_name, render_image(np.random.default_rng(i), size, distractors=(6, 12))[0]
+                )
             dicts.append({"image_id": i, "file_name": file_name})
         for method in ("edge_boxes", "selective_search"):
             for workers in sorted({1, os.cpu_count()}):
                 output = os.path.join(folder, f"{method}_{workers}")
                 shutil.rmtree(output, ignore_errors=True)
-                stats = generate_proposal_file(dicts, output, method, {"max_proposals": 500}, workers=workers, chunk_size=4)
-                rows.append([f"{size}x{size} ({count})", method, workers, f"{stats['images_per_s']:.1f}",
-                             f"{stats['images_per_s_per_worker']:.1f}", f"{stats['boxes_per_image']:.0f}"])  # fmt: skip
-    headers = ["images", "method", "workers", "images/s (wall, with worker start-up)", "images/s per worker", "boxes/img"]
+                stats = generate_proposal_file(
+                    dicts, output, method, {"max_proposals": 500}, workers=workers, chunk_size=4
+                )
+                rows.append(
+                    [
+                        f"{size}x{size} ({count})",
+                        method,
+                        workers,
+                        f"{stats['images_per_s']:.1f}",
+                        f"{stats['images_per_s_per_worker']:.1f}",
+                        f"{stats['boxes_per_image']:.0f}",
+                    ]
+                )
+    headers = [
+        "images",
+        "method",
+        "workers",
+        "images/s (wall, with worker start-up)",
+        "images/s per worker",
+        "boxes/img",
+    ]
     return "Proposal generation (500 boxes, synthetic images)", headers, rows
 
 
@@ -356,11 +550,21 @@ def _model_input(image, boxes, device):
     proposals.proposal_boxes = Boxes(torch.as_tensor(boxes, dtype=torch.float32))
     proposals.objectness_logits = -torch.arange(len(boxes), dtype=torch.float32)
     tensor = torch.as_tensor(image.transpose(2, 0, 1).copy())
-    return {"image": tensor.to(device), "proposals": proposals, "height": image.shape[0], "width": image.shape[1]}
+    return {
+        "image": tensor.to(device),
+        "proposals": proposals,
+        "height": image.shape[0],
+        "width": image.shape[1],
+    }
 
 
-PARTS = {"inference": benchmark_inference, "training": benchmark_training, "train_loader": benchmark_train_loader,
-         "loading": benchmark_loading, "proposals": benchmark_proposals}  # fmt: skip
+PARTS = {
+    "inference": benchmark_inference,
+    "training": benchmark_training,
+    "train_loader": benchmark_train_loader,
+    "loading": benchmark_loading,
+    "proposals": benchmark_proposals,
+}
 
 
 def main(args):
@@ -374,22 +578,50 @@ def main(args):
         text = f"{title}, {machine}:\n\n{tabulate(rows, headers=headers, tablefmt='github')}\n"
         print(text)
         atomic_write_bytes(os.path.join(args.output, f"{part}.md"), text.encode())
-        atomic_write_bytes(os.path.join(args.output, f"{part}.json"),
-                           json.dumps({"title": title, "machine": machine, "headers": headers, "rows": rows}, indent=1).encode())  # fmt: skip
+        atomic_write_bytes(
+            os.path.join(args.output, f"{part}.json"),
+            json.dumps(
+                {"title": title, "machine": machine, "headers": headers, "rows": rows}, indent=1
+            ).encode(),
+        )
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seconds", type=float, default=5.0, help="minimum timing per measurement")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0: torch's default)"
+    )
     parser.add_argument("--output", default="output/benchmark")
     parser.add_argument("--parts", nargs="+", choices=sorted(PARTS), default=list(PARTS))
-    parser.add_argument("--train-iters", type=int, default=50, help="training steps per model and round")
-    parser.add_argument("--train-rounds", type=int, default=3, help="rounds of the training runs (ratios are taken within a round)")
-    parser.add_argument("--loading-dir", default="output/benchmark/proposals", help="where the simulated proposal files go")
-    parser.add_argument("--loading-images", type=int, default=123287, help="simulated dataset size (COCO-2014 train+val)")
+    parser.add_argument(
+        "--train-iters", type=int, default=50, help="training steps per model and round"
+    )
+    parser.add_argument(
+        "--train-rounds",
+        type=int,
+        default=3,
+        help="rounds of the training runs (ratios are taken within a round)",
+    )
+    parser.add_argument(
+        "--loading-dir",
+        default="output/benchmark/proposals",
+        help="where the simulated proposal files go",
+    )
+    parser.add_argument(
+        "--loading-images",
+        type=int,
+        default=123287,
+        help="simulated dataset size (COCO-2014 train+val)",
+    )
     parser.add_argument("--loading-boxes", type=int, default=2000, help="proposals per image")
-    parser.add_argument("--keep-loading-files", action="store_true", help="keep the simulated files for the next run")
+    parser.add_argument(
+        "--keep-loading-files",
+        action="store_true",
+        help="keep the simulated files for the next run",
+    )
     parser.add_argument("--store-dtype", choices=["float16", "float32"], default="float16")
     main(parser.parse_args())

@@ -13,6 +13,7 @@ The config is the student's KD config (it names the teacher, its proposals, the 
 ROI_SELECT/ROI_TOPK and the training sizes). A stopped run resumes when started again with
 the same arguments; the cache appears at --output only when complete.
 """
+
 import argparse
 import logging
 import os
@@ -33,16 +34,22 @@ def main(args):
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
     if os.path.exists(args.output):
-        logging.getLogger("wsd_distill").info(f"{args.output} already exists; delete it to cache again")
+        logging.getLogger("wsd_distill").info(
+            f"{args.output} already exists; delete it to cache again"
+        )
         return
     write_teacher_cache(cfg, args.output, args.batch_size, args.chunk_size)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config-file", required=True, help="the student's KD config")
     parser.add_argument("--output", required=True, help="teacher cache (a store folder) to write")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per teacher forward pass")
+    parser.add_argument(
+        "--batch-size", type=int, default=16, help="images per teacher forward pass"
+    )
     parser.add_argument("--chunk-size", type=int, default=256, help="images per resumable chunk")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides")
     main(parser.parse_args())

@@ -14,6 +14,7 @@ The .mat holds cells ``images``, ``boxes`` (and optionally ``boxScores``), as MA
 v7.3 files. Box order (x1,y1,x2,y2 or y1,x1,y2,x2) is detected from the image sizes unless
 ``--box-order`` is given; boxes are taken as MATLAB 1-based pixel indices unless ``--zero-based``.
 """
+
 import argparse
 
 from detectron2.data import DatasetCatalog
@@ -22,21 +23,41 @@ import wsd_distill  # noqa: F401  (registers the datasets)
 from wsd_distill.data.proposals import load_mat_proposals, read_proposals, save_proposals
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--pickle", help="detectron2 proposal pickle (or a proposal store, to make a pickle)")
+    source.add_argument(
+        "--pickle", help="detectron2 proposal pickle (or a proposal store, to make a pickle)"
+    )
     source.add_argument("--mat", help=".mat proposal file (needs --dataset)")
     parser.add_argument("--dataset", help="registered dataset the .mat boxes belong to")
-    parser.add_argument("--output", required=True, help="proposal store to write (a .pkl path: detectron2 pickle)")
-    parser.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="the store's box dtype")
+    parser.add_argument(
+        "--output", required=True, help="proposal store to write (a .pkl path: detectron2 pickle)"
+    )
+    parser.add_argument(
+        "--dtype", choices=["float32", "float16"], default="float32", help="the store's box dtype"
+    )
     parser.add_argument("--box-order", choices=["auto", "xyxy", "yxyx"], default="auto")
     parser.add_argument("--zero-based", action="store_true", help=".mat boxes are 0-based already")
     args = parser.parse_args()
     if args.mat:
         if not args.dataset:
-            parser.error("--mat needs --dataset (the registered dataset whose images the file names)")
-        ids, boxes, logits = load_mat_proposals(args.mat, DatasetCatalog.get(args.dataset), args.box_order, not args.zero_based)
+            parser.error(
+                "--mat needs --dataset (the registered dataset whose images the file names)"
+            )
+        ids, boxes, logits = load_mat_proposals(
+            args.mat, DatasetCatalog.get(args.dataset), args.box_order, not args.zero_based
+        )
     else:
         ids, boxes, logits = read_proposals(args.pickle)
-    save_proposals(args.output, ids, zip(boxes, logits), args.dtype, meta={"converted_from": args.mat or args.pickle})
-    print(f"Wrote {args.output}: {len(ids)} images, {sum(len(b) for b in boxes) / max(len(ids), 1):.0f} boxes/image")
+    save_proposals(
+        args.output,
+        ids,
+        zip(boxes, logits),
+        args.dtype,
+        meta={"converted_from": args.mat or args.pickle},
+    )
+    print(
+        f"Wrote {args.output}: {len(ids)} images, {sum(len(b) for b in boxes) / max(len(ids), 1):.0f} boxes/image"
+    )

@@ -15,6 +15,7 @@
    classes sorted by frequency, to <output>/kd_gain_per_class.png.
 Every step is skipped when its result exists, so an interrupted demo continues where it stopped.
 """
+
 import argparse
 import json
 import os
@@ -29,30 +30,47 @@ from tabulate import tabulate
 
 from wsd_distill import add_wsd_distill_config
 from wsd_distill.data import load_proposals_into_dataset
-from wsd_distill.data.proposals import atomic_write_bytes
 from wsd_distill.data.datasets import prepare_synthetic_shapes
+from wsd_distill.data.proposals import atomic_write_bytes
 from wsd_distill.data.statistics import dataset_summary, proposal_recall
 from wsd_distill.engine import Trainer
 from wsd_distill.proposals.generate import generate_proposal_file
 from wsd_distill.visualization import plot_ap_gain, visualize_teacher
 
-CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "Synthetic")
+CONFIGS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "Synthetic"
+)
 SPLITS = ("train", "val", "test")
 
 
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", default="output/demo", help="folder for results")
-    parser.add_argument("--proposals-dir", default="output/proposals", help="folder for the proposal files")
-    parser.add_argument("--method", default="edge_boxes", choices=["edge_boxes", "selective_search"])
+    parser.add_argument(
+        "--proposals-dir", default="output/proposals", help="folder for the proposal files"
+    )
+    parser.add_argument(
+        "--method", default="edge_boxes", choices=["edge_boxes", "selective_search"]
+    )
     parser.add_argument("--max-proposals", type=int, default=500)
     parser.add_argument("--workers", type=int, default=max(1, min(os.cpu_count() or 1, 8)))
-    parser.add_argument("--skip-training", action="store_true", help="stop after the data and proposals")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="train every model once per seed")
-    parser.add_argument("--kd-schedule", default="two-stage", choices=["joint", "two-stage"],
-                        help="KD in one stage (S-Cls_KD.yaml) or the authors' two (S-Cls_KD_stage1/2.yaml)")  # fmt: skip
-    parser.add_argument("opts", nargs=argparse.REMAINDER,
-                        help="config overrides for every step, e.g. DATASETS.SYNTHETIC.NUM_TRAIN 500 SOLVER.MAX_ITER 100")  # fmt: skip
+    parser.add_argument(
+        "--skip-training", action="store_true", help="stop after the data and proposals"
+    )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="train every model once per seed"
+    )
+    parser.add_argument(
+        "--kd-schedule",
+        default="two-stage",
+        choices=["joint", "two-stage"],
+        help="KD in one stage (S-Cls_KD.yaml) or the authors' two (S-Cls_KD_stage1/2.yaml)",
+    )
+    parser.add_argument(
+        "opts",
+        nargs=argparse.REMAINDER,
+        help="config overrides for every step, e.g. DATASETS.SYNTHETIC.NUM_TRAIN 500 SOLVER.MAX_ITER 100",
+    )
     return parser
 
 
@@ -62,9 +80,29 @@ def print_dataset_summary(names):
     rows, class_rows = [], []
     summaries = {n: dataset_summary(DatasetCatalog.get(n), class_names) for n in names}
     for name, s in summaries.items():
-        rows.append([name, s["images"], s["unlabeled_images"], f"{s['labels_per_image']:.2f}",
-                     f"{s['objects_per_image']:.2f}", f"{100 * s['small_object_fraction']:.1f}%"])  # fmt: skip
-    print(tabulate(rows, headers=["dataset", "images", "unlabeled", "labels/img", "objects/img", "objects <10% area"]))
+        rows.append(
+            [
+                name,
+                s["images"],
+                s["unlabeled_images"],
+                f"{s['labels_per_image']:.2f}",
+                f"{s['objects_per_image']:.2f}",
+                f"{100 * s['small_object_fraction']:.1f}%",
+            ]
+        )
+    print(
+        tabulate(
+            rows,
+            headers=[
+                "dataset",
+                "images",
+                "unlabeled",
+                "labels/img",
+                "objects/img",
+                "objects <10% area",
+            ],
+        )
+    )
     train = summaries[names[0]]
     freq = train["class_images"] / train["images"]
     for k in np.argsort(-freq):
@@ -73,10 +111,22 @@ def print_dataset_summary(names):
     print(tabulate(class_rows, headers=["class", "images", "share"]))
     co, n = train["co_occurrence"].astype(float), train["images"]
     lift = co * n / np.maximum(np.outer(np.diag(co), np.diag(co)), 1)
-    pairs = sorted(((lift[i, j], i, j) for i in range(len(co)) for j in range(i + 1, len(co)) if co[i, j] >= 5), reverse=True)
+    pairs = sorted(
+        (
+            (lift[i, j], i, j)
+            for i in range(len(co))
+            for j in range(i + 1, len(co))
+            if co[i, j] >= 5
+        ),
+        reverse=True,
+    )
     print(f"\nMost co-occurring class pairs in {names[0]} (lift = P(a, b) / (P(a) P(b))):")
-    print(tabulate([[class_names[i], class_names[j], int(co[i, j]), f"{v:.2f}"] for v, i, j in pairs[:6]],
-                   headers=["class a", "class b", "images", "lift"]))  # fmt: skip
+    print(
+        tabulate(
+            [[class_names[i], class_names[j], int(co[i, j]), f"{v:.2f}"] for v, i, j in pairs[:6]],
+            headers=["class a", "class b", "images", "lift"],
+        )
+    )
     return train
 
 
@@ -100,7 +150,9 @@ def train_and_evaluate(cfg):
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=True)
     trainer.train()
-    results = trainer._last_eval_results  # DefaultTrainer's EvalHook evaluates after the last iteration
+    results = (
+        trainer._last_eval_results
+    )  # DefaultTrainer's EvalHook evaluates after the last iteration
     atomic_write_bytes(results_file, json.dumps(results, indent=1).encode())
     return results
 
@@ -120,26 +172,60 @@ def prepare_data(args):
         stats = None
         if not os.path.exists(output):
             stats = generate_proposal_file(
-                DatasetCatalog.get(name), output, args.method, {"max_proposals": args.max_proposals}, workers=args.workers
+                DatasetCatalog.get(name),
+                output,
+                args.method,
+                {"max_proposals": args.max_proposals},
+                workers=args.workers,
             )
         recall = proposal_recall(load_proposals_into_dataset(DatasetCatalog.get(name), output))
-        speed = f"{stats['images_per_s']:.1f} ({stats['images_per_s_per_worker']:.1f})" if stats else "cached"
-        rows.append([name, output, f"{recall['boxes_per_image']:.0f}", f"{100 * recall['recall@0.5']:.1f}%",
-                     f"{100 * recall['recall@0.7']:.1f}%", speed])  # fmt: skip
+        speed = (
+            f"{stats['images_per_s']:.1f} ({stats['images_per_s_per_worker']:.1f})"
+            if stats
+            else "cached"
+        )
+        rows.append(
+            [
+                name,
+                output,
+                f"{recall['boxes_per_image']:.0f}",
+                f"{100 * recall['recall@0.5']:.1f}%",
+                f"{100 * recall['recall@0.7']:.1f}%",
+                speed,
+            ]
+        )
     print(f"\n{args.method} proposals ({args.workers} workers):")
-    print(tabulate(rows, headers=["dataset", "file", "boxes/img", "GT recall@0.5", "recall@0.7", "images/s (per worker)"]))
+    print(
+        tabulate(
+            rows,
+            headers=[
+                "dataset",
+                "file",
+                "boxes/img",
+                "GT recall@0.5",
+                "recall@0.7",
+                "images/s (per worker)",
+            ],
+        )
+    )
     return train_summary
 
 
 def train_teacher(args, opts, seed):
-    cfg = load_config("T-WDet.yaml", os.path.join(args.output, f"seed{seed}", "teacher"), [*args.opts, *opts, "SEED", seed])
+    cfg = load_config(
+        "T-WDet.yaml",
+        os.path.join(args.output, f"seed{seed}", "teacher"),
+        [*args.opts, *opts, "SEED", seed],
+    )
     results = train_and_evaluate(cfg)
     pictures = os.path.join(cfg.OUTPUT_DIR, "pictures")
     if not os.path.isdir(pictures):
         model = Trainer.build_model(cfg)
         DetectionCheckpointer(model).load(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
         test_set = cfg.DATASETS.TEST[0]
-        visualize_teacher(model, Trainer.build_test_loader(cfg, test_set), test_set, pictures + ".tmp", 20)
+        visualize_teacher(
+            model, Trainer.build_test_loader(cfg, test_set), test_set, pictures + ".tmp", 20
+        )
         os.replace(pictures + ".tmp", pictures)
     return cfg, results
 
@@ -148,20 +234,40 @@ def train_students(args, opts, seed, teacher_cfg):
     """S-Cls without KD, then with KD from the teacher (its config as trained, saved beside it)."""
     teacher_config = os.path.join(teacher_cfg.OUTPUT_DIR, "config.yaml")
     atomic_write_bytes(teacher_config, teacher_cfg.dump().encode())
-    kd = ["MODEL.DISTILL.TEACHER_CONFIG", teacher_config,
-          "MODEL.DISTILL.TEACHER_WEIGHTS", os.path.join(teacher_cfg.OUTPUT_DIR, "model_final.pth")]  # fmt: skip
+    kd = [
+        "MODEL.DISTILL.TEACHER_CONFIG",
+        teacher_config,
+        "MODEL.DISTILL.TEACHER_WEIGHTS",
+        os.path.join(teacher_cfg.OUTPUT_DIR, "model_final.pth"),
+    ]
     folder = os.path.join(args.output, f"seed{seed}")
-    student = train_and_evaluate(load_config("S-Cls.yaml", os.path.join(folder, "student"), [*args.opts, *opts, "SEED", seed]))
+    student = train_and_evaluate(
+        load_config(
+            "S-Cls.yaml", os.path.join(folder, "student"), [*args.opts, *opts, "SEED", seed]
+        )
+    )
     if args.kd_schedule == "joint":
         student_kd = train_and_evaluate(
-            load_config("S-Cls_KD.yaml", os.path.join(folder, "student_kd_joint"), [*args.opts, *opts, *kd, "SEED", seed])
+            load_config(
+                "S-Cls_KD.yaml",
+                os.path.join(folder, "student_kd_joint"),
+                [*args.opts, *opts, *kd, "SEED", seed],
+            )
         )
     else:
-        stage1 = load_config("S-Cls_KD_stage1.yaml", os.path.join(folder, "student_kd_stage1"), [*args.opts, *opts, *kd, "SEED", seed])
+        stage1 = load_config(
+            "S-Cls_KD_stage1.yaml",
+            os.path.join(folder, "student_kd_stage1"),
+            [*args.opts, *opts, *kd, "SEED", seed],
+        )
         train_and_evaluate(stage1)
         kd += ["MODEL.WEIGHTS", os.path.join(stage1.OUTPUT_DIR, "model_final.pth")]
         student_kd = train_and_evaluate(
-            load_config("S-Cls_KD_stage2.yaml", os.path.join(folder, "student_kd_stage2"), [*args.opts, *opts, *kd, "SEED", seed])
+            load_config(
+                "S-Cls_KD_stage2.yaml",
+                os.path.join(folder, "student_kd_stage2"),
+                [*args.opts, *opts, *kd, "SEED", seed],
+            )
         )
     return student, student_kd
 
@@ -177,9 +283,21 @@ def results_table(runs):
     for name, results in runs.items():
         ml = [r["multilabel"] for r in results]
         wsod = [r.get("wsod") for r in results]
-        rows.append([name, *(mean_and_spread([m[k] for m in ml]) for k in ("mAP", "CF1", "OF1", "CF1_top3", "OF1_top3")),
-                     mean_and_spread([w["CorLoc"] for w in wsod]) if all(wsod) else "-"])  # fmt: skip
-    return tabulate(rows, headers=["model", "mAP", "CF1", "OF1", "CF1 top-3", "OF1 top-3", "CorLoc"], tablefmt="github")
+        rows.append(
+            [
+                name,
+                *(
+                    mean_and_spread([m[k] for m in ml])
+                    for k in ("mAP", "CF1", "OF1", "CF1_top3", "OF1_top3")
+                ),
+                mean_and_spread([w["CorLoc"] for w in wsod]) if all(wsod) else "-",
+            ]
+        )
+    return tabulate(
+        rows,
+        headers=["model", "mAP", "CF1", "OF1", "CF1 top-3", "OF1 top-3", "CorLoc"],
+        tablefmt="github",
+    )
 
 
 def main(args):
@@ -187,8 +305,15 @@ def main(args):
     train_summary = prepare_data(args)
     if args.skip_training:
         return
-    proposals = {s: os.path.join(args.proposals_dir, f"synthetic_shapes_{s}_{args.method}") for s in SPLITS}
-    opts = ["DATASETS.PROPOSAL_FILES_TRAIN", (proposals["train"],), "DATASETS.PROPOSAL_FILES_TEST", (proposals["test"],)]
+    proposals = {
+        s: os.path.join(args.proposals_dir, f"synthetic_shapes_{s}_{args.method}") for s in SPLITS
+    }
+    opts = [
+        "DATASETS.PROPOSAL_FILES_TRAIN",
+        (proposals["train"],),
+        "DATASETS.PROPOSAL_FILES_TEST",
+        (proposals["test"],),
+    ]
     setup_logger(args.output, name="detectron2")
     runs = {"S-Cls w/o KD": [], "T-WDet": [], "S-Cls w/ KD": []}
     for seed in args.seeds:
@@ -197,7 +322,11 @@ def main(args):
         for name, results in zip(runs, (student, teacher, student_kd)):
             runs[name].append(results)
     test_set = teacher_cfg.DATASETS.TEST[0]
-    seeds = f"mean ± std over seeds {list(args.seeds)}" if len(args.seeds) > 1 else f"seed {args.seeds[0]}"
+    seeds = (
+        f"mean ± std over seeds {list(args.seeds)}"
+        if len(args.seeds) > 1
+        else f"seed {args.seeds[0]}"
+    )
     table = f"Multi-label classification on {test_set} ({seeds}; only the students' rows cost a plain classifier at test time):\n\n{results_table(runs)}\n"
     atomic_write_bytes(os.path.join(args.output, "results.md"), table.encode())
     print("\n" + table)
@@ -205,11 +334,19 @@ def main(args):
     class_names = MetadataCatalog.get(test_set).thing_classes
     frequency = train_summary["class_images"]
     # classes without a positive test image have no AP (NaN, no bar)
-    ap = {name: np.mean([[r["multilabel"].get(f"AP-{c}", np.nan) for c in class_names] for r in runs[name]], axis=0) for name in runs}
+    ap = {
+        name: np.mean(
+            [[r["multilabel"].get(f"AP-{c}", np.nan) for c in class_names] for r in runs[name]],
+            axis=0,
+        )
+        for name in runs
+    }
     chart = os.path.join(args.output, "kd_gain_per_class.png")
     plot_ap_gain(class_names, frequency, ap["S-Cls w/o KD"], ap["S-Cls w/ KD"], chart)
-    print(f"Results in {args.output}/results.md; per-class AP gain from KD in {chart}; "
-          f"top-10 proposals and top-3 labels in {args.output}/seed{args.seeds[0]}/teacher/pictures")  # fmt: skip
+    print(
+        f"Results in {args.output}/results.md; per-class AP gain from KD in {chart}; "
+        f"top-10 proposals and top-3 labels in {args.output}/seed{args.seeds[0]}/teacher/pictures"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ memory-mapped arrays, read lazily per image) or, if --output ends with .pkl, a d
 A stopped run (Ctrl-C, kill) resumes when started again with the same arguments; the output
 only appears when complete. Point ``DATASETS.PROPOSAL_FILES_TRAIN/TEST`` at it.
 """
+
 import argparse
 import os
 
@@ -21,22 +22,45 @@ from wsd_distill.proposals.generate import generate_proposal_file
 
 
 def get_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", required=True, help="a registered dataset name, e.g. synthetic_shapes_train")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--dataset", required=True, help="a registered dataset name, e.g. synthetic_shapes_train"
+    )
     parser.add_argument("--method", required=True, choices=sorted(PROPOSAL_METHODS))
-    parser.add_argument("--max-proposals", type=int, default=500, help="boxes kept per image (authors: 500)")
+    parser.add_argument(
+        "--max-proposals", type=int, default=500, help="boxes kept per image (authors: 500)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
-    parser.add_argument("--output", required=True, help="proposal store to write (a .pkl path: detectron2 pickle)")
-    parser.add_argument("--dtype", choices=["float32", "float16"], default="float32",
-                        help="the store's box dtype (float16: half the disk and page cache, 1 px steps above 2048)")  # fmt: skip
-    parser.add_argument("--min-size", type=float, default=4.0, help="drop boxes thinner than this (pixels)")
-    parser.add_argument("--max-side", type=int, default=None,
-                        help="downscale images whose longer side exceeds this before proposing "
-                             "(default: none for edge_boxes, 500 for selective_search)")  # fmt: skip
-    parser.add_argument("--sed-model", default=None,
-                        help="edge_boxes: structured-edge model (model.yml.gz from opencv_extra); "
-                             "default: OpenCV Sobel magnitude thinned by Canny")  # fmt: skip
-    parser.add_argument("--ss-mode", choices=["fast", "quality"], default="fast", help="selective_search mode")
+    parser.add_argument(
+        "--output", required=True, help="proposal store to write (a .pkl path: detectron2 pickle)"
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "float16"],
+        default="float32",
+        help="the store's box dtype (float16: half the disk and page cache, 1 px steps above 2048)",
+    )
+    parser.add_argument(
+        "--min-size", type=float, default=4.0, help="drop boxes thinner than this (pixels)"
+    )
+    parser.add_argument(
+        "--max-side",
+        type=int,
+        default=None,
+        help="downscale images whose longer side exceeds this before proposing "
+        "(default: none for edge_boxes, 500 for selective_search)",
+    )
+    parser.add_argument(
+        "--sed-model",
+        default=None,
+        help="edge_boxes: structured-edge model (model.yml.gz from opencv_extra); "
+        "default: OpenCV Sobel magnitude thinned by Canny",
+    )
+    parser.add_argument(
+        "--ss-mode", choices=["fast", "quality"], default="fast", help="selective_search mode"
+    )
     parser.add_argument("--chunk-size", type=int, default=64, help="images per resumable chunk")
     return parser
 
@@ -61,7 +85,13 @@ def main(args):
         return None
     dicts = DatasetCatalog.get(args.dataset)
     stats = generate_proposal_file(
-        dicts, args.output, args.method, generator_kwargs(args), args.workers, args.chunk_size, args.dtype
+        dicts,
+        args.output,
+        args.method,
+        generator_kwargs(args),
+        args.workers,
+        args.chunk_size,
+        args.dtype,
     )
     print(
         f"{args.dataset}: {stats['images']} images in {stats['seconds']:.1f} s with {args.workers} worker(s): "

@@ -8,6 +8,7 @@ a ``py3-none-any`` wheel and installed without its pinned dependencies (requirem
 lists them). Its bundled ``_C`` extension targets Python 3.10 and is never loaded:
 wsd-distill takes ROIAlign and NMS from torchvision.
 """
+
 import importlib.util
 import os
 import subprocess
@@ -21,13 +22,24 @@ def main():
     if importlib.util.find_spec("detectron2") is not None:
         import detectron2
 
-        print(f"detectron2 {detectron2.__version__} already importable from {detectron2.__path__[0]}")
+        print(
+            f"detectron2 {detectron2.__version__} already importable from {detectron2.__path__[0]}"
+        )
         return
     pip = [sys.executable, "-m", "pip"]
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.check_call(
-            pip + ["download", "--no-deps", "--only-binary=:all:", "--python-version", "3.10",
-                   "--dest", tmp, PACKAGE]
+            pip
+            + [
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--python-version",
+                "3.10",
+                "--dest",
+                tmp,
+                PACKAGE,
+            ]
         )
         (wheel,) = [f for f in os.listdir(tmp) if f.endswith(".whl")]
         name, version = wheel.split("-")[:2]

@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """Train or evaluate a wsd-distill model (teacher or student) with detectron2's engine.
 
-    python tools/train_net.py --config-file configs/Synthetic/T-WDet.yaml
-    python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/model_final.pth
-    python tools/train_net.py --config-file ... --num-gpus 8 SOLVER.IMS_PER_BATCH 64
+python tools/train_net.py --config-file configs/Synthetic/T-WDet.yaml
+python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/model_final.pth
+python tools/train_net.py --config-file ... --num-gpus 8 SOLVER.IMS_PER_BATCH 64
 """
+
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
@@ -35,7 +36,9 @@ def main(args):
     comm.synchronize()
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
         return Trainer.test(cfg, model)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
@@ -45,5 +48,11 @@ def main(args):
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
     print("Command Line Args:", args)
-    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))  # fmt: skip
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )

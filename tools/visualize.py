@@ -7,6 +7,7 @@
 Proposals are ranked by ``max_k S_rk`` (their largest WSDDN region score); labels by the
 image score, green (+) when in the ground truth, red (x) when not.
 """
+
 import argparse
 
 import torch
@@ -19,12 +20,18 @@ from wsd_distill.visualization import visualize_teacher
 
 
 def get_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config-file", required=True, metavar="FILE")
-    parser.add_argument("--dataset", default=None, help="a dataset of DATASETS.TEST (default: the first)")
+    parser.add_argument(
+        "--dataset", default=None, help="a dataset of DATASETS.TEST (default: the first)"
+    )
     parser.add_argument("--output", required=True, help="folder for the pictures")
     parser.add_argument("--num-images", type=int, default=20)
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, e.g. MODEL.WEIGHTS model.pth")
+    parser.add_argument(
+        "opts", nargs=argparse.REMAINDER, help="config overrides, e.g. MODEL.WEIGHTS model.pth"
+    )
     return parser
 
 
@@ -37,7 +44,9 @@ def main(args):
     dataset = args.dataset or cfg.DATASETS.TEST[0]
     model = Trainer.build_model(cfg)
     DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    written = visualize_teacher(model, Trainer.build_test_loader(cfg, dataset), dataset, args.output, args.num_images)
+    written = visualize_teacher(
+        model, Trainer.build_test_loader(cfg, dataset), dataset, args.output, args.num_images
+    )
     print(f"Wrote {len(written)} pictures to {args.output}")
 
 

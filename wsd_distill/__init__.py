@@ -3,6 +3,7 @@
 Importing the package registers the builtin datasets and the meta-architectures with
 detectron2's catalogs and registries.
 """
+
 from . import data, modeling  # noqa: F401  (registers datasets, backbones, meta-architectures)
 from .config import add_wsd_distill_config
 

@@ -1,4 +1,5 @@
 """Config keys added by wsd-distill; every key has its default and a one-line comment."""
+
 import os
 
 from detectron2.config import CfgNode as CN
@@ -45,7 +46,9 @@ def add_wsd_distill_config(cfg):
 
     # Student S-Cls, MODEL.META_ARCHITECTURE "StudentClassifier".
     _C.MODEL.STUDENT = CN()
-    _C.MODEL.STUDENT.NUM_CLASSES = 80  # must equal the datasets' class count (checked by the Trainer)
+    _C.MODEL.STUDENT.NUM_CLASSES = (
+        80  # must equal the datasets' class count (checked by the Trainer)
+    )
     _C.MODEL.STUDENT.IN_FEATURE = "res5"  # backbone feature map that is pooled globally
     _C.MODEL.STUDENT.POOLING = "avg"  # "avg", "max", or "avgmax" (both, concatenated)
     _C.MODEL.STUDENT.INPUT_SIZE = 224  # each image is resized to this square (0: the loader's size)
@@ -67,13 +70,21 @@ def add_wsd_distill_config(cfg):
     _C.MODEL.DISTILL.ROI_TOPK = 64  # RoIs per image kept by ROI_SELECT "top" (max_k S_rk)
     _C.MODEL.DISTILL.POOLER_RESOLUTION = 7  # the student's RoI pooling output size
     _C.MODEL.DISTILL.POOLER_SAMPLING_RATIO = 0  # ROIAlign sampling points per bin (0: adaptive)
-    _C.MODEL.DISTILL.POOLER_TYPE = "ROIAlignV2"  # any ROIPooler type, or "BoxMean" (exact box average, cheap backward)
+    _C.MODEL.DISTILL.POOLER_TYPE = (
+        "ROIAlignV2"  # any ROIPooler type, or "BoxMean" (exact box average, cheap backward)
+    )
     # a store of the teacher's outputs from tools/cache_teacher.py: train without the teacher in the loop
     _C.MODEL.DISTILL.TEACHER_CACHE = ""
 
     # VGG backbone (MODEL.BACKBONE.NAME "build_vgg_backbone"); the default is VGG-16.
     _C.MODEL.VGG = CN()
-    _C.MODEL.VGG.STAGE_CHANNELS = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
+    _C.MODEL.VGG.STAGE_CHANNELS = [
+        [64, 64],
+        [128, 128],
+        [256, 256, 256],
+        [512, 512, 512],
+        [512, 512, 512],
+    ]
     _C.MODEL.VGG.NORM = ""  # "" as VGG-16, or "BN" to train a narrow VGG from scratch
     _C.MODEL.VGG.OUT_FEATURES = ["conv5"]  # stages returned (conv_i has stride 2**(i-1))
 
@@ -105,7 +116,9 @@ def get_teacher_cfg(cfg):
     its weights are ``MODEL.DISTILL.TEACHER_WEIGHTS`` and it runs on the student's device."""
     path = cfg.MODEL.DISTILL.TEACHER_CONFIG
     if not path:
-        raise ValueError("MODEL.DISTILL.ENABLED is on but MODEL.DISTILL.TEACHER_CONFIG is empty: name the teacher's config file")
+        raise ValueError(
+            "MODEL.DISTILL.ENABLED is on but MODEL.DISTILL.TEACHER_CONFIG is empty: name the teacher's config file"
+        )
     if not os.path.isfile(path):
         raise FileNotFoundError(f"MODEL.DISTILL.TEACHER_CONFIG: no such file '{path}'")
     teacher_cfg = add_wsd_distill_config(get_cfg())
@@ -113,6 +126,8 @@ def get_teacher_cfg(cfg):
     teacher_cfg.MODEL.WEIGHTS = cfg.MODEL.DISTILL.TEACHER_WEIGHTS
     teacher_cfg.MODEL.DEVICE = cfg.MODEL.DEVICE
     if teacher_cfg.MODEL.META_ARCHITECTURE != "WSDDN":
-        raise ValueError(f"MODEL.DISTILL.TEACHER_CONFIG '{path}' is a {teacher_cfg.MODEL.META_ARCHITECTURE}, not a WSDDN")
+        raise ValueError(
+            f"MODEL.DISTILL.TEACHER_CONFIG '{path}' is a {teacher_cfg.MODEL.META_ARCHITECTURE}, not a WSDDN"
+        )
     teacher_cfg.freeze()
     return teacher_cfg

@@ -1,5 +1,6 @@
 """The paper's picture: a teacher's top proposals and top predicted labels, drawn with
 detectron2's ``Visualizer``."""
+
 import os
 
 import cv2
@@ -15,7 +16,9 @@ from .modeling.wsddn import region_objectness
 CORRECT, WRONG, UNKNOWN = "lime", "red", "white"
 
 
-def draw_teacher_view(image, boxes, objectness, image_scores, class_names, labels=None, num_proposals=10, num_labels=3):
+def draw_teacher_view(
+    image, boxes, objectness, image_scores, class_names, labels=None, num_proposals=10, num_labels=3
+):
     """Draw the ``num_proposals`` best boxes and the ``num_labels`` best labels of one image.
 
     Args:
@@ -30,15 +33,20 @@ def draw_teacher_view(image, boxes, objectness, image_scores, class_names, label
     order = np.argsort(-objectness)[:num_proposals]
     for rank, i in enumerate(order[::-1]):  # the best box is drawn last, on top
         shade = 0.4 + 0.6 * (len(order) - 1 - rank) / max(len(order) - 1, 1)
-        visualizer.draw_box(boxes[i], edge_color=(1.0, 0.85 * shade, 0.0), alpha=shade, line_style="-")
+        visualizer.draw_box(
+            boxes[i], edge_color=(1.0, 0.85 * shade, 0.0), alpha=shade, line_style="-"
+        )
     font = visualizer._default_font_size
     for row, k in enumerate(np.argsort(-image_scores)[:num_labels]):
         color = UNKNOWN if labels is None else (CORRECT if labels[k] > 0 else WRONG)
         mark = "" if labels is None else (" +" if labels[k] > 0 else " x")
         visualizer.draw_text(
-            f"{class_names[k]} {image_scores[k]:.2f}{mark}", (4, 4 + row * 1.6 * font),
-            color=color, horizontal_alignment="left", font_size=font,
-        )  # fmt: skip
+            f"{class_names[k]} {image_scores[k]:.2f}{mark}",
+            (4, 4 + row * 1.6 * font),
+            color=color,
+            horizontal_alignment="left",
+            font_size=font,
+        )
     return visualizer.output.get_image()
 
 
@@ -56,15 +64,23 @@ def visualize_teacher(model, data_loader, dataset_name, output_dir, num_images=2
         for batch in data_loader:
             out = model.teacher_outputs(batch)
             region_scores = out["region_scores"].split(out["num_regions"])
-            for x, proposals, scores, image_scores in zip(batch, out["proposals"], region_scores, out["image_scores"]):
+            for x, proposals, scores, image_scores in zip(
+                batch, out["proposals"], region_scores, out["image_scores"]
+            ):
                 image = utils.read_image(x["file_name"], format="RGB")
                 boxes = proposals.proposal_boxes.tensor.cpu().numpy().copy()
-                boxes[:, 0::2] *= image.shape[1] / x["image"].shape[2]  # network input -> original pixels
+                boxes[:, 0::2] *= (
+                    image.shape[1] / x["image"].shape[2]
+                )  # network input -> original pixels
                 boxes[:, 1::2] *= image.shape[0] / x["image"].shape[1]
                 drawing = draw_teacher_view(
-                    image, boxes, region_objectness(scores).cpu().numpy(), image_scores.cpu().numpy(),
-                    class_names, x["multi_labels"].numpy(),
-                )  # fmt: skip
+                    image,
+                    boxes,
+                    region_objectness(scores).cpu().numpy(),
+                    image_scores.cpu().numpy(),
+                    class_names,
+                    x["multi_labels"].numpy(),
+                )
                 written.append(os.path.join(output_dir, f"{x['image_id']}.jpg"))
                 cv2.imwrite(written[-1], drawing[:, :, ::-1])
                 bar.update(1)
@@ -86,7 +102,12 @@ def plot_ap_gain(class_names, frequency, ap_without, ap_with, path):
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(order)), 4))
     ax.bar(range(len(order)), gain, color=["tab:green" if g >= 0 else "tab:red" for g in gain])
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xticks(range(len(order)), [f"{class_names[k]} ({frequency[k]})" for k in order], rotation=60, ha="right")
+    ax.set_xticks(
+        range(len(order)),
+        [f"{class_names[k]} ({frequency[k]})" for k in order],
+        rotation=60,
+        ha="right",
+    )
     ax.set_ylabel("AP gain from KD (points)")
     ax.set_xlabel("class (training images), most frequent first")
     ax.set_title(f"S-Cls w/ KD minus w/o KD: mean gain {np.nanmean(gain):+.1f} AP")

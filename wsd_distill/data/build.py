@@ -1,4 +1,5 @@
 """Dataset dicts and data loaders for multi-label training and evaluation."""
+
 import itertools
 import logging
 
@@ -23,7 +24,9 @@ def get_multilabel_dataset_dicts(names, filter_unlabeled=True, proposal_files=No
     if isinstance(names, str):
         names = [names]
     if isinstance(proposal_files, str):
-        raise TypeError(f"Proposal files must be a list, one per dataset, got the string {proposal_files!r}")
+        raise TypeError(
+            f"Proposal files must be a list, one per dataset, got the string {proposal_files!r}"
+        )
     proposal_files = proposal_files or None
     if proposal_files is not None and len(proposal_files) != len(names):
         raise ValueError(

@@ -1,4 +1,5 @@
 """MultiLabelDatasetMapper: a dataset dict -> the model's input (image, K-hot labels, proposals)."""
+
 import copy
 import logging
 
@@ -11,7 +12,8 @@ from detectron2.structures import Boxes, BoxMode, Instances
 
 from .build import num_classes_of
 from .proposals import fetch_proposals
-from .teacher_cache import FIELDS as TEACHER_CACHE_FIELDS, fetch_teacher_outputs
+from .teacher_cache import FIELDS as TEACHER_CACHE_FIELDS
+from .teacher_cache import fetch_teacher_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +38,22 @@ class MultiLabelDatasetMapper:
     """
 
     @configurable
-    def __init__(self, is_train, *, augmentations, image_format, num_classes,
-                 load_proposals=False, proposal_topk=None, proposal_min_size=0.0, teacher_cache=None,
-                 teacher_cache_fields=TEACHER_CACHE_FIELDS):  # fmt: skip
+    def __init__(
+        self,
+        is_train,
+        *,
+        augmentations,
+        image_format,
+        num_classes,
+        load_proposals=False,
+        proposal_topk=None,
+        proposal_min_size=0.0,
+        teacher_cache=None,
+        teacher_cache_fields=TEACHER_CACHE_FIELDS,
+    ):
         """``teacher_cache`` (an opened teacher cache, for training): adds ``"teacher"``, the
-        teacher's cached ``teacher_cache_fields`` for the augmentation drawn (``fetch_teacher_outputs``)."""
+        teacher's cached ``teacher_cache_fields`` for the augmentation drawn (``fetch_teacher_outputs``).
+        """
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations)
         self.image_format = image_format
@@ -65,7 +78,9 @@ class MultiLabelDatasetMapper:
             "num_classes": num_classes_of(dataset_name),
             "load_proposals": cfg.MODEL.LOAD_PROPOSALS,
             "proposal_topk": (
-                cfg.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TRAIN if is_train else cfg.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST
+                cfg.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TRAIN
+                if is_train
+                else cfg.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST
             ),
             "proposal_min_size": cfg.MODEL.PROPOSAL_GENERATOR.MIN_SIZE,
         }
@@ -95,7 +110,11 @@ class MultiLabelDatasetMapper:
         if self.teacher_cache is not None:
             flipped = any(isinstance(t, T.HFlipTransform) for t in transforms)
             dataset_dict["teacher"] = fetch_teacher_outputs(
-                self.teacher_cache, dataset_dict["image_id"], image_shape, flipped, self.teacher_cache_fields
+                self.teacher_cache,
+                dataset_dict["image_id"],
+                image_shape,
+                flipped,
+                self.teacher_cache_fields,
             )
         if self.load_proposals:
             fetch_proposals(dataset_dict, self._proposal_stores)
@@ -110,9 +129,12 @@ class MultiLabelDatasetMapper:
                 dataset_dict["proposal_objectness_logits"] = np.zeros(1, dtype=np.float32)
                 dataset_dict["proposal_bbox_mode"] = BoxMode.XYXY_ABS
             utils.transform_proposals(
-                dataset_dict, image_shape, transforms,
-                proposal_topk=self.proposal_topk, min_box_size=self.proposal_min_size,
-            )  # fmt: skip
+                dataset_dict,
+                image_shape,
+                transforms,
+                proposal_topk=self.proposal_topk,
+                min_box_size=self.proposal_min_size,
+            )
             if len(dataset_dict["proposals"]) == 0:  # every box was smaller than min_box_size
                 dataset_dict["proposals"] = whole_image_proposal(*image_shape)
         # Ground-truth boxes are read by the evaluators from the dataset, not by the model.

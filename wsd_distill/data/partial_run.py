@@ -1,6 +1,7 @@
 """Resumable chunked jobs (proposal generation, the teacher cache): each finished chunk of items
 is a file in ``<output>.partial/``, written atomically, beside a manifest of the job's settings.
 A killed job restarts at the first missing chunk; a job with other settings is refused."""
+
 import hashlib
 import io
 import json
@@ -33,8 +34,10 @@ def open_partial_run(output, manifest, num_items, chunk_size):
             )
     else:
         atomic_write_bytes(manifest_file, json.dumps(manifest).encode())
-    return [(os.path.join(partial, f"chunk_{k:06d}.npz"), s, min(s + chunk_size, num_items))
-            for k, s in enumerate(range(0, num_items, chunk_size))]  # fmt: skip
+    return [
+        (os.path.join(partial, f"chunk_{k:06d}.npz"), s, min(s + chunk_size, num_items))
+        for k, s in enumerate(range(0, num_items, chunk_size))
+    ]
 
 
 def write_chunk(path, per_item, rows):
@@ -42,7 +45,12 @@ def write_chunk(path, per_item, rows):
     ``rows`` {name: N arrays [R_i, ...]}, each concatenated, with the items' row ``counts``."""
     counts = [len(a) for a in next(iter(rows.values()))]
     buffer = io.BytesIO()
-    np.savez(buffer, counts=np.array(counts), **per_item, **{name: np.concatenate(a) for name, a in rows.items()})
+    np.savez(
+        buffer,
+        counts=np.array(counts),
+        **per_item,
+        **{name: np.concatenate(a) for name, a in rows.items()},
+    )
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -51,5 +59,7 @@ def read_chunk(path, per_item, rows):
     entries of the ``per_item`` arrays, then its rows of the ``rows`` arrays."""
     with np.load(path) as chunk:
         splits = np.cumsum(chunk["counts"])[:-1]
-        columns = [chunk[name] for name in per_item] + [np.split(chunk[name], splits) for name in rows]
+        columns = [chunk[name] for name in per_item] + [
+            np.split(chunk[name], splits) for name in rows
+        ]
     return list(zip(*columns))

@@ -10,6 +10,7 @@ shipped with WSDDN/OICR releases.
 Boxes are sorted by decreasing objectness (``detection_utils.transform_proposals`` keeps the
 first top-k).
 """
+
 import os
 import pickle
 
@@ -47,12 +48,22 @@ def save_proposals(path, ids, proposals, dtype="float32", meta=None):
 
     def check_count(n):
         if n != len(ids) or next(proposals, None) is not None:
-            raise ValueError(f"{len(ids)} image ids but proposals for {'more' if n == len(ids) else n} images; nothing written to {path}")
+            raise ValueError(
+                f"{len(ids)} image ids but proposals for {'more' if n == len(ids) else n} images; nothing written to {path}"
+            )
 
     if path.endswith(".pkl"):
-        pairs = [(np.asarray(b, np.float32).reshape(-1, 4), np.asarray(s, np.float32).reshape(-1)) for _, (b, s) in zip(ids, proposals)]
+        pairs = [
+            (np.asarray(b, np.float32).reshape(-1, 4), np.asarray(s, np.float32).reshape(-1))
+            for _, (b, s) in zip(ids, proposals)
+        ]
         check_count(len(pairs))
-        data = {"ids": list(ids), "boxes": [b for b, _ in pairs], "objectness_logits": [s for _, s in pairs], "bbox_mode": BoxMode.XYXY_ABS}
+        data = {
+            "ids": list(ids),
+            "boxes": [b for b, _ in pairs],
+            "objectness_logits": [s for _, s in pairs],
+            "bbox_mode": BoxMode.XYXY_ABS,
+        }
         atomic_write_bytes(path, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
         return
     fields = {"boxes": (dtype, (4,)), "objectness_logits": (dtype, ())}
@@ -67,7 +78,9 @@ def load_proposals_into_dataset(dataset_dicts, proposal_file):
     proposal store (read lazily by the mapper), the boxes themselves for a detectron2 pickle
     (detectron2's ``load_proposals_into_dataset``). The error for a missing image names it."""
     if not os.path.exists(proposal_file):
-        raise FileNotFoundError(f"Proposal file {proposal_file} does not exist: make it with tools/generate_proposals.py")
+        raise FileNotFoundError(
+            f"Proposal file {proposal_file} does not exist: make it with tools/generate_proposals.py"
+        )
     if os.path.isdir(proposal_file):
         return attach_proposal_store(dataset_dicts, proposal_file)
     try:
@@ -95,14 +108,21 @@ def attach_proposal_store(dataset_dicts, path):
             f"(first: image id {missing[0]!r}); it holds {len(store)} images, e.g. {store.keys[:3]}: "
             f"it was made for another dataset. Regenerate it with tools/generate_proposals.py"
         )
-    return [{**d, "proposal_file": path, "proposal_index": row} for d, row in zip(dataset_dicts, rows)]
+    return [
+        {**d, "proposal_file": path, "proposal_index": row} for d, row in zip(dataset_dicts, rows)
+    ]
 
 
 def open_proposal_store(path):
     """Open and check a proposal store (errors name the file and what is wrong)."""
     store = RaggedStore(path)
-    if store.meta.get("content") != "proposals" or set(store.fields) != {"boxes", "objectness_logits"}:
-        raise ValueError(f"{path} is a store of {store.meta.get('content')!r} with fields {sorted(store.fields)}, not proposals")
+    if store.meta.get("content") != "proposals" or set(store.fields) != {
+        "boxes",
+        "objectness_logits",
+    }:
+        raise ValueError(
+            f"{path} is a store of {store.meta.get('content')!r} with fields {sorted(store.fields)}, not proposals"
+        )
     return store
 
 
@@ -117,7 +137,9 @@ def fetch_proposals(dataset_dict, stores):
         if path not in stores:
             stores[path] = open_proposal_store(path)
         dataset_dict["proposal_boxes"] = stores[path].get(i, "boxes", np.float32)
-        dataset_dict["proposal_objectness_logits"] = stores[path].get(i, "objectness_logits", np.float32)
+        dataset_dict["proposal_objectness_logits"] = stores[path].get(
+            i, "objectness_logits", np.float32
+        )
         dataset_dict["proposal_bbox_mode"] = BoxMode.XYXY_ABS
     return dataset_dict
 
@@ -126,12 +148,17 @@ def read_proposals(path):
     """``(ids, boxes, objectness_logits)`` of a proposal store or a detectron2 pickle, in file order."""
     if is_ragged_store(path):
         store = open_proposal_store(path)
-        return (store.keys, [store.get(i, "boxes", np.float32) for i in range(len(store))],
-                [store.get(i, "objectness_logits", np.float32) for i in range(len(store))])  # fmt: skip
+        return (
+            store.keys,
+            [store.get(i, "boxes", np.float32) for i in range(len(store))],
+            [store.get(i, "objectness_logits", np.float32) for i in range(len(store))],
+        )
     with open(path, "rb") as f:
         data = pickle.load(f, encoding="latin1")
     if data.get("bbox_mode", BoxMode.XYXY_ABS) != BoxMode.XYXY_ABS:
-        data["boxes"] = [BoxMode.convert(b, data["bbox_mode"], BoxMode.XYXY_ABS) for b in data["boxes"]]
+        data["boxes"] = [
+            BoxMode.convert(b, data["bbox_mode"], BoxMode.XYXY_ABS) for b in data["boxes"]
+        ]
     return data["ids"], data["boxes"], data["objectness_logits"]
 
 
@@ -155,21 +182,27 @@ def _read_mat(mat_file):
 
     data = loadmat(mat_file)
     if "boxes" not in data:
-        raise KeyError(f"{mat_file} has no 'boxes' variable (found {sorted(k for k in data if not k.startswith('__'))})")
+        raise KeyError(
+            f"{mat_file} has no 'boxes' variable (found {sorted(k for k in data if not k.startswith('__'))})"
+        )
     names = None
     if "images" in data:
         names = [str(np.asarray(n).reshape(-1)[0]) for n in data["images"].reshape(-1)]
     boxes = [np.asarray(b, dtype=np.float64).reshape(-1, 4) for b in data["boxes"].reshape(-1)]
     scores = None
     if "boxScores" in data:
-        scores = [np.asarray(s, dtype=np.float64).reshape(-1) for s in data["boxScores"].reshape(-1)]
+        scores = [
+            np.asarray(s, dtype=np.float64).reshape(-1) for s in data["boxScores"].reshape(-1)
+        ]
     return names, boxes, scores
 
 
 def _out_of_bounds(boxes_per_image, sizes):
     """How many boxes, read as 1-based XYXY, lie beyond their image ([H, W] in ``sizes``)."""
     return sum(
-        int(((b[:, 2] > w + 1) | (b[:, 3] > h + 1)).sum()) for b, (h, w) in zip(boxes_per_image, sizes) if len(b)
+        int(((b[:, 2] > w + 1) | (b[:, 3] > h + 1)).sum())
+        for b, (h, w) in zip(boxes_per_image, sizes)
+        if len(b)
     )
 
 
@@ -191,7 +224,9 @@ def load_mat_proposals(mat_file, dataset_dicts, box_order="auto", one_based=True
     """
     names, boxes, scores = _read_mat(mat_file)
     if names is None:
-        raise KeyError(f"{mat_file} has no 'images' variable: cannot tell which boxes belong to which image")
+        raise KeyError(
+            f"{mat_file} has no 'images' variable: cannot tell which boxes belong to which image"
+        )
     if len(names) != len(boxes) or (scores is not None and len(scores) != len(boxes)):
         raise ValueError(f"{mat_file}: {len(names)} images but {len(boxes)} box arrays")
     index = {name: i for i, name in enumerate(names)}
@@ -200,13 +235,17 @@ def load_mat_proposals(mat_file, dataset_dicts, box_order="auto", one_based=True
         keys = (str(d["image_id"]), os.path.splitext(os.path.basename(d["file_name"]))[0])
         row = next((index[k] for k in keys if k in index), None)
         if row is None:
-            raise KeyError(f"{mat_file} has no proposals for image id {d['image_id']!r} ({d['file_name']})")
+            raise KeyError(
+                f"{mat_file} has no proposals for image id {d['image_id']!r} ({d['file_name']})"
+            )
         rows.append(row)
     selected = [boxes[r] for r in rows]
     if box_order == "auto":
         sizes = [(d.get("height"), d.get("width")) for d in dataset_dicts]
         if any(h is None or w is None for h, w in sizes):
-            raise ValueError("box_order='auto' needs image height/width in the dataset dicts; pass 'xyxy' or 'yxyx'")
+            raise ValueError(
+                "box_order='auto' needs image height/width in the dataset dicts; pass 'xyxy' or 'yxyx'"
+            )
         bad_xyxy = _out_of_bounds(selected, sizes)
         bad_yxyx = _out_of_bounds([b[:, [1, 0, 3, 2]] for b in selected], sizes)
         if (bad_xyxy == 0) == (bad_yxyx == 0):

@@ -14,6 +14,7 @@ A store is a folder::
 It is built in ``<path>.tmp-<pid>/`` and renamed to ``<path>`` when complete, so a reader sees
 either no store or a whole one.
 """
+
 import glob
 import json
 import mmap
@@ -55,7 +56,9 @@ class RaggedStoreWriter:
     def __init__(self, path, fields, meta=None):
         self.path = path.rstrip("/")
         self.tmp = f"{self.path}.tmp-{os.getpid()}"
-        for stale in glob.glob(f"{glob.escape(self.path)}.tmp-*"):  # ours, or left by a killed writer
+        for stale in glob.glob(
+            f"{glob.escape(self.path)}.tmp-*"
+        ):  # ours, or left by a killed writer
             pid = stale.rsplit("-", 1)[1]
             if pid.isdigit() and (int(pid) == os.getpid() or not _is_running(int(pid))):
                 shutil.rmtree(stale, ignore_errors=True)
@@ -63,14 +66,22 @@ class RaggedStoreWriter:
         self.fields = {}
         for name, spec in fields.items():
             dtype, shape, per_image = (*spec, False) if len(spec) == 2 else spec
-            self.fields[name] = {"dtype": np.dtype(dtype).name, "shape": list(shape), "per_image": bool(per_image)}
+            self.fields[name] = {
+                "dtype": np.dtype(dtype).name,
+                "shape": list(shape),
+                "per_image": bool(per_image),
+            }
         self.meta = meta or {}
         self.keys, self.offsets = [], [0]
-        self.files = {name: open(os.path.join(self.tmp, f"{name}.bin"), "wb") for name in self.fields}
+        self.files = {
+            name: open(os.path.join(self.tmp, f"{name}.bin"), "wb") for name in self.fields
+        }
 
     def append(self, key, **arrays):
         if set(arrays) != set(self.fields):
-            raise ValueError(f"Image {key!r}: got fields {sorted(arrays)}, the store has {sorted(self.fields)}")
+            raise ValueError(
+                f"Image {key!r}: got fields {sorted(arrays)}, the store has {sorted(self.fields)}"
+            )
         rows = None
         for name, spec in self.fields.items():
             a = np.asarray(arrays[name], dtype=spec["dtype"])
@@ -78,7 +89,9 @@ class RaggedStoreWriter:
             a = a.reshape(1 if spec["per_image"] else -1, *shape)
             if not spec["per_image"]:
                 if rows is not None and len(a) != rows:
-                    raise ValueError(f"Image {key!r}: fields have different numbers of rows ({rows} and {len(a)} in {name})")
+                    raise ValueError(
+                        f"Image {key!r}: fields have different numbers of rows ({rows} and {len(a)} in {name})"
+                    )
                 rows = len(a)
             self.files[name].write(np.ascontiguousarray(a).tobytes())
         self.keys.append(key)
@@ -91,8 +104,14 @@ class RaggedStoreWriter:
             os.fsync(f.fileno())
             f.close()
         np.asarray(self.offsets, dtype=np.int64).tofile(os.path.join(self.tmp, "offsets.bin"))
-        index = {"format": FORMAT, "version": VERSION, "keys": self.keys, "num_rows": self.offsets[-1],
-                 "fields": self.fields, "meta": self.meta}  # fmt: skip
+        index = {
+            "format": FORMAT,
+            "version": VERSION,
+            "keys": self.keys,
+            "num_rows": self.offsets[-1],
+            "fields": self.fields,
+            "meta": self.meta,
+        }
         with open(os.path.join(self.tmp, "index.json"), "w") as f:
             json.dump(index, f)
             f.flush()
@@ -126,20 +145,26 @@ class RaggedStore:
         self.path = path
         index_file = os.path.join(path, "index.json")
         if not os.path.isfile(index_file):
-            raise FileNotFoundError(f"{path} is not a store: no {index_file} (a store folder is complete only once it has one)")
+            raise FileNotFoundError(
+                f"{path} is not a store: no {index_file} (a store folder is complete only once it has one)"
+            )
         try:
             with open(index_file) as f:
                 index = json.load(f)
         except json.JSONDecodeError as e:
             raise ValueError(f"Corrupt store {path}: index.json is not valid JSON ({e})") from None
         if index.get("format") != FORMAT or index.get("version") != VERSION:
-            raise ValueError(f"{path}: format {index.get('format')!r} v{index.get('version')}, expected {FORMAT!r} v{VERSION}")
+            raise ValueError(
+                f"{path}: format {index.get('format')!r} v{index.get('version')}, expected {FORMAT!r} v{VERSION}"
+            )
         self.keys = [tuple(k) if isinstance(k, list) else k for k in index["keys"]]
         self.num_rows, self.fields, self.meta = index["num_rows"], index["fields"], index["meta"]
         self._check_sizes()
         offsets = np.fromfile(os.path.join(path, "offsets.bin"), dtype=np.int64)
         if offsets[0] != 0 or offsets[-1] != self.num_rows or np.any(np.diff(offsets) < 0):
-            raise ValueError(f"Corrupt store {path}: offsets.bin is not a row index from 0 to {self.num_rows}")
+            raise ValueError(
+                f"Corrupt store {path}: offsets.bin is not a row index from 0 to {self.num_rows}"
+            )
         self.offsets = offsets
         self._maps = {}
         self._rows_of_key = None
@@ -148,12 +173,18 @@ class RaggedStore:
         expected = {"offsets": (len(self.keys) + 1) * 8}
         for name, spec in self.fields.items():
             rows = len(self.keys) if spec["per_image"] else self.num_rows
-            expected[name] = rows * int(np.prod(spec["shape"], dtype=np.int64)) * np.dtype(spec["dtype"]).itemsize
+            expected[name] = (
+                rows
+                * int(np.prod(spec["shape"], dtype=np.int64))
+                * np.dtype(spec["dtype"]).itemsize
+            )
         for name, size in expected.items():
             file = os.path.join(self.path, f"{name}.bin")
             actual = os.path.getsize(file) if os.path.isfile(file) else None
             if actual != size:
-                raise ValueError(f"Corrupt store {self.path}: {file} has {actual} bytes, the index says {size}")
+                raise ValueError(
+                    f"Corrupt store {self.path}: {file} has {actual} bytes, the index says {size}"
+                )
 
     def __len__(self):
         return len(self.keys)
@@ -183,5 +214,9 @@ class RaggedStore:
     def get(self, i, name, dtype=None):
         """Rows of image ``i`` (its position) in field ``name``, copied into memory (as ``dtype``,
         default the stored one): [R_i, *shape], or [*shape] for a per_image field."""
-        rows = self._map(name)[i] if self.fields[name]["per_image"] else self._map(name)[self.offsets[i] : self.offsets[i + 1]]
+        rows = (
+            self._map(name)[i]
+            if self.fields[name]["per_image"]
+            else self._map(name)[self.offsets[i] : self.offsets[i + 1]]
+        )
         return np.array(rows, dtype=dtype)

@@ -5,6 +5,7 @@ detectron2's training loader restarts its sample stream and its augmentation ran
 (position, index) pairs is a function of the seed alone, each sample's augmentation is seeded by
 its position in the stream, and a loader set to iteration ``k`` yields batch ``k`` first.
 """
+
 import itertools
 
 import numpy as np
@@ -69,12 +70,19 @@ class ResumableTrainLoader:
         return itertools.islice(iter(self.data_loader), self.start_iter - entry, None)
 
 
-def build_resumable_train_loader(dicts, mapper, *, seed, total_batch_size, num_workers, aspect_ratio_grouping):
+def build_resumable_train_loader(
+    dicts, mapper, *, seed, total_batch_size, num_workers, aspect_ratio_grouping
+):
     """A :class:`ResumableTrainLoader` over ``dicts`` through ``mapper``, seeded by ``seed``."""
     dataset = SeededMapDataset(DatasetFromList(dicts, copy=False), mapper, seed)
     sampler = ResumableTrainingSampler(len(dicts), seed=seed)
     loader = build_detection_train_loader(
-        dataset, mapper=None, sampler=sampler, total_batch_size=total_batch_size, num_workers=num_workers,
-        aspect_ratio_grouping=aspect_ratio_grouping, seed=seed,
-    )  # fmt: skip
+        dataset,
+        mapper=None,
+        sampler=sampler,
+        total_batch_size=total_batch_size,
+        num_workers=num_workers,
+        aspect_ratio_grouping=aspect_ratio_grouping,
+        seed=seed,
+    )
     return ResumableTrainLoader(loader, sampler, total_batch_size // get_world_size(), num_workers)

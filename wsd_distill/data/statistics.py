@@ -1,4 +1,5 @@
 """Summaries of a multi-label dataset and of its proposals (printed by tools/demo.py)."""
+
 import numpy as np
 import torch
 from detectron2.structures import Boxes, BoxMode, pairwise_iou
@@ -26,11 +27,16 @@ def dataset_summary(dataset_dicts, class_names, small_area_fraction=0.1):
         "co_occurrence": hot.T @ hot,
     }
     if all("annotations" in d and "height" in d for d in dataset_dicts):
-        boxes = [(BoxMode.convert(a["bbox"], a.get("bbox_mode", BoxMode.XYWH_ABS), BoxMode.XYWH_ABS), d)
-                 for d in dataset_dicts for a in d["annotations"]]  # fmt: skip
+        boxes = [
+            (BoxMode.convert(a["bbox"], a.get("bbox_mode", BoxMode.XYWH_ABS), BoxMode.XYWH_ABS), d)
+            for d in dataset_dicts
+            for a in d["annotations"]
+        ]
         areas = [w * h / (d["height"] * d["width"]) for (_, _, w, h), d in boxes]
         summary["objects_per_image"] = len(areas) / max(len(dataset_dicts), 1)
-        summary["small_object_fraction"] = float(np.mean(np.array(areas) < small_area_fraction)) if areas else 0.0
+        summary["small_object_fraction"] = (
+            float(np.mean(np.array(areas) < small_area_fraction)) if areas else 0.0
+        )
     return summary
 
 
@@ -43,16 +49,25 @@ def proposal_recall(dataset_dicts, iou_thresholds=(0.5, 0.7)):
     best_iou, counts, stores = [], [], {}
     for d in dataset_dicts:
         d = fetch_proposals(dict(d), stores)
-        proposals = torch.as_tensor(np.asarray(d["proposal_boxes"], dtype=np.float32)).reshape(-1, 4)
+        proposals = torch.as_tensor(np.asarray(d["proposal_boxes"], dtype=np.float32)).reshape(
+            -1, 4
+        )
         counts.append(len(proposals))
-        gt = [BoxMode.convert(a["bbox"], a.get("bbox_mode", BoxMode.XYWH_ABS), BoxMode.XYXY_ABS)
-              for a in d.get("annotations", []) if not a.get("iscrowd", 0)]  # fmt: skip
+        gt = [
+            BoxMode.convert(a["bbox"], a.get("bbox_mode", BoxMode.XYWH_ABS), BoxMode.XYXY_ABS)
+            for a in d.get("annotations", [])
+            if not a.get("iscrowd", 0)
+        ]
         if gt and len(proposals):
-            best_iou.append(pairwise_iou(Boxes(torch.tensor(gt)), Boxes(proposals)).max(dim=1).values)
+            best_iou.append(
+                pairwise_iou(Boxes(torch.tensor(gt)), Boxes(proposals)).max(dim=1).values
+            )
         elif gt:
             best_iou.append(torch.zeros(len(gt)))
     best_iou = torch.cat(best_iou) if best_iou else torch.zeros(0)
     result = {"boxes_per_image": float(np.mean(counts)) if counts else 0.0}
     for t in iou_thresholds:
-        result[f"recall@{t}"] = float((best_iou >= t).float().mean()) if len(best_iou) else float("nan")
+        result[f"recall@{t}"] = (
+            float((best_iou >= t).float().mean()) if len(best_iou) else float("nan")
+        )
     return result

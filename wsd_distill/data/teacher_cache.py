@@ -7,6 +7,7 @@ image, with fields ``soft_scores`` [K] (p'_T of Eq. 10, at the cached temperatur
 ``proposal_boxes`` [N, 4] (augmented-image pixels) and ``roi_features`` [N, D] (float16) of
 the N RoIs that L_f uses (``MODEL.DISTILL.ROI_SELECT``/``ROI_TOPK``).
 """
+
 import hashlib
 import json
 
@@ -23,9 +24,13 @@ FIELDS = ("soft_scores", "proposal_boxes", "roi_features")
 def cache_variants(cfg):
     """The ``(shortest side, flipped)`` pairs the training augmentation draws from."""
     if cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING != "choice":
-        raise ValueError(f"A teacher cache needs INPUT.MIN_SIZE_TRAIN_SAMPLING 'choice' (a finite set of sizes), not {cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING!r}")
+        raise ValueError(
+            f"A teacher cache needs INPUT.MIN_SIZE_TRAIN_SAMPLING 'choice' (a finite set of sizes), not {cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING!r}"
+        )
     if cfg.INPUT.RANDOM_FLIP not in ("horizontal", "none"):
-        raise ValueError(f"A teacher cache covers INPUT.RANDOM_FLIP 'horizontal' or 'none', not {cfg.INPUT.RANDOM_FLIP!r}")
+        raise ValueError(
+            f"A teacher cache covers INPUT.RANDOM_FLIP 'horizontal' or 'none', not {cfg.INPUT.RANDOM_FLIP!r}"
+        )
     flips = (False, True) if cfg.INPUT.RANDOM_FLIP == "horizontal" else (False,)
     return [(int(size), flipped) for size in cfg.INPUT.MIN_SIZE_TRAIN for flipped in flips]
 
@@ -43,7 +48,9 @@ def used_fields(cfg):
     ``proposal_boxes`` and ``roi_features`` for L_f (Eq. 3); a stage that has one of them off
     (the authors' two stages) loads nothing for it."""
     d = cfg.MODEL.DISTILL
-    return (("soft_scores",) if d.PREDICTION_WEIGHT > 0 else ()) + (("proposal_boxes", "roi_features") if d.FEATURE_WEIGHT > 0 else ())
+    return (("soft_scores",) if d.PREDICTION_WEIGHT > 0 else ()) + (
+        ("proposal_boxes", "roi_features") if d.FEATURE_WEIGHT > 0 else ()
+    )
 
 
 def cache_key(image_id, image_shape, flipped):
@@ -62,11 +69,14 @@ def teacher_cache_settings(cfg, dataset_dicts):
     """What a cache of ``dataset_dicts`` depends on; a cache made with other settings is refused."""
     d = cfg.MODEL.DISTILL
     return {
-        "content": "teacher_outputs", "teacher_weights_sha1": file_sha1(d.TEACHER_WEIGHTS),
+        "content": "teacher_outputs",
+        "teacher_weights_sha1": file_sha1(d.TEACHER_WEIGHTS),
         "teacher_temperatures": [d.TEACHER_CLS_TEMPERATURE, d.TEACHER_DET_TEMPERATURE],
-        "roi_topk": distill_roi_topk(cfg), "variants": cache_variants(cfg),
-        "max_size": cfg.INPUT.MAX_SIZE_TRAIN, "ids_sha1": ids_digest(sorted(str(d["image_id"]) for d in dataset_dicts)),
-    }  # fmt: skip
+        "roi_topk": distill_roi_topk(cfg),
+        "variants": cache_variants(cfg),
+        "max_size": cfg.INPUT.MAX_SIZE_TRAIN,
+        "ids_sha1": ids_digest(sorted(str(d["image_id"]) for d in dataset_dicts)),
+    }
 
 
 def open_teacher_cache(cfg, dataset_dicts):

@@ -1,4 +1,5 @@
 """RNGStateHook: the random number generators' state goes into every checkpoint."""
+
 import random
 
 import numpy as np

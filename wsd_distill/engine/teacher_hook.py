@@ -1,4 +1,5 @@
 """TeacherHook: the frozen teacher's outputs on every training batch of the student."""
+
 import os
 import time
 
@@ -17,15 +18,21 @@ def build_teacher(cfg):
     teacher_cfg = get_teacher_cfg(cfg)
     weights = teacher_cfg.MODEL.WEIGHTS
     if not weights:
-        raise ValueError("MODEL.DISTILL.TEACHER_WEIGHTS is empty: name the trained teacher's checkpoint")
+        raise ValueError(
+            "MODEL.DISTILL.TEACHER_WEIGHTS is empty: name the trained teacher's checkpoint"
+        )
     if "://" not in weights and not os.path.isfile(weights):
-        raise FileNotFoundError(f"MODEL.DISTILL.TEACHER_WEIGHTS: no such file '{weights}' (train the teacher first)")
+        raise FileNotFoundError(
+            f"MODEL.DISTILL.TEACHER_WEIGHTS: no such file '{weights}' (train the teacher first)"
+        )
     if teacher_cfg.MODEL.WSDDN.NUM_CLASSES != cfg.MODEL.STUDENT.NUM_CLASSES:
         raise ValueError(
             f"The teacher ({cfg.MODEL.DISTILL.TEACHER_CONFIG}) has MODEL.WSDDN.NUM_CLASSES "
             f"{teacher_cfg.MODEL.WSDDN.NUM_CLASSES} but the student has MODEL.STUDENT.NUM_CLASSES {cfg.MODEL.STUDENT.NUM_CLASSES}"
         )
-    teacher_classes = [MetadataCatalog.get(n).get("thing_classes") for n in teacher_cfg.DATASETS.TRAIN]
+    teacher_classes = [
+        MetadataCatalog.get(n).get("thing_classes") for n in teacher_cfg.DATASETS.TRAIN
+    ]
     for name in cfg.DATASETS.TRAIN:
         classes = MetadataCatalog.get(name).get("thing_classes")
         for teacher_name, other in zip(teacher_cfg.DATASETS.TRAIN, teacher_classes):
@@ -35,7 +42,9 @@ def build_teacher(cfg):
                     f"the student's dataset '{name}' ({list(classes)})"
                 )
     if not cfg.MODEL.LOAD_PROPOSALS:
-        raise ValueError("The teacher needs proposals: set MODEL.LOAD_PROPOSALS and DATASETS.PROPOSAL_FILES_TRAIN for the student")
+        raise ValueError(
+            "The teacher needs proposals: set MODEL.LOAD_PROPOSALS and DATASETS.PROPOSAL_FILES_TRAIN for the student"
+        )
     teacher = build_model(teacher_cfg)
     DetectionCheckpointer(teacher).load(weights)
     return teacher.eval().requires_grad_(False)
@@ -62,7 +71,9 @@ class TeacherHook(HookBase):
     def before_train(self):
         if self.teacher is None:
             self.teacher = build_teacher(self.cfg)
-        loop = getattr(self.trainer, "_trainer", self.trainer)  # DefaultTrainer wraps a SimpleTrainer
+        loop = getattr(
+            self.trainer, "_trainer", self.trainer
+        )  # DefaultTrainer wraps a SimpleTrainer
         loop.data_loader = _WithTeacherOutputs(loop.data_loader, self.annotate)
         loop._data_loader_iter_obj = None
 
@@ -71,15 +82,24 @@ class TeacherHook(HookBase):
         """Add the teacher's outputs to each dict of a batch (in place); returns the batch."""
         start = time.perf_counter()
         device = self.teacher.device
-        autocast = torch.autocast(device.type, dtype=torch.float16, enabled=self.fp16 and device.type == "cuda")
+        autocast = torch.autocast(
+            device.type, dtype=torch.float16, enabled=self.fp16 and device.type == "cuda"
+        )
         with autocast:
             out = self.teacher.teacher_outputs(batched_inputs)
-        splits = [out[k].float().split(out["num_regions"]) for k in ("roi_features", "cls_logits", "det_logits")]
-        for x, proposals, features, cls_logits, det_logits in zip(batched_inputs, out["proposals"], *splits):
+        splits = [
+            out[k].float().split(out["num_regions"])
+            for k in ("roi_features", "cls_logits", "det_logits")
+        ]
+        for x, proposals, features, cls_logits, det_logits in zip(
+            batched_inputs, out["proposals"], *splits
+        ):
             x["teacher"] = {
-                "proposal_boxes": proposals.proposal_boxes.tensor, "roi_features": features,
-                "cls_logits": cls_logits, "det_logits": det_logits,
-            }  # fmt: skip
+                "proposal_boxes": proposals.proposal_boxes.tensor,
+                "roi_features": features,
+                "cls_logits": cls_logits,
+                "det_logits": det_logits,
+            }
         if self.trainer is not None:
             self.trainer.storage.put_scalar("teacher_time", time.perf_counter() - start)
         return batched_inputs

@@ -1,4 +1,5 @@
 """Trainer: detectron2's DefaultTrainer with multi-label data loading and evaluation."""
+
 import logging
 import os
 import weakref
@@ -6,7 +7,13 @@ import weakref
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog, build_detection_test_loader
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model
+from detectron2.engine import (
+    AMPTrainer,
+    DefaultTrainer,
+    SimpleTrainer,
+    TrainerBase,
+    create_ddp_model,
+)
 from detectron2.evaluation import DatasetEvaluators
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
@@ -26,7 +33,9 @@ def test_proposal_files(cfg, dataset_name):
     if not cfg.MODEL.LOAD_PROPOSALS or cfg.MODEL.META_ARCHITECTURE == "StudentClassifier":
         return None
     if dataset_name not in cfg.DATASETS.TEST:
-        raise KeyError(f"'{dataset_name}' is not in DATASETS.TEST, so DATASETS.PROPOSAL_FILES_TEST has no file for it")
+        raise KeyError(
+            f"'{dataset_name}' is not in DATASETS.TEST, so DATASETS.PROPOSAL_FILES_TEST has no file for it"
+        )
     return [cfg.DATASETS.PROPOSAL_FILES_TEST[list(cfg.DATASETS.TEST).index(dataset_name)]]
 
 
@@ -36,7 +45,9 @@ def check_class_count(cfg):
     num_classes = cfg.MODEL[key].NUM_CLASSES
     for name in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST):
         if num_classes_of(name) != num_classes:
-            raise ValueError(f"Dataset '{name}' has {num_classes_of(name)} classes but MODEL.{key}.NUM_CLASSES is {num_classes}")
+            raise ValueError(
+                f"Dataset '{name}' has {num_classes_of(name)} classes but MODEL.{key}.NUM_CLASSES is {num_classes}"
+            )
 
 
 def create_ddp_model_on_any_device(model):
@@ -44,7 +55,9 @@ def create_ddp_model_on_any_device(model):
     where DDP takes no ``device_ids``. Every parameter takes part in every step (the student
     builds only the branches its loss weights use), so ``find_unused_parameters`` stays off."""
     on_cuda = next(model.parameters()).device.type == "cuda"
-    return create_ddp_model(model, broadcast_buffers=False, device_ids=[comm.get_local_rank()] if on_cuda else None)
+    return create_ddp_model(
+        model, broadcast_buffers=False, device_ids=[comm.get_local_rank()] if on_cuda else None
+    )
 
 
 class Trainer(DefaultTrainer):
@@ -62,9 +75,13 @@ class Trainer(DefaultTrainer):
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
         model = create_ddp_model_on_any_device(model)
-        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
+        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(
+            model, data_loader, optimizer
+        )
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.checkpointer = DetectionCheckpointer(
+            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
         self.start_iter, self.max_iter, self.cfg = 0, cfg.SOLVER.MAX_ITER, cfg
         self.register_hooks(self.build_hooks())
 
@@ -76,7 +93,9 @@ class Trainer(DefaultTrainer):
     def build_hooks(self):
         hooks = super().build_hooks()
         if self.cfg.MODEL.DISTILL.ENABLED and not self.cfg.MODEL.DISTILL.TEACHER_CACHE:
-            hooks.insert(0, TeacherHook(self.cfg))  # else the mapper reads the teacher's outputs from the cache
+            hooks.insert(
+                0, TeacherHook(self.cfg)
+            )  # else the mapper reads the teacher's outputs from the cache
         return hooks + [RNGStateHook()]
 
     def resume_or_load(self, resume=True):
@@ -92,16 +111,23 @@ class Trainer(DefaultTrainer):
         if name != "AdamW":
             raise ValueError(f"SOLVER.OPTIMIZER must be 'SGD' or 'AdamW', not {name!r}")
         params = get_default_optimizer_params(
-            model, base_lr=cfg.SOLVER.BASE_LR, weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
-            bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR, weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
-        )  # fmt: skip
-        optimizer = torch.optim.AdamW(params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+            model,
+            base_lr=cfg.SOLVER.BASE_LR,
+            weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
+            bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR,
+            weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
+        )
+        optimizer = torch.optim.AdamW(
+            params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY
+        )
         return maybe_add_gradient_clipping(cfg, optimizer)
 
     @classmethod
     def build_train_loader(cls, cfg):
         """A ``ResumableTrainLoader``, seeded by ``cfg.SEED`` unless it is negative."""
-        if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":  # e.g. RepeatFactorTrainingSampler counts boxes, not labels
+        if (
+            cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler"
+        ):  # e.g. RepeatFactorTrainingSampler counts boxes, not labels
             raise ValueError(
                 f"DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN!r} is not supported: wsd_distill's resumable "
                 f"training loader draws detectron2's TrainingSampler stream (set 'TrainingSampler')"
@@ -111,20 +137,35 @@ class Trainer(DefaultTrainer):
             filter_unlabeled=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
             proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
         )
-        cache = open_teacher_cache(cfg, dicts) if cfg.MODEL.DISTILL.ENABLED and cfg.MODEL.DISTILL.TEACHER_CACHE else None
-        mapper = MultiLabelDatasetMapper(cfg, True, teacher_cache=cache, teacher_cache_fields=used_fields(cfg))
+        cache = (
+            open_teacher_cache(cfg, dicts)
+            if cfg.MODEL.DISTILL.ENABLED and cfg.MODEL.DISTILL.TEACHER_CACHE
+            else None
+        )
+        mapper = MultiLabelDatasetMapper(
+            cfg, True, teacher_cache=cache, teacher_cache_fields=used_fields(cfg)
+        )
         return build_resumable_train_loader(
-            dicts, mapper, seed=cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed(),
-            total_batch_size=cfg.SOLVER.IMS_PER_BATCH, num_workers=cfg.DATALOADER.NUM_WORKERS,
+            dicts,
+            mapper,
+            seed=cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed(),
+            total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
+            num_workers=cfg.DATALOADER.NUM_WORKERS,
             aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
-        )  # fmt: skip
+        )
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
         proposal_files = test_proposal_files(cfg, dataset_name)
-        dicts = get_multilabel_dataset_dicts([dataset_name], filter_unlabeled=False, proposal_files=proposal_files)
-        mapper = MultiLabelDatasetMapper(cfg, False, dataset_name=dataset_name, load_proposals=proposal_files is not None)
-        return build_detection_test_loader(dicts, mapper=mapper, num_workers=cfg.DATALOADER.NUM_WORKERS)
+        dicts = get_multilabel_dataset_dicts(
+            [dataset_name], filter_unlabeled=False, proposal_files=proposal_files
+        )
+        mapper = MultiLabelDatasetMapper(
+            cfg, False, dataset_name=dataset_name, load_proposals=proposal_files is not None
+        )
+        return build_detection_test_loader(
+            dicts, mapper=mapper, num_workers=cfg.DATALOADER.NUM_WORKERS
+        )
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -132,14 +173,20 @@ class Trainer(DefaultTrainer):
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", "multilabel")
         if evaluator_type != "multilabel":
-            raise NotImplementedError(f"No evaluator for '{dataset_name}' of type {evaluator_type!r}")
+            raise NotImplementedError(
+                f"No evaluator for '{dataset_name}' of type {evaluator_type!r}"
+            )
         evaluators = [
             MultiLabelEvaluator(
-                dataset_name, output_dir=output_folder,
-                score_threshold=cfg.TEST.MULTILABEL.SCORE_THRESHOLD, top_k=cfg.TEST.MULTILABEL.TOP_K,
+                dataset_name,
+                output_dir=output_folder,
+                score_threshold=cfg.TEST.MULTILABEL.SCORE_THRESHOLD,
+                top_k=cfg.TEST.MULTILABEL.TOP_K,
             )
-        ]  # fmt: skip
+        ]
         has_boxes = MetadataCatalog.get(dataset_name).get("has_boxes", False)
         if cfg.TEST.WSOD.ENABLED and has_boxes and cfg.MODEL.META_ARCHITECTURE == "WSDDN":
-            evaluators.append(WSODEvaluator(dataset_name, iou_threshold=cfg.TEST.WSOD.IOU_THRESHOLD))
+            evaluators.append(
+                WSODEvaluator(dataset_name, iou_threshold=cfg.TEST.WSOD.IOU_THRESHOLD)
+            )
         return DatasetEvaluators(evaluators)

@@ -1,4 +1,5 @@
 """Multi-label classification metrics: mAP, CP/CR/CF1 and OP/OR/OF1 ("all" and top-k)."""
+
 import itertools
 import logging
 import os
@@ -43,7 +44,11 @@ def _precision_recall_f1(predicted, labels, valid):
     correct = (predicted & labels).sum(axis=0).astype(np.float64)
     num_predicted = predicted.sum(axis=0).astype(np.float64)
     num_gt = labels.sum(axis=0).astype(np.float64)
-    cp = np.mean(np.divide(correct, num_predicted, out=np.zeros_like(correct), where=num_predicted > 0)[valid])
+    cp = np.mean(
+        np.divide(correct, num_predicted, out=np.zeros_like(correct), where=num_predicted > 0)[
+            valid
+        ]
+    )
     cr = np.mean(correct[valid] / num_gt[valid])
     op = correct.sum() / max(num_predicted.sum(), 1.0)
     o_r = correct.sum() / max(num_gt.sum(), 1.0)
@@ -90,7 +95,9 @@ class MultiLabelEvaluator(DatasetEvaluator):
     gathered from all ranks. Per-image scores are saved to ``output_dir`` when given.
     """
 
-    def __init__(self, dataset_name, distributed=True, output_dir=None, score_threshold=0.5, top_k=3):
+    def __init__(
+        self, dataset_name, distributed=True, output_dir=None, score_threshold=0.5, top_k=3
+    ):
         self._class_names = MetadataCatalog.get(dataset_name).thing_classes
         self._dataset_name = dataset_name
         self._distributed = distributed
@@ -121,21 +128,35 @@ class MultiLabelEvaluator(DatasetEvaluator):
         scores, labels = np.stack(scores), np.stack(labels)
         if self._output_dir:
             PathManager.mkdirs(self._output_dir)
-            with PathManager.open(os.path.join(self._output_dir, "multilabel_scores.npz"), "wb") as f:
-                np.savez_compressed(f, image_ids=np.asarray(image_ids, dtype=object).astype(str), scores=scores, labels=labels)
+            with PathManager.open(
+                os.path.join(self._output_dir, "multilabel_scores.npz"), "wb"
+            ) as f:
+                np.savez_compressed(
+                    f,
+                    image_ids=np.asarray(image_ids, dtype=object).astype(str),
+                    scores=scores,
+                    labels=labels,
+                )
         metrics = compute_multilabel_metrics(scores, labels, self._threshold, self._top_k)
         per_class = metrics.pop("AP")
         self._log_per_class(per_class)
         results = dict(metrics)
-        results.update({f"AP-{c}": float(a) for c, a in zip(self._class_names, per_class) if np.isfinite(a)})
+        results.update(
+            {f"AP-{c}": float(a) for c, a in zip(self._class_names, per_class) if np.isfinite(a)}
+        )
         return OrderedDict({"multilabel": results})
 
     def _log_per_class(self, per_class):
-        rows = [(c, f"{a:.2f}" if np.isfinite(a) else "no positives") for c, a in zip(self._class_names, per_class)]
+        rows = [
+            (c, f"{a:.2f}" if np.isfinite(a) else "no positives")
+            for c, a in zip(self._class_names, per_class)
+        ]
         n_cols = min(6, 2 * len(rows))
         flat = list(itertools.chain(*rows))
         table = tabulate(
             itertools.zip_longest(*[flat[i::n_cols] for i in range(n_cols)]),
-            headers=["class", "AP"] * (n_cols // 2), tablefmt="pipe", stralign="left",
-        )  # fmt: skip
+            headers=["class", "AP"] * (n_cols // 2),
+            tablefmt="pipe",
+            stralign="left",
+        )
         logger.info(f"Per-class AP on {self._dataset_name}:\n" + table)

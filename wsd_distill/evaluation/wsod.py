@@ -1,4 +1,5 @@
 """Weakly-supervised localization metrics of a detector: CorLoc and detection AP at IoU 0.5."""
+
 import itertools
 import logging
 from collections import OrderedDict
@@ -14,7 +15,9 @@ logger = logging.getLogger(__name__)
 
 
 def _iou(a, b):
-    return pairwise_iou(Boxes(torch.as_tensor(a).reshape(-1, 4)), Boxes(torch.as_tensor(b).reshape(-1, 4))).numpy()
+    return pairwise_iou(
+        Boxes(torch.as_tensor(a).reshape(-1, 4)), Boxes(torch.as_tensor(b).reshape(-1, 4))
+    ).numpy()
 
 
 def corloc(predictions, ground_truth, num_classes, iou_threshold=0.5):
@@ -29,7 +32,9 @@ def corloc(predictions, ground_truth, num_classes, iou_threshold=0.5):
     """
     hits, total = np.zeros(num_classes), np.zeros(num_classes)
     for image_id, (gt_boxes, gt_classes, _) in ground_truth.items():
-        boxes, scores, classes = predictions.get(image_id, (np.zeros((0, 4)), np.zeros(0), np.zeros(0, int)))
+        boxes, scores, classes = predictions.get(
+            image_id, (np.zeros((0, 4)), np.zeros(0), np.zeros(0, int))
+        )
         for k in np.unique(gt_classes):
             total[k] += 1
             mine = classes == k
@@ -51,8 +56,12 @@ def detection_ap(predictions, ground_truth, num_classes, iou_threshold=0.5):
         num_positives = sum(int((~d).sum()) for _, d in gt.values())
         if num_positives == 0:
             continue
-        dets = [(s, i, b) for i, (boxes, scores, classes) in predictions.items() if i in gt
-                for b, s in zip(boxes[classes == k], scores[classes == k])]  # fmt: skip
+        dets = [
+            (s, i, b)
+            for i, (boxes, scores, classes) in predictions.items()
+            if i in gt
+            for b, s in zip(boxes[classes == k], scores[classes == k])
+        ]
         dets.sort(key=lambda x: -x[0])
         used = {i: np.zeros(len(b), bool) for i, (b, _) in gt.items()}
         tp, fp = np.zeros(len(dets)), np.zeros(len(dets))
@@ -109,7 +118,9 @@ class WSODEvaluator(DatasetEvaluator):
         for inp, out in zip(inputs, outputs):
             inst = out["instances"].to("cpu")
             self._predictions[inp["image_id"]] = (
-                inst.pred_boxes.tensor.numpy(), inst.scores.numpy(), inst.pred_classes.numpy()
+                inst.pred_boxes.tensor.numpy(),
+                inst.scores.numpy(),
+                inst.pred_classes.numpy(),
             )
 
     def evaluate(self):
@@ -125,7 +136,18 @@ class WSODEvaluator(DatasetEvaluator):
         k = len(self._class_names)
         corloc_per_class = corloc(predictions, gt, k, self._iou)
         ap_per_class = detection_ap(predictions, gt, k, self._iou)
-        results = {"CorLoc": 100 * np.nanmean(corloc_per_class), "AP50": 100 * np.nanmean(ap_per_class)}
-        results.update({f"AP50-{c}": 100 * a for c, a in zip(self._class_names, ap_per_class) if np.isfinite(a)})
-        logger.info(f"{self._dataset_name}: CorLoc {results['CorLoc']:.2f}, AP50 {results['AP50']:.2f}")
+        results = {
+            "CorLoc": 100 * np.nanmean(corloc_per_class),
+            "AP50": 100 * np.nanmean(ap_per_class),
+        }
+        results.update(
+            {
+                f"AP50-{c}": 100 * a
+                for c, a in zip(self._class_names, ap_per_class)
+                if np.isfinite(a)
+            }
+        )
+        logger.info(
+            f"{self._dataset_name}: CorLoc {results['CorLoc']:.2f}, AP50 {results['AP50']:.2f}"
+        )
         return OrderedDict({"wsod": results})

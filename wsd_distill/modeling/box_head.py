@@ -1,7 +1,7 @@
 """Box heads that turn pooled RoI features [R, C, S, S] into vectors [R, D]."""
-from torch import nn
 
 from detectron2.modeling.roi_heads import Res5ROIHeads
+from torch import nn
 
 
 class FCBoxHead(nn.Sequential):
@@ -9,9 +9,14 @@ class FCBoxHead(nn.Sequential):
 
     def __init__(self, in_dim, fc_dim, dropout):
         super().__init__(
-            nn.Flatten(), nn.Linear(in_dim, fc_dim), nn.ReLU(inplace=True), nn.Dropout(dropout),
-            nn.Linear(fc_dim, fc_dim), nn.ReLU(inplace=True), nn.Dropout(dropout),
-        )  # fmt: skip
+            nn.Flatten(),
+            nn.Linear(in_dim, fc_dim),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(fc_dim, fc_dim),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+        )
 
 
 class Res5BoxHead(nn.Module):

@@ -1,4 +1,5 @@
 """A checkpointed class count, so weights trained for another label set fail to load clearly."""
+
 import torch
 
 

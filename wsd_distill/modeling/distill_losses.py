@@ -4,6 +4,7 @@ Both prediction losses (``loss_cls`` in the student and :func:`prediction_distil
 binary cross-entropies summed over classes and averaged over images, like the teacher's
 ``loss_wsddn``, so their weights are comparable.
 """
+
 from torch.nn import functional as F
 
 from .wsddn import wsddn_scores
@@ -31,7 +32,9 @@ def prediction_distill_loss(student_logits, teacher_soft_scores, t):
         student_logits: [B, K] pre-sigmoid scores z; teacher_soft_scores: [B, K] in (0, 1).
     """
     target = teacher_soft_scores.detach()
-    return F.binary_cross_entropy_with_logits(student_logits / t, target, reduction="sum") / len(target)
+    return F.binary_cross_entropy_with_logits(student_logits / t, target, reduction="sum") / len(
+        target
+    )
 
 
 def roi_feature_distill_loss(student_roi_feats, teacher_roi_feats):

@@ -1,9 +1,9 @@
 """The student's side of feature distillation: RoI features of its own maps, in the teacher's width."""
-import torch
-from torch import nn
 
+import torch
 from detectron2.layers import cat
 from detectron2.modeling.poolers import ROIPooler
+from torch import nn
 
 
 def box_mean_pool(feature, boxes, scale):
@@ -20,9 +20,16 @@ def box_mean_pool(feature, boxes, scale):
     """
     channels, height, width = feature.shape[1:]
     # integral image, channels last (cumsum over the outer dims vectorizes over C): [B, H + 1, W + 1, C]
-    integral = nn.functional.pad(feature.permute(0, 2, 3, 1).cumsum(1).cumsum(2), (0, 0, 1, 0, 1, 0))
+    integral = nn.functional.pad(
+        feature.permute(0, 2, 3, 1).cumsum(1).cumsum(2), (0, 0, 1, 0, 1, 0)
+    )
     rows = integral.reshape(-1, channels)  # [B (H + 1) (W + 1), C]
-    batch = cat([torch.full((len(b),), i, dtype=torch.long, device=feature.device) for i, b in enumerate(boxes)])
+    batch = cat(
+        [
+            torch.full((len(b),), i, dtype=torch.long, device=feature.device)
+            for i, b in enumerate(boxes)
+        ]
+    )
     x1, y1, x2, y2 = (cat([b.tensor for b in boxes]) * scale).unbind(1)
     x1, x2 = x1.clamp(0, width), x2.clamp(0, width)
     y1, y2 = y1.clamp(0, height), y2.clamp(0, height)
@@ -34,9 +41,16 @@ def box_mean_pool(feature, boxes, scale):
         wx, wy = x - x0, y - y0
         base = (batch * (height + 1) + y0.long()) * (width + 1) + x0.long()
         index += [base, base + 1, base + width + 1, base + width + 2]
-        weight += [sign * (1 - wy) * (1 - wx), sign * (1 - wy) * wx, sign * wy * (1 - wx), sign * wy * wx]
+        weight += [
+            sign * (1 - wy) * (1 - wx),
+            sign * (1 - wy) * wx,
+            sign * wy * (1 - wx),
+            sign * wy * wx,
+        ]
     index, weight = torch.stack(index, 1), torch.stack(weight, 1)  # [N, 16]
-    total = (rows[index.flatten()].view(len(index), 16, channels) * weight[:, :, None].to(rows.dtype)).sum(1)
+    total = (
+        rows[index.flatten()].view(len(index), 16, channels) * weight[:, :, None].to(rows.dtype)
+    ).sum(1)
     return total / ((x2 - x1) * (y2 - y1)).clamp(min=1e-6)[:, None].to(rows.dtype)
 
 
@@ -56,7 +70,15 @@ class RoIFeatureAdapter(nn.Module):
         output_dim (int): D, the teacher's RoI-feature width.
     """
 
-    def __init__(self, input_shapes, levels, output_dim, resolution=7, sampling_ratio=0, pooler_type="ROIAlignV2"):
+    def __init__(
+        self,
+        input_shapes,
+        levels,
+        output_dim,
+        resolution=7,
+        sampling_ratio=0,
+        pooler_type="ROIAlignV2",
+    ):
         super().__init__()
         missing = [level for level in levels if level not in input_shapes]
         if missing or not levels:
@@ -68,8 +90,13 @@ class RoIFeatureAdapter(nn.Module):
         self.scales = {level: 1.0 / input_shapes[level].stride for level in levels}
         self.poolers = None
         if pooler_type != "BoxMean":
-            self.poolers = {level: ROIPooler(resolution, (self.scales[level],), sampling_ratio, pooler_type) for level in levels}
-        self.adapters = nn.ModuleDict({level: nn.Conv2d(input_shapes[level].channels, output_dim, 1) for level in levels})
+            self.poolers = {
+                level: ROIPooler(resolution, (self.scales[level],), sampling_ratio, pooler_type)
+                for level in levels
+            }
+        self.adapters = nn.ModuleDict(
+            {level: nn.Conv2d(input_shapes[level].channels, output_dim, 1) for level in levels}
+        )
 
     def pool(self, level, feature, boxes):
         """[N, C, 1, 1]: the mean over the bins (a 1x1 convolution is linear, so it commutes
@@ -81,4 +108,7 @@ class RoIFeatureAdapter(nn.Module):
     def forward(self, features, boxes):
         """features: {level: [B, C, H, W]}; boxes: list[Boxes] (B, in the student's input
         pixels) -> {level: [N, D]}, N the total number of boxes."""
-        return {level: self.adapters[level](self.pool(level, features[level], boxes)).flatten(1) for level in self.levels}
+        return {
+            level: self.adapters[level](self.pool(level, features[level], boxes)).flatten(1)
+            for level in self.levels
+        }

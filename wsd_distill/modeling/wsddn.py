@@ -1,14 +1,14 @@
 """WSDDN (Bilen & Vedaldi, CVPR 2016): the weakly-supervised teacher T-WDet."""
-import torch
-from torch import nn
-from torch.nn import functional as F
 
+import torch
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, batched_nms, cat
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
+from torch import nn
+from torch.nn import functional as F
 
 from .box_head import build_wsddn_box_head
 from .class_count import add_class_count_check
@@ -64,9 +64,25 @@ class WSDDN(nn.Module):
     """
 
     @configurable
-    def __init__(self, *, backbone, in_feature, pooler, box_head, head_dim, num_classes, pixel_mean, pixel_std,
-                 max_proposals=500, eps=1e-6, refine_iters=0, refine_iou=0.5, score_thresh=1e-4, nms_thresh=0.4,
-                 detections_per_image=100):  # fmt: skip
+    def __init__(
+        self,
+        *,
+        backbone,
+        in_feature,
+        pooler,
+        box_head,
+        head_dim,
+        num_classes,
+        pixel_mean,
+        pixel_std,
+        max_proposals=500,
+        eps=1e-6,
+        refine_iters=0,
+        refine_iou=0.5,
+        score_thresh=1e-4,
+        nms_thresh=0.4,
+        detections_per_image=100,
+    ):
         super().__init__()
         self.backbone = backbone
         self.in_feature = in_feature
@@ -74,7 +90,9 @@ class WSDDN(nn.Module):
         self.box_head = box_head
         self.cls_score = nn.Linear(head_dim, num_classes)
         self.det_score = nn.Linear(head_dim, num_classes)
-        self.refine_scores = nn.ModuleList(nn.Linear(head_dim, num_classes + 1) for _ in range(refine_iters))
+        self.refine_scores = nn.ModuleList(
+            nn.Linear(head_dim, num_classes + 1) for _ in range(refine_iters)
+        )
         for layer in (self.cls_score, self.det_score, *self.refine_scores):
             nn.init.normal_(layer.weight, std=0.01)
             nn.init.zeros_(layer.bias)
@@ -95,29 +113,47 @@ class WSDDN(nn.Module):
         in_feature = cfg.MODEL.WSDDN.IN_FEATURE
         shapes = backbone.output_shape()
         if in_feature not in shapes:
-            raise KeyError(f"MODEL.WSDDN.IN_FEATURE '{in_feature}' is not a backbone output ({sorted(shapes)})")
+            raise KeyError(
+                f"MODEL.WSDDN.IN_FEATURE '{in_feature}' is not a backbone output ({sorted(shapes)})"
+            )
         shape = shapes[in_feature]
         resolution = cfg.MODEL.WSDDN.POOLER_RESOLUTION
         pooler = ROIPooler(
-            output_size=resolution, scales=(1.0 / shape.stride,), sampling_ratio=cfg.MODEL.WSDDN.POOLER_SAMPLING_RATIO,
+            output_size=resolution,
+            scales=(1.0 / shape.stride,),
+            sampling_ratio=cfg.MODEL.WSDDN.POOLER_SAMPLING_RATIO,
             pooler_type=cfg.MODEL.WSDDN.POOLER_TYPE,
-        )  # fmt: skip
-        box_head, head_dim = build_wsddn_box_head(cfg, ShapeSpec(channels=shape.channels, height=resolution, width=resolution))
+        )
+        box_head, head_dim = build_wsddn_box_head(
+            cfg, ShapeSpec(channels=shape.channels, height=resolution, width=resolution)
+        )
         w = cfg.MODEL.WSDDN
         return {
-            "backbone": backbone, "in_feature": in_feature, "pooler": pooler, "box_head": box_head,
-            "head_dim": head_dim, "num_classes": w.NUM_CLASSES, "pixel_mean": cfg.MODEL.PIXEL_MEAN,
-            "pixel_std": cfg.MODEL.PIXEL_STD, "max_proposals": w.MAX_PROPOSALS, "eps": w.SCORE_EPS,
-            "refine_iters": w.REFINE_ITERS, "refine_iou": w.REFINE_IOU, "score_thresh": w.SCORE_THRESH_TEST,
-            "nms_thresh": w.NMS_THRESH_TEST, "detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
-        }  # fmt: skip
+            "backbone": backbone,
+            "in_feature": in_feature,
+            "pooler": pooler,
+            "box_head": box_head,
+            "head_dim": head_dim,
+            "num_classes": w.NUM_CLASSES,
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "max_proposals": w.MAX_PROPOSALS,
+            "eps": w.SCORE_EPS,
+            "refine_iters": w.REFINE_ITERS,
+            "refine_iou": w.REFINE_IOU,
+            "score_thresh": w.SCORE_THRESH_TEST,
+            "nms_thresh": w.NMS_THRESH_TEST,
+            "detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
+        }
 
     @property
     def device(self):
         return self.pixel_mean.device
 
     def preprocess_image(self, batched_inputs):
-        images = [(x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs]
+        images = [
+            (x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs
+        ]
         return ImageList.from_tensors(images, self.backbone.size_divisibility)
 
     def teacher_outputs(self, batched_inputs):
@@ -130,29 +166,46 @@ class WSDDN(nn.Module):
         """
         images = self.preprocess_image(batched_inputs)
         if any("proposals" not in x for x in batched_inputs):
-            raise KeyError("WSDDN needs precomputed proposals: set MODEL.LOAD_PROPOSALS and DATASETS.PROPOSAL_FILES_*")
-        proposals = select_proposals([x["proposals"].to(self.device) for x in batched_inputs], self.max_proposals)
+            raise KeyError(
+                "WSDDN needs precomputed proposals: set MODEL.LOAD_PROPOSALS and DATASETS.PROPOSAL_FILES_*"
+            )
+        proposals = select_proposals(
+            [x["proposals"].to(self.device) for x in batched_inputs], self.max_proposals
+        )
         features = self.backbone(images.tensor)[self.in_feature]
         roi_features = self.box_head(self.pooler([features], [p.proposal_boxes for p in proposals]))
         num_regions = [len(p) for p in proposals]
         cls_logits, det_logits = self.cls_score(roi_features), self.det_score(roi_features)
         region_scores, image_scores = wsddn_scores(cls_logits, det_logits, num_regions, self.eps)
         return {
-            "images": images, "proposals": proposals, "num_regions": num_regions, "roi_features": roi_features,
-            "cls_logits": cls_logits, "det_logits": det_logits, "region_scores": region_scores, "image_scores": image_scores,
-        }  # fmt: skip
+            "images": images,
+            "proposals": proposals,
+            "num_regions": num_regions,
+            "roi_features": roi_features,
+            "cls_logits": cls_logits,
+            "det_logits": det_logits,
+            "region_scores": region_scores,
+            "image_scores": image_scores,
+        }
 
     def forward(self, batched_inputs):
         out = self.teacher_outputs(batched_inputs)
-        refine_probs = [F.softmax(layer(out["roi_features"]), dim=1) for layer in self.refine_scores]
+        refine_probs = [
+            F.softmax(layer(out["roi_features"]), dim=1) for layer in self.refine_scores
+        ]
         if not self.training:
             return self.inference(batched_inputs, out, refine_probs)
         labels = torch.stack([x["multi_labels"] for x in batched_inputs]).to(self.device)
         # binary cross-entropy summed over classes, averaged over images
-        losses = {"loss_wsddn": F.binary_cross_entropy(out["image_scores"], labels, reduction="sum") / len(labels)}
+        losses = {
+            "loss_wsddn": F.binary_cross_entropy(out["image_scores"], labels, reduction="sum")
+            / len(labels)
+        }
         previous = out["region_scores"]
         for i, probs in enumerate(refine_probs):
-            losses[f"loss_refine_{i}"] = self.refine_loss(probs, previous.detach(), out["proposals"], labels)
+            losses[f"loss_refine_{i}"] = self.refine_loss(
+                probs, previous.detach(), out["proposals"], labels
+            )
             previous = probs[:, 1:]
         return losses
 
@@ -161,30 +214,52 @@ class WSDDN(nn.Module):
         branch, and regions overlapping it by IoU >= ``refine_iou``, become that class
         (weighted by the top score); all other regions are background. probs [R, K+1]."""
         losses = []
-        for p, prob, prev, y in zip(proposals, probs.split([len(x) for x in proposals]),
-                                    previous_scores.split([len(x) for x in proposals]), labels):  # fmt: skip
+        for p, prob, prev, y in zip(
+            proposals,
+            probs.split([len(x) for x in proposals]),
+            previous_scores.split([len(x) for x in proposals]),
+            labels,
+        ):
             classes = y.nonzero().flatten()
             if len(classes) == 0:
                 continue
             top = prev[:, classes].argmax(dim=0)  # [C]
             iou = pairwise_iou(p.proposal_boxes, p.proposal_boxes[top])  # [R, C]
             best_iou, best = iou.max(dim=1)
-            target = torch.where(best_iou >= self.refine_iou, classes[best] + 1, torch.zeros_like(best))
+            target = torch.where(
+                best_iou >= self.refine_iou, classes[best] + 1, torch.zeros_like(best)
+            )
             weight = prev[top, classes][best]
-            losses.append(-(weight * prob.gather(1, target[:, None]).squeeze(1).clamp_min(self.eps).log()).mean())
+            losses.append(
+                -(
+                    weight * prob.gather(1, target[:, None]).squeeze(1).clamp_min(self.eps).log()
+                ).mean()
+            )
         return torch.stack(losses).mean() if losses else probs.sum() * 0
 
     def inference(self, batched_inputs, out, refine_probs):
         # detection scores: the refined branches' mean when there are any (as OICR), else S
-        scores = torch.stack([p[:, 1:] for p in refine_probs]).mean(0) if refine_probs else out["region_scores"]
+        scores = (
+            torch.stack([p[:, 1:] for p in refine_probs]).mean(0)
+            if refine_probs
+            else out["region_scores"]
+        )
         results = []
         for x, proposals, image_size, region_scores, image_scores in zip(
-            batched_inputs, out["proposals"], out["images"].image_sizes,
-            scores.split(out["num_regions"]), out["image_scores"],
-        ):  # fmt: skip
+            batched_inputs,
+            out["proposals"],
+            out["images"].image_sizes,
+            scores.split(out["num_regions"]),
+            out["image_scores"],
+        ):
             instances = self.detect(proposals.proposal_boxes, region_scores, image_size)
             height, width = x.get("height", image_size[0]), x.get("width", image_size[1])
-            results.append({"image_scores": image_scores, "instances": detector_postprocess(instances, height, width)})
+            results.append(
+                {
+                    "image_scores": image_scores,
+                    "instances": detector_postprocess(instances, height, width),
+                }
+            )
         return results
 
     def detect(self, boxes, region_scores, image_size):
@@ -193,7 +268,9 @@ class WSDDN(nn.Module):
         boxes.clip(image_size)
         region_ids, classes = (region_scores > self.score_thresh).nonzero(as_tuple=True)
         scores = region_scores[region_ids, classes]
-        keep = batched_nms(boxes.tensor[region_ids], scores, classes, self.nms_thresh)[: self.detections_per_image]
+        keep = batched_nms(boxes.tensor[region_ids], scores, classes, self.nms_thresh)[
+            : self.detections_per_image
+        ]
         instances = Instances(image_size)
         instances.pred_boxes = Boxes(boxes.tensor[region_ids[keep]])
         instances.scores = scores[keep]

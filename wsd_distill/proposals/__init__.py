@@ -1,4 +1,5 @@
 """Proposal generators (opencv-contrib): EdgeBoxes and selective search."""
+
 from .edge_boxes import EdgeBoxes
 from .postprocess import postprocess_proposals
 from .selective_search import SelectiveSearch
@@ -9,8 +10,16 @@ PROPOSAL_METHODS = {"edge_boxes": EdgeBoxes, "selective_search": SelectiveSearch
 def build_proposal_generator(method, **kwargs):
     """Build a generator by name ("edge_boxes" or "selective_search"); kwargs go to its constructor."""
     if method not in PROPOSAL_METHODS:
-        raise ValueError(f"Unknown proposal method {method!r}; choose from {sorted(PROPOSAL_METHODS)}")
+        raise ValueError(
+            f"Unknown proposal method {method!r}; choose from {sorted(PROPOSAL_METHODS)}"
+        )
     return PROPOSAL_METHODS[method](**kwargs)
 
 
-__all__ = ["EdgeBoxes", "SelectiveSearch", "build_proposal_generator", "postprocess_proposals", "PROPOSAL_METHODS"]
+__all__ = [
+    "EdgeBoxes",
+    "SelectiveSearch",
+    "build_proposal_generator",
+    "postprocess_proposals",
+    "PROPOSAL_METHODS",
+]

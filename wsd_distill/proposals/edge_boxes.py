@@ -1,4 +1,5 @@
 """EdgeBoxes (Zitnick & Dollar, ECCV 2014) through ``cv2.ximgproc``."""
+
 import cv2
 import numpy as np
 
@@ -26,8 +27,17 @@ class EdgeBoxes:
         canny_thresholds: hysteresis thresholds on the L2 Sobel magnitude (no SED model).
     """
 
-    def __init__(self, max_proposals=500, sed_model=None, max_side=None, min_size=4.0,
-                 min_box_frac=0.001, alpha=0.65, beta=0.75, canny_thresholds=(20, 60)):  # fmt: skip
+    def __init__(
+        self,
+        max_proposals=500,
+        sed_model=None,
+        max_side=None,
+        min_size=4.0,
+        min_box_frac=0.001,
+        alpha=0.65,
+        beta=0.75,
+        canny_thresholds=(20, 60),
+    ):
         self.max_proposals = max_proposals
         self.max_side = max_side
         self.min_size = min_size
@@ -39,7 +49,9 @@ class EdgeBoxes:
     def edge_and_orientation(self, image):
         """BGR uint8 [H, W, 3] -> (edge map float32 [H, W] in [0, 1], orientation float32 [H, W])."""
         if self.sed is not None:
-            edges = self.sed.detectEdges(cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0)
+            edges = self.sed.detectEdges(
+                cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+            )
             orientation = self.sed.computeOrientation(edges)
             return self.sed.edgesNms(edges, orientation), orientation
         gray = cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), (5, 5), 1.0)
@@ -47,7 +59,9 @@ class EdgeBoxes:
         gy = cv2.Sobel(gray, cv2.CV_16S, 0, 1)
         thin = cv2.Canny(gx, gy, *self.canny_thresholds, L2gradient=True) > 0
         gx, gy = gx.astype(np.float32), gy.astype(np.float32)
-        magnitude = np.sqrt(gx * gx + gy * gy) * thin  # not cv2.magnitude: not reproducible once torch is loaded
+        magnitude = (
+            np.sqrt(gx * gx + gy * gy) * thin
+        )  # not cv2.magnitude: not reproducible once torch is loaded
         edges = magnitude / max(float(magnitude.max()), 1e-6)
         orientation = np.mod(np.arctan2(gy, gx), np.pi).astype(np.float32)
         return edges.astype(np.float32), orientation
@@ -58,15 +72,21 @@ class EdgeBoxes:
         scale = 1.0
         if self.max_side and max(height, width) > self.max_side:
             scale = self.max_side / max(height, width)
-            image = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+            image = cv2.resize(
+                image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
+            )
         edges, orientation = self.edge_and_orientation(image)
         # A fresh cv2 object per image: a reused one keeps state and answers differently.
         edge_boxes = cv2.ximgproc.createEdgeBoxes(
-            alpha=self.alpha, beta=self.beta, maxBoxes=self.max_proposals,
+            alpha=self.alpha,
+            beta=self.beta,
+            maxBoxes=self.max_proposals,
             minBoxArea=self.min_box_frac * image.shape[0] * image.shape[1],
-        )  # fmt: skip
+        )
         boxes, scores = edge_boxes.getBoundingBoxes(edges, orientation)
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]  # XYWH -> XYXY
         scores = np.asarray(scores, dtype=np.float32).reshape(-1)
-        return postprocess_proposals(boxes / scale, scores, height, width, self.max_proposals, self.min_size)
+        return postprocess_proposals(
+            boxes / scale, scores, height, width, self.max_proposals, self.min_size
+        )

@@ -6,6 +6,7 @@ at the first missing chunk. The output (a proposal store, or a detectron2 pickle
 with ``.pkl``) appears at ``<output>`` only once every image is done, and the partial folder
 is then removed.
 """
+
 import logging
 import multiprocessing as mp
 import os
@@ -46,7 +47,9 @@ def _run_chunk(task):
     return len(items), time.perf_counter() - start
 
 
-def generate_proposal_file(dataset_dicts, output, method, generator_kwargs, workers=1, chunk_size=64, dtype="float32"):
+def generate_proposal_file(
+    dataset_dicts, output, method, generator_kwargs, workers=1, chunk_size=64, dtype="float32"
+):
     """Write proposals for every image of ``dataset_dicts`` to ``output`` (see ``save_proposals``;
     ``dtype`` is the store's).
 
@@ -58,7 +61,10 @@ def generate_proposal_file(dataset_dicts, output, method, generator_kwargs, work
     items = [(d["image_id"], d["file_name"]) for d in dataset_dicts]
     partial = f"{output}.partial"
     manifest = {"method": method, "generator": generator_kwargs, "ids_sha1": ids_digest(ids)}
-    chunks = [(path, items[s:e]) for path, s, e in open_partial_run(output, manifest, len(items), chunk_size)]
+    chunks = [
+        (path, items[s:e])
+        for path, s, e in open_partial_run(output, manifest, len(items), chunk_size)
+    ]
     todo = [c for c in chunks if not os.path.exists(c[0])]
     done_images = len(items) - sum(len(c[1]) for c in todo)
     if done_images:
@@ -91,7 +97,9 @@ def generate_proposal_file(dataset_dicts, output, method, generator_kwargs, work
                 box_counts.append(len(boxes))
                 yield boxes, logits
 
-    save_proposals(output, ids, proposals(), dtype, meta={"method": method, "generator": generator_kwargs})
+    save_proposals(
+        output, ids, proposals(), dtype, meta={"method": method, "generator": generator_kwargs}
+    )
     shutil.rmtree(partial)
     stats = {
         "images": processed,

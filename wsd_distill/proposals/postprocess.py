@@ -1,4 +1,5 @@
 """Clean-up shared by the proposal generators."""
+
 import numpy as np
 
 

@@ -1,4 +1,5 @@
 """Selective search (Uijlings et al., IJCV 2013) through ``cv2.ximgproc.segmentation``."""
+
 import cv2
 import numpy as np
 
@@ -32,11 +33,19 @@ class SelectiveSearch:
         scale = 1.0
         if self.max_side and max(height, width) > self.max_side:
             scale = self.max_side / max(height, width)
-            image = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+            image = cv2.resize(
+                image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
+            )
         search = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
         search.setBaseImage(image)
-        search.switchToSelectiveSearchFast() if self.mode == "fast" else search.switchToSelectiveSearchQuality()
+        (
+            search.switchToSelectiveSearchFast()
+            if self.mode == "fast"
+            else search.switchToSelectiveSearchQuality()
+        )
         boxes = np.asarray(search.process(), dtype=np.float32).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]  # XYWH -> XYXY
         scores = -np.log1p(np.arange(len(boxes), dtype=np.float32))
-        return postprocess_proposals(boxes / scale, scores, height, width, self.max_proposals, self.min_size)
+        return postprocess_proposals(
+            boxes / scale, scores, height, width, self.max_proposals, self.min_size
+        )

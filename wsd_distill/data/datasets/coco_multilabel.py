@@ -1,4 +1,5 @@
 """COCO-format datasets as multi-label classification data (COCO-2014 and the synthetic set)."""
+
 import logging
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -34,6 +35,9 @@ def register_coco_multilabel(name, json_file, image_root, metadata=None):
     """
     DatasetCatalog.register(name, lambda: load_coco_multilabel_json(json_file, image_root, name))
     MetadataCatalog.get(name).set(
-        json_file=json_file, image_root=image_root, evaluator_type="multilabel", has_boxes=True,
+        json_file=json_file,
+        image_root=image_root,
+        evaluator_type="multilabel",
+        has_boxes=True,
         **(metadata or {}),
     )

@@ -13,6 +13,7 @@ holding ``[{"path": ..., "labels": [concept, ...]}, ...]``; paths relative to ``
 Images whose file is missing are left out, counted and reported in the log (and in the
 metadata as ``missing_images``): NUS-WIDE copies usually lack some of the Flickr files.
 """
+
 import csv
 import json
 import logging
@@ -56,10 +57,14 @@ def _load_official(root, split, concepts):
     paths = _read_lines(os.path.join(root, "ImageList", f"{tag}Imagelist.txt"))
     labels = np.zeros((len(paths), len(concepts)), dtype=bool)
     for k, concept in enumerate(concepts):
-        label_file = os.path.join(root, "Groundtruth", "TrainTestLabels", f"Labels_{concept}_{tag}.txt")
+        label_file = os.path.join(
+            root, "Groundtruth", "TrainTestLabels", f"Labels_{concept}_{tag}.txt"
+        )
         column = np.array([int(v) for v in _read_lines(label_file)])
         if len(column) != len(paths):
-            raise ValueError(f"{label_file} has {len(column)} lines, expected {len(paths)} (one per image)")
+            raise ValueError(
+                f"{label_file} has {len(column)} lines, expected {len(paths)} (one per image)"
+            )
         labels[:, k] = column > 0
     files = [os.path.join(root, "Flickr", *p.replace("\\", "/").split("/")) for p in paths]
     return files, [np.flatnonzero(row).tolist() for row in labels]
@@ -127,5 +132,9 @@ def load_nuswide(root, split, dataset_name=None, concepts=NUSWIDE_CONCEPTS):
 def register_nuswide(name, root, split, concepts=NUSWIDE_CONCEPTS):
     DatasetCatalog.register(name, lambda: load_nuswide(root, split, name, concepts))
     MetadataCatalog.get(name).set(
-        thing_classes=list(concepts), dataset_root=root, split=split, evaluator_type="multilabel", has_boxes=False
+        thing_classes=list(concepts),
+        dataset_root=root,
+        split=split,
+        evaluator_type="multilabel",
+        has_boxes=False,
     )

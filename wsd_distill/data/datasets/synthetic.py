@@ -14,6 +14,7 @@ in flat colours alone were not learnable from scratch in CPU minutes; the gratin
 Generation is deterministic: image ``i`` of split ``s`` is drawn from its own random stream
 seeded by ``(seed, s, i)``, so the same parameters give the same bytes.
 """
+
 import json
 import logging
 import os
@@ -29,16 +30,32 @@ from .coco_multilabel import load_coco_multilabel_json
 logger = logging.getLogger(__name__)
 
 SHAPE_CLASSES = (
-    "circle", "triangle", "square", "pentagon", "hexagon", "star",
-    "cross", "ring", "crescent", "heart", "arrow", "ell",
-)  # fmt: skip
+    "circle",
+    "triangle",
+    "square",
+    "pentagon",
+    "hexagon",
+    "star",
+    "cross",
+    "ring",
+    "crescent",
+    "heart",
+    "arrow",
+    "ell",
+)
 CLASS_PRIOR = np.arange(1, len(SHAPE_CLASSES) + 1) ** -0.7
 CLASS_PRIOR = CLASS_PRIOR / CLASS_PRIOR.sum()
 CO_OCCURRING = (
-    ("circle", "ring"), ("triangle", "arrow"), ("star", "crescent"),
-    ("square", "cross"), ("pentagon", "heart"), ("hexagon", "ell"),
-)  # fmt: skip
-_PARTNER = {SHAPE_CLASSES.index(a): SHAPE_CLASSES.index(b) for p in CO_OCCURRING for a, b in (p, p[::-1])}
+    ("circle", "ring"),
+    ("triangle", "arrow"),
+    ("star", "crescent"),
+    ("square", "cross"),
+    ("pentagon", "heart"),
+    ("hexagon", "ell"),
+)
+_PARTNER = {
+    SHAPE_CLASSES.index(a): SHAPE_CLASSES.index(b) for p in CO_OCCURRING for a, b in (p, p[::-1])
+}
 PATTERN_PERIODS = (3.0, 4.5, 7.0)
 PATTERN_ORIENTATIONS = (0, 45, 90, 135)
 SPLITS = ("train", "val", "test")
@@ -69,7 +86,20 @@ def shape_outline(name):
         return [(star, 1)]
     if name == "cross":
         a, b = 0.33, 1.0
-        pts = [(-a, -b), (a, -b), (a, -a), (b, -a), (b, a), (a, a), (a, b), (-a, b), (-a, a), (-b, a), (-b, -a), (-a, -a)]
+        pts = [
+            (-a, -b),
+            (a, -b),
+            (a, -a),
+            (b, -a),
+            (b, a),
+            (a, a),
+            (a, b),
+            (-a, b),
+            (-a, a),
+            (-b, a),
+            (-b, -a),
+            (-a, -a),
+        ]
         return [(np.array(pts, dtype=float), 1)]
     if name == "heart":
         t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
@@ -77,7 +107,15 @@ def shape_outline(name):
         y = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))
         return [(np.stack([x, y + 2.5], axis=1) / 16.5, 1)]
     if name == "arrow":
-        pts = [(-1, -0.28), (0.15, -0.28), (0.15, -0.7), (1, 0), (0.15, 0.7), (0.15, 0.28), (-1, 0.28)]
+        pts = [
+            (-1, -0.28),
+            (0.15, -0.28),
+            (0.15, -0.7),
+            (1, 0),
+            (0.15, 0.7),
+            (0.15, 0.28),
+            (-1, 0.28),
+        ]
         return [(np.array(pts, dtype=float), 1)]
     if name == "ell":
         pts = [(-0.75, -1), (-0.15, -1), (-0.15, 0.4), (0.75, 0.4), (0.75, 1), (-0.75, 1)]
@@ -102,7 +140,9 @@ def _background(rng, size):
     t = (xx * direction[0] + yy * direction[1]) / (np.abs(direction).sum() + 1e-6)
     t = (t - t.min()) / (np.ptp(t) + 1e-6)
     img = c0 * (1 - t[..., None]) + c1 * t[..., None]
-    blotches = cv2.resize(rng.normal(0, 30, (6, 6, 3)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+    blotches = cv2.resize(
+        rng.normal(0, 30, (6, 6, 3)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC
+    )
     return img + blotches + rng.normal(0, 6, (size, size, 3))
 
 
@@ -114,12 +154,16 @@ def _draw_distractor(img, rng, size):
     thickness = int(rng.integers(1, 4))
     if kind == 0:
         p, q = rng.integers(0, size, (2, 2))
-        cv2.line(img, tuple(int(v) for v in p), tuple(int(v) for v in q), color, thickness, cv2.LINE_AA)
+        cv2.line(
+            img, tuple(int(v) for v in p), tuple(int(v) for v in q), color, thickness, cv2.LINE_AA
+        )
     elif kind == 1:
         center = tuple(int(v) for v in rng.integers(0, size, 2))
         axes = tuple(int(v) for v in rng.integers(size // 20, size // 4, 2))
         start = float(rng.uniform(0, 360))
-        cv2.ellipse(img, center, axes, 0, start, start + rng.uniform(40, 240), color, thickness, cv2.LINE_AA)
+        cv2.ellipse(
+            img, center, axes, 0, start, start + rng.uniform(40, 240), color, thickness, cv2.LINE_AA
+        )
     elif kind == 2:
         steps = rng.normal(0, size / 12, (int(rng.integers(4, 10)), 2)).cumsum(axis=0)
         pts = (steps + rng.uniform(0, size, 2)).astype(np.int32)
@@ -130,11 +174,15 @@ def _draw_distractor(img, rng, size):
         for harmonic in range(2, 6):
             radius += rng.uniform(0.1, 0.3) * np.cos(harmonic * theta + rng.uniform(0, 2 * np.pi))
         r0 = rng.uniform(0.02, 0.08) * size
-        pts = rng.uniform(0, size, 2) + r0 * radius[:, None] * np.stack([np.cos(theta), np.sin(theta)], 1)
+        pts = rng.uniform(0, size, 2) + r0 * radius[:, None] * np.stack(
+            [np.cos(theta), np.sin(theta)], 1
+        )
         mask = np.zeros((size, size), np.uint8)
         _fill(mask, pts, 255)
         cells = max(2, size // int(rng.integers(4, 12)))
-        texture = cv2.resize(rng.uniform(0, 255, (cells, cells, 3)), (size, size), interpolation=cv2.INTER_NEAREST)
+        texture = cv2.resize(
+            rng.uniform(0, 255, (cells, cells, 3)), (size, size), interpolation=cv2.INTER_NEAREST
+        )
         alpha = mask[..., None] / 255.0
         img[:] = img * (1 - alpha) + texture * alpha
 
@@ -146,7 +194,9 @@ def _grating(cls, color, size, rng):
     period = PATTERN_PERIODS[cls % len(PATTERN_PERIODS)]
     theta = np.deg2rad(PATTERN_ORIENTATIONS[cls // len(PATTERN_PERIODS)])
     yy, xx = np.mgrid[0:size, 0:size]
-    wave = 0.5 + 0.5 * np.cos(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / period + rng.uniform(0, 2 * np.pi))
+    wave = 0.5 + 0.5 * np.cos(
+        2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / period + rng.uniform(0, 2 * np.pi)
+    )
     return 0.5 * color + 127 * wave[..., None]
 
 
@@ -206,10 +256,19 @@ def render_image(rng, size, object_size=(0.1, 0.45), distractors=(2, 8)):
         alpha = mask[..., None] / 255.0
         img = img * (1 - alpha) + _grating(cls, color, size, rng) * alpha
         placed.append(approx)
-        objects.append((cls, [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]))
+        objects.append(
+            (cls, [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)])
+        )
     for _ in range(int(rng.integers(0, 3))):  # thin clutter in front of the objects
         p, q = rng.integers(0, size, (2, 2))
-        cv2.line(img, tuple(int(v) for v in p), tuple(int(v) for v in q), tuple(float(c) for c in _color(rng)), 1, cv2.LINE_AA)
+        cv2.line(
+            img,
+            tuple(int(v) for v in p),
+            tuple(int(v) for v in q),
+            tuple(float(c) for c in _color(rng)),
+            1,
+            cv2.LINE_AA,
+        )
     return np.clip(img, 0, 255).astype(np.uint8), objects
 
 
@@ -223,16 +282,27 @@ def _write_split(root, split, num_images, size, seed, **render_args):
         cv2.imwrite(os.path.join(root, file_name), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
         images.append({"id": i + 1, "file_name": file_name, "height": size, "width": size})
         for cls, (x0, y0, x1, y1) in objects:
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": i + 1, "category_id": cls + 1,
-                "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0,
-            })  # fmt: skip
-    categories = [{"id": k + 1, "name": name, "supercategory": "shape"} for k, name in enumerate(SHAPE_CLASSES)]
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": i + 1,
+                    "category_id": cls + 1,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": (x1 - x0) * (y1 - y0),
+                    "iscrowd": 0,
+                }
+            )
+    categories = [
+        {"id": k + 1, "name": name, "supercategory": "shape"}
+        for k, name in enumerate(SHAPE_CLASSES)
+    ]
     with open(os.path.join(root, "annotations", f"instances_{split}.json"), "w") as f:
         json.dump({"images": images, "annotations": annotations, "categories": categories}, f)
 
 
-def generate_synthetic_shapes(root, num_images, image_size=256, seed=0, object_size=(0.1, 0.45), distractors=(2, 8)):
+def generate_synthetic_shapes(
+    root, num_images, image_size=256, seed=0, object_size=(0.1, 0.45), distractors=(2, 8)
+):
     """Write the benchmark to ``root`` unless it is already there with the same parameters.
 
     Args:
@@ -242,9 +312,13 @@ def generate_synthetic_shapes(root, num_images, image_size=256, seed=0, object_s
     parameters is an error, never overwritten.
     """
     params = {
-        "version": GENERATOR_VERSION, "num_images": dict(num_images), "image_size": int(image_size), "seed": int(seed),
-        "object_size": [float(v) for v in object_size], "distractors": [int(v) for v in distractors],
-    }  # fmt: skip
+        "version": GENERATOR_VERSION,
+        "num_images": dict(num_images),
+        "image_size": int(image_size),
+        "seed": int(seed),
+        "object_size": [float(v) for v in object_size],
+        "distractors": [int(v) for v in distractors],
+    }
     params_file = os.path.join(root, _PARAMS_FILE)
     if os.path.exists(params_file):
         with open(params_file) as f:
@@ -256,19 +330,25 @@ def generate_synthetic_shapes(root, num_images, image_size=256, seed=0, object_s
             )
         return root
     if os.path.exists(root):
-        raise RuntimeError(f"{root} exists but has no {_PARAMS_FILE}: not a synthetic shapes folder")
+        raise RuntimeError(
+            f"{root} exists but has no {_PARAMS_FILE}: not a synthetic shapes folder"
+        )
     tmp = f"{root}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(os.path.join(tmp, "annotations"))
     for split, n in num_images.items():
-        _write_split(tmp, split, n, image_size, seed, object_size=object_size, distractors=distractors)
+        _write_split(
+            tmp, split, n, image_size, seed, object_size=object_size, distractors=distractors
+        )
     with open(os.path.join(tmp, _PARAMS_FILE), "w") as f:
         json.dump(params, f)
     try:
         os.rename(tmp, root)
     except OSError:  # another process finished first; its folder is checked like any other
         shutil.rmtree(tmp, ignore_errors=True)
-        return generate_synthetic_shapes(root, num_images, image_size, seed, object_size, distractors)
+        return generate_synthetic_shapes(
+            root, num_images, image_size, seed, object_size, distractors
+        )
     logger.info(f"Wrote synthetic shapes {params} to {root}")
     return root
 
@@ -278,13 +358,17 @@ def prepare_synthetic_shapes(cfg):
 
     Run it on the main process only (``tools/train_net.py`` does); returns the folder or None.
     """
-    names = [n for n in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST) if n.startswith("synthetic_shapes_")]
+    names = [
+        n for n in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST) if n.startswith("synthetic_shapes_")
+    ]
     if not names:
         return None
     s = cfg.DATASETS.SYNTHETIC
     sizes = {"train": s.NUM_TRAIN, "val": s.NUM_VAL, "test": s.NUM_TEST}
     root = MetadataCatalog.get(names[0]).dataset_root
-    return generate_synthetic_shapes(root, sizes, s.IMAGE_SIZE, s.SEED, s.OBJECT_SIZE, s.DISTRACTORS)
+    return generate_synthetic_shapes(
+        root, sizes, s.IMAGE_SIZE, s.SEED, s.OBJECT_SIZE, s.DISTRACTORS
+    )
 
 
 def _load(root, split, name):
@@ -302,7 +386,10 @@ def register_synthetic_shapes(root, prefix="synthetic_shapes"):
         name = f"{prefix}_{split}"
         DatasetCatalog.register(name, lambda split=split, name=name: _load(root, split, name))
         MetadataCatalog.get(name).set(
-            thing_classes=list(SHAPE_CLASSES), image_root=root, dataset_root=root,
+            thing_classes=list(SHAPE_CLASSES),
+            image_root=root,
+            dataset_root=root,
             json_file=os.path.join(root, "annotations", f"instances_{split}.json"),
-            evaluator_type="multilabel", has_boxes=True,
-        )  # fmt: skip
+            evaluator_type="multilabel",
+            has_boxes=True,
+        )

@@ -1,4 +1,5 @@
 """PASCAL VOC (2007) as a multi-label dataset, keeping boxes and "difficult" flags for WSOD metrics."""
+
 import os
 import xml.etree.ElementTree as ET
 
@@ -56,6 +57,10 @@ def load_voc_multilabel(dirname, split, class_names=CLASS_NAMES):
 def register_voc_multilabel(name, dirname, split, year, class_names=CLASS_NAMES):
     DatasetCatalog.register(name, lambda: load_voc_multilabel(dirname, split, class_names))
     MetadataCatalog.get(name).set(
-        thing_classes=list(class_names), dirname=dirname, year=year, split=split,
-        evaluator_type="multilabel", has_boxes=True,
+        thing_classes=list(class_names),
+        dirname=dirname,
+        year=year,
+        split=split,
+        evaluator_type="multilabel",
+        has_boxes=True,
     )

@@ -1,9 +1,9 @@
 """VGG-style backbone (the paper's VGG-16, or a narrow one for CPU-sized runs)."""
-from torch import nn
-from torch.nn import functional as F
 
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
+from torch import nn
+from torch.nn import functional as F
 
 
 class VGG(Backbone):
@@ -25,7 +25,10 @@ class VGG(Backbone):
         for i, (name, channels) in enumerate(zip(self.stage_names, stage_channels)):
             layers = []
             for c in channels:
-                layers += [Conv2d(in_channels, c, 3, padding=1, bias=not norm, norm=get_norm(norm, c)), nn.ReLU(inplace=True)]
+                layers += [
+                    Conv2d(in_channels, c, 3, padding=1, bias=not norm, norm=get_norm(norm, c)),
+                    nn.ReLU(inplace=True),
+                ]
                 in_channels = c
             self.add_module(name, nn.Sequential(*layers))
             self._out_feature_strides[name], self._out_feature_channels[name] = 2**i, in_channels
@@ -48,9 +51,19 @@ class VGG(Backbone):
         return outputs
 
     def output_shape(self):
-        return {n: ShapeSpec(channels=self._out_feature_channels[n], stride=self._out_feature_strides[n]) for n in self._out_features}
+        return {
+            n: ShapeSpec(
+                channels=self._out_feature_channels[n], stride=self._out_feature_strides[n]
+            )
+            for n in self._out_features
+        }
 
 
 @BACKBONE_REGISTRY.register()
 def build_vgg_backbone(cfg, input_shape):
-    return VGG(input_shape.channels, cfg.MODEL.VGG.STAGE_CHANNELS, cfg.MODEL.VGG.NORM, cfg.MODEL.VGG.OUT_FEATURES)
+    return VGG(
+        input_shape.channels,
+        cfg.MODEL.VGG.STAGE_CHANNELS,
+        cfg.MODEL.VGG.NORM,
+        cfg.MODEL.VGG.OUT_FEATURES,
+    )
