@@ -1,4 +1,5 @@
-"""Distillation: the three losses by hand, the student, the TeacherHook, gradients, bad teachers."""
+"""Distillation: the losses by hand, the student's own head on the teacher's RoIs, the teacher's
+one format, the stages, gradients, bad teachers."""
 
 import math
 import os
@@ -9,19 +10,22 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
-from detectron2.structures import Boxes
+from detectron2.structures import Boxes, Instances
 from test_wsddn import ROOT, make_input, tiny_cfg
+from torch.nn import functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from wsd_distill import add_wsd_distill_config
-from wsd_distill.config import get_teacher_cfg
-from wsd_distill.engine import TeacherHook, build_teacher
+from wsd_distill.engine import TeacherHook
 from wsd_distill.modeling import (
+    box_average_pool,
+    build_teacher,
     prediction_distill_loss,
     roi_feature_distill_loss,
+    teacher_targets,
     wsddn_soft_scores,
 )
-from wsd_distill.modeling.roi_feature_adapter import box_mean_pool
+from wsd_distill.modeling.teacher import TARGET_FIELDS, get_teacher_cfg
 
 L2, L3 = math.log(2), math.log(3)
 
@@ -40,15 +44,14 @@ def test_soft_scores_by_hand():
 def test_prediction_loss_by_hand():
     z = torch.tensor([[5.0, -10.0], [0.0, 2.5]], requires_grad=True)
     p = torch.tensor([[0.8, 0.3], [0.5, 0.9]])
-    loss = prediction_distill_loss(z, p, t=5.0)
+    loss = prediction_distill_loss(z, p, inverse_temperature=1 / 5.0)
 
     def bce(logit, target):
         s = 1 / (1 + math.exp(-logit / 5.0))
         return -(target * math.log(s) + (1 - target) * math.log(1 - s))
 
-    expected = (
-        bce(5, 0.8) + bce(-10, 0.3) + bce(0, 0.5) + bce(2.5, 0.9)
-    ) / 2  # sum over classes, mean over images
+    # summed over classes, averaged over images
+    expected = (bce(5, 0.8) + bce(-10, 0.3) + bce(0, 0.5) + bce(2.5, 0.9)) / 2
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     loss.backward()
     # d/dz of BCE(sigmoid(z/t), p) is (sigmoid(z/t) - p) / t, divided by B = 2
@@ -60,24 +63,29 @@ def test_feature_loss_by_hand():
     student = torch.tensor([[0.0, 0.0], [1.0, 1.0]], requires_grad=True)
     loss = roi_feature_distill_loss(student, teacher)
     assert loss.item() == pytest.approx((1 + 4 + 1 + 1) / (2 * 2))
+    per_dim = roi_feature_distill_loss(student, teacher, per_dim=True)
+    assert per_dim.item() == pytest.approx((1 + 4 + 1 + 1) / (2 * 2) / 2)
     loss.backward()
     assert teacher.grad is None
-    torch.testing.assert_close(
-        student.grad, torch.tensor([[-0.5, -1.0], [0.5, 0.5]])
-    )  # (f_S - f_T) / N
+    # (f_S - f_T) / N
+    torch.testing.assert_close(student.grad, torch.tensor([[-0.5, -1.0], [0.5, 0.5]]))
 
 
-def student_cfg(teacher_config, teacher_weights, num_classes=5, **distill):
+def student_cfg(teacher_config, teacher_weights, num_classes=5, head="fc", **distill):
+    """A tiny student of the tiny teacher: its conv3 map (16 channels, stride 4) at 48 px; the
+    "fc" head pools 12 x 12 to 3 x 3, fc6/fc7 32 wide (the teacher's width); "pool": 16 wide."""
     cfg = tiny_cfg(num_classes)
     cfg.MODEL.META_ARCHITECTURE = "StudentClassifier"
-    cfg.MODEL.VGG.OUT_FEATURES = ["conv2", "conv3"]
     cfg.MODEL.STUDENT.NUM_CLASSES = num_classes
     cfg.MODEL.STUDENT.IN_FEATURE = "conv3"
     cfg.MODEL.STUDENT.INPUT_SIZE = 48
+    cfg.MODEL.STUDENT.HEAD = head
+    cfg.MODEL.STUDENT.POOLER_RESOLUTION = 3
+    cfg.MODEL.STUDENT.FC_DIM = 32
     cfg.MODEL.DISTILL.ENABLED = True
     cfg.MODEL.DISTILL.TEACHER_CONFIG = teacher_config
     cfg.MODEL.DISTILL.TEACHER_WEIGHTS = teacher_weights
-    cfg.MODEL.DISTILL.FEATURE_LEVELS = ["conv2", "conv3"]
+    cfg.MODEL.DISTILL.TEACHER_FEATURE_DIM = 32
     for k, v in distill.items():
         cfg.MODEL.DISTILL[k] = v
     return cfg
@@ -96,61 +104,200 @@ def teacher_files(tmp_path_factory):
     return str(config_file), str(folder / "model_final.pth")
 
 
-def test_student_learns_from_teacher_and_teacher_stays_frozen(teacher_files):
-    cfg = student_cfg(*teacher_files, ROI_SELECT="top", ROI_TOPK=4)
+def annotated_batch(cfg):
+    batch = [make_input(7, seed=0), make_input(3, size=(80, 64), labels=(0,), seed=1)]
+    return TeacherHook(cfg, teacher=build_teacher(cfg)).annotate(batch)
+
+
+@pytest.mark.parametrize("head", ["fc", "pool"])
+def test_feature_loss_trains_the_layers_that_classify_and_never_the_teacher(teacher_files, head):
+    cfg = student_cfg(*teacher_files, head=head, LABEL_WEIGHT=0.0, PREDICTION_WEIGHT=0.0)
     student = build_model(cfg)
     teacher = build_teacher(cfg)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
-    batch = [make_input(7, seed=0), make_input(3, size=(80, 64), labels=(0,), seed=1)]
-    TeacherHook(cfg, teacher=teacher).annotate(batch)
-    assert [len(x["teacher"]["cls_logits"]) for x in batch] == [7, 3]
-    assert batch[0]["teacher"]["roi_features"].shape == (7, 32)
-
-    optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
+    batch = TeacherHook(cfg, teacher=teacher).annotate(
+        [make_input(7, seed=0), make_input(3, size=(80, 64), labels=(0,), seed=1)]
+    )
+    assert [len(x["teacher"]["roi_features"]) for x in batch] == [7, 3]
+    maps = []
+    student.backbone.register_forward_hook(lambda m, i, out: out["conv3"].retain_grad())
+    student.backbone.register_forward_hook(lambda m, i, out: maps.append(out["conv3"]))
     losses = student(batch)
-    assert set(losses) == {"loss_cls", "loss_kd_pred", "loss_kd_feat"}
-    sum(losses.values()).backward()
-    for name in (
-        "classifier.weight",
-        "backbone.conv1.0.weight",
-        "feature_adapter.adapters.conv2.weight",
-        "feature_adapter.adapters.conv3.weight",
-    ):
+    assert set(losses) == {"loss_kd_feat"}  # stage 1: L_f alone
+    losses["loss_kd_feat"].backward()
+    assert maps[0].grad.abs().sum() > 0  # the student's last feature map
+    used = ["backbone.conv1.0.weight", "backbone.conv3.0.weight"]
+    if head == "fc":  # fc6 and fc7, the classifier's input layers
+        used += ["head.layers.1.weight", "head.layers.4.weight"]
+    else:  # 16-wide pooled RoIs, projected to the teacher's 32
+        used += ["feature_projection.weight"]
+    for name in used:
         assert student.get_parameter(name).grad.abs().sum() > 0, name
-    optimizer.step()
+    assert student.classifier.weight.grad is None and not student.classifier.weight.requires_grad
+    torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=0.1).step()
     assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
     for k, v in teacher.state_dict().items():
         torch.testing.assert_close(v, before[k], msg=k)
+
+
+def test_feature_loss_by_hand_on_a_non_square_image(teacher_files):
+    """64 x 80 (H x W) to the 48 x 48 input: x scales by 0.6, y by 0.75. The "pool" head's RoI
+    feature is the box average of conv3 (stride 4), compared here with slices of the map."""
+    cfg = student_cfg(*teacher_files, head="pool", LABEL_WEIGHT=0.0, PREDICTION_WEIGHT=0.0)
+    cfg.MODEL.DISTILL.TEACHER_FEATURE_DIM = 16  # the "pool" head's width: no projection
+    student = build_model(cfg)
+    assert student.feature_projection is None
+    boxes = torch.tensor([[40.0, 16, 80, 32], [0, 0, 80, 64]])  # -> [24, 12, 48, 24], whole
+    target = torch.randn(2, 16, generator=torch.Generator().manual_seed(0))
+    x = make_input(1, size=(64, 80))
+    x["teacher"] = {
+        "proposal_boxes": boxes,
+        "proposal_scores": torch.ones(2),
+        "roi_features": target,
+    }
+    maps, pooled_boxes = [], []
+    student.backbone.register_forward_hook(lambda m, i, out: maps.append(out["conv3"].detach()))
+    original = student.head.forward_rois
+    student.head.forward_rois = lambda f, b, s: pooled_boxes.append(b) or original(f, b, s)
+    loss = student([x])["loss_kd_feat"]
+    torch.testing.assert_close(pooled_boxes[0][0].tensor, boxes * torch.tensor([0.6, 0.75] * 2))
+    conv3 = maps[0][0]  # [16, 12, 12]: cells of 4 x 4 input pixels
+    f_s = torch.stack([conv3[:, 3:6, 6:12].mean(dim=(1, 2)), conv3.mean(dim=(1, 2))])
+    expected = ((target - f_s) ** 2).sum() / (2 * 2)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_whole_image_roi_is_what_the_classifier_reads(teacher_files):
+    """The whole-image RoI pooled is the image pooled, so the head gives the classifier's input:
+    exactly for average pooling ("pool", and "fc" on a map whose side is a multiple of P).
+    RoI max pooling (Fast R-CNN's, the authors') rounds the box to whole cells plus one, so its
+    "fc" bins (4.33 cells here) contain the image's (4 cells): never below them, not equal."""
+    feature = torch.randn(2, 16, 12, 12, generator=torch.Generator().manual_seed(1))
+    whole = [Boxes(torch.tensor([[0.0, 0, 48, 48]]))] * 2
+    for head, pooling in [("pool", "avg"), ("fc", "avg"), ("pool", "max"), ("fc", "max")]:
+        cfg = student_cfg("", "", head=head)
+        cfg.MODEL.STUDENT.POOLING = pooling
+        cfg.MODEL.DISTILL.ENABLED = False
+        student = build_model(cfg).eval()
+        image, rois = student.head.pool_image(feature), student.head.pool_rois(feature, whole)
+        assert image.shape == rois.shape == (2, 16, *[1 if head == "pool" else 3] * 2)
+        if pooling == "avg" or head == "pool":
+            torch.testing.assert_close(rois, image, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(
+                student.head.forward_rois(feature, whole), student.head(feature)
+            )
+        else:
+            assert (rois >= image).all() and (rois > image).any()
+
+
+def test_teacher_targets_one_format_and_top_roi(teacher_files):
+    """``teacher_targets`` gives every field of the one format; top-1 keeps the region built to
+    win (region 2 of image 0, region 0 of image 1, by max_k S_rk)."""
+    proposals = []
+    for n in (3, 2):
+        p = Instances((10, 10))
+        p.proposal_boxes = Boxes(torch.arange(4 * n, dtype=torch.float).view(n, 4))
+        p.objectness_logits = torch.arange(n, dtype=torch.float) + 1
+        proposals.append(p)
+    cls_logits = torch.zeros(5, 2)
+    det_logits = torch.tensor([[0.0, 0], [1, 0], [5, 0], [4, 0], [0, 1]])
+    outputs = {
+        "num_regions": [3, 2],
+        "proposals": proposals,
+        "cls_logits": cls_logits,
+        "det_logits": det_logits,
+        "roi_features": torch.arange(10, dtype=torch.float).view(5, 2),
+    }
+    top = teacher_targets(outputs, roi_topk=1)
+    assert [set(t) for t in top] == [set(TARGET_FIELDS)] * 2
+    torch.testing.assert_close(top[0]["proposal_boxes"], proposals[0].proposal_boxes.tensor[2:3])
+    torch.testing.assert_close(top[0]["proposal_scores"], torch.tensor([3.0]))
+    torch.testing.assert_close(top[0]["roi_features"], torch.tensor([[4.0, 5.0]]))
+    torch.testing.assert_close(top[1]["roi_features"], torch.tensor([[6.0, 7.0]]))
+    every = teacher_targets(outputs, cls_temperature=1.0, det_temperature=1.0)
+    assert [len(t["roi_features"]) for t in every] == [3, 2]
+    soft = wsddn_soft_scores(cls_logits, det_logits, [3, 2], 1.0, 1.0)
+    torch.testing.assert_close(torch.stack([t["soft_scores"] for t in every]), soft)
+
+
+def test_rois_scaled_by_their_proposal_scores(teacher_files):
+    """The authors' RoI pooling multiplies each pooled RoI by its score, in the teacher and, with
+    SCALE_ROI_BY_PROPOSAL_SCORE, on the student's side of L_f: checked against the unscaled
+    layers applied to the pooled features times the score."""
+    teacher_cfg = tiny_cfg()
+    teacher_cfg.MODEL.WSDDN.SCALE_ROI_BY_PROPOSAL_SCORE = True
+    torch.manual_seed(0)
+    teacher = build_model(teacher_cfg).eval()
+    x = make_input(4, seed=2)
+    x["proposals"].objectness_logits = torch.tensor([0.5, 2.0, 0.0, 1.0])
+    with torch.no_grad():
+        scaled = teacher.teacher_outputs([x])["roi_features"]
+        feature = teacher.backbone(teacher.preprocess_image([x]).tensor)["conv3"]
+        pooled = teacher.pooler([feature], [x["proposals"].proposal_boxes])
+        expected = teacher.box_head(pooled * torch.tensor([0.5, 2.0, 0.0, 1.0]).view(4, 1, 1, 1))
+    torch.testing.assert_close(scaled, expected)
+    assert not torch.allclose(scaled[1], teacher.box_head(pooled)[1])
+
+    cfg = student_cfg(*teacher_files, SCALE_ROI_BY_PROPOSAL_SCORE=True)
+    student = build_model(cfg).eval()
+    feature = torch.randn(1, 16, 12, 12)
+    boxes = [Boxes(torch.tensor([[0.0, 0, 24, 24], [8, 8, 40, 40]]))]
+    scores = torch.tensor([3.0, 0.25])
+    pooled = box_average_pool(feature, boxes, 1 / 4, 3)
+    expected = student.head.layers(pooled * scores.view(2, 1, 1, 1))
+    torch.testing.assert_close(student.roi_features(feature, boxes, scores), expected)
+    cfg.MODEL.DISTILL.SCALE_ROI_BY_PROPOSAL_SCORE = False
+    student.scale_rois_by_score = False
+    torch.testing.assert_close(
+        student.roi_features(feature, boxes, scores), student.head.layers(pooled)
+    )
+
+
+def test_each_loss_weight_scales_its_loss_linearly(teacher_files):
+    batch = annotated_batch(student_cfg(*teacher_files))
+    losses = {}
+    for weights in [(1.0, 1.0, 1.0), (2.0, 0.5, 3.0)]:
+        cfg = student_cfg(*teacher_files, LABEL_WEIGHT=weights[0], PREDICTION_WEIGHT=weights[1])
+        cfg.MODEL.DISTILL.FEATURE_WEIGHT = weights[2]
+        torch.manual_seed(0)
+        student = build_model(cfg)
+        torch.manual_seed(1)  # the same dropout masks
+        losses[weights] = student(batch)
+    for name, factor in [("loss_cls", 2.0), ("loss_kd_pred", 0.5), ("loss_kd_feat", 3.0)]:
+        one, scaled = losses[(1.0, 1.0, 1.0)][name], losses[(2.0, 0.5, 3.0)][name]
+        assert scaled.item() == pytest.approx(factor * one.item(), rel=1e-5), name
 
 
 def test_prediction_loss_gradient_matches_its_formula(teacher_files):
     """Only L_p' on: the classifier bias gradient is sum_i (sigmoid(z_i / t) - p'_T,i) / (t B)."""
     cfg = student_cfg(*teacher_files, FEATURE_WEIGHT=0.0, LABEL_WEIGHT=0.0)
     student = build_model(cfg)
-    assert student.feature_adapter is None
-    batch = TeacherHook(cfg, teacher=build_teacher(cfg)).annotate(
-        [make_input(6, seed=2), make_input(4, seed=3)]
-    )
+    batch = annotated_batch(cfg)
     logits = []
-    student.classifier.register_forward_hook(
-        lambda module, inputs, output: logits.append(output.detach())
-    )
+    student.classifier.register_forward_hook(lambda m, i, output: logits.append(output.detach()))
     losses = student(batch)
-    assert set(losses) == {"loss_cls", "loss_kd_pred"}
+    assert set(losses) == {"loss_kd_pred"}
     losses["loss_kd_pred"].backward()
     z = logits[0].double()
     t = cfg.MODEL.DISTILL.TEMPERATURE
-    batch_soft = wsddn_soft_scores(
-        torch.cat([x["teacher"]["cls_logits"] for x in batch]),
-        torch.cat([x["teacher"]["det_logits"] for x in batch]),
-        [6, 4],
-        0.5,
-        0.5,
-    ).double()
-    expected = ((torch.sigmoid(z / t) - batch_soft) / (t * 2)).sum(0)
+    soft = torch.stack([x["teacher"]["soft_scores"] for x in batch]).double()
+    expected = ((torch.sigmoid(z / t) - soft) / (t * 2)).sum(0)
     torch.testing.assert_close(
         student.classifier.bias.grad.double(), expected, rtol=1e-4, atol=1e-6
     )
+
+
+def test_learned_temperature_starts_at_one_over_t_and_learns_faster(teacher_files):
+    from wsd_distill.engine import Trainer
+
+    cfg = student_cfg(*teacher_files, LEARN_TEMPERATURE=True, FEATURE_WEIGHT=0.0)
+    student = build_model(cfg)
+    assert student.inverse_temperature.item() == pytest.approx(0.2)
+    student(annotated_batch(cfg))["loss_kd_pred"].backward()
+    assert student.inverse_temperature.grad != 0
+    groups = Trainer.build_optimizer(cfg, student).param_groups
+    (group,) = [g for g in groups if any(p is student.inverse_temperature for p in g["params"])]
+    assert group["lr"] == pytest.approx(10 * cfg.SOLVER.BASE_LR) and group["weight_decay"] == 0
 
 
 class _OpLog(TorchDispatchMode):
@@ -164,7 +311,9 @@ class _OpLog(TorchDispatchMode):
 
 
 def test_student_inference_runs_no_roi_op(teacher_files):
-    student = build_model(student_cfg(*teacher_files)).eval()
+    cfg = student_cfg(*teacher_files)
+    cfg.MODEL.STUDENT.POOLING = "max"  # training pools RoIs with torchvision's roi_pool
+    student = build_model(cfg).eval()
     inputs = [make_input(5, seed=4)]
     with torch.no_grad(), _OpLog() as log:
         outputs = student(inputs)
@@ -172,13 +321,10 @@ def test_student_inference_runs_no_roi_op(teacher_files):
     assert not [op for op in log.ops if "roi" in op.lower()]
     assert any("convolution" in op for op in log.ops)  # the log does see the network's ops
     student.train()
+    batch = annotated_batch(cfg)
     with _OpLog() as log:
-        student(
-            TeacherHook(
-                student_cfg(*teacher_files), teacher=build_teacher(student_cfg(*teacher_files))
-            ).annotate(inputs)
-        )
-    assert [op for op in log.ops if "roi_align" in op]
+        student(batch)
+    assert [op for op in log.ops if "roi_pool" in op]
 
 
 def test_kd_without_teacher_outputs_is_a_clear_error(teacher_files):
@@ -187,19 +333,29 @@ def test_kd_without_teacher_outputs_is_a_clear_error(teacher_files):
         student([make_input(3)])
 
 
-def test_unknown_roi_select_is_named(teacher_files):
-    with pytest.raises(
-        ValueError, match="MODEL.DISTILL.ROI_SELECT must be 'all' or 'top', got 'best'"
-    ):
-        build_model(student_cfg(*teacher_files, ROI_SELECT="best"))
+def test_bad_distillation_settings_are_named(teacher_files):
+    with pytest.raises(ValueError, match="MODEL.DISTILL.ROI_SELECT must be 'all' or 'top'"):
+        annotated_batch(student_cfg(*teacher_files, ROI_SELECT="best"))
+    with pytest.raises(ValueError, match="each must be >= 0, and one > 0"):
+        build_model(
+            student_cfg(*teacher_files, LABEL_WEIGHT=0.0, PREDICTION_WEIGHT=0.0, FEATURE_WEIGHT=0.0)
+        )
+    with pytest.raises(ValueError, match="each must be >= 0"):
+        build_model(student_cfg(*teacher_files, FEATURE_WEIGHT=-1.0))
+    with pytest.raises(ValueError, match="MODEL.DISTILL.TEMPERATURE must be > 0"):
+        build_model(student_cfg(*teacher_files, TEMPERATURE=0.0))
+    with pytest.raises(ValueError, match="TEACHER_CLS_TEMPERATURE must be > 0"):
+        annotated_batch(student_cfg(*teacher_files, TEACHER_CLS_TEMPERATURE=-0.5))
+    with pytest.raises(ValueError, match="MODEL.STUDENT.HEAD must be 'pool' or 'fc'"):
+        build_model(student_cfg(*teacher_files, head="mlp"))
 
 
 def test_mismatched_teacher_fails_clearly(teacher_files, tmp_path):
     config_file, weights = teacher_files
-    with pytest.raises(
-        ValueError, match="NUM_CLASSES 5 but the student has MODEL.STUDENT.NUM_CLASSES 7"
-    ):
+    with pytest.raises(ValueError, match="NUM_CLASSES 5 but the student has .*NUM_CLASSES 7"):
         build_teacher(student_cfg(config_file, weights, num_classes=7))
+    with pytest.raises(ValueError, match="width 32 but MODEL.DISTILL.TEACHER_FEATURE_DIM is 64"):
+        build_teacher(student_cfg(config_file, weights, TEACHER_FEATURE_DIM=64))
     with pytest.raises(FileNotFoundError, match="TEACHER_WEIGHTS: no such file"):
         build_teacher(student_cfg(config_file, str(tmp_path / "missing.pth")))
     with pytest.raises(FileNotFoundError, match="TEACHER_CONFIG: no such file"):
@@ -216,35 +372,50 @@ def test_mismatched_teacher_fails_clearly(teacher_files, tmp_path):
         build_teacher(student_cfg(str(tmp_path / "student.yaml"), weights))
 
 
+def test_student_builds_without_reading_its_teachers_config(teacher_files, tmp_path):
+    """--eval-only of a KD student works where its teacher's config file is not to be found."""
+    cfg = student_cfg(str(tmp_path / "elsewhere.yaml"), str(tmp_path / "elsewhere.pth"))
+    assert build_model(cfg).classifier.out_features == 5
+
+
+def load(dataset, name):
+    cfg = add_wsd_distill_config(get_cfg())
+    cfg.merge_from_file(os.path.join("configs", dataset, name))
+    return cfg
+
+
 @pytest.mark.parametrize("dataset", ["COCO", "NUS-WIDE", "VOC", "Synthetic"])
 def test_student_configs_build_and_match_their_teacher(dataset, monkeypatch):
-    """Every student config builds; a KD config's teacher config exists and has the same classes."""
+    """Every student config builds; a KD config's teacher has the same classes and the RoI-feature
+    width the student was told; each joint KD config has the authors' two stages beside it:
+    stage 1 without label or prediction loss, stage 2 without feature loss, from stage 1."""
     monkeypatch.chdir(ROOT)  # configs name each other relative to the project root
-    names = [
-        n
-        for n in sorted(os.listdir(os.path.join(ROOT, "configs", dataset)))
-        if n.startswith("S-Cls")
-    ]
-    assert any("KD" in n for n in names) and any("KD" not in n for n in names)
+    names = [n for n in sorted(os.listdir(os.path.join("configs", dataset))) if "S-Cls" in n]
+    for joint in [n for n in names if n.endswith("KD.yaml")]:
+        assert {joint.replace("KD", f"KD_stage{k}") for k in (1, 2)} <= set(names), joint
     for name in names:
-        cfg = add_wsd_distill_config(get_cfg())
-        cfg.merge_from_file(os.path.join("configs", dataset, name))
-        cfg.MODEL.WEIGHTS, cfg.MODEL.DEVICE = "", "cpu"
+        cfg = load(dataset, name)
+        weights, cfg.MODEL.WEIGHTS, cfg.MODEL.DEVICE = cfg.MODEL.WEIGHTS, "", "cpu"
         classes = MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).thing_classes
         student = build_model(cfg)
         assert student.classifier.out_features == len(classes), name
-        if cfg.MODEL.DISTILL.ENABLED:
+        d = cfg.MODEL.DISTILL
+        if d.ENABLED:
             teacher_cfg = get_teacher_cfg(cfg)
-            assert MetadataCatalog.get(teacher_cfg.DATASETS.TRAIN[0]).thing_classes == classes, name
-            assert (student.feature_adapter is not None) == (
-                cfg.MODEL.DISTILL.FEATURE_WEIGHT > 0
-            ), name
+            assert MetadataCatalog.get(teacher_cfg.DATASETS.TRAIN[0]).thing_classes == classes
+            teacher = build_model(teacher_cfg)
+            assert teacher.cls_score.in_features == d.TEACHER_FEATURE_DIM, name
+        if "stage1" in name:
+            assert (d.LABEL_WEIGHT, d.PREDICTION_WEIGHT) == (0, 0) and d.FEATURE_WEIGHT > 0
+            assert not student.classifier.weight.requires_grad and not cfg.DATASETS.TEST
+        if "stage2" in name:
+            assert d.FEATURE_WEIGHT == 0 and d.LABEL_WEIGHT > 0 and d.PREDICTION_WEIGHT > 0
+            stage1 = load(dataset, name.replace("stage2", "stage1"))
+            assert weights == os.path.join(stage1.OUTPUT_DIR, "model_final.pth"), name
 
 
-def test_box_mean_pool_by_hand_and_gradient():
-    feature = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(
-        1, 1, 2, 2
-    )  # stride 8: cells of 8 x 8 pixels
+def test_box_average_pool_by_hand_and_gradient():
+    feature = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 1, 2, 2)  # stride 8: cells of 8 x 8
     boxes = [
         Boxes(
             torch.tensor(
@@ -254,11 +425,20 @@ def test_box_mean_pool_by_hand_and_gradient():
     ]
     # whole map; left column; half of each top cell; inside one cell; clipped to the top row
     torch.testing.assert_close(
-        box_mean_pool(feature, boxes, 1 / 8).flatten(), torch.tensor([2.5, 2.0, 1.5, 1.0, 1.5])
+        box_average_pool(feature, boxes, 1 / 8).flatten(), torch.tensor([2.5, 2.0, 1.5, 1.0, 1.5])
     )
-    x = torch.randn(2, 3, 5, 6, dtype=torch.double, requires_grad=True)
+    # 2 x 2 bins of the whole map are its cells; those of [4, 0, 16, 16] span cells 0.5-1.25
+    # (2/3 of the first column's value, 1/3 of the second's) and 1.25-2 (the second's)
+    bins = box_average_pool(
+        feature, [Boxes(torch.tensor([[0.0, 0, 16, 16], [4, 0, 16, 16]]))], 1 / 8, 2
+    )
+    torch.testing.assert_close(bins[0, 0], feature[0, 0])
+    torch.testing.assert_close(bins[1, 0], torch.tensor([[4 / 3, 2.0], [10 / 3, 4.0]]))
+    x = torch.randn(2, 3, 6, 6, dtype=torch.double, requires_grad=True)
     boxes = [
-        Boxes(torch.tensor([[3.0, 5, 17, 30], [0, 0, 48, 40]], dtype=torch.double)),
+        Boxes(torch.tensor([[3.0, 5, 17, 30], [0, 0, 48, 48]], dtype=torch.double)),
         Boxes(torch.tensor([[10.0, 11, 12, 13]], dtype=torch.double)),
     ]
-    assert torch.autograd.gradcheck(lambda f: box_mean_pool(f, boxes, 1 / 8), (x,))
+    whole = box_average_pool(x, boxes, 1 / 8, 3)[1]
+    torch.testing.assert_close(whole, F.adaptive_avg_pool2d(x[0], 3))
+    assert torch.autograd.gradcheck(lambda f: box_average_pool(f, boxes, 1 / 8, 3), (x,))

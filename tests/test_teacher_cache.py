@@ -16,9 +16,9 @@ from detectron2.modeling import build_model
 from wsd_distill import add_wsd_distill_config
 from wsd_distill.data import MultiLabelDatasetMapper, RaggedStore, get_multilabel_dataset_dicts
 from wsd_distill.data.teacher_cache import open_teacher_cache, variant_augmentations
-from wsd_distill.engine import TeacherHook, Trainer, build_teacher
-from wsd_distill.modeling import wsddn_soft_scores
-from wsd_distill.modeling.wsddn import top_regions
+from wsd_distill.engine import TeacherHook, Trainer
+from wsd_distill.modeling import build_teacher
+from wsd_distill.modeling.teacher import TARGET_FIELDS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "configs", "Synthetic")
@@ -119,8 +119,7 @@ def test_cache_holds_what_the_online_teacher_gives(
     )
     store = open_teacher_cache(cfg, dicts)
     assert len(store) == 4 * len(dicts)  # 2 sizes x (unflipped, flipped)
-    hook = TeacherHook(teacher=build_teacher(cfg), fp16=False)
-    hook.trainer = None
+    hook = TeacherHook(teacher=build_teacher(cfg), roi_topk=8)
     for size, flipped in [(112, True), (96, False)]:
         augmentations = variant_augmentations(cfg, size, flipped)
         online = MultiLabelDatasetMapper(cfg, True, augmentations=augmentations)
@@ -129,15 +128,14 @@ def test_cache_holds_what_the_online_teacher_gives(
         )
         batch = hook.annotate([online(d) for d in dicts[:3]])
         for x, d in zip(batch, dicts[:3]):
-            t, c = x["teacher"], {k: torch.as_tensor(v) for k, v in cached(d)["teacher"].items()}
-            n = [len(t["cls_logits"])]
-            soft = wsddn_soft_scores(t["cls_logits"], t["det_logits"], n, 0.5, 0.5)[0]
-            keep = top_regions(t["cls_logits"], t["det_logits"], n, 8)[0]
-            torch.testing.assert_close(c["soft_scores"], soft, rtol=1e-4, atol=1e-6)
-            torch.testing.assert_close(c["proposal_boxes"], t["proposal_boxes"][keep])
-            torch.testing.assert_close(
-                c["roi_features"], t["roi_features"][keep], rtol=2e-3, atol=2e-3
-            )  # float16
+            online_targets, cached_targets = x["teacher"], cached(d)["teacher"]
+            assert set(online_targets) == set(cached_targets) == set(TARGET_FIELDS)
+            assert len(online_targets["proposal_boxes"]) == 8
+            for name, value in cached_targets.items():
+                tolerance = 2e-3 if name == "roi_features" else 1e-5  # stored as float16
+                torch.testing.assert_close(
+                    torch.as_tensor(value), online_targets[name], rtol=tolerance, atol=tolerance
+                )
 
 
 def test_cache_made_otherwise_is_refused_at_start(
@@ -200,15 +198,19 @@ def test_student_trains_from_the_cache_without_a_teacher(
     assert {"loss_cls", "loss_kd_pred", "loss_kd_feat"} <= set(trainer.storage.latest())
 
 
+STAGE_1 = ("MODEL.DISTILL.LABEL_WEIGHT", 0.0, "MODEL.DISTILL.PREDICTION_WEIGHT", 0.0)
+STAGE_2 = ("MODEL.DISTILL.FEATURE_WEIGHT", 0.0)
+
+
 @pytest.mark.parametrize(
-    "weights,fields",
+    "weights,fields,losses",
     [
-        (("MODEL.DISTILL.FEATURE_WEIGHT", 0.0), {"soft_scores"}),  # stage 2
-        (("MODEL.DISTILL.PREDICTION_WEIGHT", 0.0), {"proposal_boxes", "roi_features"}),
+        (STAGE_1, {"proposal_boxes", "proposal_scores", "roi_features"}, {"loss_kd_feat"}),
+        (STAGE_2, {"soft_scores"}, {"loss_cls", "loss_kd_pred"}),
     ],
-)  # stage 1
+)
 def test_a_stage_loads_only_what_its_losses_use(
-    datasets_dir, tiny_proposals, teacher_files, teacher_cache, weights, fields
+    datasets_dir, tiny_proposals, teacher_files, teacher_cache, weights, fields, losses
 ):
     cfg = kd_cfg(
         kd_opts(
@@ -228,12 +230,9 @@ def test_a_stage_loads_only_what_its_losses_use(
     batch = next(iter(Trainer.build_train_loader(cfg)))
     assert all(set(x["teacher"]) == fields for x in batch)
     model = build_model(cfg)
-    losses = model(batch)
-    assert set(losses) == {
-        "loss_cls",
-        "loss_kd_pred" if "soft_scores" in fields else "loss_kd_feat",
-    }
-    sum(losses.values()).backward()
+    computed = model(batch)
+    assert set(computed) == losses
+    sum(computed.values()).backward()
 
 
 def test_cache_teacher_resumes_after_sigkill(

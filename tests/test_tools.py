@@ -1,8 +1,12 @@
 """Command-line entry points."""
 
+import json
 import os
 import subprocess
 import sys
+
+import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,37 +31,51 @@ def test_train_net_lists_detectron2_flags():
         assert flag in out
 
 
-def test_demo_runs_end_to_end(datasets_dir, tmp_path):
-    """The whole demo on the tiny set, a few iterations per model (the real run is `make demo`)."""
-    sizes = [
-        "DATASETS.SYNTHETIC.NUM_TRAIN",
-        "24",
-        "DATASETS.SYNTHETIC.NUM_VAL",
-        "8",
-        "DATASETS.SYNTHETIC.NUM_TEST",
-        "40",
-        "DATASETS.SYNTHETIC.IMAGE_SIZE",
-        "192",
-        "SOLVER.MAX_ITER",
-        "3",
-        "SOLVER.IMS_PER_BATCH",
-        "2",
-        "MODEL.WSDDN.MAX_PROPOSALS",
-        "30",
-        "DATALOADER.NUM_WORKERS",
-        "0",
-    ]
+TINY_DEMO = [
+    "DATASETS.SYNTHETIC.NUM_TRAIN",
+    "24",
+    "DATASETS.SYNTHETIC.NUM_VAL",
+    "8",
+    "DATASETS.SYNTHETIC.NUM_TEST",
+    "40",
+    "DATASETS.SYNTHETIC.IMAGE_SIZE",
+    "192",
+    "SOLVER.MAX_ITER",
+    "3",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "MODEL.WSDDN.MAX_PROPOSALS",
+    "30",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+]
+
+# Runs tools/demo.py's main twice in one process, the seeds in the other order the second time.
+TWICE = """
+import json, runpy, sys
+demo = runpy.run_path(sys.argv[1])
+output, rest = sys.argv[2], sys.argv[3:]
+for seeds, folder in ((["0", "1"], "first"), (["1", "0"], "second")):
+    args = demo["get_parser"]().parse_args(["--output", f"{output}/{folder}", "--seeds", *seeds, *rest])
+    demo["main"](args)
+"""
+
+
+def test_demo_end_to_end_and_the_same_seed_gives_the_same_numbers(datasets_dir, tmp_path):
+    """The whole demo on the tiny set, a few iterations per model (the real run is `make demo`),
+    twice in one process with the seeds in another order: each seed's results are identical."""
     out = subprocess.run(
         [
             sys.executable,
+            "-c",
+            TWICE,
             os.path.join(ROOT, "tools", "demo.py"),
-            "--output",
             str(tmp_path),
             "--proposals-dir",
             str(tmp_path / "proposals"),
             "--workers",
             "2",
-            *sizes,
+            *TINY_DEMO,
         ],
         env=dict(os.environ, DETECTRON2_DATASETS=datasets_dir),
         capture_output=True,
@@ -68,11 +86,46 @@ def test_demo_runs_end_to_end(datasets_dir, tmp_path):
     assert os.path.exists(
         tmp_path / "proposals" / "synthetic_shapes_test_edge_boxes" / "index.json"
     )
-    for model in ("teacher", "student", "student_kd_stage1", "student_kd_stage2"):
-        assert os.path.exists(tmp_path / "seed0" / model / "model_final.pth"), model
-    assert len(os.listdir(tmp_path / "seed0" / "teacher" / "pictures")) == 20
-    table = (tmp_path / "results.md").read_text()
+    first, second = tmp_path / "first", tmp_path / "second"
+    models = ("teacher", "student", "student_kd_stage1", "student_kd_stage2")
+    for seed in (0, 1):
+        for model in models:
+            assert os.path.exists(first / f"seed{seed}" / model / "model_final.pth"), model
+            same = [
+                json.loads((run / f"seed{seed}" / model / "results.json").read_text())
+                for run in (first, second)
+            ]
+            assert same[0] == same[1], (seed, model)
+    assert json.loads((first / "seed0" / "student_kd_stage1" / "results.json").read_text()) == {}
+    assert len(os.listdir(first / "seed0" / "teacher" / "pictures")) == 20
+    assert (first / "kd_gain_per_class.png").read_bytes()[:4] == b"\x89PNG"
+
+    # the per-seed table holds the models' own numbers, the gain their difference, CorLoc the
+    # teacher's alone
+    table = (first / "results.md").read_text()
     assert table in out
-    for row in ("| S-Cls w/o KD", "| T-WDet", "| S-Cls w/ KD", "CorLoc"):
-        assert row in table
-    assert (tmp_path / "kd_gain_per_class.png").read_bytes()[:4] == b"\x89PNG"
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in table.splitlines()]
+    per_seed = {(row[0], row[1]): row[2:] for row in cells if len(row) == 8}
+    for seed in (0, 1):
+        results = {}
+        for model in models:
+            results[model] = json.loads(
+                (first / f"seed{seed}" / model / "results.json").read_text()
+            )
+        mAP = [results[m]["multilabel"]["mAP"] for m in ("student", "teacher", "student_kd_stage2")]
+        corloc = results["teacher"]["wsod"]["CorLoc"]
+        for name, value, last in [
+            ("S-Cls w/o KD", f"{mAP[0]:.1f}", "-"),
+            ("T-WDet", f"{mAP[1]:.1f}", f"{corloc:.1f}"),
+            ("S-Cls w/ KD", f"{mAP[2]:.1f}", "-"),
+            ("KD gain", f"{mAP[2] - mAP[0]:+.1f}", "-"),
+        ]:
+            row = per_seed[(str(seed), name)]
+            assert row[0] == value and row[-1] == last, (seed, name, row)
+    summary = json.loads((first / "results.json").read_text())
+    gains = [summary["per_seed"][str(seed)]["KD gain"]["mAP"] for seed in (0, 1)]
+    assert summary["paired_gain"]["mAP"] == [
+        pytest.approx(np.mean(gains)),
+        pytest.approx(np.std(gains)),
+    ]
+    assert json.loads((second / "results.json").read_text())["per_seed"] == summary["per_seed"]

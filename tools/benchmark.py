@@ -50,8 +50,8 @@ from wsd_distill.data.proposals import (
     load_proposals_into_dataset,
     save_proposals,
 )
+from wsd_distill.data.teacher_cache_writer import write_teacher_cache
 from wsd_distill.engine import Trainer
-from wsd_distill.engine.teacher_cache_writer import write_teacher_cache
 from wsd_distill.proposals import build_proposal_generator
 from wsd_distill.proposals.generate import generate_proposal_file
 

@@ -18,21 +18,15 @@ import argparse
 import logging
 import os
 
-import torch
-from detectron2.config import get_cfg
 from detectron2.utils.logger import setup_logger
 
-from wsd_distill import add_wsd_distill_config
-from wsd_distill.engine.teacher_cache_writer import write_teacher_cache
+from wsd_distill.data.teacher_cache_writer import write_teacher_cache
+from wsd_distill.engine import setup_cfg
 
 
 def main(args):
     setup_logger(name="wsd_distill")
-    cfg = add_wsd_distill_config(get_cfg())
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
+    cfg = setup_cfg(args.config_file, args.opts)
     if os.path.exists(args.output):
         logging.getLogger("wsd_distill").info(
             f"{args.output} already exists; delete it to cache again"

@@ -10,9 +10,11 @@
    without KD (S-Cls.yaml, student/) and with KD from that teacher, in the authors' two stages
    (S-Cls_KD_stage1/2.yaml, student_kd_stage1/ and student_kd_stage2/) or one joint stage
    (--kd-schedule joint: S-Cls_KD.yaml, student_kd_joint/);
-3. writes the paper's Table 3 (mAP, CF1, OF1 of S-Cls w/o KD, T-WDet, S-Cls w/ KD; mean and
-   spread over the seeds) to <output>/results.md and the student's per-class AP gain from KD,
-   classes sorted by frequency, to <output>/kd_gain_per_class.png.
+3. writes the paper's Table 3 (mAP, CF1, OF1 of S-Cls w/o KD, T-WDet, S-Cls w/ KD) per seed with
+   the KD gain, then mean ± std over the seeds and the paired KD gain, to <output>/results.md
+   (numbers in results.json), and the student's per-class AP gain from KD, classes sorted by
+   frequency, to <output>/kd_gain_per_class.png.
+Every training run is seeded by its SEED (the seed), whatever ran before it in the process.
 Every step is skipped when its result exists, so an interrupted demo continues where it stopped.
 """
 
@@ -21,19 +23,16 @@ import json
 import os
 
 import numpy as np
-import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils.logger import setup_logger
 from tabulate import tabulate
 
-from wsd_distill import add_wsd_distill_config
 from wsd_distill.data import load_proposals_into_dataset
 from wsd_distill.data.datasets import prepare_synthetic_shapes
 from wsd_distill.data.proposals import atomic_write_bytes
 from wsd_distill.data.statistics import dataset_summary, proposal_recall
-from wsd_distill.engine import Trainer
+from wsd_distill.engine import Trainer, setup_cfg
 from wsd_distill.proposals.generate import generate_proposal_file
 from wsd_distill.visualization import plot_ap_gain, visualize_teacher
 
@@ -131,28 +130,25 @@ def print_dataset_summary(names):
 
 
 def load_config(name, output_dir, opts):
-    cfg = add_wsd_distill_config(get_cfg())
-    cfg.merge_from_file(os.path.join(CONFIGS, name))
-    cfg.merge_from_list(opts)
+    cfg = setup_cfg(os.path.join(CONFIGS, name), opts)
     cfg.OUTPUT_DIR = output_dir
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
     return cfg
 
 
 def train_and_evaluate(cfg):
-    """Train (resuming from the last checkpoint of ``cfg.OUTPUT_DIR``) and evaluate; results are cached."""
+    """Train (resuming from the last checkpoint of ``cfg.OUTPUT_DIR``), then evaluate on
+    ``DATASETS.TEST`` ({} without test sets); the results are kept in ``results.json``."""
     results_file = os.path.join(cfg.OUTPUT_DIR, "results.json")
     if os.path.exists(results_file):
         with open(results_file) as f:
             return json.load(f)
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    trainer = Trainer(cfg)
+    train_cfg = cfg.clone()
+    train_cfg.DATASETS.TEST = ()  # evaluated once, below, rather than by the EvalHook too
+    trainer = Trainer(train_cfg)
     trainer.resume_or_load(resume=True)
     trainer.train()
-    results = (
-        trainer._last_eval_results
-    )  # DefaultTrainer's EvalHook evaluates after the last iteration
+    results = Trainer.test(cfg, trainer.model) if cfg.DATASETS.TEST else {}
     atomic_write_bytes(results_file, json.dumps(results, indent=1).encode())
     return results
 
@@ -231,7 +227,8 @@ def train_teacher(args, opts, seed):
 
 
 def train_students(args, opts, seed, teacher_cfg):
-    """S-Cls without KD, then with KD from the teacher (its config as trained, saved beside it)."""
+    """S-Cls without KD, then with KD from the teacher (its config as trained, saved beside it),
+    in the authors' two stages (the second from the first's weights) or one joint stage."""
     teacher_config = os.path.join(teacher_cfg.OUTPUT_DIR, "config.yaml")
     atomic_write_bytes(teacher_config, teacher_cfg.dump().encode())
     kd = [
@@ -240,71 +237,98 @@ def train_students(args, opts, seed, teacher_cfg):
         "MODEL.DISTILL.TEACHER_WEIGHTS",
         os.path.join(teacher_cfg.OUTPUT_DIR, "model_final.pth"),
     ]
-    folder = os.path.join(args.output, f"seed{seed}")
-    student = train_and_evaluate(
-        load_config(
-            "S-Cls.yaml", os.path.join(folder, "student"), [*args.opts, *opts, "SEED", seed]
-        )
-    )
+
+    def run(config, folder, extra=()):
+        output = os.path.join(args.output, f"seed{seed}", folder)
+        cfg = load_config(config, output, [*args.opts, *opts, *extra, "SEED", seed])
+        return train_and_evaluate(cfg), output
+
+    student, _ = run("S-Cls.yaml", "student")
     if args.kd_schedule == "joint":
-        student_kd = train_and_evaluate(
-            load_config(
-                "S-Cls_KD.yaml",
-                os.path.join(folder, "student_kd_joint"),
-                [*args.opts, *opts, *kd, "SEED", seed],
-            )
-        )
+        student_kd, _ = run("S-Cls_KD.yaml", "student_kd_joint", kd)
     else:
-        stage1 = load_config(
-            "S-Cls_KD_stage1.yaml",
-            os.path.join(folder, "student_kd_stage1"),
-            [*args.opts, *opts, *kd, "SEED", seed],
-        )
-        train_and_evaluate(stage1)
-        kd += ["MODEL.WEIGHTS", os.path.join(stage1.OUTPUT_DIR, "model_final.pth")]
-        student_kd = train_and_evaluate(
-            load_config(
-                "S-Cls_KD_stage2.yaml",
-                os.path.join(folder, "student_kd_stage2"),
-                [*args.opts, *opts, *kd, "SEED", seed],
-            )
-        )
+        _, stage1 = run("S-Cls_KD_stage1.yaml", "student_kd_stage1", kd)
+        weights = ["MODEL.WEIGHTS", os.path.join(stage1, "model_final.pth")]
+        student_kd, _ = run("S-Cls_KD_stage2.yaml", "student_kd_stage2", [*kd, *weights])
     return student, student_kd
 
 
-def mean_and_spread(values):
-    values = np.asarray(values, dtype=float)
-    return f"{values.mean():.1f} ± {values.std():.1f}" if len(values) > 1 else f"{values[0]:.1f}"
+MODELS = ("S-Cls w/o KD", "T-WDet", "S-Cls w/ KD")
+METRICS = ("mAP", "CF1", "OF1", "CF1_top3", "OF1_top3", "CorLoc")
+HEADERS = ["mAP", "CF1", "OF1", "CF1 top-3", "OF1 top-3", "CorLoc"]
 
 
-def results_table(runs):
-    """Markdown table (the paper's Table 3) from {model name: [results of each seed]}."""
+def metrics(results):
+    """{metric: value} of one model's test results (CorLoc only for the teacher)."""
+    values = {k: results["multilabel"][k] for k in METRICS[:-1]}
+    if "wsod" in results:
+        values["CorLoc"] = results["wsod"]["CorLoc"]
+    return values
+
+
+def summarize(runs):
+    """``runs`` {seed: {model: results}} -> {"per_seed": {seed: {model: metrics, "KD gain":
+    w/ KD - w/o KD}}, "mean": {model: {metric: [mean, std]}}, "paired_gain": {metric: [mean,
+    std]} of the per-seed gains}: the numbers of the demo's tables."""
+    per_seed = {}
+    for seed, results in runs.items():
+        rows = {name: metrics(results[name]) for name in MODELS}
+        with_kd, without = rows["S-Cls w/ KD"], rows["S-Cls w/o KD"]
+        rows["KD gain"] = {k: with_kd[k] - without[k] for k in without}
+        per_seed[seed] = rows
+
+    def mean_std(name):
+        values = [per_seed[seed][name] for seed in runs]
+        return {
+            k: [float(np.mean([v[k] for v in values])), float(np.std([v[k] for v in values]))]
+            for k in values[0]
+        }
+
+    return {
+        "per_seed": per_seed,
+        "mean": {name: mean_std(name) for name in MODELS},
+        "paired_gain": mean_std("KD gain"),
+    }
+
+
+def results_tables(summary, test_set):
+    """The paper's Table 3 per seed (with the KD gain), then mean ± std over the seeds and the
+    paired KD gain (mean ± std of the per-seed differences), as Markdown."""
+
+    def cells(values, fmt):
+        return [fmt(values[k]) if k in values else "-" for k in METRICS]
+
     rows = []
-    for name, results in runs.items():
-        ml = [r["multilabel"] for r in results]
-        wsod = [r.get("wsod") for r in results]
-        rows.append(
-            [
-                name,
-                *(
-                    mean_and_spread([m[k] for m in ml])
-                    for k in ("mAP", "CF1", "OF1", "CF1_top3", "OF1_top3")
-                ),
-                mean_and_spread([w["CorLoc"] for w in wsod]) if all(wsod) else "-",
-            ]
-        )
-    return tabulate(
-        rows,
-        headers=["model", "mAP", "CF1", "OF1", "CF1 top-3", "OF1 top-3", "CorLoc"],
-        tablefmt="github",
+    for seed, models in summary["per_seed"].items():
+        for name, values in models.items():
+            sign = "+" if name == "KD gain" else ""
+            rows.append([seed, name, *cells(values, lambda v: f"{v:{sign}.1f}")])
+    per_seed = tabulate(
+        rows, headers=["seed", "model", *HEADERS], tablefmt="github", disable_numparse=True
+    )
+    rows = [
+        [name, *cells(summary["mean"][name], lambda v: f"{v[0]:.1f} ± {v[1]:.1f}")]
+        for name in MODELS
+    ]
+    rows.append(
+        ["KD gain (paired)", *cells(summary["paired_gain"], lambda v: f"{v[0]:+.1f} ± {v[1]:.1f}")]
+    )
+    mean = tabulate(rows, headers=["model", *HEADERS], tablefmt="github", disable_numparse=True)
+    seeds = list(summary["per_seed"])
+    return (
+        f"Multi-label classification on {test_set}, per seed (only the students' rows cost a "
+        f"plain classifier at test time):\n\n{per_seed}\n\n"
+        f"Mean ± std over seeds {seeds}; KD gain (paired): mean ± std of the per-seed "
+        f"differences:\n\n{mean}\n"
     )
 
 
 def main(args):
+    """Runs the demo; returns the summary of ``summarize`` (also in <output>/results.json)."""
     setup_logger(name="wsd_distill")
     train_summary = prepare_data(args)
     if args.skip_training:
-        return
+        return None
     proposals = {
         s: os.path.join(args.proposals_dir, f"synthetic_shapes_{s}_{args.method}") for s in SPLITS
     }
@@ -315,20 +339,18 @@ def main(args):
         (proposals["test"],),
     ]
     setup_logger(args.output, name="detectron2")
-    runs = {"S-Cls w/o KD": [], "T-WDet": [], "S-Cls w/ KD": []}
+    runs = {}
     for seed in args.seeds:
         teacher_cfg, teacher = train_teacher(args, opts, seed)
         student, student_kd = train_students(args, opts, seed, teacher_cfg)
-        for name, results in zip(runs, (student, teacher, student_kd)):
-            runs[name].append(results)
+        runs[seed] = dict(zip(MODELS, (student, teacher, student_kd)))
+    summary = summarize(runs)
     test_set = teacher_cfg.DATASETS.TEST[0]
-    seeds = (
-        f"mean ± std over seeds {list(args.seeds)}"
-        if len(args.seeds) > 1
-        else f"seed {args.seeds[0]}"
-    )
-    table = f"Multi-label classification on {test_set} ({seeds}; only the students' rows cost a plain classifier at test time):\n\n{results_table(runs)}\n"
+    table = results_tables(summary, test_set)
     atomic_write_bytes(os.path.join(args.output, "results.md"), table.encode())
+    atomic_write_bytes(
+        os.path.join(args.output, "results.json"), json.dumps(summary, indent=1).encode()
+    )
     print("\n" + table)
 
     class_names = MetadataCatalog.get(test_set).thing_classes
@@ -336,17 +358,21 @@ def main(args):
     # classes without a positive test image have no AP (NaN, no bar)
     ap = {
         name: np.mean(
-            [[r["multilabel"].get(f"AP-{c}", np.nan) for c in class_names] for r in runs[name]],
+            [
+                [runs[seed][name]["multilabel"].get(f"AP-{c}", np.nan) for c in class_names]
+                for seed in runs
+            ],
             axis=0,
         )
-        for name in runs
+        for name in MODELS
     }
     chart = os.path.join(args.output, "kd_gain_per_class.png")
     plot_ap_gain(class_names, frequency, ap["S-Cls w/o KD"], ap["S-Cls w/ KD"], chart)
     print(
-        f"Results in {args.output}/results.md; per-class AP gain from KD in {chart}; "
+        f"Results in {args.output}/results.md (and .json); per-class AP gain from KD in {chart}; "
         f"top-10 proposals and top-3 labels in {args.output}/seed{args.seeds[0]}/teacher/pictures"
     )
+    return summary
 
 
 if __name__ == "__main__":

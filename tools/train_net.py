@@ -6,24 +6,16 @@ python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/mod
 python tools/train_net.py --config-file ... --num-gpus 8 SOLVER.IMS_PER_BATCH 64
 """
 
-import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 
-from wsd_distill import add_wsd_distill_config
 from wsd_distill.data.datasets import prepare_synthetic_shapes
-from wsd_distill.engine import Trainer
+from wsd_distill.engine import Trainer, setup_cfg
 
 
 def setup(args):
-    cfg = get_cfg()
-    add_wsd_distill_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"  # the configs name CUDA; run anyway on a machine without it
+    cfg = setup_cfg(args.config_file, args.opts)
     cfg.freeze()
     default_setup(cfg, args)
     return cfg

@@ -10,12 +10,9 @@ image score, green (+) when in the ground truth, red (x) when not.
 
 import argparse
 
-import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 
-from wsd_distill import add_wsd_distill_config
-from wsd_distill.engine import Trainer
+from wsd_distill.engine import Trainer, setup_cfg
 from wsd_distill.visualization import visualize_teacher
 
 
@@ -36,11 +33,7 @@ def get_parser():
 
 
 def main(args):
-    cfg = add_wsd_distill_config(get_cfg())
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
+    cfg = setup_cfg(args.config_file, args.opts)
     dataset = args.dataset or cfg.DATASETS.TEST[0]
     model = Trainer.build_model(cfg)
     DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)

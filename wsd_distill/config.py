@@ -1,9 +1,6 @@
 """Config keys added by wsd-distill; every key has its default and a one-line comment."""
 
-import os
-
 from detectron2.config import CfgNode as CN
-from detectron2.config import get_cfg
 
 
 def add_wsd_distill_config(cfg):
@@ -29,11 +26,13 @@ def add_wsd_distill_config(cfg):
 
     # WSDDN teacher (T-WDet), MODEL.META_ARCHITECTURE "WSDDN".
     _C.MODEL.WSDDN = CN()
-    _C.MODEL.WSDDN.NUM_CLASSES = 80  # must equal the datasets' class count (checked by the Trainer)
+    _C.MODEL.WSDDN.NUM_CLASSES = 80  # must equal the datasets' class count
     _C.MODEL.WSDDN.IN_FEATURE = "res4"  # backbone feature map the RoIs are pooled from
     _C.MODEL.WSDDN.POOLER_RESOLUTION = 14  # RoI pooling output size (14 for a res5 head, 7 for fc)
     _C.MODEL.WSDDN.POOLER_SAMPLING_RATIO = 0  # ROIAlign sampling points per bin (0: adaptive)
-    _C.MODEL.WSDDN.POOLER_TYPE = "ROIAlignV2"  # any detectron2 ROIPooler type
+    _C.MODEL.WSDDN.POOLER_TYPE = "ROIAlignV2"  # any detectron2 ROIPooler type ("ROIPool": max)
+    # multiply each pooled RoI by its proposal score (e.g. EdgeBoxes'), as the authors' RoI pooling
+    _C.MODEL.WSDDN.SCALE_ROI_BY_PROPOSAL_SCORE = False
     _C.MODEL.WSDDN.BOX_HEAD = "res5"  # "res5" (ResNet C4 stage) or "fc" (fc6/fc7, as VGG-16)
     _C.MODEL.WSDDN.FC_DIM = 4096  # width of fc6/fc7 for the "fc" head
     _C.MODEL.WSDDN.DROPOUT = 0.5  # dropout after fc6 and fc7
@@ -44,36 +43,43 @@ def add_wsd_distill_config(cfg):
     _C.MODEL.WSDDN.SCORE_THRESH_TEST = 1e-4  # region scores kept as detections (they sum to <= 1)
     _C.MODEL.WSDDN.NMS_THRESH_TEST = 0.4  # per-class NMS IoU for detections
 
-    # Student S-Cls, MODEL.META_ARCHITECTURE "StudentClassifier".
+    # Student S-Cls, MODEL.META_ARCHITECTURE "StudentClassifier": backbone -> head -> linear.
     _C.MODEL.STUDENT = CN()
-    _C.MODEL.STUDENT.NUM_CLASSES = (
-        80  # must equal the datasets' class count (checked by the Trainer)
-    )
-    _C.MODEL.STUDENT.IN_FEATURE = "res5"  # backbone feature map that is pooled globally
-    _C.MODEL.STUDENT.POOLING = "avg"  # "avg", "max", or "avgmax" (both, concatenated)
+    _C.MODEL.STUDENT.NUM_CLASSES = 80  # must equal the datasets' class count
+    _C.MODEL.STUDENT.IN_FEATURE = "res5"  # the backbone's last feature map, which the head pools
     _C.MODEL.STUDENT.INPUT_SIZE = 224  # each image is resized to this square (0: the loader's size)
+    # "pool": global pooling -> linear; "fc": pooled to P x P -> fc6 -> fc7 -> linear (VGG-16)
+    _C.MODEL.STUDENT.HEAD = "pool"
+    _C.MODEL.STUDENT.POOLING = "avg"  # "avg" or "max": the image's pooling, and its RoIs' for L_f
+    _C.MODEL.STUDENT.POOLER_RESOLUTION = 7  # P of the "fc" head (VGG-16's pool5: 7 x 7)
+    _C.MODEL.STUDENT.FC_DIM = 4096  # width of fc6/fc7 of the "fc" head
+    _C.MODEL.STUDENT.DROPOUT = 0.5  # dropout after fc6 and fc7 of the "fc" head
 
     # Distillation from a frozen teacher (TeacherHook + StudentClassifier), Liu et al. 2018.
+    # The authors' two stages: 1) L_f alone (LABEL_WEIGHT 0, PREDICTION_WEIGHT 0); 2) L_p + L_p'
+    # from stage 1's weights (FEATURE_WEIGHT 0). All three weights on: one joint stage.
     _C.MODEL.DISTILL = CN()
     _C.MODEL.DISTILL.ENABLED = False  # off: the "S-Cls w/o KD" baseline, no teacher is built
     _C.MODEL.DISTILL.TEACHER_CONFIG = ""  # the teacher's config file (a WSDDN)
     _C.MODEL.DISTILL.TEACHER_WEIGHTS = ""  # its trained weights
     _C.MODEL.DISTILL.TEACHER_FP16 = False  # run the teacher under fp16 autocast (CUDA only)
+    _C.MODEL.DISTILL.TEACHER_FEATURE_DIM = 4096  # D of the teacher's RoI features (checked)
     _C.MODEL.DISTILL.LABEL_WEIGHT = 1.0  # weight of loss_cls, BCE with the labels (L_p)
     _C.MODEL.DISTILL.PREDICTION_WEIGHT = 1.0  # weight of loss_kd_pred (L_p', Eq. 10); 0: off
     _C.MODEL.DISTILL.FEATURE_WEIGHT = 1.0  # weight of loss_kd_feat (L_f, Eq. 3); 0: off
+    # L_f as Eq. 3 (False: 1/(2N) sum of squared distances over the N RoIs), or also divided by
+    # D (True: a mean over feature dimensions, so its scale does not grow with the teacher's width)
+    _C.MODEL.DISTILL.FEATURE_LOSS_PER_DIM = False
     _C.MODEL.DISTILL.TEMPERATURE = 5.0  # t of the student's sigmoid(z / t) in L_p'
+    # learn 1/t (initialised to 1 / TEMPERATURE, 10x the base lr, no decay), as the authors' code
+    _C.MODEL.DISTILL.LEARN_TEMPERATURE = False
     _C.MODEL.DISTILL.TEACHER_CLS_TEMPERATURE = 0.5  # t_c of the teacher's softmax over classes
     _C.MODEL.DISTILL.TEACHER_DET_TEMPERATURE = 0.5  # t_d of the teacher's softmax over regions
-    _C.MODEL.DISTILL.FEATURE_LEVELS = ["res4"]  # student feature maps RoI-pooled for L_f
-    _C.MODEL.DISTILL.ROI_SELECT = "all"  # RoIs for L_f: "all" the teacher's, or "top" by objectness
-    _C.MODEL.DISTILL.ROI_TOPK = 64  # RoIs per image kept by ROI_SELECT "top" (max_k S_rk)
-    _C.MODEL.DISTILL.POOLER_RESOLUTION = 7  # the student's RoI pooling output size
-    _C.MODEL.DISTILL.POOLER_SAMPLING_RATIO = 0  # ROIAlign sampling points per bin (0: adaptive)
-    _C.MODEL.DISTILL.POOLER_TYPE = (
-        "ROIAlignV2"  # any ROIPooler type, or "BoxMean" (exact box average, cheap backward)
-    )
-    # a store of the teacher's outputs from tools/cache_teacher.py: train without the teacher in the loop
+    _C.MODEL.DISTILL.ROI_SELECT = "all"  # RoIs for L_f: "all" the teacher's, or "top" by max_k S_rk
+    _C.MODEL.DISTILL.ROI_TOPK = 64  # RoIs per image kept by ROI_SELECT "top"
+    # multiply the student's pooled RoIs by their proposal scores, as the teacher's (authors: on)
+    _C.MODEL.DISTILL.SCALE_ROI_BY_PROPOSAL_SCORE = False
+    # a store of the teacher's outputs (tools/cache_teacher.py): train without the teacher
     _C.MODEL.DISTILL.TEACHER_CACHE = ""
 
     # VGG backbone (MODEL.BACKBONE.NAME "build_vgg_backbone"); the default is VGG-16.
@@ -101,33 +107,3 @@ def add_wsd_distill_config(cfg):
     _C.TEST.WSOD.ENABLED = True  # evaluate CorLoc and AP50 of "instances" outputs
     _C.TEST.WSOD.IOU_THRESHOLD = 0.5  # IoU for a correct localization / detection
     return cfg
-
-
-def distill_roi_topk(cfg):
-    """RoIs per image that L_f uses: ``MODEL.DISTILL.ROI_TOPK`` for ROI_SELECT "top", 0 (all) for "all"."""
-    d = cfg.MODEL.DISTILL
-    if d.ROI_SELECT not in ("all", "top"):
-        raise ValueError(f"MODEL.DISTILL.ROI_SELECT must be 'all' or 'top', got {d.ROI_SELECT!r}")
-    return d.ROI_TOPK if d.ROI_SELECT == "top" else 0
-
-
-def get_teacher_cfg(cfg):
-    """The teacher's config, read from ``MODEL.DISTILL.TEACHER_CONFIG`` (with wsd-distill's keys);
-    its weights are ``MODEL.DISTILL.TEACHER_WEIGHTS`` and it runs on the student's device."""
-    path = cfg.MODEL.DISTILL.TEACHER_CONFIG
-    if not path:
-        raise ValueError(
-            "MODEL.DISTILL.ENABLED is on but MODEL.DISTILL.TEACHER_CONFIG is empty: name the teacher's config file"
-        )
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"MODEL.DISTILL.TEACHER_CONFIG: no such file '{path}'")
-    teacher_cfg = add_wsd_distill_config(get_cfg())
-    teacher_cfg.merge_from_file(path)
-    teacher_cfg.MODEL.WEIGHTS = cfg.MODEL.DISTILL.TEACHER_WEIGHTS
-    teacher_cfg.MODEL.DEVICE = cfg.MODEL.DEVICE
-    if teacher_cfg.MODEL.META_ARCHITECTURE != "WSDDN":
-        raise ValueError(
-            f"MODEL.DISTILL.TEACHER_CONFIG '{path}' is a {teacher_cfg.MODEL.META_ARCHITECTURE}, not a WSDDN"
-        )
-    teacher_cfg.freeze()
-    return teacher_cfg

@@ -10,19 +10,20 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import Boxes, BoxMode, Instances
 
+from ..modeling.teacher import TARGET_FIELDS
 from .build import num_classes_of
 from .proposals import fetch_proposals
-from .teacher_cache import FIELDS as TEACHER_CACHE_FIELDS
-from .teacher_cache import fetch_teacher_outputs
+from .teacher_cache import fetch_teacher_targets
 
 logger = logging.getLogger(__name__)
 
 
 def whole_image_proposal(height, width):
-    """One proposal covering the image: the fallback when an image has none left."""
+    """One proposal covering the image, score 1 (so that a score-scaled RoI keeps its
+    features): the fallback when an image has none left."""
     proposals = Instances((height, width))
     proposals.proposal_boxes = Boxes(torch.tensor([[0.0, 0.0, width, height]]))
-    proposals.objectness_logits = torch.zeros(1)
+    proposals.objectness_logits = torch.ones(1)
     return proposals
 
 
@@ -49,10 +50,10 @@ class MultiLabelDatasetMapper:
         proposal_topk=None,
         proposal_min_size=0.0,
         teacher_cache=None,
-        teacher_cache_fields=TEACHER_CACHE_FIELDS,
+        teacher_cache_fields=TARGET_FIELDS,
     ):
         """``teacher_cache`` (an opened teacher cache, for training): adds ``"teacher"``, the
-        teacher's cached ``teacher_cache_fields`` for the augmentation drawn (``fetch_teacher_outputs``).
+        teacher's cached ``teacher_cache_fields`` for the augmentation drawn (``fetch_teacher_targets``).
         """
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations)
@@ -109,7 +110,7 @@ class MultiLabelDatasetMapper:
 
         if self.teacher_cache is not None:
             flipped = any(isinstance(t, T.HFlipTransform) for t in transforms)
-            dataset_dict["teacher"] = fetch_teacher_outputs(
+            dataset_dict["teacher"] = fetch_teacher_targets(
                 self.teacher_cache,
                 dataset_dict["image_id"],
                 image_shape,
@@ -126,7 +127,7 @@ class MultiLabelDatasetMapper:
             if len(dataset_dict["proposal_boxes"]) == 0:
                 h, w = dataset_dict["height"], dataset_dict["width"]
                 dataset_dict["proposal_boxes"] = np.array([[0, 0, w, h]], dtype=np.float32)
-                dataset_dict["proposal_objectness_logits"] = np.zeros(1, dtype=np.float32)
+                dataset_dict["proposal_objectness_logits"] = np.ones(1, dtype=np.float32)
                 dataset_dict["proposal_bbox_mode"] = BoxMode.XYXY_ABS
             utils.transform_proposals(
                 dataset_dict,

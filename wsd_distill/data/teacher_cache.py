@@ -1,11 +1,12 @@
-"""The teacher cache: the frozen teacher's outputs for every training image and every
+"""The teacher cache: the frozen teacher's targets for every training image and every
 augmentation the student's loader can draw (each of ``INPUT.MIN_SIZE_TRAIN``, unflipped and
 flipped), written once by ``tools/cache_teacher.py``, so KD trains without the teacher in the loop.
 
 It is a :class:`RaggedStore` keyed by ``(image_id, height, width, flipped)`` of the augmented
-image, with fields ``soft_scores`` [K] (p'_T of Eq. 10, at the cached temperatures),
-``proposal_boxes`` [N, 4] (augmented-image pixels) and ``roi_features`` [N, D] (float16) of
-the N RoIs that L_f uses (``MODEL.DISTILL.ROI_SELECT``/``ROI_TOPK``).
+image, whose fields are those of ``teacher_targets`` (the format the online TeacherHook hands
+the student too): ``soft_scores`` [K] (p'_T of Eq. 10, at the cached temperatures),
+``proposal_boxes`` [N, 4] (augmented-image pixels), ``proposal_scores`` [N] and
+``roi_features`` [N, D] (float16) of the N RoIs that L_f uses (``MODEL.DISTILL.ROI_SELECT``).
 """
 
 import hashlib
@@ -14,11 +15,9 @@ import json
 import numpy as np
 from detectron2.data import transforms as T
 
-from ..config import distill_roi_topk
+from ..modeling.teacher import TARGET_FIELDS, teacher_target_settings
 from .partial_run import ids_digest
 from .ragged_store import RaggedStore
-
-FIELDS = ("soft_scores", "proposal_boxes", "roi_features")
 
 
 def cache_variants(cfg):
@@ -45,12 +44,12 @@ def variant_augmentations(cfg, size, flipped):
 
 def used_fields(cfg):
     """The cached fields the student's losses read: ``soft_scores`` for L_p' (Eq. 10), the RoIs'
-    ``proposal_boxes`` and ``roi_features`` for L_f (Eq. 3); a stage that has one of them off
-    (the authors' two stages) loads nothing for it."""
+    ``proposal_boxes``, ``proposal_scores`` and ``roi_features`` for L_f (Eq. 3); a stage that
+    has one of them off (the authors' two stages) loads nothing for it."""
     d = cfg.MODEL.DISTILL
-    return (("soft_scores",) if d.PREDICTION_WEIGHT > 0 else ()) + (
-        ("proposal_boxes", "roi_features") if d.FEATURE_WEIGHT > 0 else ()
-    )
+    prediction = ("soft_scores",) if d.PREDICTION_WEIGHT > 0 else ()
+    feature = ("proposal_boxes", "proposal_scores", "roi_features") if d.FEATURE_WEIGHT > 0 else ()
+    return prediction + feature
 
 
 def cache_key(image_id, image_shape, flipped):
@@ -68,11 +67,12 @@ def file_sha1(path):
 def teacher_cache_settings(cfg, dataset_dicts):
     """What a cache of ``dataset_dicts`` depends on; a cache made with other settings is refused."""
     d = cfg.MODEL.DISTILL
+    targets = teacher_target_settings(cfg)
     return {
-        "content": "teacher_outputs",
+        "content": "teacher_targets",
         "teacher_weights_sha1": file_sha1(d.TEACHER_WEIGHTS),
-        "teacher_temperatures": [d.TEACHER_CLS_TEMPERATURE, d.TEACHER_DET_TEMPERATURE],
-        "roi_topk": distill_roi_topk(cfg),
+        "teacher_temperatures": [targets["cls_temperature"], targets["det_temperature"]],
+        "roi_topk": targets["roi_topk"],
         "variants": cache_variants(cfg),
         "max_size": cfg.INPUT.MAX_SIZE_TRAIN,
         "ids_sha1": ids_digest(sorted(str(d["image_id"]) for d in dataset_dicts)),
@@ -95,7 +95,7 @@ def open_teacher_cache(cfg, dataset_dicts):
     return store
 
 
-def fetch_teacher_outputs(store, image_id, image_shape, flipped, fields=FIELDS):
+def fetch_teacher_targets(store, image_id, image_shape, flipped, fields=TARGET_FIELDS):
     """The cached ``"teacher"`` entry (``fields``) of one augmented image, as float32 NumPy arrays: a data-loader
     worker pickles these into its message, where each tensor would cost a shared-memory segment
     and a file-descriptor hand-over (docs/benchmarks.md, "Training steps")."""

@@ -1,2 +1,3 @@
-from .teacher_hook import TeacherHook, build_teacher
+from .defaults import setup_cfg
+from .teacher_hook import TeacherHook
 from .trainer import Trainer

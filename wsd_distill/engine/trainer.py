@@ -17,6 +17,7 @@ from detectron2.engine import (
 from detectron2.evaluation import DatasetEvaluators
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
+from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
 from ..data import MultiLabelDatasetMapper, get_multilabel_dataset_dicts, num_classes_of
@@ -71,6 +72,8 @@ class Trainer(DefaultTrainer):
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        if cfg.SEED >= 0:  # each run starts from its seed's state, whatever ran before it
+            seed_all_rng(cfg.SEED + comm.get_rank())
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
@@ -93,9 +96,8 @@ class Trainer(DefaultTrainer):
     def build_hooks(self):
         hooks = super().build_hooks()
         if self.cfg.MODEL.DISTILL.ENABLED and not self.cfg.MODEL.DISTILL.TEACHER_CACHE:
-            hooks.insert(
-                0, TeacherHook(self.cfg)
-            )  # else the mapper reads the teacher's outputs from the cache
+            # (with a cache, the mapper reads the teacher's targets from it)
+            hooks.insert(0, TeacherHook(self.cfg))
         return hooks + [RNGStateHook()]
 
     def resume_or_load(self, resume=True):
@@ -105,21 +107,32 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_optimizer(cls, cfg, model):
-        name = cfg.SOLVER.OPTIMIZER
-        if name == "SGD":
-            return super().build_optimizer(cfg, model)
-        if name != "AdamW":
-            raise ValueError(f"SOLVER.OPTIMIZER must be 'SGD' or 'AdamW', not {name!r}")
+        """detectron2's SGD (``SOLVER.OPTIMIZER`` "SGD") or AdamW; a learned 1 / t of L_p'
+        (``MODEL.DISTILL.LEARN_TEMPERATURE``) takes 10x the base lr and no weight decay, as the
+        Scale layer of the authors' stage 2."""
+        solver = cfg.SOLVER
         params = get_default_optimizer_params(
             model,
-            base_lr=cfg.SOLVER.BASE_LR,
-            weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
-            bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR,
-            weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
+            base_lr=solver.BASE_LR,
+            weight_decay_norm=solver.WEIGHT_DECAY_NORM,
+            bias_lr_factor=solver.BIAS_LR_FACTOR,
+            weight_decay_bias=solver.WEIGHT_DECAY_BIAS,
+            overrides={"inverse_temperature": {"lr": 10 * solver.BASE_LR, "weight_decay": 0.0}},
         )
-        optimizer = torch.optim.AdamW(
-            params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY
-        )
+        if solver.OPTIMIZER == "SGD":
+            optimizer = torch.optim.SGD(
+                params,
+                lr=solver.BASE_LR,
+                momentum=solver.MOMENTUM,
+                nesterov=solver.NESTEROV,
+                weight_decay=solver.WEIGHT_DECAY,
+            )
+        elif solver.OPTIMIZER == "AdamW":
+            optimizer = torch.optim.AdamW(
+                params, lr=solver.BASE_LR, weight_decay=solver.WEIGHT_DECAY
+            )
+        else:
+            raise ValueError(f"SOLVER.OPTIMIZER must be 'SGD' or 'AdamW', not {solver.OPTIMIZER!r}")
         return maybe_add_gradient_clipping(cfg, optimizer)
 
     @classmethod

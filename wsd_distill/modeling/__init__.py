@@ -1,4 +1,7 @@
 from .backbone import VGG, build_vgg_backbone
-from .distill_losses import prediction_distill_loss, roi_feature_distill_loss, wsddn_soft_scores
+from .box_average_pool import box_average_pool
+from .distill_losses import prediction_distill_loss, roi_feature_distill_loss
 from .student import StudentClassifier
+from .student_head import StudentHead
+from .teacher import build_teacher, teacher_targets, wsddn_soft_scores
 from .wsddn import WSDDN, region_objectness, softmax_over_regions, wsddn_scores

@@ -1,5 +1,7 @@
 """S-Cls: the plain multi-label classifier, trained with labels and, optionally, a teacher."""
 
+import logging
+
 import torch
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
@@ -7,38 +9,23 @@ from detectron2.structures import Boxes, ImageList
 from torch import nn
 from torch.nn import functional as F
 
-from ..config import distill_roi_topk, get_teacher_cfg
-from .box_head import wsddn_box_head_dim
 from .class_count import add_class_count_check
-from .distill_losses import prediction_distill_loss, roi_feature_distill_loss, wsddn_soft_scores
-from .roi_feature_adapter import RoIFeatureAdapter
-from .wsddn import top_regions
+from .distill_losses import prediction_distill_loss, roi_feature_distill_loss
+from .student_head import StudentHead
 
-
-def global_pool(x, pooling):
-    """[B, C, H, W] -> [B, C] ("avg", "max") or [B, 2C] ("avgmax")."""
-    if pooling == "avg":
-        return x.mean(dim=(2, 3))
-    if pooling == "max":
-        return x.amax(dim=(2, 3))
-    if pooling == "avgmax":
-        return torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)
-    raise ValueError(f"MODEL.STUDENT.POOLING must be 'avg', 'max' or 'avgmax', got {pooling!r}")
+logger = logging.getLogger(__name__)
 
 
 @META_ARCH_REGISTRY.register()
 class StudentClassifier(nn.Module):
-    """backbone -> global pooling -> linear K (-> sigmoid at inference).
+    """backbone -> head (:class:`StudentHead`) -> linear K (-> sigmoid at inference).
 
-    Input: the ``MultiLabelDatasetMapper`` dicts; each image is resized to ``input_size`` squared
-    (the teacher and the student share one data loader). Inference returns per image
-    ``{"image_scores": [K]}`` and nothing else. Training returns ``loss_cls`` and, when built
-    with ``distill`` on, ``loss_kd_pred`` (Eq. 10) and ``loss_kd_feat`` (Eq. 3) from the
-    ``"teacher"`` entry the :class:`TeacherHook` adds to every training dict: the teacher's
-    ``proposal_boxes`` [R_i, 4] (pixels of ``image``), ``roi_features`` [R_i, D],
-    ``cls_logits`` and ``det_logits`` [R_i, K]; or, read from a teacher cache by the mapper
-    (tensors or NumPy arrays), what the losses in use need: ``soft_scores`` [K] (p'_T) for
-    L_p', the ``proposal_boxes`` and ``roi_features`` of the RoIs kept for L_f.
+    With distillation, its losses are those of Liu et al.: ``loss_cls`` (L_p, BCE with the
+    labels), ``loss_kd_pred`` (L_p', BCE of ``sigmoid(z / t)`` with the teacher's p'_T) and
+    ``loss_kd_feat`` (L_f: the teacher's RoIs, rescaled to the student's input, pooled on the
+    student's last feature map and passed through its own head, regress the teacher's RoI
+    features). A loss whose weight is 0 is not computed: weights (0, 0, w) are the authors'
+    stage 1, whose classifier is frozen (it has no loss); (w, w, 0) their stage 2.
     """
 
     @configurable
@@ -47,42 +34,65 @@ class StudentClassifier(nn.Module):
         *,
         backbone,
         in_feature,
+        head,
         num_classes,
         pixel_mean,
         pixel_std,
-        pooling="avg",
         input_size=224,
-        distill=False,
-        feature_adapter=None,
         label_weight=1.0,
-        prediction_weight=1.0,
-        feature_weight=1.0,
+        prediction_weight=0.0,
+        feature_weight=0.0,
         temperature=5.0,
-        teacher_cls_temperature=0.5,
-        teacher_det_temperature=0.5,
-        roi_topk=0,
+        learn_temperature=False,
+        teacher_feature_dim=0,
+        feature_loss_per_dim=False,
+        scale_rois_by_score=False,
     ):
-        """``feature_adapter`` (RoIFeatureAdapter or None) is needed when ``feature_weight > 0``;
-        ``roi_topk`` > 0 keeps each image's top-k teacher RoIs (by objectness) for L_f, 0 all."""
+        """
+        Args:
+            head (StudentHead): on ``backbone``'s ``in_feature`` map.
+            input_size (int): each image is resized to this square (0: kept as loaded).
+            label_weight, prediction_weight, feature_weight (float): weights of L_p, L_p', L_f.
+            temperature (float): t of L_p'; ``learn_temperature``: 1 / t is a parameter.
+            teacher_feature_dim (int): D of the teacher's RoI features; where the head's width
+                differs, a linear projection maps the student's RoI features to D (for L_f).
+            feature_loss_per_dim (bool): L_f divided by D (see ``roi_feature_distill_loss``).
+            scale_rois_by_score (bool): the student's pooled RoIs are multiplied by their
+                proposal scores, as the authors' RoI pooling.
+        """
         super().__init__()
+        weights = (label_weight, prediction_weight, feature_weight)
+        if min(weights) < 0 or max(weights) == 0:
+            raise ValueError(
+                f"MODEL.DISTILL.LABEL_WEIGHT, PREDICTION_WEIGHT, FEATURE_WEIGHT {weights}: "
+                f"each must be >= 0, and one > 0"
+            )
+        if temperature <= 0:
+            raise ValueError(f"MODEL.DISTILL.TEMPERATURE must be > 0, got {temperature}")
         self.backbone = backbone
         self.in_feature = in_feature
-        self.pooling = pooling
-        channels = backbone.output_shape()[in_feature].channels * (2 if pooling == "avgmax" else 1)
-        self.classifier = nn.Linear(channels, num_classes)
+        self.head = head
+        self.classifier = nn.Linear(head.output_dim, num_classes)
         nn.init.normal_(self.classifier.weight, std=0.01)
         nn.init.zeros_(self.classifier.bias)
+        if label_weight == 0 and prediction_weight == 0:
+            self.classifier.requires_grad_(False)  # stage 1: no loss reaches it
         self.input_size = input_size
-        self.distill = distill
-        self.feature_adapter = feature_adapter if distill and feature_weight > 0 else None
-        if distill and feature_weight > 0 and feature_adapter is None:
-            raise ValueError("feature distillation (feature_weight > 0) needs a feature_adapter")
         self.label_weight = label_weight
-        self.prediction_weight = prediction_weight if distill else 0.0
-        self.feature_weight = feature_weight if distill else 0.0
-        self.temperature = temperature
-        self.teacher_temperatures = (teacher_cls_temperature, teacher_det_temperature)
-        self.roi_topk = roi_topk
+        self.prediction_weight = prediction_weight
+        self.feature_weight = feature_weight
+        self.inverse_temperature = 1.0 / temperature
+        if learn_temperature and prediction_weight > 0:
+            self.inverse_temperature = nn.Parameter(torch.tensor(1.0 / temperature))
+        self.feature_loss_per_dim = feature_loss_per_dim
+        self.scale_rois_by_score = scale_rois_by_score
+        self.feature_projection = None
+        if feature_weight > 0 and head.output_dim != teacher_feature_dim:
+            logger.info(
+                f"L_f: the student's head gives {head.output_dim}-wide RoI features, the "
+                f"teacher {teacher_feature_dim}: a linear projection maps one to the other"
+            )
+            self.feature_projection = nn.Linear(head.output_dim, teacher_feature_dim)
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         add_class_count_check(self, num_classes, "MODEL.STUDENT.NUM_CLASSES")
@@ -91,37 +101,31 @@ class StudentClassifier(nn.Module):
     def from_config(cls, cfg):
         backbone = build_backbone(cfg)
         s, d = cfg.MODEL.STUDENT, cfg.MODEL.DISTILL
-        if s.IN_FEATURE not in backbone.output_shape():
+        shapes = backbone.output_shape()
+        if s.IN_FEATURE not in shapes:
             raise KeyError(
-                f"MODEL.STUDENT.IN_FEATURE '{s.IN_FEATURE}' is not a backbone output ({sorted(backbone.output_shape())})"
+                f"MODEL.STUDENT.IN_FEATURE '{s.IN_FEATURE}' is not a backbone output "
+                f"({sorted(shapes)})"
             )
-        adapter = None
-        if d.ENABLED and d.FEATURE_WEIGHT > 0:
-            adapter = RoIFeatureAdapter(
-                backbone.output_shape(),
-                d.FEATURE_LEVELS,
-                wsddn_box_head_dim(get_teacher_cfg(cfg)),
-                d.POOLER_RESOLUTION,
-                d.POOLER_SAMPLING_RATIO,
-                d.POOLER_TYPE,
-            )
+        head = StudentHead(
+            shapes[s.IN_FEATURE], s.HEAD, s.POOLING, s.POOLER_RESOLUTION, s.FC_DIM, s.DROPOUT
+        )
         return {
             "backbone": backbone,
             "in_feature": s.IN_FEATURE,
+            "head": head,
             "num_classes": s.NUM_CLASSES,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
-            "pooling": s.POOLING,
             "input_size": s.INPUT_SIZE,
-            "distill": d.ENABLED,
-            "feature_adapter": adapter,
-            "label_weight": d.LABEL_WEIGHT,
-            "prediction_weight": d.PREDICTION_WEIGHT,
-            "feature_weight": d.FEATURE_WEIGHT,
+            "label_weight": d.LABEL_WEIGHT if d.ENABLED else 1.0,
+            "prediction_weight": d.PREDICTION_WEIGHT if d.ENABLED else 0.0,
+            "feature_weight": d.FEATURE_WEIGHT if d.ENABLED else 0.0,
             "temperature": d.TEMPERATURE,
-            "teacher_cls_temperature": d.TEACHER_CLS_TEMPERATURE,
-            "teacher_det_temperature": d.TEACHER_DET_TEMPERATURE,
-            "roi_topk": distill_roi_topk(cfg),
+            "learn_temperature": d.LEARN_TEMPERATURE,
+            "teacher_feature_dim": d.TEACHER_FEATURE_DIM,
+            "feature_loss_per_dim": d.FEATURE_LOSS_PER_DIM,
+            "scale_rois_by_score": d.SCALE_ROI_BY_PROPOSAL_SCORE,
         }
 
     @property
@@ -135,9 +139,8 @@ class StudentClassifier(nn.Module):
             (x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs
         ]
         if not self.input_size:
-            return ImageList.from_tensors(images, self.backbone.size_divisibility), torch.ones(
-                len(images), 2
-            )
+            images = ImageList.from_tensors(images, self.backbone.size_divisibility)
+            return images, torch.ones(len(batched_inputs), 2)
         size = (self.input_size, self.input_size)
         scales = torch.tensor([[size[1] / x.shape[2], size[0] / x.shape[1]] for x in images])
         resized = [
@@ -147,68 +150,66 @@ class StudentClassifier(nn.Module):
         return ImageList(torch.stack(resized), [size] * len(images)), scales
 
     def forward(self, batched_inputs):
-        images, scales = self.preprocess_image(batched_inputs)
-        features = self.backbone(images.tensor)
-        logits = self.classifier(global_pool(features[self.in_feature], self.pooling))  # [B, K]
-        if not self.training:
-            return [{"image_scores": s} for s in torch.sigmoid(logits)]
-        labels = torch.stack([x["multi_labels"] for x in batched_inputs]).to(self.device)
-        losses = {
-            "loss_cls": self.label_weight
-            * F.binary_cross_entropy_with_logits(logits, labels, reduction="sum")
-            / len(labels)
-        }
-        if self.distill:
-            losses.update(self.distill_losses(batched_inputs, features, logits, scales))
-        return losses
+        """
+        Args:
+            batched_inputs: a list, batched outputs of :class:`MultiLabelDatasetMapper`. Each
+                item is a dict with:
 
-    def distill_losses(self, batched_inputs, features, logits, scales):
-        if any("teacher" not in x for x in batched_inputs):
-            raise KeyError(
-                "MODEL.DISTILL.ENABLED is on but the training inputs carry no 'teacher' outputs: "
-                "register wsd_distill.engine.TeacherHook with the trainer (wsd_distill's Trainer does)"
-            )
-        teacher = [
-            {k: torch.as_tensor(v, device=self.device) for k, v in x["teacher"].items()}
-            for x in batched_inputs
-        ]
-        if (
-            "cls_logits" not in teacher[0]
-        ):  # from a teacher cache: p'_T and/or the RoIs for L_f, selected already
-            soft = (
-                torch.stack([t["soft_scores"] for t in teacher])
-                if self.prediction_weight > 0
-                else None
-            )
-            keep = (
-                [torch.arange(len(t["proposal_boxes"]), device=self.device) for t in teacher]
-                if self.feature_weight > 0
-                else None
-            )
-        else:
-            num_regions = [len(t["cls_logits"]) for t in teacher]
-            cls_logits = torch.cat([t["cls_logits"] for t in teacher])
-            det_logits = torch.cat([t["det_logits"] for t in teacher])
-            soft = wsddn_soft_scores(
-                cls_logits, det_logits, num_regions, *self.teacher_temperatures
-            )
-            keep = (
-                top_regions(cls_logits, det_logits, num_regions, self.roi_topk)
-                if self.feature_weight > 0
-                else None
-            )
+                * image: Tensor [C, H, W], resized here to ``input_size`` squared.
+                * multi_labels (training): Tensor [K], 1 for each class present.
+                * teacher (training with distillation): what the teacher hands the student
+                  (``teacher.teacher_targets``; tensors or NumPy arrays): ``soft_scores`` [K]
+                  for L_p'; ``proposal_boxes`` [N, 4] (pixels of ``image``),
+                  ``proposal_scores`` [N] and ``roi_features`` [N, D] for L_f.
+        Returns:
+            in training, a dict of the losses in use (``loss_cls``, ``loss_kd_pred``,
+            ``loss_kd_feat``); in inference, a list of dicts ``{"image_scores": [K]}``.
+        """
+        images, scales = self.preprocess_image(batched_inputs)
+        feature = self.backbone(images.tensor)[self.in_feature]
+        if not self.training:
+            return [{"image_scores": s} for s in torch.sigmoid(self.classifier(self.head(feature)))]
+        if self.prediction_weight > 0 or self.feature_weight > 0:
+            if any("teacher" not in x for x in batched_inputs):
+                raise KeyError(
+                    "MODEL.DISTILL.ENABLED is on but the training inputs carry no 'teacher' "
+                    "outputs: register wsd_distill.engine.TeacherHook with the trainer "
+                    "(wsd_distill's Trainer does), or set MODEL.DISTILL.TEACHER_CACHE"
+                )
         losses = {}
+        if self.label_weight > 0 or self.prediction_weight > 0:
+            logits = self.classifier(self.head(feature))  # [B, K]
+        if self.label_weight > 0:
+            labels = torch.stack([x["multi_labels"] for x in batched_inputs]).to(self.device)
+            bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="sum")
+            losses["loss_cls"] = self.label_weight * bce / len(labels)
         if self.prediction_weight > 0:
-            losses["loss_kd_pred"] = self.prediction_weight * prediction_distill_loss(
-                logits, soft, self.temperature
-            )
+            soft = torch.stack([self._teacher(x, "soft_scores") for x in batched_inputs])
+            loss = prediction_distill_loss(logits, soft, self.inverse_temperature)
+            losses["loss_kd_pred"] = self.prediction_weight * loss
         if self.feature_weight > 0:
-            boxes = [
-                Boxes(t["proposal_boxes"][k] * scale.to(self.device).repeat(2))
-                for t, k, scale in zip(teacher, keep, scales)
-            ]
-            target = torch.cat([t["roi_features"][k] for t, k in zip(teacher, keep)])
-            student = self.feature_adapter(features, boxes)
-            loss = sum(roi_feature_distill_loss(f, target) for f in student.values()) / len(student)
+            loss = self.feature_distill_loss(batched_inputs, feature, scales)
             losses["loss_kd_feat"] = self.feature_weight * loss
         return losses
+
+    def _teacher(self, x, field):
+        return torch.as_tensor(x["teacher"][field], device=self.device)
+
+    def roi_features(self, feature, boxes, box_scores=None):
+        """The student's features of RoIs: its last map [B, C, H, W] pooled on ``boxes``
+        (list[Boxes], the network's input pixels) through its own head (and the projection
+        to the teacher's width, if any) -> [N, D]."""
+        scores = box_scores if self.scale_rois_by_score else None
+        f = self.head.forward_rois(feature, boxes, scores)
+        return f if self.feature_projection is None else self.feature_projection(f)
+
+    def feature_distill_loss(self, batched_inputs, feature, scales):
+        """L_f (Eq. 3) over all images' teacher RoIs, the boxes rescaled by ``scales`` [B, 2]."""
+        boxes = [
+            Boxes(self._teacher(x, "proposal_boxes") * scale.to(self.device).repeat(2))
+            for x, scale in zip(batched_inputs, scales)
+        ]
+        box_scores = torch.cat([self._teacher(x, "proposal_scores") for x in batched_inputs])
+        target = torch.cat([self._teacher(x, "roi_features") for x in batched_inputs])
+        student = self.roi_features(feature, boxes, box_scores)
+        return roi_feature_distill_loss(student, target, self.feature_loss_per_dim)

@@ -76,6 +76,7 @@ class WSDDN(nn.Module):
         pixel_mean,
         pixel_std,
         max_proposals=500,
+        scale_rois_by_score=False,
         eps=1e-6,
         refine_iters=0,
         refine_iou=0.5,
@@ -98,6 +99,7 @@ class WSDDN(nn.Module):
             nn.init.zeros_(layer.bias)
         self.num_classes = num_classes
         self.max_proposals = max_proposals
+        self.scale_rois_by_score = scale_rois_by_score
         self.eps = eps
         self.refine_iou = refine_iou
         self.score_thresh = score_thresh
@@ -138,6 +140,7 @@ class WSDDN(nn.Module):
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "max_proposals": w.MAX_PROPOSALS,
+            "scale_rois_by_score": w.SCALE_ROI_BY_PROPOSAL_SCORE,
             "eps": w.SCORE_EPS,
             "refine_iters": w.REFINE_ITERS,
             "refine_iou": w.REFINE_IOU,
@@ -161,7 +164,8 @@ class WSDDN(nn.Module):
 
         Returns a dict with ``proposals`` (list[Instances], boxes in the network's input
         pixels, at most ``max_proposals`` per image), ``num_regions`` (list[int]),
-        ``roi_features`` [R, D], ``cls_logits`` [R, K] and ``det_logits`` [R, K] (R regions of
+        ``roi_features`` [R, D] (each RoI pooled, multiplied by its proposal score with
+        ``scale_rois_by_score``, through the box head), ``cls_logits`` [R, K] and ``det_logits`` [R, K] (R regions of
         all images, in order), ``region_scores`` [R, K] and ``image_scores`` [B, K].
         """
         images = self.preprocess_image(batched_inputs)
@@ -173,7 +177,10 @@ class WSDDN(nn.Module):
             [x["proposals"].to(self.device) for x in batched_inputs], self.max_proposals
         )
         features = self.backbone(images.tensor)[self.in_feature]
-        roi_features = self.box_head(self.pooler([features], [p.proposal_boxes for p in proposals]))
+        pooled = self.pooler([features], [p.proposal_boxes for p in proposals])  # [R, C, P, P]
+        if self.scale_rois_by_score:  # the authors' RoI pooling: score_scale * ebscore * pooled
+            pooled = pooled * cat([p.objectness_logits for p in proposals]).view(-1, 1, 1, 1)
+        roi_features = self.box_head(pooled)
         num_regions = [len(p) for p in proposals]
         cls_logits, det_logits = self.cls_score(roi_features), self.det_score(roi_features)
         region_scores, image_scores = wsddn_scores(cls_logits, det_logits, num_regions, self.eps)

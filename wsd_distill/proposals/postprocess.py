@@ -12,7 +12,7 @@ def postprocess_proposals(boxes, scores, height, width, max_proposals, min_size)
     Returns:
         (boxes float32 [M, 4], scores float32 [M]) sorted by decreasing score, 1 <= M <= max_proposals.
         Boxes that round to the same integer box are kept once (the best scored); when nothing
-        is left the whole image is the single proposal.
+        is left the whole image is the single proposal, with score 1.
     """
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
     scores = np.asarray(scores, dtype=np.float32).reshape(-1)
@@ -27,5 +27,5 @@ def postprocess_proposals(boxes, scores, height, width, max_proposals, min_size)
     boxes, scores = boxes[first], scores[first]
     if len(boxes) == 0:
         boxes = np.array([[0, 0, width, height]], dtype=np.float32)
-        scores = np.zeros(1, dtype=np.float32)
+        scores = np.ones(1, dtype=np.float32)
     return boxes, scores

@@ -1,0 +1,152 @@
+"""The frozen teacher of a student config, and the one format in which it hands the student
+what to learn from (:func:`teacher_targets`): the same whether the teacher runs online
+(``TeacherHook``) or was cached beforehand (``tools/cache_teacher.py``)."""
+
+import os
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.data import MetadataCatalog
+from detectron2.modeling import build_model
+
+from ..config import add_wsd_distill_config
+from .box_head import wsddn_box_head_dim
+from .wsddn import top_regions, wsddn_scores
+
+TARGET_FIELDS = ("soft_scores", "proposal_boxes", "proposal_scores", "roi_features")
+
+
+def wsddn_soft_scores(cls_logits, det_logits, num_regions, t_c, t_d, eps=1e-6):
+    """The teacher's softened image scores (Eq. 10):
+    ``p'_T = sum_r softmax_c(Mc / t_c) * softmax_r(Md / t_d)``, the region softmax taken over
+    each image's regions, clamped into (eps, 1 - eps).
+
+    Args:
+        cls_logits, det_logits: [R, K], the regions of all images in order.
+        num_regions (list[int]): regions per image, summing to R.
+    Returns:
+        [B, K]
+    """
+    return wsddn_scores(cls_logits / t_c, det_logits / t_d, num_regions, eps)[1]
+
+
+def teacher_targets(outputs, cls_temperature=0.5, det_temperature=0.5, roi_topk=0):
+    """What the student distils from, per image, from ``WSDDN.teacher_outputs``:
+
+    - ``soft_scores`` [K]: p'_T at the teacher's temperatures (Eq. 10), the target of L_p';
+    - ``proposal_boxes`` [N, 4] (the network's input pixels), ``proposal_scores`` [N] (their
+      proposal scores, e.g. EdgeBoxes') and ``roi_features`` [N, D] (the teacher's RoI fc7):
+      the N RoIs of L_f (Eq. 3), all of them, or the ``roi_topk`` best by ``max_k S_rk``.
+
+    Returns a list of such dicts of float32 tensors, one per image.
+    """
+    n = outputs["num_regions"]
+    cls_logits, det_logits = outputs["cls_logits"].float(), outputs["det_logits"].float()
+    soft = wsddn_soft_scores(cls_logits, det_logits, n, cls_temperature, det_temperature)
+    keep = top_regions(cls_logits, det_logits, n, roi_topk)
+    targets = []
+    for proposals, k, s, f in zip(
+        outputs["proposals"], keep, soft, outputs["roi_features"].split(n)
+    ):
+        targets.append(
+            {
+                "soft_scores": s,
+                "proposal_boxes": proposals.proposal_boxes.tensor[k].float(),
+                "proposal_scores": proposals.objectness_logits[k].float(),
+                "roi_features": f[k].float(),
+            }
+        )
+    return targets
+
+
+def teacher_target_settings(cfg):
+    """The keyword arguments of :func:`teacher_targets` for a student config's ``MODEL.DISTILL``."""
+    d = cfg.MODEL.DISTILL
+    if d.ROI_SELECT not in ("all", "top"):
+        raise ValueError(f"MODEL.DISTILL.ROI_SELECT must be 'all' or 'top', got {d.ROI_SELECT!r}")
+    for key in ("TEACHER_CLS_TEMPERATURE", "TEACHER_DET_TEMPERATURE"):
+        if d[key] <= 0:
+            raise ValueError(f"MODEL.DISTILL.{key} must be > 0, got {d[key]}")
+    return {
+        "cls_temperature": d.TEACHER_CLS_TEMPERATURE,
+        "det_temperature": d.TEACHER_DET_TEMPERATURE,
+        "roi_topk": d.ROI_TOPK if d.ROI_SELECT == "top" else 0,
+    }
+
+
+def get_teacher_cfg(cfg):
+    """The teacher's config, read from ``MODEL.DISTILL.TEACHER_CONFIG`` (with wsd-distill's keys);
+    its weights are ``MODEL.DISTILL.TEACHER_WEIGHTS`` and it runs on the student's device."""
+    path = cfg.MODEL.DISTILL.TEACHER_CONFIG
+    if not path:
+        raise ValueError(
+            "MODEL.DISTILL.ENABLED is on but MODEL.DISTILL.TEACHER_CONFIG is empty: "
+            "name the teacher's config file"
+        )
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"MODEL.DISTILL.TEACHER_CONFIG: no such file '{path}'")
+    teacher_cfg = add_wsd_distill_config(get_cfg())
+    teacher_cfg.merge_from_file(path)
+    teacher_cfg.MODEL.WEIGHTS = cfg.MODEL.DISTILL.TEACHER_WEIGHTS
+    teacher_cfg.MODEL.DEVICE = cfg.MODEL.DEVICE
+    if teacher_cfg.MODEL.META_ARCHITECTURE != "WSDDN":
+        raise ValueError(
+            f"MODEL.DISTILL.TEACHER_CONFIG '{path}' is a {teacher_cfg.MODEL.META_ARCHITECTURE}, "
+            f"not a WSDDN"
+        )
+    teacher_cfg.freeze()
+    return teacher_cfg
+
+
+def check_teacher_fits(cfg, teacher_cfg):
+    """The teacher's classes and RoI-feature width must be the student's."""
+    d, classes = cfg.MODEL.DISTILL, cfg.MODEL.STUDENT.NUM_CLASSES
+    if teacher_cfg.MODEL.WSDDN.NUM_CLASSES != classes:
+        raise ValueError(
+            f"The teacher ({d.TEACHER_CONFIG}) has MODEL.WSDDN.NUM_CLASSES "
+            f"{teacher_cfg.MODEL.WSDDN.NUM_CLASSES} but the student has "
+            f"MODEL.STUDENT.NUM_CLASSES {classes}"
+        )
+    width = wsddn_box_head_dim(teacher_cfg)
+    if width != d.TEACHER_FEATURE_DIM:
+        raise ValueError(
+            f"The teacher ({d.TEACHER_CONFIG}) has RoI features of width {width} but "
+            f"MODEL.DISTILL.TEACHER_FEATURE_DIM is {d.TEACHER_FEATURE_DIM}: set it to {width}"
+        )
+    for name in cfg.DATASETS.TRAIN:
+        mine = MetadataCatalog.get(name).get("thing_classes")
+        for teacher_name in teacher_cfg.DATASETS.TRAIN:
+            other = MetadataCatalog.get(teacher_name).get("thing_classes")
+            if mine is not None and other is not None and list(mine) != list(other):
+                raise ValueError(
+                    f"The teacher was trained on '{teacher_name}' whose classes {list(other)} "
+                    f"differ from the student's dataset '{name}' ({list(mine)})"
+                )
+
+
+def build_teacher(cfg):
+    """The teacher of ``MODEL.DISTILL``: a WSDDN with its weights loaded, in eval mode, frozen,
+    on ``MODEL.DEVICE``. Fails clearly when its weights or classes do not fit the student."""
+    teacher_cfg = get_teacher_cfg(cfg)
+    weights = teacher_cfg.MODEL.WEIGHTS
+    if not weights:
+        raise ValueError(
+            "MODEL.DISTILL.TEACHER_WEIGHTS is empty: name the trained teacher's checkpoint"
+        )
+    if "://" not in weights and not os.path.isfile(weights):
+        raise FileNotFoundError(
+            f"MODEL.DISTILL.TEACHER_WEIGHTS: no such file '{weights}' (train the teacher first)"
+        )
+    check_teacher_fits(cfg, teacher_cfg)
+    if not cfg.MODEL.LOAD_PROPOSALS:
+        raise ValueError(
+            "The teacher needs proposals: set MODEL.LOAD_PROPOSALS and "
+            "DATASETS.PROPOSAL_FILES_TRAIN for the student"
+        )
+    # building draws random initial weights, all replaced by the checkpoint: the caller's
+    # random stream (the student's dropout) stays as it would be without a teacher
+    with torch.random.fork_rng(devices=[]):
+        teacher = build_model(teacher_cfg)
+    DetectionCheckpointer(teacher).load(weights)
+    return teacher.eval().requires_grad_(False)
