@@ -370,6 +370,22 @@ def test_mismatched_teacher_fails_clearly(teacher_files, tmp_path):
     (tmp_path / "student.yaml").write_text(student_only.dump())
     with pytest.raises(ValueError, match="not a WSDDN"):
         build_teacher(student_cfg(str(tmp_path / "student.yaml"), weights))
+    # a student's checkpoint, or a WSDDN with another head, would leave the teacher's heads random
+    cfg = student_cfg(config_file, weights)
+    cfg.MODEL.DISTILL.ENABLED = False
+    DetectionCheckpointer(build_model(cfg), str(tmp_path)).save("a_student")
+    wider = tiny_cfg()
+    wider.MODEL.WSDDN.FC_DIM = 48
+    DetectionCheckpointer(build_model(wider), str(tmp_path)).save("wider")
+    for name, what in [("a_student", "Missing key"), ("wider", "size mismatch")]:
+        with pytest.raises(
+            ValueError, match=f"TEACHER_WEIGHTS '.*{name}.pth' does not fit .*{what}"
+        ):
+            build_teacher(student_cfg(config_file, str(tmp_path / f"{name}.pth")))
+    (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="garbage.pth' is not a checkpoint") as error:
+        build_teacher(student_cfg(config_file, str(tmp_path / "garbage.pth")))
+    assert "weights_only" not in str(error.value)
 
 
 def test_student_builds_without_reading_its_teachers_config(teacher_files, tmp_path):

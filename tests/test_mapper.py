@@ -58,9 +58,15 @@ def test_flip_and_resize_move_proposals_with_the_image(tmp_path):
     assert "annotations" not in out
 
 
-def test_topk_and_whole_image_fallback(tmp_path):
-    mapper = _mapper([], proposal_topk=1)
-    assert len(mapper(_record(tmp_path, [[5, 10, 25, 30], [0, 0, 50, 50]]))["proposals"]) == 1
+def test_topk_keeps_the_best_and_whole_image_fallback(tmp_path):
+    boxes = [[5, 10, 25, 30], [0, 0, 50, 50], [10, 10, 20, 20], [30, 5, 60, 40]]
+    record = _record(tmp_path, boxes)
+    record["proposal_objectness_logits"] = np.array([0.2, 0.9, -1.0, 0.5], np.float32)
+    kept = _mapper([], proposal_topk=2)(record)["proposals"]  # in any file order, the best two
+    torch.testing.assert_close(
+        kept.proposal_boxes.tensor, torch.tensor([boxes[1], boxes[3]]).float()
+    )
+    torch.testing.assert_close(kept.objectness_logits, torch.tensor([0.9, 0.5]))
     mapper = _mapper([], proposal_min_size=8.0)
     out = mapper(_record(tmp_path, [[5, 10, 7, 12]]))  # only a tiny box
     torch.testing.assert_close(

@@ -146,6 +146,7 @@ def test_cache_made_otherwise_is_refused_at_start(
         (["MODEL.DISTILL.TEACHER_CLS_TEMPERATURE", 1.0], "teacher_temperatures"),
         (["INPUT.MIN_SIZE_TRAIN", (96,)], "variants"),
         (["MODEL.DISTILL.ROI_TOPK", 4], "roi_topk"),
+        (["MODEL.DISTILL.TEACHER_FEATURE_DIM", 128], "teacher_feature_dim"),
     ]:
         cfg = kd_cfg(
             kd_opts(

@@ -39,6 +39,7 @@ def tiny_cfg(num_classes=5, refine_iters=0):
     cfg = add_wsd_distill_config(get_cfg())
     cfg.merge_from_file(os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml"))
     cfg.MODEL.DEVICE = "cpu"
+    cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = (), ()  # not the config's 12-class datasets
     cfg.MODEL.VGG.STAGE_CHANNELS = [[8], [16], [16]]
     cfg.MODEL.VGG.OUT_FEATURES = ["conv3"]
     cfg.MODEL.WSDDN.IN_FEATURE = "conv3"

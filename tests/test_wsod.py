@@ -42,10 +42,12 @@ def test_detection_ap_by_hand():
     # class 0, ranked: 0.99 difficult (ignored), 0.95 FP, 0.9 TP, 0.8 TP; 2 positives
     # precision 0, 1/2, 2/3 at recall 0, 1/2, 1 -> interpolated AP = 2/3
     np.testing.assert_allclose(detection_ap(PRED, GT, 3), [2 / 3, 1.0, np.nan])
-    duplicate = {**PRED, 2: _pred([[1, 1, 10, 10], [0, 0, 10, 10]], [0.8, 0.7], [0, 0])}
-    assert detection_ap(duplicate, GT, 3)[0] == pytest.approx(
-        2 / 3
-    )  # a second hit on a matched box is a FP
+    # a second hit on an already matched box is a false positive: image 1's duplicate at 0.85
+    # ranks before image 2's hit: 0.95 FP, 0.9 TP, 0.85 FP, 0.8 TP -> precision 1/2 at recall
+    # 1/2 and 1 -> AP 1/2 (2/3 if the duplicate were ignored, more if it counted as a hit)
+    boxes, scores, classes = PRED[1]
+    duplicate = {**PRED, 1: _pred([*boxes, [1, 1, 10, 10]], [*scores, 0.85], [*classes, 0])}
+    assert detection_ap(duplicate, GT, 3)[0] == pytest.approx(1 / 2)
 
 
 def test_teacher_picture():

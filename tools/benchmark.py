@@ -5,8 +5,9 @@
 - inference: images/s of the student alone vs the teacher (proposals given) vs the teacher with
   proposal generation, at the paper's sizes (student 224, teacher 672 with 500 EdgeBoxes
   proposals, ResNet-50) and at the demo's (configs/Synthetic); random weights.
-- training: s/step of the plain student, the teacher, online KD and cached KD (joint, stage 2) (demo configs,
-  256 generated images, 500 EdgeBoxes proposals each, random teacher weights), in rounds.
+- training: s/step of the plain student, the teacher, online KD (joint) and KD from the teacher
+  cache (the authors' stage 1 and stage 2, and joint) (demo configs, 256 generated images, 500
+  EdgeBoxes proposals each, random teacher weights), in rounds.
 - train_loader: the training data loader alone, in-process and with 2 workers, with and
   without aspect-ratio grouping.
 - loading: a detectron2 proposal pickle vs the proposal store at a simulated COCO scale
@@ -55,6 +56,8 @@ from wsd_distill.engine import Trainer
 from wsd_distill.proposals import build_proposal_generator
 from wsd_distill.proposals.generate import generate_proposal_file
 
+CACHED_STAGE_1 = "cached KD, stage 1 (L_f)"
+CACHED_STAGE_2 = "cached KD, stage 2 (L_p + L_p')"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = {  # name: (teacher config, student config, teacher image (h, w), proposals)
     "paper (R-50, 672 / 224)": ("COCO/T-WDet_R50.yaml", "COCO/S-Cls_R50.yaml", (672, 896), 500),
@@ -106,12 +109,11 @@ def benchmark_inference(args):
         student_speed = images_per_s(
             lambda x: student([x]), student_inputs, args.seconds, args.device
         )
-        bare_inputs = [
-            student.preprocess_image([x])[0].tensor for x in student_inputs
-        ]  # normalized, resized
+        # normalized, resized
+        bare_inputs = [student.preprocess_image([x])[0].tensor for x in student_inputs]
         in_feature = student_cfg.MODEL.STUDENT.IN_FEATURE
         bare_speed = images_per_s(
-            lambda t: student.classifier(student.backbone(t)[in_feature].mean(dim=(2, 3))),
+            lambda t: student.classifier(student.head(student.backbone(t)[in_feature])),
             bare_inputs,
             args.seconds,
             args.device,
@@ -131,7 +133,7 @@ def benchmark_inference(args):
     headers = [
         "setting",
         "student img/s",
-        "bare backbone + pool + linear img/s",
+        "bare backbone + head + linear img/s",
         "teacher img/s (proposals given)",
         "teacher + EdgeBoxes img/s",
         "student / teacher+proposals",
@@ -415,23 +417,27 @@ def _training_runs(args):
     cache = os.path.join(folder, "teacher_cache")
     if not os.path.exists(cache):
         write_teacher_cache(_train_cfg("S-Cls_KD.yaml", folder, kd), cache)
+    cached = [*kd, "MODEL.DISTILL.TEACHER_CACHE", cache]
     runs = {
         "plain student (S-Cls w/o KD)": _train_cfg(
             "S-Cls.yaml", os.path.join(folder, "student"), data
         ),
         "teacher (T-WDet)": teacher_cfg,
-        "online KD (teacher in the loop)": _train_cfg(
+        "online KD, joint (teacher in the loop)": _train_cfg(
             "S-Cls_KD.yaml", os.path.join(folder, "student_kd"), kd
         ),
-        "cached KD (tools/cache_teacher.py)": _train_cfg(
+        CACHED_STAGE_1: _train_cfg(
             "S-Cls_KD_cached.yaml",
-            os.path.join(folder, "student_kd_cached"),
-            [*kd, "MODEL.DISTILL.TEACHER_CACHE", cache],
+            os.path.join(folder, "student_kd_cached_stage1"),
+            [*cached, "MODEL.DISTILL.LABEL_WEIGHT", 0.0, "MODEL.DISTILL.PREDICTION_WEIGHT", 0.0],
         ),
-        "cached KD, stage 2 (L_p + L_p')": _train_cfg(
+        CACHED_STAGE_2: _train_cfg(
             "S-Cls_KD_cached.yaml",
             os.path.join(folder, "student_kd_cached_stage2"),
-            [*kd, "MODEL.DISTILL.TEACHER_CACHE", cache, "MODEL.DISTILL.FEATURE_WEIGHT", 0.0],
+            [*cached, "MODEL.DISTILL.FEATURE_WEIGHT", 0.0],
+        ),
+        "cached KD, joint (L_p + L_p' + L_f)": _train_cfg(
+            "S-Cls_KD_cached.yaml", os.path.join(folder, "student_kd_cached"), cached
         ),
     }
     return runs
@@ -456,12 +462,12 @@ def benchmark_training(args):
         times = {k: [r[name][k] for r in rounds] for k in ("time", "data_time", "teacher_time")}
         teacher = summary(times["teacher_time"], 3) if any(times["teacher_time"]) else "-"
         rows.append([name, summary(times["time"], 3), summary(times["data_time"], 3), teacher])
-    plain, online = "plain student (S-Cls w/o KD)", "online KD (teacher in the loop)"
+    plain, online = "plain student (S-Cls w/o KD)", "online KD, joint (teacher in the loop)"
     ratio = [r[online]["time"] / (r[online]["teacher_time"] + r[plain]["time"]) for r in rounds]
     rows.append(
         ["online KD / (teacher forward + plain step)", summary(ratio, 2) + " (goal <= 1.1)", "", ""]
     )
-    for cached in ("cached KD (tools/cache_teacher.py)", "cached KD, stage 2 (L_p + L_p')"):
+    for cached in (CACHED_STAGE_1, CACHED_STAGE_2):
         ratio = [r[cached]["time"] / r[plain]["time"] for r in rounds]
         rows.append([f"{cached} / plain step", summary(ratio, 2) + " (goal <= 1.2)", "", ""])
     headers = [
@@ -479,7 +485,7 @@ def benchmark_train_loader(args):
     cached KD, in-process and with 2 workers, with and without aspect-ratio grouping."""
     runs = _training_runs(args)
     rows = []
-    for name in ("plain student (S-Cls w/o KD)", "cached KD (tools/cache_teacher.py)"):
+    for name in ("plain student (S-Cls w/o KD)", "cached KD, joint (L_p + L_p' + L_f)"):
         for workers, grouping in ((0, False), (2, True), (2, False)):
             cfg = runs[name].clone()
             cfg.defrost()

@@ -68,7 +68,8 @@ def get_parser():
     parser.add_argument(
         "opts",
         nargs=argparse.REMAINDER,
-        help="config overrides for every step, e.g. DATASETS.SYNTHETIC.NUM_TRAIN 500 SOLVER.MAX_ITER 100",
+        help="config overrides for every step, e.g. DATASETS.SYNTHETIC.NUM_TRAIN 500 "
+        "SOLVER.MAX_ITER 100",
     )
     return parser
 
@@ -154,7 +155,8 @@ def train_and_evaluate(cfg):
 
 
 def prepare_data(args):
-    """Generate the dataset and proposals, print their statistics; returns the training split's summary."""
+    """Generate the dataset and proposals, print their statistics; returns the training
+    split's summary."""
     cfg = load_config("T-WDet.yaml", args.output, args.opts)
     names = [f"synthetic_shapes_{s}" for s in SPLITS]
     cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = (names[0],), tuple(names[1:])
@@ -207,13 +209,18 @@ def prepare_data(args):
     return train_summary
 
 
-def train_teacher(args, opts, seed):
-    cfg = load_config(
-        "T-WDet.yaml",
-        os.path.join(args.output, f"seed{seed}", "teacher"),
-        [*args.opts, *opts, "SEED", seed],
-    )
-    results = train_and_evaluate(cfg)
+def run(args, opts, seed, config, folder, extra=()):
+    """Train and evaluate ``configs/Synthetic/<config>`` into <output>/seed<seed>/<folder>:
+    (results, the config)."""
+    output = os.path.join(args.output, f"seed{seed}", folder)
+    cfg = load_config(config, output, [*args.opts, *opts, *extra, "SEED", seed])
+    return train_and_evaluate(cfg), cfg
+
+
+def train_teacher(args, opts, seed, folder="teacher", extra=()):
+    """T-WDet, evaluated and with pictures of its top proposals and labels; (results, config)."""
+    extra = ["DATASETS.PROPOSAL_FILES_TEST", (proposal_file(args, "test"),), *extra]
+    results, cfg = run(args, opts, seed, "T-WDet.yaml", folder, extra)
     pictures = os.path.join(cfg.OUTPUT_DIR, "pictures")
     if not os.path.isdir(pictures):
         model = Trainer.build_model(cfg)
@@ -223,34 +230,31 @@ def train_teacher(args, opts, seed):
             model, Trainer.build_test_loader(cfg, test_set), test_set, pictures + ".tmp", 20
         )
         os.replace(pictures + ".tmp", pictures)
-    return cfg, results
+    return results, cfg
 
 
-def train_students(args, opts, seed, teacher_cfg):
-    """S-Cls without KD, then with KD from the teacher (its config as trained, saved beside it),
-    in the authors' two stages (the second from the first's weights) or one joint stage."""
+def kd_options(teacher_cfg):
+    """The config overrides naming a trained teacher (its config is saved beside its weights)."""
     teacher_config = os.path.join(teacher_cfg.OUTPUT_DIR, "config.yaml")
     atomic_write_bytes(teacher_config, teacher_cfg.dump().encode())
-    kd = [
+    return [
         "MODEL.DISTILL.TEACHER_CONFIG",
         teacher_config,
         "MODEL.DISTILL.TEACHER_WEIGHTS",
         os.path.join(teacher_cfg.OUTPUT_DIR, "model_final.pth"),
     ]
 
-    def run(config, folder, extra=()):
-        output = os.path.join(args.output, f"seed{seed}", folder)
-        cfg = load_config(config, output, [*args.opts, *opts, *extra, "SEED", seed])
-        return train_and_evaluate(cfg), output
 
-    student, _ = run("S-Cls.yaml", "student")
-    if args.kd_schedule == "joint":
-        student_kd, _ = run("S-Cls_KD.yaml", "student_kd_joint", kd)
-    else:
-        _, stage1 = run("S-Cls_KD_stage1.yaml", "student_kd_stage1", kd)
-        weights = ["MODEL.WEIGHTS", os.path.join(stage1, "model_final.pth")]
-        student_kd, _ = run("S-Cls_KD_stage2.yaml", "student_kd_stage2", [*kd, *weights])
-    return student, student_kd
+def train_kd_student(args, opts, seed, teacher_cfg, schedule, folder="student_kd", extra=()):
+    """S-Cls with KD from the teacher (its config as trained, saved beside it), in the authors'
+    two stages (into <folder>_stage1, then <folder>_stage2 from its weights) or one joint stage
+    (<folder>_joint); returns the final student's results."""
+    kd = [*kd_options(teacher_cfg), *extra]
+    if schedule == "joint":
+        return run(args, opts, seed, "S-Cls_KD.yaml", f"{folder}_joint", kd)[0]
+    _, stage1 = run(args, opts, seed, "S-Cls_KD_stage1.yaml", f"{folder}_stage1", kd)
+    weights = ["MODEL.WEIGHTS", os.path.join(stage1.OUTPUT_DIR, "model_final.pth")]
+    return run(args, opts, seed, "S-Cls_KD_stage2.yaml", f"{folder}_stage2", [*kd, *weights])[0]
 
 
 MODELS = ("S-Cls w/o KD", "T-WDet", "S-Cls w/ KD")
@@ -323,26 +327,30 @@ def results_tables(summary, test_set):
     )
 
 
+def proposal_file(args, split):
+    """The proposal file of ``split`` that ``prepare_data`` made."""
+    return os.path.join(args.proposals_dir, f"synthetic_shapes_{split}_{args.method}")
+
+
+def proposal_options(args):
+    """The config overrides naming the training proposals (the teacher's and, with KD, the
+    student's); only the teacher is tested with proposals."""
+    return ["DATASETS.PROPOSAL_FILES_TRAIN", (proposal_file(args, "train"),)]
+
+
 def main(args):
     """Runs the demo; returns the summary of ``summarize`` (also in <output>/results.json)."""
     setup_logger(name="wsd_distill")
     train_summary = prepare_data(args)
     if args.skip_training:
         return None
-    proposals = {
-        s: os.path.join(args.proposals_dir, f"synthetic_shapes_{s}_{args.method}") for s in SPLITS
-    }
-    opts = [
-        "DATASETS.PROPOSAL_FILES_TRAIN",
-        (proposals["train"],),
-        "DATASETS.PROPOSAL_FILES_TEST",
-        (proposals["test"],),
-    ]
+    opts = proposal_options(args)
     setup_logger(args.output, name="detectron2")
     runs = {}
     for seed in args.seeds:
-        teacher_cfg, teacher = train_teacher(args, opts, seed)
-        student, student_kd = train_students(args, opts, seed, teacher_cfg)
+        teacher, teacher_cfg = train_teacher(args, opts, seed)
+        student = run(args, opts, seed, "S-Cls.yaml", "student")[0]
+        student_kd = train_kd_student(args, opts, seed, teacher_cfg, args.kd_schedule)
         runs[seed] = dict(zip(MODELS, (student, teacher, student_kd)))
     summary = summarize(runs)
     test_set = teacher_cfg.DATASETS.TEST[0]

@@ -121,14 +121,21 @@ class MultiLabelDatasetMapper:
             fetch_proposals(dataset_dict, self._proposal_stores)
             if "proposal_boxes" not in dataset_dict:
                 raise KeyError(
-                    f"Image {dataset_dict['image_id']!r} has no proposals but MODEL.LOAD_PROPOSALS is on: "
-                    f"set DATASETS.PROPOSAL_FILES_TRAIN/TEST for this dataset"
+                    f"Image {dataset_dict['image_id']!r} has no proposals but "
+                    f"MODEL.LOAD_PROPOSALS is on: set DATASETS.PROPOSAL_FILES_TRAIN/TEST for "
+                    f"this dataset"
                 )
             if len(dataset_dict["proposal_boxes"]) == 0:
                 h, w = dataset_dict["height"], dataset_dict["width"]
                 dataset_dict["proposal_boxes"] = np.array([[0, 0, w, h]], dtype=np.float32)
                 dataset_dict["proposal_objectness_logits"] = np.ones(1, dtype=np.float32)
                 dataset_dict["proposal_bbox_mode"] = BoxMode.XYXY_ABS
+            # transform_proposals keeps the first top-k: the best, whatever the file's order
+            order = np.argsort(
+                -np.asarray(dataset_dict["proposal_objectness_logits"]), kind="stable"
+            )
+            for key in ("proposal_boxes", "proposal_objectness_logits"):
+                dataset_dict[key] = np.asarray(dataset_dict[key])[order]
             utils.transform_proposals(
                 dataset_dict,
                 image_shape,

@@ -73,6 +73,7 @@ def teacher_cache_settings(cfg, dataset_dicts):
         "teacher_weights_sha1": file_sha1(d.TEACHER_WEIGHTS),
         "teacher_temperatures": [targets["cls_temperature"], targets["det_temperature"]],
         "roi_topk": targets["roi_topk"],
+        "teacher_feature_dim": d.TEACHER_FEATURE_DIM,
         "variants": cache_variants(cfg),
         "max_size": cfg.INPUT.MAX_SIZE_TRAIN,
         "ids_sha1": ids_digest(sorted(str(d["image_id"]) for d in dataset_dicts)),
@@ -88,8 +89,11 @@ def open_teacher_cache(cfg, dataset_dicts):
     found = {k: store.meta.get(k) for k in expected}
     different = [k for k in expected if found[k] != expected[k]]
     if different:
+        what = ", ".join(
+            f"{k} is {found[k]!r}, the config asks for {expected[k]!r}" for k in different
+        )
         raise ValueError(
-            f"Teacher cache {path} does not fit this config: {', '.join(f'{k} is {found[k]!r}, the config asks for {expected[k]!r}' for k in different)}. "
+            f"Teacher cache {path} does not fit this config: {what}. "
             f"Make it again with tools/cache_teacher.py and this config."
         )
     return store

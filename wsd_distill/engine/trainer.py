@@ -20,7 +20,7 @@ from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
-from ..data import MultiLabelDatasetMapper, get_multilabel_dataset_dicts, num_classes_of
+from ..data import MultiLabelDatasetMapper, get_multilabel_dataset_dicts
 from ..data.resumable_loader import build_resumable_train_loader
 from ..data.teacher_cache import open_teacher_cache, used_fields
 from ..evaluation import MultiLabelEvaluator, WSODEvaluator
@@ -29,26 +29,16 @@ from .teacher_hook import TeacherHook
 
 
 def test_proposal_files(cfg, dataset_name):
-    """The proposal file of ``dataset_name`` in ``DATASETS.PROPOSAL_FILES_TEST``; None without
-    proposals, and for a student, which never needs them at test time (only its teacher does)."""
-    if not cfg.MODEL.LOAD_PROPOSALS or cfg.MODEL.META_ARCHITECTURE == "StudentClassifier":
+    """The proposal file of ``dataset_name`` in ``DATASETS.PROPOSAL_FILES_TEST``; None when the
+    config names none (a student never needs them at test time, only its teacher does)."""
+    if not cfg.MODEL.LOAD_PROPOSALS or not cfg.DATASETS.PROPOSAL_FILES_TEST:
         return None
     if dataset_name not in cfg.DATASETS.TEST:
         raise KeyError(
-            f"'{dataset_name}' is not in DATASETS.TEST, so DATASETS.PROPOSAL_FILES_TEST has no file for it"
+            f"'{dataset_name}' is not in DATASETS.TEST, so DATASETS.PROPOSAL_FILES_TEST has no "
+            f"file for it"
         )
     return [cfg.DATASETS.PROPOSAL_FILES_TEST[list(cfg.DATASETS.TEST).index(dataset_name)]]
-
-
-def check_class_count(cfg):
-    """The model's class count (``MODEL.WSDDN/STUDENT.NUM_CLASSES``) must match every dataset's."""
-    key = "STUDENT" if cfg.MODEL.META_ARCHITECTURE == "StudentClassifier" else "WSDDN"
-    num_classes = cfg.MODEL[key].NUM_CLASSES
-    for name in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST):
-        if num_classes_of(name) != num_classes:
-            raise ValueError(
-                f"Dataset '{name}' has {num_classes_of(name)} classes but MODEL.{key}.NUM_CLASSES is {num_classes}"
-            )
 
 
 def create_ddp_model_on_any_device(model):
@@ -87,11 +77,6 @@ class Trainer(DefaultTrainer):
         )
         self.start_iter, self.max_iter, self.cfg = 0, cfg.SOLVER.MAX_ITER, cfg
         self.register_hooks(self.build_hooks())
-
-    @classmethod
-    def build_model(cls, cfg):  # also what DefaultTrainer.__init__ builds the model with
-        check_class_count(cfg)
-        return super().build_model(cfg)
 
     def build_hooks(self):
         hooks = super().build_hooks()
@@ -198,7 +183,7 @@ class Trainer(DefaultTrainer):
             )
         ]
         has_boxes = MetadataCatalog.get(dataset_name).get("has_boxes", False)
-        if cfg.TEST.WSOD.ENABLED and has_boxes and cfg.MODEL.META_ARCHITECTURE == "WSDDN":
+        if cfg.TEST.WSOD.ENABLED and has_boxes:  # (it skips outputs without "instances")
             evaluators.append(
                 WSODEvaluator(dataset_name, iou_threshold=cfg.TEST.WSOD.IOU_THRESHOLD)
             )

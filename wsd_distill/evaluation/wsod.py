@@ -116,6 +116,8 @@ class WSODEvaluator(DatasetEvaluator):
 
     def process(self, inputs, outputs):
         for inp, out in zip(inputs, outputs):
+            if "instances" not in out:  # a classifier: nothing to localize
+                continue
             inst = out["instances"].to("cpu")
             self._predictions[inp["image_id"]] = (
                 inst.pred_boxes.tensor.numpy(),
@@ -131,6 +133,8 @@ class WSODEvaluator(DatasetEvaluator):
             if not comm.is_main_process():
                 return {}
             predictions = dict(itertools.chain.from_iterable(p.items() for p in gathered))
+        if not predictions:
+            return {}  # DatasetEvaluators leaves out an empty result
         gt = ground_truth_of(DatasetCatalog.get(self._dataset_name))
         gt = {i: v for i, v in gt.items() if i in predictions}
         k = len(self._class_names)

@@ -1,6 +1,7 @@
 """A checkpointed class count, so weights trained for another label set fail to load clearly."""
 
 import torch
+from detectron2.data import MetadataCatalog
 
 
 def add_class_count_check(module, num_classes, config_key):
@@ -17,3 +18,14 @@ def add_class_count_check(module, num_classes, config_key):
             )
 
     module._register_load_state_dict_pre_hook(check)
+
+
+def check_dataset_class_count(cfg, num_classes, config_key):
+    """``num_classes`` must be the class count (``thing_classes``) of every dataset of
+    ``DATASETS.TRAIN`` and ``DATASETS.TEST`` whose metadata has one."""
+    for name in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST):
+        classes = MetadataCatalog.get(name).get("thing_classes")
+        if classes is not None and len(classes) != num_classes:
+            raise ValueError(
+                f"Dataset '{name}' has {len(classes)} classes but {config_key} is {num_classes}"
+            )

@@ -9,7 +9,7 @@ from detectron2.structures import Boxes, ImageList
 from torch import nn
 from torch.nn import functional as F
 
-from .class_count import add_class_count_check
+from .class_count import add_class_count_check, check_dataset_class_count
 from .distill_losses import prediction_distill_loss, roi_feature_distill_loss
 from .student_head import StudentHead
 
@@ -107,6 +107,7 @@ class StudentClassifier(nn.Module):
                 f"MODEL.STUDENT.IN_FEATURE '{s.IN_FEATURE}' is not a backbone output "
                 f"({sorted(shapes)})"
             )
+        check_dataset_class_count(cfg, s.NUM_CLASSES, "MODEL.STUDENT.NUM_CLASSES")
         head = StudentHead(
             shapes[s.IN_FEATURE], s.HEAD, s.POOLING, s.POOLER_RESOLUTION, s.FC_DIM, s.DROPOUT
         )

@@ -5,10 +5,10 @@ what to learn from (:func:`teacher_targets`): the same whether the teacher runs 
 import os
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
+from detectron2.utils.file_io import PathManager
 
 from ..config import add_wsd_distill_config
 from .box_head import wsddn_box_head_dim
@@ -148,5 +148,31 @@ def build_teacher(cfg):
     # random stream (the student's dropout) stays as it would be without a teacher
     with torch.random.fork_rng(devices=[]):
         teacher = build_model(teacher_cfg)
-    DetectionCheckpointer(teacher).load(weights)
+    load_teacher_weights(teacher, weights)
     return teacher.eval().requires_grad_(False)
+
+
+def load_teacher_weights(teacher, weights):
+    """Load a trained teacher's checkpoint strictly: a missing, unexpected or misshapen key
+    (another architecture, a student's checkpoint) is an error naming the file, where a
+    lenient load would leave random heads and distil from them."""
+    key = "MODEL.DISTILL.TEACHER_WEIGHTS"
+    try:
+        with PathManager.open(weights, "rb") as f:
+            checkpoint = torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(
+            f"{key} '{weights}' is not a checkpoint of tools/train_net.py ({e.__class__.__name__})"
+        ) from None
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
+        raise ValueError(
+            f"{key} '{weights}' holds no 'model' weights: not a checkpoint of tools/train_net.py"
+        )
+    try:
+        teacher.load_state_dict(checkpoint["model"], strict=True)
+    except RuntimeError as e:
+        problems = str(e).split(":", 1)[-1].strip()
+        raise ValueError(
+            f"{key} '{weights}' does not fit the teacher of MODEL.DISTILL.TEACHER_CONFIG: "
+            f"{problems[:500]}"
+        ) from None

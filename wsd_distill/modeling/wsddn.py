@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .box_head import build_wsddn_box_head
-from .class_count import add_class_count_check
+from .class_count import add_class_count_check, check_dataset_class_count
 
 
 def softmax_over_regions(logits, num_regions):
@@ -111,6 +111,7 @@ class WSDDN(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
+        check_dataset_class_count(cfg, cfg.MODEL.WSDDN.NUM_CLASSES, "MODEL.WSDDN.NUM_CLASSES")
         backbone = build_backbone(cfg)
         in_feature = cfg.MODEL.WSDDN.IN_FEATURE
         shapes = backbone.output_shape()
