@@ -7,7 +7,8 @@ setup(
     "as a Detectron2 extension",
     packages=find_packages(include=["wsd_distill", "wsd_distill.*"]),
     python_requires=">=3.9",
-    # detectron2 is installed separately (see README: official build, or tools/install_detectron2.py)
+    # detectron2 is installed separately (see README: official build, or
+    # tools/install_detectron2.py)
     install_requires=[
         "numpy",
         "opencv-contrib-python-headless",

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Generate the synthetic shapes benchmark under $DETECTRON2_DATASETS/synthetic_shapes.
 
-    python datasets/prepare_synthetic_shapes.py --train 2000 --val 400 --test 1000 --size 256 --seed 0
+    python datasets/prepare_synthetic_shapes.py --train 2000 --val 400 --test 1000 \\
+        --size 256 --seed 0
 
 The sizes must match the config's DATASETS.SYNTHETIC.* when training on it (tools/train_net.py
 and tools/demo.py generate it themselves from the config when it is missing).

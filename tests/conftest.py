@@ -14,7 +14,7 @@ TINY_PREFIX = "tiny_shapes"  # registered as tiny_shapes_{train,val,test}
 
 @pytest.fixture(scope="session")
 def datasets_dir(tmp_path_factory):
-    """A $DETECTRON2_DATASETS folder holding synthetic_shapes/ (also registered as tiny_shapes_*)."""
+    """A $DETECTRON2_DATASETS folder with synthetic_shapes/ (also registered as tiny_shapes_*)."""
     root = tmp_path_factory.mktemp("datasets")
     generate_synthetic_shapes(
         os.path.join(root, "synthetic_shapes"), TINY_SIZES, TINY_IMAGE_SIZE, seed=0
@@ -25,10 +25,11 @@ def datasets_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_proposals(datasets_dir, tmp_path_factory):
-    """EdgeBoxes proposal stores (100 boxes per image) of tiny_shapes_{train,val,test}: {split: path}."""
+    """EdgeBoxes proposal stores (100 boxes per image) of tiny_shapes_{train,val,test}: {split:
+    path}."""
     from detectron2.data import DatasetCatalog
 
-    from wsd_distill.proposals.generate import generate_proposal_file
+    from wsd_distill.box_proposers.generate import generate_proposal_file
 
     folder = tmp_path_factory.mktemp("proposals")
     files = {}

@@ -21,7 +21,8 @@ from wsd_distill.data.statistics import dataset_summary
 
 
 def write_coco(path):
-    """Category ids with gaps (1, 3, 7), a crowd box, an image with only a crowd box, one without any."""
+    """Category ids with gaps (1, 3, 7), a crowd box, an image with only a crowd box, one without
+    any."""
     coco = {
         "images": [
             {"id": i, "file_name": f"{i:012d}.jpg", "height": 100, "width": 120}
@@ -154,10 +155,12 @@ def test_nuswide_csv_and_json_lists(tmp_path):
         load_nuswide(str(tmp_path), "test")
 
 
-VOC_XML = """<annotation><filename>{id}.jpg</filename><size><width>200</width><height>150</height><depth>3</depth></size>
+VOC_XML = """<annotation><filename>{id}.jpg</filename>
+<size><width>200</width><height>150</height><depth>3</depth></size>
 {objects}</annotation>"""
 VOC_OBJECT = """<object><name>{name}</name><difficult>{difficult}</difficult>
-<bndbox><xmin>{box[0]}</xmin><ymin>{box[1]}</ymin><xmax>{box[2]}</xmax><ymax>{box[3]}</ymax></bndbox></object>"""
+<bndbox><xmin>{box[0]}</xmin><ymin>{box[1]}</ymin>
+<xmax>{box[2]}</xmax><ymax>{box[3]}</ymax></bndbox></object>"""
 
 
 def test_voc_multilabel_keeps_boxes_and_difficult(tmp_path):

@@ -25,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def small_shapes(tmp_path_factory):
-    """800 training and 200 validation images of 128 px (the benchmark's size), as small_shapes_*."""
+    """800 training and 200 validation images of 128 px (the benchmark's size): small_shapes_*."""
     root = str(tmp_path_factory.mktemp("small") / "shapes")
     generate_synthetic_shapes(root, {"train": 800, "val": 200}, image_size=128, seed=1)
     register_synthetic_shapes(root, prefix="small_shapes")
@@ -71,7 +71,7 @@ def train(cfg):
 
 
 def test_teacher_loss_falls(datasets_dir, tiny_proposals, tmp_path):
-    """On 24 images the teacher's loss falls by over 40% within 80 iterations (it fits its labels)."""
+    """On 24 images the teacher's loss falls by over 40% within 80 iterations (it fits them)."""
     cfg = config(
         "T-WDet.yaml",
         str(tmp_path),

@@ -13,6 +13,8 @@ import pytest
 from detectron2.data import DatasetCatalog
 from scipy.io import savemat
 
+from wsd_distill.box_proposers import EdgeBoxes, SelectiveSearch, postprocess_proposals
+from wsd_distill.box_proposers.generate import generate_proposal_file
 from wsd_distill.data import (
     RaggedStore,
     RaggedStoreWriter,
@@ -24,8 +26,6 @@ from wsd_distill.data import (
 from wsd_distill.data.datasets.synthetic import render_image
 from wsd_distill.data.proposals import fetch_proposals
 from wsd_distill.data.statistics import proposal_recall
-from wsd_distill.proposals import EdgeBoxes, SelectiveSearch, postprocess_proposals
-from wsd_distill.proposals.generate import generate_proposal_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

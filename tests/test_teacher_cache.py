@@ -71,7 +71,8 @@ def kd_opts(teacher_files, proposals, *extra):
 
 
 def kd_cfg(opts):
-    """In this process: tiny_shapes_* are the subprocesses' synthetic_shapes_* (same files, same ids)."""
+    """In this process: tiny_shapes_* are the subprocesses' synthetic_shapes_* (same files, same
+    ids)."""
     cfg = add_wsd_distill_config(get_cfg())
     cfg.merge_from_file(os.path.join(CONFIGS, "S-Cls_KD.yaml"))
     cfg.merge_from_list(

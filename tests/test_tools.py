@@ -56,7 +56,8 @@ import json, runpy, sys
 demo = runpy.run_path(sys.argv[1])
 output, rest = sys.argv[2], sys.argv[3:]
 for seeds, folder in ((["0", "1"], "first"), (["1", "0"], "second")):
-    args = demo["get_parser"]().parse_args(["--output", f"{output}/{folder}", "--seeds", *seeds, *rest])
+    argv = ["--output", f"{output}/{folder}", "--seeds", *seeds, *rest]
+    args = demo["get_parser"]().parse_args(argv)
     demo["main"](args)
 """
 

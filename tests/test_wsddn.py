@@ -20,11 +20,13 @@ L2, L3 = math.log(2), math.log(3)
 
 
 def test_region_and_image_scores_by_hand():
-    """Two images (3 and 2 regions), 2 classes; softmax over classes per region, over regions per image."""
+    """Two images (3 and 2 regions), 2 classes; softmax over classes per region, over regions per
+    image."""
     cls_logits = torch.tensor([[0, L3], [0, 0], [L3, 0], [0, 0], [0, 0]])
     det_logits = torch.tensor([[0, 0], [L2, 0], [L3, 0], [0, 0], [L3, 0]])
     region, image = wsddn_scores(cls_logits, det_logits, [3, 2], eps=1e-6)
-    # image A: softmax_c rows (1/4, 3/4), (1/2, 1/2), (3/4, 1/4); softmax_r columns (1/6, 2/6, 3/6), (1/3, 1/3, 1/3)
+    # image A: softmax_c rows (1/4, 3/4), (1/2, 1/2), (3/4, 1/4); softmax_r columns (1/6, 2/6, 3/6),
+    # (1/3, 1/3, 1/3)
     # image B: softmax_c rows (1/2, 1/2) twice; softmax_r columns (1/4, 3/4), (1/2, 1/2)
     expected = torch.tensor(
         [[1 / 24, 1 / 4], [1 / 6, 1 / 6], [3 / 8, 1 / 12], [1 / 8, 1 / 4], [3 / 8, 1 / 4]]

@@ -34,7 +34,8 @@ PRED = {
 
 
 def test_corloc_by_hand():
-    # class 0: image 1's top box is the wrong one, image 2's is right (image 3 counts for CorLoc too: right)
+    # class 0: image 1's top box is the wrong one, image 2's is right (image 3 counts for CorLoc
+    # too: right)
     np.testing.assert_allclose(corloc(PRED, GT, 3), [2 / 3, 1.0, np.nan])
 
 

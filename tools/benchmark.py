@@ -34,7 +34,6 @@ import cv2
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.data.build import trivial_batch_collator
 from detectron2.data.common import DatasetFromList, MapDataset
@@ -42,19 +41,18 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, BoxMode, Instances
 from tabulate import tabulate
 
-from wsd_distill import add_wsd_distill_config
+from wsd_distill.box_proposers import build_box_proposer
+from wsd_distill.box_proposers.generate import generate_proposal_file
 from wsd_distill.data.datasets import generate_synthetic_shapes, register_synthetic_shapes
 from wsd_distill.data.datasets.synthetic import render_image
 from wsd_distill.data.proposals import (
-    atomic_write_bytes,
     fetch_proposals,
     load_proposals_into_dataset,
     save_proposals,
 )
 from wsd_distill.data.teacher_cache_writer import write_teacher_cache
-from wsd_distill.engine import Trainer
-from wsd_distill.proposals import build_proposal_generator
-from wsd_distill.proposals.generate import generate_proposal_file
+from wsd_distill.engine import Trainer, setup_cfg
+from wsd_distill.utils import atomic_write_bytes
 
 CACHED_STAGE_1 = "cached KD, stage 1 (L_f)"
 CACHED_STAGE_2 = "cached KD, stage 2 (L_p + L_p')"
@@ -71,9 +69,9 @@ SETTINGS = {  # name: (teacher config, student config, teacher image (h, w), pro
 
 
 def load(config, device):
-    cfg = add_wsd_distill_config(get_cfg())
-    cfg.merge_from_file(os.path.join(ROOT, "configs", config))
-    cfg.MODEL.WEIGHTS, cfg.MODEL.DEVICE = "", device
+    cfg = setup_cfg(
+        os.path.join(ROOT, "configs", config), ["MODEL.WEIGHTS", "", "MODEL.DEVICE", device]
+    )
     return build_model(cfg).eval(), cfg
 
 
@@ -98,7 +96,7 @@ def benchmark_inference(args):
         teacher, _ = load(teacher_config, args.device)
         student, student_cfg = load(student_config, args.device)
         images = [render_image(rng, max(h, w), distractors=(6, 12))[0][:h, :w] for _ in range(4)]
-        generator = build_proposal_generator("edge_boxes", max_proposals=num_proposals)
+        generator = build_box_proposer("edge_boxes", max_proposals=num_proposals)
         proposals_per_s = 1.0 / np.mean([_timed(generator, im) for im in images])
         inputs = [_model_input(im, generator(im)[0], args.device) for im in images]
         small = student_cfg.MODEL.STUDENT.INPUT_SIZE
@@ -195,7 +193,8 @@ def _memory_total_gb():
 
 
 def _memory(pids):
-    """(RSS, PSS) in bytes summed over ``pids`` (Linux /proc; PSS splits shared pages between processes)."""
+    """(RSS, PSS) in bytes summed over ``pids`` (Linux /proc; PSS splits shared pages between
+    processes)."""
     total = {"Rss": 0, "Pss": 0}
     for pid in pids:
         try:
@@ -264,7 +263,8 @@ def measure_loading(dicts, proposal_file, workers, batches, batch_size):
 
 
 def _in_fresh_process(fn, *args):
-    """``fn(*args)`` in a new process, so that its memory is its own (None if it was killed, e.g. out of memory)."""
+    """``fn(*args)`` in a new process, so that its memory is its own (None if it was killed, e.g.
+    out of memory)."""
     try:
         with ProcessPoolExecutor(1, mp.get_context("spawn")) as pool:
             return pool.submit(fn, *args).result()
@@ -332,22 +332,8 @@ def benchmark_loading(args):
 
 
 def _train_cfg(config, output_dir, opts):
-    cfg = add_wsd_distill_config(get_cfg())
-    cfg.merge_from_file(os.path.join(ROOT, "configs", "Synthetic", config))
-    cfg.merge_from_list(
-        [
-            "OUTPUT_DIR",
-            output_dir,
-            "SEED",
-            0,
-            "DATASETS.TEST",
-            (),
-            "SOLVER.CHECKPOINT_PERIOD",
-            10**6,
-            *opts,
-        ]
-    )
-    return cfg
+    fixed = ["OUTPUT_DIR", output_dir, "SEED", 0, "DATASETS.TEST", (), "SOLVER.CHECKPOINT_PERIOD"]
+    return setup_cfg(os.path.join(ROOT, "configs", "Synthetic", config), [*fixed, 10**6, *opts])
 
 
 def _step_times(cfg):
@@ -476,7 +462,10 @@ def benchmark_training(args):
         "data s/step",
         "teacher forward s/step",
     ]
-    title = f"Training steps, median of {args.train_iters - 5} after 5 warm-up, configs/Synthetic; median (range) of {args.train_rounds} rounds"
+    title = (
+        f"Training steps, median of {args.train_iters - 5} after 5 warm-up, configs/Synthetic; "
+        f"median (range) of {args.train_rounds} rounds"
+    )
     return title, headers, rows
 
 
@@ -575,7 +564,9 @@ PARTS = {
 
 def main(args):
     torch.set_num_threads(args.threads or torch.get_num_threads())
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, device {args.device}"
+    processor = platform.processor() or platform.machine()
+    threads = torch.get_num_threads()
+    machine = f"{processor}, {os.cpu_count()} CPUs, {threads} torch threads, device {args.device}"
     if args.device == "cuda":
         machine += f" ({torch.cuda.get_device_name()})"
     os.makedirs(args.output, exist_ok=True)

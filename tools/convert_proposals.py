@@ -3,7 +3,8 @@
 
 From a detectron2 pickle (its ids are kept)::
 
-    python tools/convert_proposals.py --pickle coco_train_eb.pkl --output output/proposals/coco_train_eb
+    python tools/convert_proposals.py --pickle coco_train_eb.pkl \\
+        --output output/proposals/coco_train_eb
 
 From a WSDDN/OICR ``.mat`` file, matched to a registered dataset by image name::
 
@@ -59,5 +60,6 @@ if __name__ == "__main__":
         meta={"converted_from": args.mat or args.pickle},
     )
     print(
-        f"Wrote {args.output}: {len(ids)} images, {sum(len(b) for b in boxes) / max(len(ids), 1):.0f} boxes/image"
+        f"Wrote {args.output}: {len(ids)} images, "
+        f"{sum(len(b) for b in boxes) / max(len(ids), 1):.0f} boxes/image"
     )

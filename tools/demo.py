@@ -28,12 +28,12 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils.logger import setup_logger
 from tabulate import tabulate
 
+from wsd_distill.box_proposers.generate import generate_proposal_file
 from wsd_distill.data import load_proposals_into_dataset
 from wsd_distill.data.datasets import prepare_synthetic_shapes
-from wsd_distill.data.proposals import atomic_write_bytes
 from wsd_distill.data.statistics import dataset_summary, proposal_recall
 from wsd_distill.engine import Trainer, setup_cfg
-from wsd_distill.proposals.generate import generate_proposal_file
+from wsd_distill.utils import atomic_write_bytes
 from wsd_distill.visualization import plot_ap_gain, visualize_teacher
 
 CONFIGS = os.path.join(

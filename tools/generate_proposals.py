@@ -17,8 +17,8 @@ from detectron2.data import DatasetCatalog
 from detectron2.utils.logger import setup_logger
 
 import wsd_distill  # noqa: F401  (registers the datasets)
-from wsd_distill.proposals import PROPOSAL_METHODS
-from wsd_distill.proposals.generate import generate_proposal_file
+from wsd_distill.box_proposers import PROPOSAL_METHODS
+from wsd_distill.box_proposers.generate import generate_proposal_file
 
 
 def get_parser():
@@ -94,8 +94,10 @@ def main(args):
         args.dtype,
     )
     print(
-        f"{args.dataset}: {stats['images']} images in {stats['seconds']:.1f} s with {args.workers} worker(s): "
-        f"{stats['images_per_s']:.2f} images/s, {stats['images_per_s_per_worker']:.2f} images/s per worker, "
+        f"{args.dataset}: {stats['images']} images in {stats['seconds']:.1f} s with "
+        f"{args.workers} worker(s): "
+        f"{stats['images_per_s']:.2f} images/s, {stats['images_per_s_per_worker']:.2f} images/s "
+        "per worker, "
         f"{stats['boxes_per_image']:.0f} boxes/image"
     )
     return stats

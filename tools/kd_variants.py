@@ -27,7 +27,7 @@ from tabulate import tabulate
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import demo  # noqa: E402  (tools/demo.py)
 
-from wsd_distill.data.proposals import atomic_write_bytes  # noqa: E402
+from wsd_distill.utils import atomic_write_bytes  # noqa: E402
 
 SCALED = ["MODEL.DISTILL.SCALE_ROI_BY_PROPOSAL_SCORE", True]
 TOP_16 = ["MODEL.DISTILL.ROI_SELECT", "top", "MODEL.DISTILL.ROI_TOPK", 16]

@@ -51,7 +51,8 @@ def draw_teacher_view(
 
 
 def visualize_teacher(model, data_loader, dataset_name, output_dir, num_images=20):
-    """Write ``<image_id>.jpg`` pictures of a WSDDN's view of ``num_images`` images to ``output_dir``.
+    """Write ``<image_id>.jpg`` pictures of a WSDDN's view of ``num_images`` images to
+    ``output_dir``.
 
     ``data_loader`` yields mapper dicts (e.g. ``Trainer.build_test_loader(cfg, dataset_name)``).
     Returns the paths written.

@@ -1,3 +1,4 @@
+from ..utils.ragged_store import RaggedStore, RaggedStoreWriter
 from . import datasets  # noqa: F401  (registers the builtin datasets)
 from .build import get_multilabel_dataset_dicts, num_classes_of
 from .mapper import MultiLabelDatasetMapper
@@ -7,4 +8,3 @@ from .proposals import (
     read_proposals,
     save_proposals,
 )
-from .ragged_store import RaggedStore, RaggedStoreWriter

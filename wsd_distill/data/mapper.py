@@ -53,7 +53,8 @@ class MultiLabelDatasetMapper:
         teacher_cache_fields=TARGET_FIELDS,
     ):
         """``teacher_cache`` (an opened teacher cache, for training): adds ``"teacher"``, the
-        teacher's cached ``teacher_cache_fields`` for the augmentation drawn (``fetch_teacher_targets``).
+        teacher's cached ``teacher_cache_fields`` for the augmentation drawn
+        (``fetch_teacher_targets``).
         """
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations)

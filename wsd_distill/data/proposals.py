@@ -18,19 +18,8 @@ import numpy as np
 from detectron2.data import load_proposals_into_dataset as _d2_load_proposals_into_dataset
 from detectron2.structures import BoxMode
 
-from .ragged_store import RaggedStore, RaggedStoreWriter, is_ragged_store
-
-
-def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+from ..utils import atomic_write_bytes
+from ..utils.ragged_store import RaggedStore, RaggedStoreWriter, is_ragged_store
 
 
 def save_proposals(path, ids, proposals, dtype="float32", meta=None):
@@ -49,7 +38,8 @@ def save_proposals(path, ids, proposals, dtype="float32", meta=None):
     def check_count(n):
         if n != len(ids) or next(proposals, None) is not None:
             raise ValueError(
-                f"{len(ids)} image ids but proposals for {'more' if n == len(ids) else n} images; nothing written to {path}"
+                f"{len(ids)} image ids but proposals for {'more' if n == len(ids) else n} images; "
+                f"nothing written to {path}"
             )
 
     if path.endswith(".pkl"):
@@ -79,7 +69,8 @@ def load_proposals_into_dataset(dataset_dicts, proposal_file):
     (detectron2's ``load_proposals_into_dataset``). The error for a missing image names it."""
     if not os.path.exists(proposal_file):
         raise FileNotFoundError(
-            f"Proposal file {proposal_file} does not exist: make it with tools/generate_proposals.py"
+            f"Proposal file {proposal_file} does not exist: make it with "
+            "tools/generate_proposals.py"
         )
     if os.path.isdir(proposal_file):
         return attach_proposal_store(dataset_dicts, proposal_file)
@@ -94,7 +85,7 @@ def load_proposals_into_dataset(dataset_dicts, proposal_file):
 
 
 def attach_proposal_store(dataset_dicts, path):
-    """Point each dataset dict at its row of the proposal store ``path``; every image must have one."""
+    """Point each dataset dict at its row of the proposal store ``path`` (each must have one)."""
     store = open_proposal_store(path)
     rows, missing = [], []
     for d in dataset_dicts:
@@ -104,8 +95,10 @@ def attach_proposal_store(dataset_dicts, path):
             missing.append(d["image_id"])
     if missing:
         raise KeyError(
-            f"Proposal store {path} has no proposals for {len(missing)} of the {len(dataset_dicts)} images "
-            f"(first: image id {missing[0]!r}); it holds {len(store)} images, e.g. {store.keys[:3]}: "
+            f"Proposal store {path} has no proposals for {len(missing)} of the "
+            f"{len(dataset_dicts)} images "
+            f"(first: image id {missing[0]!r}); it holds {len(store)} images, e.g. "
+            f"{store.keys[:3]}: "
             f"it was made for another dataset. Regenerate it with tools/generate_proposals.py"
         )
     return [
@@ -121,7 +114,8 @@ def open_proposal_store(path):
         "objectness_logits",
     }:
         raise ValueError(
-            f"{path} is a store of {store.meta.get('content')!r} with fields {sorted(store.fields)}, not proposals"
+            f"{path} is a store of {store.meta.get('content')!r} with fields "
+            f"{sorted(store.fields)}, not proposals"
         )
     return store
 
@@ -145,7 +139,8 @@ def fetch_proposals(dataset_dict, stores):
 
 
 def read_proposals(path):
-    """``(ids, boxes, objectness_logits)`` of a proposal store or a detectron2 pickle, in file order."""
+    """``(ids, boxes, objectness_logits)`` of a proposal store or a detectron2 pickle, in file
+    order."""
     if is_ragged_store(path):
         store = open_proposal_store(path)
         return (
@@ -183,7 +178,8 @@ def _read_mat(mat_file):
     data = loadmat(mat_file)
     if "boxes" not in data:
         raise KeyError(
-            f"{mat_file} has no 'boxes' variable (found {sorted(k for k in data if not k.startswith('__'))})"
+            f"{mat_file} has no 'boxes' variable (found "
+            f"{sorted(k for k in data if not k.startswith('__'))})"
         )
     names = None
     if "images" in data:
@@ -244,13 +240,15 @@ def load_mat_proposals(mat_file, dataset_dicts, box_order="auto", one_based=True
         sizes = [(d.get("height"), d.get("width")) for d in dataset_dicts]
         if any(h is None or w is None for h, w in sizes):
             raise ValueError(
-                "box_order='auto' needs image height/width in the dataset dicts; pass 'xyxy' or 'yxyx'"
+                "box_order='auto' needs image height/width in the dataset dicts; pass 'xyxy' or "
+                "'yxyx'"
             )
         bad_xyxy = _out_of_bounds(selected, sizes)
         bad_yxyx = _out_of_bounds([b[:, [1, 0, 3, 2]] for b in selected], sizes)
         if (bad_xyxy == 0) == (bad_yxyx == 0):
             raise ValueError(
-                f"{mat_file}: cannot tell the box order from the image sizes ({bad_xyxy} boxes out of bounds "
+                f"{mat_file}: cannot tell the box order from the image sizes ({bad_xyxy} boxes "
+                "out of bounds "
                 f"as x1,y1,x2,y2; {bad_yxyx} as y1,x1,y2,x2): pass box_order='xyxy' or 'yxyx'"
             )
         box_order = "xyxy" if bad_xyxy == 0 else "yxyx"

@@ -16,19 +16,21 @@ import numpy as np
 from detectron2.data import transforms as T
 
 from ..modeling.teacher import TARGET_FIELDS, teacher_target_settings
-from .partial_run import ids_digest
-from .ragged_store import RaggedStore
+from ..utils.partial_run import ids_digest
+from ..utils.ragged_store import RaggedStore
 
 
 def cache_variants(cfg):
     """The ``(shortest side, flipped)`` pairs the training augmentation draws from."""
     if cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING != "choice":
         raise ValueError(
-            f"A teacher cache needs INPUT.MIN_SIZE_TRAIN_SAMPLING 'choice' (a finite set of sizes), not {cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING!r}"
+            "A teacher cache needs INPUT.MIN_SIZE_TRAIN_SAMPLING 'choice' (a finite set of "
+            f"sizes), not {cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING!r}"
         )
     if cfg.INPUT.RANDOM_FLIP not in ("horizontal", "none"):
         raise ValueError(
-            f"A teacher cache covers INPUT.RANDOM_FLIP 'horizontal' or 'none', not {cfg.INPUT.RANDOM_FLIP!r}"
+            "A teacher cache covers INPUT.RANDOM_FLIP 'horizontal' or 'none', not "
+            f"{cfg.INPUT.RANDOM_FLIP!r}"
         )
     flips = (False, True) if cfg.INPUT.RANDOM_FLIP == "horizontal" else (False,)
     return [(int(size), flipped) for size in cfg.INPUT.MIN_SIZE_TRAIN for flipped in flips]
@@ -100,15 +102,18 @@ def open_teacher_cache(cfg, dataset_dicts):
 
 
 def fetch_teacher_targets(store, image_id, image_shape, flipped, fields=TARGET_FIELDS):
-    """The cached ``"teacher"`` entry (``fields``) of one augmented image, as float32 NumPy arrays: a data-loader
-    worker pickles these into its message, where each tensor would cost a shared-memory segment
-    and a file-descriptor hand-over (docs/benchmarks.md, "Training steps")."""
+    """The cached ``"teacher"`` entry (``fields``) of one augmented image, as float32 NumPy
+    arrays: a data-loader worker pickles these into its message, where each tensor would cost a
+    shared-memory segment and a file-descriptor hand-over (docs/benchmarks.md, "Training
+    steps")."""
     key = cache_key(image_id, image_shape, flipped)
     try:
         i = store.row_of(key)
     except KeyError:
         raise KeyError(
-            f"Teacher cache {store.path} has no entry for image {image_id!r} at {image_shape[0]}x{image_shape[1]}"
-            f"{', flipped' if flipped else ''}: it was made for other INPUT sizes; run tools/cache_teacher.py again"
+            f"Teacher cache {store.path} has no entry for image {image_id!r} at "
+            f"{image_shape[0]}x{image_shape[1]}"
+            f"{', flipped' if flipped else ''}: it was made for other INPUT sizes; run "
+            "tools/cache_teacher.py again"
         ) from None
     return {name: store.get(i, name, np.float32) for name in fields}

@@ -10,10 +10,10 @@ import torch
 from tqdm import tqdm
 
 from ..modeling.teacher import build_teacher, teacher_target_settings, teacher_targets
+from ..utils.partial_run import open_partial_run, read_chunk, write_chunk
+from ..utils.ragged_store import RaggedStoreWriter
 from .build import get_multilabel_dataset_dicts
 from .mapper import MultiLabelDatasetMapper
-from .partial_run import open_partial_run, read_chunk, write_chunk
-from .ragged_store import RaggedStoreWriter
 from .teacher_cache import cache_key, cache_variants, teacher_cache_settings, variant_augmentations
 
 logger = logging.getLogger(__name__)

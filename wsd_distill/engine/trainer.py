@@ -127,7 +127,8 @@ class Trainer(DefaultTrainer):
             cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler"
         ):  # e.g. RepeatFactorTrainingSampler counts boxes, not labels
             raise ValueError(
-                f"DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN!r} is not supported: wsd_distill's resumable "
+                f"DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN!r} is not supported: "
+                "wsd_distill's resumable "
                 f"training loader draws detectron2's TrainingSampler stream (set 'TrainingSampler')"
             )
         dicts = get_multilabel_dataset_dicts(

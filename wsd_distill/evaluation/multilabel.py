@@ -40,7 +40,7 @@ def average_precision_per_class(scores, labels):
 
 
 def _precision_recall_f1(predicted, labels, valid):
-    """Per-class averaged (C*) and pooled (O*) precision, recall, F1 of boolean predictions [N, K]."""
+    """Per-class averaged (C*) and pooled (O*) precision, recall, F1 of bool predictions [N, K]."""
     correct = (predicted & labels).sum(axis=0).astype(np.float64)
     num_predicted = predicted.sum(axis=0).astype(np.float64)
     num_gt = labels.sum(axis=0).astype(np.float64)

@@ -89,7 +89,8 @@ def detection_ap(predictions, ground_truth, num_classes, iou_threshold=0.5):
 
 
 def ground_truth_of(dataset_dicts):
-    """image id -> (XYXY boxes [G, 4], classes [G], difficult [G]) from detectron2 dicts (crowd boxes left out)."""
+    """image id -> (XYXY boxes [G, 4], classes [G], difficult [G]) from detectron2 dicts (crowd
+    boxes left out)."""
     gt = {}
     for d in dataset_dicts:
         anns = [a for a in d.get("annotations", []) if not a.get("iscrowd", 0)]
@@ -103,7 +104,8 @@ def ground_truth_of(dataset_dicts):
 
 
 class WSODEvaluator(DatasetEvaluator):
-    """CorLoc and AP50 of ``instances`` outputs against the dataset's boxes (``{"wsod": {...}}``, percent)."""
+    """CorLoc and AP50 of ``instances`` outputs against the dataset's boxes (``{"wsod": {...}}``,
+    percent)."""
 
     def __init__(self, dataset_name, iou_threshold=0.5, distributed=True):
         self._dataset_name = dataset_name

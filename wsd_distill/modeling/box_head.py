@@ -5,7 +5,7 @@ from torch import nn
 
 
 class FCBoxHead(nn.Sequential):
-    """fc6 -> ReLU -> dropout -> fc7 -> ReLU -> dropout, as VGG-16's classifier in Fast R-CNN/WSDDN."""
+    """fc6 -> ReLU -> dropout -> fc7 -> ReLU -> dropout: VGG-16's classifier in Fast R-CNN/WSDDN."""
 
     def __init__(self, in_dim, fc_dim, dropout):
         super().__init__(

@@ -13,7 +13,8 @@ def add_class_count_check(module, num_classes, config_key):
         saved = state_dict.get(prefix + "class_count")
         if saved is not None and int(saved) != num_classes:
             raise ValueError(
-                f"The checkpoint was trained for {int(saved)} classes but {config_key} is {num_classes}: "
+                f"The checkpoint was trained for {int(saved)} classes but {config_key} is "
+                f"{num_classes}: "
                 f"use weights trained on this dataset, or set the class count to match"
             )
 

@@ -166,13 +166,15 @@ class WSDDN(nn.Module):
         Returns a dict with ``proposals`` (list[Instances], boxes in the network's input
         pixels, at most ``max_proposals`` per image), ``num_regions`` (list[int]),
         ``roi_features`` [R, D] (each RoI pooled, multiplied by its proposal score with
-        ``scale_rois_by_score``, through the box head), ``cls_logits`` [R, K] and ``det_logits`` [R, K] (R regions of
-        all images, in order), ``region_scores`` [R, K] and ``image_scores`` [B, K].
+        ``scale_rois_by_score``, through the box head), ``cls_logits`` [R, K] and
+        ``det_logits`` [R, K] (R regions of all images, in order), ``region_scores`` [R, K] and
+        ``image_scores`` [B, K].
         """
         images = self.preprocess_image(batched_inputs)
         if any("proposals" not in x for x in batched_inputs):
             raise KeyError(
-                "WSDDN needs precomputed proposals: set MODEL.LOAD_PROPOSALS and DATASETS.PROPOSAL_FILES_*"
+                "WSDDN needs precomputed proposals: set MODEL.LOAD_PROPOSALS and "
+                "DATASETS.PROPOSAL_FILES_*"
             )
         proposals = select_proposals(
             [x["proposals"].to(self.device) for x in batched_inputs], self.max_proposals
@@ -197,6 +199,21 @@ class WSDDN(nn.Module):
         }
 
     def forward(self, batched_inputs):
+        """
+        Args:
+            batched_inputs: a list, batched outputs of :class:`MultiLabelDatasetMapper`. Each
+                item is a dict with:
+
+                * image: Tensor [C, H, W] in (BGR) pixel values.
+                * proposals: Instances with ``proposal_boxes`` [R, 4] (pixels of ``image``)
+                  and ``objectness_logits`` [R] (the proposal scores).
+                * multi_labels (training): Tensor [K], 1 for each class present.
+                * height, width (inference, optional): the output resolution of the boxes.
+        Returns:
+            in training, a dict of losses: ``loss_wsddn`` (and ``loss_refine_i`` with OICR
+            branches); in inference, a list of dicts ``{"image_scores": [K], "instances":
+            Instances}`` with ``pred_boxes``, ``scores``, ``pred_classes``.
+        """
         out = self.teacher_outputs(batched_inputs)
         refine_probs = [
             F.softmax(layer(out["roi_features"]), dim=1) for layer in self.refine_scores

@@ -3,7 +3,8 @@
 Official layout under ``root``::
 
     Concepts81.txt                                    one concept name per line
-    ImageList/TrainImagelist.txt, TestImagelist.txt   image paths relative to Flickr/ (``\\``-separated)
+    ImageList/TrainImagelist.txt, TestImagelist.txt   image paths relative to Flickr/
+                                                      (``\\``-separated)
     Groundtruth/TrainTestLabels/Labels_<concept>_{Train,Test}.txt   one 0/1 per image, list order
     Flickr/<folder>/<image>.jpg
 
@@ -85,7 +86,8 @@ def _load_list(root, split, concepts):
     else:
         raise FileNotFoundError(
             f"NUS-WIDE not found under {root}: expected the official layout "
-            f"(ImageList/{_OFFICIAL_SPLITS[split]}Imagelist.txt) or a list file {split}.csv / {split}.json"
+            f"(ImageList/{_OFFICIAL_SPLITS[split]}Imagelist.txt) or a list file {split}.csv / "
+            f"{split}.json"
         )
     files, multi_labels = [], []
     for line, (path, names) in enumerate(entries, start=1):

@@ -326,7 +326,8 @@ def generate_synthetic_shapes(
         if existing != params:
             raise RuntimeError(
                 f"{root} holds synthetic shapes generated with {existing}, but {params} was asked "
-                f"for (DATASETS.SYNTHETIC.*): delete the folder or point DETECTRON2_DATASETS elsewhere"
+                "for (DATASETS.SYNTHETIC.*): delete the folder or point DETECTRON2_DATASETS "
+                "elsewhere"
             )
         return root
     if os.path.exists(root):

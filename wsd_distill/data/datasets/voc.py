@@ -1,4 +1,4 @@
-"""PASCAL VOC (2007) as a multi-label dataset, keeping boxes and "difficult" flags for WSOD metrics."""
+"""PASCAL VOC (2007) as a multi-label dataset, with boxes and "difficult" flags for WSOD metrics."""
 
 import os
 import xml.etree.ElementTree as ET

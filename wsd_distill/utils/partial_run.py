@@ -9,11 +9,11 @@ import os
 
 import numpy as np
 
-from .proposals import atomic_write_bytes
+from .atomic_write import atomic_write_bytes
 
 
 def ids_digest(ids):
-    """SHA-1 of a list of image ids (or keys): tells two datasets apart in a manifest or an index."""
+    """SHA-1 of a list of image ids (or keys): tells two datasets apart in a manifest or index."""
     return hashlib.sha1("\n".join(map(str, ids)).encode()).hexdigest()
 
 
@@ -29,8 +29,10 @@ def open_partial_run(output, manifest, num_items, chunk_size):
             previous = json.load(f)
         if previous != json.loads(json.dumps(manifest)):
             raise RuntimeError(
-                f"{partial} holds an unfinished run with other settings ({previous}); this run asks for "
-                f"{manifest}. Delete {partial} to start over, or rerun with the same arguments to resume."
+                f"{partial} holds an unfinished run with other settings ({previous}); this run "
+                "asks for "
+                f"{manifest}. Delete {partial} to start over, or rerun with the same arguments to "
+                "resume."
             )
     else:
         atomic_write_bytes(manifest_file, json.dumps(manifest).encode())

@@ -47,7 +47,7 @@ class EdgeBoxes:
         self.alpha, self.beta = alpha, beta
 
     def edge_and_orientation(self, image):
-        """BGR uint8 [H, W, 3] -> (edge map float32 [H, W] in [0, 1], orientation float32 [H, W])."""
+        """BGR uint8 [H, W, 3] -> (edges float32 [H, W] in [0, 1], orientation float32 [H, W])."""
         if self.sed is not None:
             edges = self.sed.detectEdges(
                 cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0

@@ -10,7 +10,8 @@ def postprocess_proposals(boxes, scores, height, width, max_proposals, min_size)
         boxes (ndarray): [N, 4] XYXY boxes in image pixels; scores (ndarray): [N], higher is better.
         min_size (float): boxes narrower or shorter than this (after clipping) are dropped.
     Returns:
-        (boxes float32 [M, 4], scores float32 [M]) sorted by decreasing score, 1 <= M <= max_proposals.
+        (boxes float32 [M, 4], scores float32 [M]) sorted by decreasing score,
+        1 <= M <= max_proposals.
         Boxes that round to the same integer box are kept once (the best scored); when nothing
         is left the whole image is the single proposal, with score 1.
     """

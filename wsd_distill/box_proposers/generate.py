@@ -16,9 +16,9 @@ import time
 import cv2
 from tqdm import tqdm
 
-from ..data.partial_run import ids_digest, open_partial_run, read_chunk, write_chunk
 from ..data.proposals import save_proposals
-from . import build_proposal_generator
+from ..utils.partial_run import ids_digest, open_partial_run, read_chunk, write_chunk
+from . import build_box_proposer
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ _generator = None  # one per worker process
 def _init_worker(method, generator_kwargs):
     global _generator
     cv2.setNumThreads(1)  # parallelism comes from the worker processes
-    _generator = build_proposal_generator(method, **generator_kwargs)
+    _generator = build_box_proposer(method, **generator_kwargs)
 
 
 def _run_chunk(task):
@@ -76,7 +76,8 @@ def generate_proposal_file(
             results = map(_run_chunk, todo)
             pool = None
         else:
-            # spawn, not fork: a forked child deadlocks in OpenCV or torch thread pools the parent used
+            # spawn, not fork: a forked child deadlocks in OpenCV or torch thread pools the parent
+            # used
             pool = mp.get_context("spawn").Pool(workers, _init_worker, (method, generator_kwargs))
             results = pool.imap_unordered(_run_chunk, todo)
         try:

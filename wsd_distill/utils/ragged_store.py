@@ -90,7 +90,8 @@ class RaggedStoreWriter:
             if not spec["per_image"]:
                 if rows is not None and len(a) != rows:
                     raise ValueError(
-                        f"Image {key!r}: fields have different numbers of rows ({rows} and {len(a)} in {name})"
+                        f"Image {key!r}: fields have different numbers of rows ({rows} and "
+                        f"{len(a)} in {name})"
                     )
                 rows = len(a)
             self.files[name].write(np.ascontiguousarray(a).tobytes())
@@ -146,7 +147,8 @@ class RaggedStore:
         index_file = os.path.join(path, "index.json")
         if not os.path.isfile(index_file):
             raise FileNotFoundError(
-                f"{path} is not a store: no {index_file} (a store folder is complete only once it has one)"
+                f"{path} is not a store: no {index_file} (a store folder is complete only once it "
+                "has one)"
             )
         try:
             with open(index_file) as f:
@@ -155,7 +157,8 @@ class RaggedStore:
             raise ValueError(f"Corrupt store {path}: index.json is not valid JSON ({e})") from None
         if index.get("format") != FORMAT or index.get("version") != VERSION:
             raise ValueError(
-                f"{path}: format {index.get('format')!r} v{index.get('version')}, expected {FORMAT!r} v{VERSION}"
+                f"{path}: format {index.get('format')!r} v{index.get('version')}, expected "
+                f"{FORMAT!r} v{VERSION}"
             )
         self.keys = [tuple(k) if isinstance(k, list) else k for k in index["keys"]]
         self.num_rows, self.fields, self.meta = index["num_rows"], index["fields"], index["meta"]

@@ -7,8 +7,8 @@ from .selective_search import SelectiveSearch
 PROPOSAL_METHODS = {"edge_boxes": EdgeBoxes, "selective_search": SelectiveSearch}
 
 
-def build_proposal_generator(method, **kwargs):
-    """Build a generator by name ("edge_boxes" or "selective_search"); kwargs go to its constructor."""
+def build_box_proposer(method, **kwargs):
+    """A box proposer by name ("edge_boxes" or "selective_search"); kwargs go to its class."""
     if method not in PROPOSAL_METHODS:
         raise ValueError(
             f"Unknown proposal method {method!r}; choose from {sorted(PROPOSAL_METHODS)}"
@@ -19,7 +19,7 @@ def build_proposal_generator(method, **kwargs):
 __all__ = [
     "EdgeBoxes",
     "SelectiveSearch",
-    "build_proposal_generator",
+    "build_box_proposer",
     "postprocess_proposals",
     "PROPOSAL_METHODS",
 ]
