@@ -1,5 +1,6 @@
 """Proposal generators, the detectron2 pickle and .mat readers, and resumable generation."""
 
+import ctypes
 import os
 import pickle
 import signal
@@ -68,6 +69,21 @@ def test_generators_find_the_objects(generator):
             }
         )
     assert proposal_recall(dicts)["recall@0.5"] > 0.6
+
+
+@pytest.mark.parametrize(
+    "generator", [EdgeBoxes(max_proposals=100), SelectiveSearch(max_proposals=100)]
+)
+def test_the_same_image_gets_the_same_boxes_whatever_ran_before(generator):
+    """Selective search ranks with the C library's rand(): the same image must get the same boxes
+    after other images and other draws (another worker, or a resumed run), as EdgeBoxes does."""
+    image, other = (render_image(np.random.default_rng([2, i]), 128)[0] for i in range(2))
+    first = generator(image)
+    generator(other)
+    ctypes.CDLL(None).rand()
+    again = generator(image)
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
 
 
 @pytest.mark.parametrize("name", ["p.pkl", "p_store"])  # detectron2 pickle; proposal store

@@ -1,16 +1,22 @@
 """Selective search (Uijlings et al., IJCV 2013) through ``cv2.ximgproc.segmentation``."""
 
+import ctypes
+import zlib
+
 import cv2
 import numpy as np
 
 from .postprocess import postprocess_proposals
+
+_C_LIBRARY = ctypes.CDLL(None)  # the process's C library, whose rand() OpenCV's ranking uses
 
 
 class SelectiveSearch:
     """Hierarchical grouping of Felzenszwalb superpixels, in OpenCV's "fast" or "quality" mode.
 
     Selective search gives no box score; its output order (by hierarchy level, randomised
-    as in the original) is the ranking, and the score is ``-log(1 + rank)``.
+    as in the original, from a seed computed from the image's pixels) is the ranking, and the
+    score is ``-log(1 + rank)``.
 
     Args:
         max_proposals (int): boxes kept per image.
@@ -36,6 +42,9 @@ class SelectiveSearch:
             image = cv2.resize(
                 image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
             )
+        # OpenCV ranks the regions with the C library's rand(): seeded by the image itself, the
+        # same image gets the same boxes in any worker, order or resumed run
+        _C_LIBRARY.srand(zlib.crc32(image.tobytes()))
         search = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
         search.setBaseImage(image)
         (

@@ -73,6 +73,11 @@ class MultiLabelDatasetMapper:
         """``dataset_name`` (default: the first train/test dataset) gives the class count."""
         if dataset_name is None:
             dataset_name = (cfg.DATASETS.TRAIN if is_train else cfg.DATASETS.TEST)[0]
+        if min(cfg.INPUT.MIN_SIZE_TRAIN) <= 0 or cfg.INPUT.MIN_SIZE_TEST < 0:
+            raise ValueError(
+                f"INPUT.MIN_SIZE_TRAIN {cfg.INPUT.MIN_SIZE_TRAIN} and INPUT.MIN_SIZE_TEST "
+                f"{cfg.INPUT.MIN_SIZE_TEST} must be image sizes > 0"
+            )
         return {
             "is_train": is_train,
             "augmentations": utils.build_augmentation(cfg, is_train),

@@ -21,6 +21,8 @@ from detectron2.structures import BoxMode
 from ..utils import atomic_write_bytes
 from ..utils.ragged_store import RaggedStore, RaggedStoreWriter, is_ragged_store
 
+PICKLE_KEYS = ("ids", "boxes", "objectness_logits")
+
 
 def save_proposals(path, ids, proposals, dtype="float32", meta=None):
     """Write proposals: a detectron2 pickle if ``path`` ends with ``.pkl``, else a proposal store.
@@ -63,20 +65,40 @@ def save_proposals(path, ids, proposals, dtype="float32", meta=None):
         check_count(len(writer.keys))
 
 
-def load_proposals_into_dataset(dataset_dicts, proposal_file):
-    """Give every dataset dict its proposals: ``proposal_file`` and ``proposal_index`` for a
-    proposal store (read lazily by the mapper), the boxes themselves for a detectron2 pickle
-    (detectron2's ``load_proposals_into_dataset``). The error for a missing image names it."""
+def check_proposal_file(proposal_file):
+    """Fail now, naming the file, if it is missing or not a proposal file (a store is opened and
+    checked; a pickle must not be empty): the test files are checked before training."""
     if not os.path.exists(proposal_file):
         raise FileNotFoundError(
             f"Proposal file {proposal_file} does not exist: make it with "
             "tools/generate_proposals.py"
         )
     if os.path.isdir(proposal_file):
+        open_proposal_store(proposal_file)
+    elif os.path.getsize(proposal_file) == 0:
+        raise ValueError(f"Proposal file {proposal_file} is empty (0 bytes): make it again")
+
+
+def load_proposals_into_dataset(dataset_dicts, proposal_file):
+    """Give every dataset dict its proposals: ``proposal_file`` and ``proposal_index`` for a
+    proposal store (read lazily by the mapper), the boxes themselves for a detectron2 pickle
+    (detectron2's ``load_proposals_into_dataset``). The error for a missing image names it."""
+    check_proposal_file(proposal_file)
+    if os.path.isdir(proposal_file):
         return attach_proposal_store(dataset_dicts, proposal_file)
     try:
         return _d2_load_proposals_into_dataset(dataset_dicts, proposal_file)
+    except (EOFError, pickle.UnpicklingError, TypeError) as e:
+        raise ValueError(
+            f"Proposal file {proposal_file} is not a detectron2 proposal pickle "
+            f"({e.__class__.__name__}: {e})"
+        ) from None
     except KeyError as e:
+        if e.args[0] in PICKLE_KEYS:
+            raise ValueError(
+                f"Proposal file {proposal_file} is not a detectron2 proposal pickle: it has no "
+                f"{e.args[0]!r} (expected {', '.join(PICKLE_KEYS)})"
+            ) from None
         raise KeyError(
             f"Proposal file {proposal_file} has no proposals for image id {e.args[0]!r} "
             f"({len(dataset_dicts)} images in the dataset): regenerate it for this dataset "

@@ -5,7 +5,6 @@ import os
 import weakref
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog, build_detection_test_loader
 from detectron2.engine import (
     AMPTrainer,
@@ -21,9 +20,11 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
 from ..data import MultiLabelDatasetMapper, get_multilabel_dataset_dicts
+from ..data.proposals import check_proposal_file
 from ..data.resumable_loader import build_resumable_train_loader
 from ..data.teacher_cache import open_teacher_cache, used_fields
 from ..evaluation import MultiLabelEvaluator, WSODEvaluator
+from .checkpointer import FiniteCheckpointer
 from .rng_state_hook import RNGStateHook
 from .teacher_hook import TeacherHook
 
@@ -37,6 +38,11 @@ def test_proposal_files(cfg, dataset_name):
         raise KeyError(
             f"'{dataset_name}' is not in DATASETS.TEST, so DATASETS.PROPOSAL_FILES_TEST has no "
             f"file for it"
+        )
+    if len(cfg.DATASETS.PROPOSAL_FILES_TEST) != len(cfg.DATASETS.TEST):
+        raise ValueError(
+            f"DATASETS.PROPOSAL_FILES_TEST names {len(cfg.DATASETS.PROPOSAL_FILES_TEST)} files "
+            f"for the {len(cfg.DATASETS.TEST)} datasets of DATASETS.TEST: one per dataset"
         )
     return [cfg.DATASETS.PROPOSAL_FILES_TEST[list(cfg.DATASETS.TEST).index(dataset_name)]]
 
@@ -57,13 +63,19 @@ class Trainer(DefaultTrainer):
     proposals are loaded when ``MODEL.LOAD_PROPOSALS`` is on."""
 
     def __init__(self, cfg):
-        # DefaultTrainer.__init__, but with create_ddp_model_on_any_device
+        # detectron2 0.7's DefaultTrainer.__init__ line for line, with three changes: the
+        # seeding; create_ddp_model_on_any_device for its `create_ddp_model(model,
+        # broadcast_buffers=False)`, which gives DDP device_ids on CPU processes too; and the
+        # FiniteCheckpointer (detectron2 offers no hook point for these)
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         if cfg.SEED >= 0:  # each run starts from its seed's state, whatever ran before it
             seed_all_rng(cfg.SEED + comm.get_rank())
+        for name in cfg.DATASETS.TEST:  # found now rather than after the training schedule
+            for proposal_file in test_proposal_files(cfg, name) or ():
+                check_proposal_file(proposal_file)
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
@@ -72,9 +84,7 @@ class Trainer(DefaultTrainer):
             model, data_loader, optimizer
         )
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = DetectionCheckpointer(
-            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
-        )
+        self.checkpointer = FiniteCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter, self.max_iter, self.cfg = 0, cfg.SOLVER.MAX_ITER, cfg
         self.register_hooks(self.build_hooks())
 
@@ -123,13 +133,18 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_train_loader(cls, cfg):
         """A ``ResumableTrainLoader``, seeded by ``cfg.SEED`` unless it is negative."""
-        if (
-            cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler"
-        ):  # e.g. RepeatFactorTrainingSampler counts boxes, not labels
+        # e.g. RepeatFactorTrainingSampler counts boxes, not labels
+        if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
             raise ValueError(
                 f"DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN!r} is not supported: "
-                "wsd_distill's resumable "
-                f"training loader draws detectron2's TrainingSampler stream (set 'TrainingSampler')"
+                f"wsd_distill's resumable training loader draws detectron2's TrainingSampler "
+                f"stream (set 'TrainingSampler')"
+            )
+        batch, processes = cfg.SOLVER.IMS_PER_BATCH, comm.get_world_size()
+        if batch <= 0 or batch % processes:
+            raise ValueError(
+                f"SOLVER.IMS_PER_BATCH is {batch}: it must be a positive multiple of the number "
+                f"of processes ({processes}), the images of one step over all of them"
             )
         dicts = get_multilabel_dataset_dicts(
             cfg.DATASETS.TRAIN,

@@ -126,6 +126,7 @@ class MultiLabelEvaluator(DatasetEvaluator):
             logger.warning(f"[MultiLabelEvaluator] No predictions for {self._dataset_name}")
             return {}
         scores, labels = np.stack(scores), np.stack(labels)
+        self._check_scores(scores)
         if self._output_dir:
             PathManager.mkdirs(self._output_dir)
             with PathManager.open(
@@ -145,6 +146,22 @@ class MultiLabelEvaluator(DatasetEvaluator):
             {f"AP-{c}": float(a) for c, a in zip(self._class_names, per_class) if np.isfinite(a)}
         )
         return OrderedDict({"multilabel": results})
+
+    def _check_scores(self, scores):
+        """A diverged model gives non-finite scores, or one score vector for every image (its
+        features saturated): either would still yield a plausible-looking mAP."""
+        bad = ~np.isfinite(scores).all(axis=1)
+        if bad.any():
+            raise FloatingPointError(
+                f"[MultiLabelEvaluator] {bad.sum()} of {len(scores)} images of "
+                f"{self._dataset_name} got non-finite scores: the weights have diverged "
+                f"(check the checkpoint, or train again with a lower SOLVER.BASE_LR)"
+            )
+        if len(scores) > 1 and (scores == scores[0]).all():
+            raise ValueError(
+                f"[MultiLabelEvaluator] all {len(scores)} images of {self._dataset_name} got "
+                f"the same scores: the model ignores its input (diverged or collapsed weights)"
+            )
 
     def _log_per_class(self, per_class):
         rows = [

@@ -112,6 +112,11 @@ class WSDDN(nn.Module):
     @classmethod
     def from_config(cls, cfg):
         check_dataset_class_count(cfg, cfg.MODEL.WSDDN.NUM_CLASSES, "MODEL.WSDDN.NUM_CLASSES")
+        if cfg.MODEL.WSDDN.MAX_PROPOSALS <= 0:
+            raise ValueError(
+                f"MODEL.WSDDN.MAX_PROPOSALS must be > 0 (regions per image), got "
+                f"{cfg.MODEL.WSDDN.MAX_PROPOSALS}"
+            )
         backbone = build_backbone(cfg)
         in_feature = cfg.MODEL.WSDDN.IN_FEATURE
         shapes = backbone.output_shape()
@@ -221,6 +226,11 @@ class WSDDN(nn.Module):
         if not self.training:
             return self.inference(batched_inputs, out, refine_probs)
         labels = torch.stack([x["multi_labels"] for x in batched_inputs]).to(self.device)
+        if not torch.isfinite(out["image_scores"]).all():  # (the BCE would fail unclearly)
+            raise FloatingPointError(
+                "WSDDN's image scores are not finite: training diverged (lower SOLVER.BASE_LR, "
+                "or add SOLVER.CLIP_GRADIENTS, and resume from the last checkpoint)"
+            )
         # binary cross-entropy summed over classes, averaged over images
         losses = {
             "loss_wsddn": F.binary_cross_entropy(out["image_scores"], labels, reduction="sum")

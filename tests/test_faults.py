@@ -1,0 +1,125 @@
+"""Wrong inputs and faults: each stops with an error naming the culprit, before training where it
+can be seen then, and leaves nothing behind (no checkpoint, no store)."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from detectron2.config import get_cfg
+
+from wsd_distill import add_wsd_distill_config
+from wsd_distill.data import load_proposals_into_dataset
+from wsd_distill.engine import Trainer
+from wsd_distill.evaluation import MultiLabelEvaluator
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def teacher_cfg(output_dir, proposals, *opts):
+    cfg = add_wsd_distill_config(get_cfg())
+    cfg.merge_from_file(os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml"))
+    cfg.merge_from_list(
+        [
+            "MODEL.DEVICE",
+            "cpu",
+            "OUTPUT_DIR",
+            str(output_dir),
+            "DATASETS.TRAIN",
+            ("tiny_shapes_train",),
+            "DATASETS.TEST",
+            ("tiny_shapes_test",),
+            "DATASETS.PROPOSAL_FILES_TRAIN",
+            (proposals["train"],),
+            "DATASETS.PROPOSAL_FILES_TEST",
+            (proposals["test"],),
+            "MODEL.WSDDN.MAX_PROPOSALS",
+            16,
+            "SOLVER.IMS_PER_BATCH",
+            4,
+            "DATALOADER.NUM_WORKERS",
+            0,
+            *opts,
+        ]
+    )
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "opts,error,message",
+    [
+        (["SOLVER.IMS_PER_BATCH", 0], ValueError, "SOLVER.IMS_PER_BATCH is 0"),
+        (["INPUT.MIN_SIZE_TRAIN", (-96,)], ValueError, r"INPUT.MIN_SIZE_TRAIN \(-96,\)"),
+        (["MODEL.WSDDN.MAX_PROPOSALS", 0], ValueError, "MODEL.WSDDN.MAX_PROPOSALS must be > 0"),
+        (["DATASETS.PROPOSAL_FILES_TEST", ("nowhere",)], FileNotFoundError, "nowhere does not"),
+        (["MODEL.WSDDN.NUM_CLASSES", 5], ValueError, "'tiny_shapes_train' has 12 classes"),
+    ],
+)
+def test_bad_settings_are_refused_before_training(
+    datasets_dir, tiny_proposals, tmp_path, opts, error, message
+):
+    with pytest.raises(error, match=message):
+        Trainer(teacher_cfg(tmp_path, tiny_proposals, *opts))
+    assert not os.path.exists(tmp_path / "last_checkpoint")
+
+
+def test_a_diverging_run_leaves_no_poisoned_checkpoint(datasets_dir, tiny_proposals, tmp_path):
+    """lr 1e6: the run stops, every checkpoint on disk is finite, and last_checkpoint names one
+    of them (before, a model with inf BatchNorm statistics was saved and tagged)."""
+    cfg = teacher_cfg(
+        tmp_path,
+        tiny_proposals,
+        "SOLVER.BASE_LR",
+        1e6,
+        "SOLVER.MAX_ITER",
+        30,
+        "SOLVER.CHECKPOINT_PERIOD",
+        1,
+        "SOLVER.WARMUP_ITERS",
+        0,
+        "DATASETS.TEST",
+        (),
+        "DATASETS.PROPOSAL_FILES_TEST",
+        (),
+    )
+    trainer = Trainer(cfg)
+    with pytest.raises(FloatingPointError):
+        trainer.train()
+    saved = sorted(f for f in os.listdir(tmp_path) if f.endswith(".pth"))
+    for name in saved:
+        weights = torch.load(tmp_path / name, weights_only=True)["model"]
+        assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+    if saved:
+        assert (tmp_path / "last_checkpoint").read_text().strip() in saved
+
+
+def test_evaluator_refuses_diverged_scores(datasets_dir):
+    dataset = "tiny_shapes_test"
+    inputs = [{"image_id": i, "multi_labels": torch.eye(12)[i % 12]} for i in range(4)]
+    for scores, error, message in [
+        ([torch.rand(12), torch.full((12,), float("nan"))] * 2, FloatingPointError, "non-finite"),
+        ([torch.full((12,), 0.25)] * 4, ValueError, "all 4 images .* got the same scores"),
+    ]:
+        evaluator = MultiLabelEvaluator(dataset, distributed=False)
+        evaluator.reset()
+        evaluator.process(inputs, [{"image_scores": s} for s in scores])
+        with pytest.raises(error, match=message):
+            evaluator.evaluate()
+
+
+def test_bad_proposal_pickles_are_named(tmp_path):
+    dicts = [{"image_id": 1, "file_name": "a.jpg", "height": 10, "width": 10}]
+    (tmp_path / "empty.pkl").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.pkl is empty"):
+        load_proposals_into_dataset(dicts, str(tmp_path / "empty.pkl"))
+    (tmp_path / "dict.pkl").write_bytes(pickle.dumps({}))
+    with pytest.raises(ValueError, match="dict.pkl is not a detectron2 proposal pickle: .*'ids'"):
+        load_proposals_into_dataset(dicts, str(tmp_path / "dict.pkl"))
+    (tmp_path / "text.pkl").write_bytes(b"hello")
+    with pytest.raises(ValueError, match="text.pkl is not a detectron2 proposal pickle"):
+        load_proposals_into_dataset(dicts, str(tmp_path / "text.pkl"))
+    other = {"ids": [2], "boxes": [np.zeros((1, 4))], "objectness_logits": [np.zeros(1)]}
+    (tmp_path / "other.pkl").write_bytes(pickle.dumps(other))
+    with pytest.raises(KeyError, match="other.pkl has no proposals for image id '1'"):
+        load_proposals_into_dataset(dicts, str(tmp_path / "other.pkl"))
