@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog
 
 from wsd_distill import add_wsd_distill_config
-from wsd_distill.data import load_proposals_into_dataset
+from wsd_distill.data import load_proposals_into_dataset, read_proposals, save_proposals
 from wsd_distill.engine import Trainer
 from wsd_distill.evaluation import MultiLabelEvaluator
 
@@ -123,3 +124,22 @@ def test_bad_proposal_pickles_are_named(tmp_path):
     (tmp_path / "other.pkl").write_bytes(pickle.dumps(other))
     with pytest.raises(KeyError, match="other.pkl has no proposals for image id '1'"):
         load_proposals_into_dataset(dicts, str(tmp_path / "other.pkl"))
+
+
+def test_proposals_made_for_other_images_are_refused(datasets_dir, tiny_proposals):
+    """Every synthetic split numbers its images from 1: the train split's store must not serve
+    the test split (it did, silently, with a lower mAP), nor a pickle made for bigger images."""
+    test_images = [d for d in DatasetCatalog.get("tiny_shapes_test") if d["image_id"] <= 24]
+    with pytest.raises(ValueError, match="records image id 1 with name train/.* test/"):
+        load_proposals_into_dataset(test_images, tiny_proposals["train"])
+    assert len(load_proposals_into_dataset(test_images, tiny_proposals["train"], False)) == 24
+    train_images = DatasetCatalog.get("tiny_shapes_train")
+    resized = [dict(d, height=96, width=96) for d in train_images]
+    with pytest.raises(ValueError, match=r"with size \[192, 192\], this dataset with \[96, 96\]"):
+        load_proposals_into_dataset(resized, tiny_proposals["train"])
+    pickle_file = os.path.join(os.path.dirname(tiny_proposals["train"]), "train.pkl")
+    ids, boxes, logits = read_proposals(tiny_proposals["train"])
+    save_proposals(pickle_file, ids, zip(boxes, logits))
+    assert len(load_proposals_into_dataset(train_images, pickle_file)) == 24
+    with pytest.raises(ValueError, match="has boxes up to .* which is 96x96: it was made for"):
+        load_proposals_into_dataset(resized, pickle_file)

@@ -21,7 +21,12 @@ import argparse
 from detectron2.data import DatasetCatalog
 
 import wsd_distill  # noqa: F401  (registers the datasets)
-from wsd_distill.data.proposals import load_mat_proposals, read_proposals, save_proposals
+from wsd_distill.data.proposals import (
+    image_records,
+    load_mat_proposals,
+    read_proposals,
+    save_proposals,
+)
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(
@@ -47,18 +52,17 @@ if __name__ == "__main__":
             parser.error(
                 "--mat needs --dataset (the registered dataset whose images the file names)"
             )
+        dicts = DatasetCatalog.get(args.dataset)
         ids, boxes, logits = load_mat_proposals(
-            args.mat, DatasetCatalog.get(args.dataset), args.box_order, not args.zero_based
+            args.mat, dicts, args.box_order, not args.zero_based
         )
+        by_id = {d["image_id"]: d for d in dicts}
+        images = image_records([by_id[i] for i in ids])  # the store records what it was made for
     else:
         ids, boxes, logits = read_proposals(args.pickle)
-    save_proposals(
-        args.output,
-        ids,
-        zip(boxes, logits),
-        args.dtype,
-        meta={"converted_from": args.mat or args.pickle},
-    )
+        images = {}
+    meta = {"converted_from": args.mat or args.pickle, **images}
+    save_proposals(args.output, ids, zip(boxes, logits), args.dtype, meta=meta)
     print(
         f"Wrote {args.output}: {len(ids)} images, "
         f"{sum(len(b) for b in boxes) / max(len(ids), 1):.0f} boxes/image"

@@ -24,6 +24,10 @@ def add_wsd_distill_config(cfg):
     _C.DATASETS.SYNTHETIC.OBJECT_SIZE = (0.1, 0.45)  # object diameters, fraction of the image side
     _C.DATASETS.SYNTHETIC.DISTRACTORS = (2, 8)  # distractors (strokes, noise blobs) per image
 
+    # refuse proposal files made for other images (a store's recorded file names and sizes, a
+    # pickle's boxes beyond their image); False: trust that the ids identify the images
+    _C.DATASETS.PROPOSAL_FILES_CHECK = True
+
     # WSDDN teacher (T-WDet), MODEL.META_ARCHITECTURE "WSDDN".
     _C.MODEL.WSDDN = CN()
     _C.MODEL.WSDDN.NUM_CLASSES = 80  # must equal the datasets' class count

@@ -16,7 +16,7 @@ import time
 import cv2
 from tqdm import tqdm
 
-from ..data.proposals import save_proposals
+from ..data.proposals import image_records, save_proposals
 from ..utils.partial_run import ids_digest, open_partial_run, read_chunk, write_chunk
 from . import build_box_proposer
 
@@ -98,9 +98,8 @@ def generate_proposal_file(
                 box_counts.append(len(boxes))
                 yield boxes, logits
 
-    save_proposals(
-        output, ids, proposals(), dtype, meta={"method": method, "generator": generator_kwargs}
-    )
+    meta = {"method": method, "generator": generator_kwargs, **image_records(dataset_dicts)}
+    save_proposals(output, ids, proposals(), dtype, meta=meta)
     shutil.rmtree(partial)
     stats = {
         "images": processed,

@@ -11,7 +11,9 @@ from .proposals import load_proposals_into_dataset
 logger = logging.getLogger(__name__)
 
 
-def get_multilabel_dataset_dicts(names, filter_unlabeled=True, proposal_files=None):
+def get_multilabel_dataset_dicts(
+    names, filter_unlabeled=True, proposal_files=None, check_proposal_images=True
+):
     """Load and concatenate the dataset dicts of ``names`` (the multi-label analogue of
     detectron2's ``get_detection_dataset_dicts``).
 
@@ -20,6 +22,8 @@ def get_multilabel_dataset_dicts(names, filter_unlabeled=True, proposal_files=No
             COCO usually does; evaluation keeps them).
         proposal_files (list[str] or None): one detectron2 proposal file per dataset (empty
             or None: no proposals).
+        check_proposal_images (bool): refuse proposals made for other images (see
+            ``load_proposals_into_dataset``).
     """
     if isinstance(names, str):
         names = [names]
@@ -39,7 +43,7 @@ def get_multilabel_dataset_dicts(names, filter_unlabeled=True, proposal_files=No
         if not dicts:
             raise ValueError(f"Dataset '{name}' is empty")
         if proposal_files is not None:
-            dicts = load_proposals_into_dataset(dicts, proposal_files[i])
+            dicts = load_proposals_into_dataset(dicts, proposal_files[i], check_proposal_images)
         all_dicts.append(dicts)
     dicts = list(itertools.chain.from_iterable(all_dicts))
     if filter_unlabeled:

@@ -24,6 +24,15 @@ from ..utils.ragged_store import RaggedStore, RaggedStoreWriter, is_ragged_store
 PICKLE_KEYS = ("ids", "boxes", "objectness_logits")
 
 
+def image_records(dataset_dicts):
+    """What a proposal store records of each image, to be recognised later: its file's last two
+    path parts (``val2014/COCO_val2014_000000000042.jpg``, wherever the dataset root is) and
+    its size ``[height, width]`` (None where the dict has none)."""
+    names = ["/".join(os.path.normpath(d["file_name"]).split(os.sep)[-2:]) for d in dataset_dicts]
+    sizes = [[d["height"], d["width"]] if "height" in d else None for d in dataset_dicts]
+    return {"image_names": names, "image_sizes": sizes}
+
+
 def save_proposals(path, ids, proposals, dtype="float32", meta=None):
     """Write proposals: a detectron2 pickle if ``path`` ends with ``.pkl``, else a proposal store.
 
@@ -79,15 +88,20 @@ def check_proposal_file(proposal_file):
         raise ValueError(f"Proposal file {proposal_file} is empty (0 bytes): make it again")
 
 
-def load_proposals_into_dataset(dataset_dicts, proposal_file):
+def load_proposals_into_dataset(dataset_dicts, proposal_file, check_images=True):
     """Give every dataset dict its proposals: ``proposal_file`` and ``proposal_index`` for a
     proposal store (read lazily by the mapper), the boxes themselves for a detectron2 pickle
-    (detectron2's ``load_proposals_into_dataset``). The error for a missing image names it."""
+    (detectron2's ``load_proposals_into_dataset``). The error for a missing image names it.
+
+    With ``check_images`` (``DATASETS.PROPOSAL_FILES_CHECK``), proposals made for other images
+    with the same ids are refused: a store records each image's file name and size, and a
+    pickle's boxes must lie inside their image.
+    """
     check_proposal_file(proposal_file)
     if os.path.isdir(proposal_file):
-        return attach_proposal_store(dataset_dicts, proposal_file)
+        return attach_proposal_store(dataset_dicts, proposal_file, check_images)
     try:
-        return _d2_load_proposals_into_dataset(dataset_dicts, proposal_file)
+        dicts = _d2_load_proposals_into_dataset(dataset_dicts, proposal_file)
     except (EOFError, pickle.UnpicklingError, TypeError) as e:
         raise ValueError(
             f"Proposal file {proposal_file} is not a detectron2 proposal pickle "
@@ -104,10 +118,33 @@ def load_proposals_into_dataset(dataset_dicts, proposal_file):
             f"({len(dataset_dicts)} images in the dataset): regenerate it for this dataset "
             f"with tools/generate_proposals.py"
         ) from None
+    for d in dicts if check_images else ():
+        boxes = BoxMode.convert(
+            np.asarray(d["proposal_boxes"]), d["proposal_bbox_mode"], BoxMode.XYXY_ABS
+        )
+        if (
+            "width" in d
+            and len(boxes)
+            and (boxes[:, 2].max() > d["width"] + 1 or boxes[:, 3].max() > d["height"] + 1)
+        ):
+            raise ValueError(
+                f"Proposal file {proposal_file} has boxes up to ({boxes[:, 2].max():.0f}, "
+                f"{boxes[:, 3].max():.0f}) for image id {d['image_id']!r}, which is "
+                f"{d['width']}x{d['height']}: {_OTHER_IMAGES}"
+            )
+    return dicts
 
 
-def attach_proposal_store(dataset_dicts, path):
-    """Point each dataset dict at its row of the proposal store ``path`` (each must have one)."""
+_OTHER_IMAGES = (
+    "it was made for other images (another split or dataset with the same ids?). Make it for "
+    "this dataset with tools/generate_proposals.py, or set DATASETS.PROPOSAL_FILES_CHECK False "
+    "if the images are the same"
+)
+
+
+def attach_proposal_store(dataset_dicts, path, check_images=True):
+    """Point each dataset dict at its row of the proposal store ``path`` (each must have one,
+    and, with ``check_images``, match the store's record of its file name and size)."""
     store = open_proposal_store(path)
     rows, missing = [], []
     for d in dataset_dicts:
@@ -118,11 +155,19 @@ def attach_proposal_store(dataset_dicts, path):
     if missing:
         raise KeyError(
             f"Proposal store {path} has no proposals for {len(missing)} of the "
-            f"{len(dataset_dicts)} images "
-            f"(first: image id {missing[0]!r}); it holds {len(store)} images, e.g. "
-            f"{store.keys[:3]}: "
-            f"it was made for another dataset. Regenerate it with tools/generate_proposals.py"
+            f"{len(dataset_dicts)} images (first: image id {missing[0]!r}); it holds "
+            f"{len(store)} images, e.g. {store.keys[:3]}: it was made for another dataset. "
+            f"Regenerate it with tools/generate_proposals.py"
         )
+    recorded = {k: store.meta.get(k) for k in ("image_names", "image_sizes")}
+    for d, row in zip(dataset_dicts if check_images else (), rows):
+        mine = image_records([d])
+        for key, values in recorded.items():
+            if values is not None and mine[key][0] is not None and values[row] != mine[key][0]:
+                raise ValueError(
+                    f"Proposal store {path} records image id {d['image_id']!r} with "
+                    f"{key[6:-1]} {values[row]}, this dataset with {mine[key][0]}: {_OTHER_IMAGES}"
+                )
     return [
         {**d, "proposal_file": path, "proposal_index": row} for d, row in zip(dataset_dicts, rows)
     ]

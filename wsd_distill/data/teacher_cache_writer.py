@@ -47,6 +47,7 @@ def write_teacher_cache(cfg, output, batch_size=16, chunk_size=256):
         cfg.DATASETS.TRAIN,
         filter_unlabeled=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
         proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN,
+        check_proposal_images=cfg.DATASETS.PROPOSAL_FILES_CHECK,
     )
     settings = teacher_cache_settings(cfg, dicts)
     chunks = open_partial_run(output, settings, len(dicts), chunk_size)

@@ -150,6 +150,7 @@ class Trainer(DefaultTrainer):
             cfg.DATASETS.TRAIN,
             filter_unlabeled=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
             proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
+            check_proposal_images=cfg.DATASETS.PROPOSAL_FILES_CHECK,
         )
         cache = (
             open_teacher_cache(cfg, dicts)
@@ -172,7 +173,10 @@ class Trainer(DefaultTrainer):
     def build_test_loader(cls, cfg, dataset_name):
         proposal_files = test_proposal_files(cfg, dataset_name)
         dicts = get_multilabel_dataset_dicts(
-            [dataset_name], filter_unlabeled=False, proposal_files=proposal_files
+            [dataset_name],
+            filter_unlabeled=False,
+            proposal_files=proposal_files,
+            check_proposal_images=cfg.DATASETS.PROPOSAL_FILES_CHECK,
         )
         mapper = MultiLabelDatasetMapper(
             cfg, False, dataset_name=dataset_name, load_proposals=proposal_files is not None
