@@ -3,7 +3,9 @@ can be seen then, and leaves nothing behind (no checkpoint, no store)."""
 
 import os
 import pickle
+import re
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,12 @@ from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 
 from wsd_distill import add_wsd_distill_config
-from wsd_distill.data import load_proposals_into_dataset, read_proposals, save_proposals
+from wsd_distill.data import (
+    MultiLabelDatasetMapper,
+    load_proposals_into_dataset,
+    read_proposals,
+    save_proposals,
+)
 from wsd_distill.engine import Trainer
 from wsd_distill.evaluation import MultiLabelEvaluator
 
@@ -143,3 +150,16 @@ def test_proposals_made_for_other_images_are_refused(datasets_dir, tiny_proposal
     assert len(load_proposals_into_dataset(train_images, pickle_file)) == 24
     with pytest.raises(ValueError, match="has boxes up to .* which is 96x96: it was made for"):
         load_proposals_into_dataset(resized, pickle_file)
+
+
+def test_unreadable_training_images_are_named(datasets_dir, tmp_path):
+    mapper = MultiLabelDatasetMapper(
+        True, augmentations=[], image_format="BGR", num_classes=12, load_proposals=False
+    )
+    good = DatasetCatalog.get("tiny_shapes_train")[0]
+    jpeg = tmp_path / "half.jpg"
+    cv2.imwrite(str(jpeg), cv2.imread(good["file_name"]))
+    jpeg.write_bytes(jpeg.read_bytes()[: jpeg.stat().st_size // 2])
+    for name, path in [("missing", tmp_path / "missing.png"), ("truncated", jpeg)]:
+        with pytest.raises(OSError, match=re.escape(f"Image 'x-{name}' ({path}) cannot be read")):
+            mapper(dict(good, file_name=str(path), image_id=f"x-{name}"))

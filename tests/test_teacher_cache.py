@@ -140,10 +140,16 @@ def test_cache_holds_what_the_online_teacher_gives(
 
 
 def test_cache_made_otherwise_is_refused_at_start(
-    datasets_dir, tiny_proposals, teacher_files, teacher_cache
+    datasets_dir, tiny_proposals, teacher_files, teacher_cache, tmp_path
 ):
     dicts = get_multilabel_dataset_dicts(["tiny_shapes_train"])
+    other_cfg = add_wsd_distill_config(get_cfg())
+    other_cfg.merge_from_file(teacher_files[0])
+    torch.manual_seed(1)  # the same teacher, other weights
+    DetectionCheckpointer(build_model(other_cfg), save_dir=str(tmp_path)).save("other")
     for extra, what in [
+        (["MODEL.DISTILL.TEACHER_WEIGHTS", str(tmp_path / "other.pth")], "teacher_weights_sha1"),
+        (["INPUT.MAX_SIZE_TRAIN", 180], "max_size"),
         (["MODEL.DISTILL.TEACHER_CLS_TEMPERATURE", 1.0], "teacher_temperatures"),
         (["INPUT.MIN_SIZE_TRAIN", (96,)], "variants"),
         (["MODEL.DISTILL.ROI_TOPK", 4], "roi_topk"),

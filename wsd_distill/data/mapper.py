@@ -27,6 +27,18 @@ def whole_image_proposal(height, width):
     return proposals
 
 
+def read_image(dataset_dict, image_format):
+    """detectron2's ``read_image``, whose errors (a missing file, a truncated JPEG) name the
+    image id and file, wherever in a data-loader worker they happen."""
+    try:
+        return utils.read_image(dataset_dict["file_name"], format=image_format)
+    except Exception as e:  # noqa: BLE001 (any reader error: iopath, PIL, OSError)
+        raise OSError(
+            f"Image {dataset_dict['image_id']!r} ({dataset_dict['file_name']}) cannot be read: "
+            f"{e.__class__.__name__}: {e}"
+        ) from e
+
+
 class MultiLabelDatasetMapper:
     """Read an image, apply the augmentations to it and to its proposals, and return
 
@@ -105,7 +117,7 @@ class MultiLabelDatasetMapper:
 
     def __call__(self, dataset_dict):
         dataset_dict = copy.deepcopy(dataset_dict)
-        image = utils.read_image(dataset_dict["file_name"], format=self.image_format)
+        image = read_image(dataset_dict, self.image_format)
         utils.check_image_size(dataset_dict, image)
         aug_input = T.AugInput(image)
         transforms = self.augmentations(aug_input)
