@@ -13,6 +13,7 @@ from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 
 from wsd_distill import add_wsd_distill_config
+from wsd_distill.box_proposers.generate import generate_proposal_file
 from wsd_distill.data import (
     MultiLabelDatasetMapper,
     load_proposals_into_dataset,
@@ -163,3 +164,24 @@ def test_unreadable_training_images_are_named(datasets_dir, tmp_path):
     for name, path in [("missing", tmp_path / "missing.png"), ("truncated", jpeg)]:
         with pytest.raises(OSError, match=re.escape(f"Image 'x-{name}' ({path}) cannot be read")):
             mapper(dict(good, file_name=str(path), image_id=f"x-{name}"))
+
+
+def test_proposal_generation_lists_every_bad_image_and_keeps_the_rest(datasets_dir, tmp_path):
+    images = DatasetCatalog.get("tiny_shapes_train")[:6]
+    jpeg = tmp_path / "half.jpg"
+    cv2.imwrite(str(jpeg), cv2.imread(images[1]["file_name"]))
+    jpeg.write_bytes(jpeg.read_bytes()[: jpeg.stat().st_size // 2])
+    images[1] = dict(images[1], file_name=str(jpeg))
+    images[4] = dict(images[4], file_name=str(tmp_path / "missing.png"))
+    images[5] = dict(images[5], height=100)  # EXIF-rotated or resized since annotated
+    output = str(tmp_path / "proposals")
+    with pytest.raises(OSError, match="3 images of 6 could not be used") as error:
+        generate_proposal_file(images, output, "edge_boxes", {"max_proposals": 20}, chunk_size=2)
+    for image_id in (images[1]["image_id"], images[4]["image_id"], images[5]["image_id"]):
+        assert f"Image {image_id!r}" in str(error.value)
+    assert (
+        "is 192x192 (height x width, after its EXIF orientation) but the dataset says 100x192"
+        in str(error.value)
+    )
+    assert not os.path.exists(output)
+    assert sorted(os.listdir(output + ".partial")) == ["chunk_000001.npz", "manifest.json"]

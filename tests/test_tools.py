@@ -130,3 +130,29 @@ def test_demo_end_to_end_and_the_same_seed_gives_the_same_numbers(datasets_dir, 
         pytest.approx(np.std(gains)),
     ]
     assert json.loads((second / "results.json").read_text())["per_seed"] == summary["per_seed"]
+
+
+def test_check_dataset_lists_bad_images(datasets_dir, tmp_path):
+    ok = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "check_dataset.py"), "--dataset"]
+        + ["synthetic_shapes_val", "--workers", "1"],
+        env=dict(os.environ, DETECTRON2_DATASETS=datasets_dir),
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0 and "synthetic_shapes_val: 8 images, 0 bad" in ok.stdout
+    root = tmp_path / "datasets"  # a copy of the tiny dataset with one image gone
+    subprocess.run(["cp", "-r", datasets_dir, str(root)], check=True)
+    os.remove(
+        root / "synthetic_shapes" / "val" / sorted(os.listdir(root / "synthetic_shapes" / "val"))[0]
+    )
+    bad = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "check_dataset.py"), "--dataset"]
+        + ["synthetic_shapes_val", "--workers", "1"],
+        env=dict(os.environ, DETECTRON2_DATASETS=str(root)),
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        bad.returncode == 1 and "8 images, 1 bad" in bad.stdout and "cannot be read" in bad.stdout
+    )

@@ -16,6 +16,7 @@ import time
 import cv2
 from tqdm import tqdm
 
+from ..data.mapper import read_image
 from ..data.proposals import image_records, save_proposals
 from ..utils.partial_run import ids_digest, open_partial_run, read_chunk, write_chunk
 from . import build_box_proposer
@@ -32,19 +33,23 @@ def _init_worker(method, generator_kwargs):
 
 
 def _run_chunk(task):
-    """Generate proposals for one chunk of ``(image_id, file_name)`` and write its .npz."""
+    """Generate proposals for one chunk of dataset dicts and write its .npz; a chunk with an
+    unreadable image (or one of another size than the dataset says) is not written. Returns
+    (images, seconds, [the errors of its bad images])."""
     path, items = task
     start = time.perf_counter()
-    boxes, logits = [], []
-    for image_id, file_name in items:
-        image = cv2.imread(file_name, cv2.IMREAD_COLOR)
-        if image is None:
-            raise FileNotFoundError(f"Cannot read image {file_name} (image id {image_id!r})")
-        b, s = _generator(image)
+    boxes, logits, bad = [], [], []
+    for d in items:
+        try:
+            b, s = _generator(read_image(d, "BGR"))
+        except OSError as e:
+            bad.append(str(e))
+            continue
         boxes.append(b)
         logits.append(s)
-    write_chunk(path, {}, {"boxes": boxes, "logits": logits})
-    return len(items), time.perf_counter() - start
+    if not bad:
+        write_chunk(path, {}, {"boxes": boxes, "logits": logits})
+    return len(items), time.perf_counter() - start, bad
 
 
 def generate_proposal_file(
@@ -58,7 +63,8 @@ def generate_proposal_file(
     Returns ``{"images", "seconds", "images_per_s", "images_per_s_per_worker"}`` for this run.
     """
     ids = [d["image_id"] for d in dataset_dicts]
-    items = [(d["image_id"], d["file_name"]) for d in dataset_dicts]
+    keys = ("image_id", "file_name", "height", "width")
+    items = [{k: d[k] for k in keys if k in d} for d in dataset_dicts]
     partial = f"{output}.partial"
     manifest = {"method": method, "generator": generator_kwargs, "ids_sha1": ids_digest(ids)}
     chunks = [
@@ -69,7 +75,7 @@ def generate_proposal_file(
     done_images = len(items) - sum(len(c[1]) for c in todo)
     if done_images:
         logger.info(f"Resuming {output}: {done_images} of {len(items)} images already done")
-    start, worker_seconds, processed = time.perf_counter(), 0.0, 0
+    start, worker_seconds, processed, bad = time.perf_counter(), 0.0, 0, []
     with tqdm(total=len(items), initial=done_images, desc=f"{method} proposals", unit="img") as bar:
         if workers <= 1:
             _init_worker(method, generator_kwargs)
@@ -81,14 +87,21 @@ def generate_proposal_file(
             pool = mp.get_context("spawn").Pool(workers, _init_worker, (method, generator_kwargs))
             results = pool.imap_unordered(_run_chunk, todo)
         try:
-            for n, seconds in results:
+            for n, seconds, errors in results:
                 processed += n
                 worker_seconds += seconds
+                bad += errors
                 bar.update(n)
         finally:
             if pool is not None:
                 pool.terminate()
     elapsed = time.perf_counter() - start
+    if bad:  # every bad image, not the first: a run over COCO must not stop at each in turn
+        raise OSError(
+            f"{len(bad)} images of {len(items)} could not be used, so {output} was not written "
+            f"(the other chunks are kept in {partial}; fix the images, then run again):\n"
+            + "\n".join(bad)
+        )
 
     box_counts = []
 

@@ -27,16 +27,23 @@ def whole_image_proposal(height, width):
     return proposals
 
 
-def read_image(dataset_dict, image_format):
-    """detectron2's ``read_image``, whose errors (a missing file, a truncated JPEG) name the
-    image id and file, wherever in a data-loader worker they happen."""
+def read_image(dataset_dict, image_format="BGR"):
+    """detectron2's ``read_image`` (fully decoded, EXIF orientation applied), checked against
+    the dict's ``height`` and ``width``; its errors (a missing file, a truncated JPEG, another
+    size) name the image id and file, wherever in a data-loader worker they happen."""
+    where = f"Image {dataset_dict['image_id']!r} ({dataset_dict['file_name']})"
     try:
-        return utils.read_image(dataset_dict["file_name"], format=image_format)
+        image = utils.read_image(dataset_dict["file_name"], format=image_format)
     except Exception as e:  # noqa: BLE001 (any reader error: iopath, PIL, OSError)
+        raise OSError(f"{where} cannot be read: {e.__class__.__name__}: {e}") from e
+    expected = (dataset_dict.get("height"), dataset_dict.get("width"))
+    if expected[0] is not None and image.shape[:2] != expected:
         raise OSError(
-            f"Image {dataset_dict['image_id']!r} ({dataset_dict['file_name']}) cannot be read: "
-            f"{e.__class__.__name__}: {e}"
-        ) from e
+            f"{where} is {image.shape[0]}x{image.shape[1]} (height x width, after its EXIF "
+            f"orientation) but the dataset says {expected[0]}x{expected[1]}: fix the file or "
+            f"the annotations"
+        )
+    return image
 
 
 class MultiLabelDatasetMapper:
@@ -118,7 +125,6 @@ class MultiLabelDatasetMapper:
     def __call__(self, dataset_dict):
         dataset_dict = copy.deepcopy(dataset_dict)
         image = read_image(dataset_dict, self.image_format)
-        utils.check_image_size(dataset_dict, image)
         aug_input = T.AugInput(image)
         transforms = self.augmentations(aug_input)
         image = aug_input.image

@@ -1,0 +1,49 @@
+#!/usr/bin/env python
+"""Read every image of registered datasets once, as training will (fully decoded, EXIF
+orientation applied), and list every image that cannot be used: missing, truncated or
+corrupt files, and files whose size is not the one the annotations give. Run it once before
+training on a new dataset; the exit code is 1 when any image is bad.
+
+    python tools/check_dataset.py --dataset coco_2014_train_multilabel coco_2014_val_multilabel
+"""
+
+import argparse
+import multiprocessing as mp
+import sys
+
+from detectron2.data import DatasetCatalog
+from tqdm import tqdm
+
+import wsd_distill  # noqa: F401  (registers the datasets)
+from wsd_distill.data.mapper import read_image
+
+
+def check(dataset_dict):
+    """None, or why the image cannot be used."""
+    try:
+        read_image(dataset_dict)
+    except OSError as e:
+        return str(e)
+    return None
+
+
+def main(args):
+    bad = []
+    for name in args.dataset:
+        dicts = DatasetCatalog.get(name)
+        with mp.get_context("spawn").Pool(args.workers) as pool:
+            results = pool.imap(check, dicts, chunksize=16)
+            errors = [e for e in tqdm(results, total=len(dicts), desc=name, unit="img") if e]
+        print(f"{name}: {len(dicts)} images, {len(errors)} bad")
+        bad += errors
+    print("\n".join(bad))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dataset", nargs="+", required=True, help="registered dataset names")
+    parser.add_argument("--workers", type=int, default=mp.cpu_count())
+    sys.exit(main(parser.parse_args()))
