@@ -10,9 +10,11 @@ import time
 import numpy as np
 import pytest
 import torch
+from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.engine import launch
+from detectron2.modeling import build_model
 from detectron2.utils import comm
 
 from wsd_distill import add_wsd_distill_config
@@ -138,7 +140,7 @@ def test_two_process_cpu_training_of_teacher_and_student_with_kd(
     assert {"loss_cls", "loss_kd_pred", "loss_kd_feat"} <= set(report["losses"])
 
 
-def _train_net(datasets_dir, proposals, output_dir, *opts):
+def _train_net(datasets_dir, proposals, output_dir, *opts, config="T-WDet.yaml"):
     data = [
         "DATASETS.SYNTHETIC.NUM_TRAIN",
         24,
@@ -166,28 +168,52 @@ def _train_net(datasets_dir, proposals, output_dir, *opts):
         sys.executable,
         os.path.join(ROOT, "tools", "train_net.py"),
         "--config-file",
-        os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml"),
+        os.path.join(ROOT, "configs", "Synthetic", config),
         *map(str, [*SMALL, *data]),
     ]
     return cmd, dict(os.environ, DETECTRON2_DATASETS=datasets_dir)
 
 
+@pytest.fixture(scope="module")
+def random_teacher(tmp_path_factory):
+    """The overrides naming a randomly initialised synthetic teacher (config and checkpoint)."""
+    folder = tmp_path_factory.mktemp("teacher")
+    cfg = add_wsd_distill_config(get_cfg())
+    cfg.merge_from_file(os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml"))
+    cfg.merge_from_list(SMALL)
+    torch.manual_seed(0)
+    DetectionCheckpointer(build_model(cfg), save_dir=str(folder)).save("model_final")
+    (folder / "config.yaml").write_text(cfg.dump())
+    return [
+        "MODEL.DISTILL.TEACHER_CONFIG",
+        str(folder / "config.yaml"),
+        "MODEL.DISTILL.TEACHER_WEIGHTS",
+        str(folder / "model_final.pth"),
+    ]
+
+
 @pytest.mark.parametrize(
-    "grouping", [False, True], ids=["batches_from_workers", "aspect_ratio_grouping"]
+    "config,grouping",
+    [("T-WDet.yaml", False), ("T-WDet.yaml", True), ("S-Cls_KD.yaml", False)],
+    ids=["teacher_batches_from_workers", "teacher_aspect_ratio_grouping", "student_online_kd"],
 )
 def test_run_killed_with_sigkill_resumes_to_the_same_weights(
-    datasets_dir, tiny_proposals, tmp_path, grouping
+    datasets_dir, tiny_proposals, random_teacher, tmp_path, config, grouping
 ):
     """The teacher (dropout, random flips, 2 loader workers): 12 iterations straight vs killed
     after its iteration-5 checkpoint and resumed; the resumed run must enter the loader's stream
     mid-way (5 is not a multiple of the 2 workers) and restore the RNG for dropout. With aspect
-    ratio grouping (the COCO configs) the workers send single images, without it whole batches."""
+    ratio grouping (the COCO configs) the workers send single images, without it whole batches.
+    The KD student's TeacherHook wraps the loader after the resume set its start, and building
+    the teacher must not shift the student's random stream."""
     straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
-    grouping = ["DATALOADER.ASPECT_RATIO_GROUPING", grouping]
-    cmd, env = _train_net(datasets_dir, tiny_proposals["train"], straight, *grouping)
+    opts = ["DATALOADER.ASPECT_RATIO_GROUPING", grouping]
+    if config != "T-WDet.yaml":
+        opts += random_teacher
+    cmd, env = _train_net(datasets_dir, tiny_proposals["train"], straight, *opts, config=config)
     subprocess.run(cmd, env=env, check=True, capture_output=True)
 
-    cmd, env = _train_net(datasets_dir, tiny_proposals["train"], killed, *grouping)
+    cmd, env = _train_net(datasets_dir, tiny_proposals["train"], killed, *opts, config=config)
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )

@@ -257,7 +257,10 @@ def test_cache_teacher_resumes_after_sigkill(
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not os.path.exists(output)
-    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    done = len([f for f in os.listdir(partial) if f.startswith("chunk")])
+    resumed = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    # the finished chunks are reused, not made again
+    assert f"Resuming {output}: {4 * done} of 24 images already done" in resumed.stdout
     a, b = RaggedStore(teacher_cache), RaggedStore(output)
     assert a.keys == b.keys and a.meta == b.meta
     for i in range(len(a)):

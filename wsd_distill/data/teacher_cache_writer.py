@@ -60,6 +60,8 @@ def write_teacher_cache(cfg, output, batch_size=16, chunk_size=256):
         for v in variants
     }
     done = len(dicts) - sum(e - s for _, s, e in todo)
+    if done:
+        logger.info(f"Resuming {output}: {done} of {len(dicts)} images already done")
     with tqdm(total=len(dicts), initial=done, desc="teacher cache", unit="img") as bar:
         for path, start, end in todo:
             records = []
