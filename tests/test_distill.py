@@ -3,9 +3,12 @@ one format, the stages, gradients, bad teachers."""
 
 import math
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
+import torchvision
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
@@ -25,6 +28,7 @@ from wsd_distill.modeling import (
     teacher_targets,
     wsddn_soft_scores,
 )
+from wsd_distill.modeling.box_head import wsddn_box_head_dim
 from wsd_distill.modeling.teacher import TARGET_FIELDS, get_teacher_cfg
 
 L2, L3 = math.log(2), math.log(3)
@@ -419,8 +423,7 @@ def test_student_configs_build_and_match_their_teacher(dataset, monkeypatch):
         if d.ENABLED:
             teacher_cfg = get_teacher_cfg(cfg)
             assert MetadataCatalog.get(teacher_cfg.DATASETS.TRAIN[0]).thing_classes == classes
-            teacher = build_model(teacher_cfg)
-            assert teacher.cls_score.in_features == d.TEACHER_FEATURE_DIM, name
+            assert wsddn_box_head_dim(teacher_cfg) == d.TEACHER_FEATURE_DIM, name
         if "stage1" in name:
             assert (d.LABEL_WEIGHT, d.PREDICTION_WEIGHT) == (0, 0) and d.FEATURE_WEIGHT > 0
             assert not student.classifier.weight.requires_grad and not cfg.DATASETS.TEST
@@ -458,3 +461,36 @@ def test_box_average_pool_by_hand_and_gradient():
     whole = box_average_pool(x, boxes, 1 / 8, 3)[1]
     torch.testing.assert_close(whole, F.adaptive_avg_pool2d(x[0], 3))
     assert torch.autograd.gradcheck(lambda f: box_average_pool(f, boxes, 1 / 8, 3), (x,))
+
+
+def test_torchvision_vgg16_converts_into_the_papers_teacher_and_student(tmp_path, monkeypatch):
+    """A randomly initialised torchvision VGG-16, converted: our conv5_3 is torchvision's, and the
+    student's fc7 on the whole 224 image is torchvision's fc7 (pool5 -> fc6 -> fc7)."""
+    monkeypatch.chdir(ROOT)
+    torch.manual_seed(0)
+    vgg = torchvision.models.vgg16().eval()
+    torch.save(vgg.state_dict(), tmp_path / "vgg16.pth")
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        conv5_3 = vgg.features[:30](x)
+        fc7 = vgg.classifier[:5](vgg.features(x).flatten(1))
+    for model, config in [("teacher", "T-WDet_VGG16.yaml"), ("student", "S-Cls_VGG16.yaml")]:
+        output = tmp_path / f"{model}.pth"
+        subprocess.run(
+            [sys.executable, os.path.join(ROOT, "tools", "convert_torchvision_vgg.py")]
+            + [str(tmp_path / "vgg16.pth"), "--model", model, "--output", str(output)],
+            check=True,
+            capture_output=True,
+        )
+        cfg = load("COCO", config)
+        cfg.MODEL.WEIGHTS, cfg.MODEL.DEVICE = str(output), "cpu"
+        ours = build_model(cfg).eval()
+        DetectionCheckpointer(ours).load(cfg.MODEL.WEIGHTS)
+        with torch.no_grad():
+            feature = ours.backbone(x)["conv5"]
+            torch.testing.assert_close(feature, conv5_3, rtol=1e-4, atol=1e-4)
+            if model == "student":
+                torch.testing.assert_close(ours.head(feature), fc7, rtol=1e-4, atol=1e-4)
+            else:
+                torch.testing.assert_close(ours.box_head[1].weight, vgg.classifier[0].weight)
+                torch.testing.assert_close(ours.box_head[4].weight, vgg.classifier[3].weight)

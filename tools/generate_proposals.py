@@ -83,6 +83,12 @@ def main(args):
     if os.path.exists(args.output):
         logger.info(f"{args.output} already exists; delete it to generate again")
         return None
+    if args.method == "edge_boxes" and not args.sed_model:
+        logger.warning(
+            "EdgeBoxes without --sed-model runs on OpenCV's Sobel+Canny edges: these are not the "
+            "paper's proposals (EdgeBoxes on structured-edge maps). For the paper's setting, pass "
+            "--sed-model model.yml.gz (opencv_extra's ximgproc sample model; see README)."
+        )
     dicts = DatasetCatalog.get(args.dataset)
     stats = generate_proposal_file(
         dicts,

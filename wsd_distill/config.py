@@ -24,6 +24,10 @@ def add_wsd_distill_config(cfg):
     _C.DATASETS.SYNTHETIC.OBJECT_SIZE = (0.1, 0.45)  # object diameters, fraction of the image side
     _C.DATASETS.SYNTHETIC.DISTRACTORS = (2, 8)  # distractors (strokes, noise blobs) per image
 
+    # "shortest_edge": detectron2's resize (INPUT.MIN_SIZE_*, aspect ratio kept, MAX_SIZE_*);
+    # "square": each image warped to S x S, S drawn from INPUT.MIN_SIZE_TRAIN (the authors')
+    _C.INPUT.RESIZE = "shortest_edge"
+
     # refuse proposal files made for other images (a store's recorded file names and sizes, a
     # pickle's boxes beyond their image); False: trust that the ids identify the images
     _C.DATASETS.PROPOSAL_FILES_CHECK = True

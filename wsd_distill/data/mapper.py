@@ -11,6 +11,7 @@ from detectron2.data import transforms as T
 from detectron2.structures import Boxes, BoxMode, Instances
 
 from ..modeling.teacher import TARGET_FIELDS
+from .augmentation import build_augmentation
 from .build import num_classes_of
 from .proposals import fetch_proposals
 from .teacher_cache import fetch_teacher_targets
@@ -99,7 +100,7 @@ class MultiLabelDatasetMapper:
             )
         return {
             "is_train": is_train,
-            "augmentations": utils.build_augmentation(cfg, is_train),
+            "augmentations": build_augmentation(cfg, is_train),
             "image_format": cfg.INPUT.FORMAT,
             "num_classes": num_classes_of(dataset_name),
             "load_proposals": cfg.MODEL.LOAD_PROPOSALS,

@@ -18,6 +18,7 @@ from detectron2.data import transforms as T
 from ..modeling.teacher import TARGET_FIELDS, teacher_target_settings
 from ..utils.partial_run import ids_digest
 from ..utils.ragged_store import RaggedStore
+from .augmentation import resize_augmentation
 
 
 def cache_variants(cfg):
@@ -38,7 +39,7 @@ def cache_variants(cfg):
 
 def variant_augmentations(cfg, size, flipped):
     """The training augmentation with its random choices fixed to ``(size, flipped)``."""
-    augmentations = [T.ResizeShortestEdge((size,), cfg.INPUT.MAX_SIZE_TRAIN, "choice")]
+    augmentations = [resize_augmentation(cfg, (size,), True)]
     if flipped:
         augmentations.append(T.RandomFlip(prob=1.0, horizontal=True, vertical=False))
     return augmentations

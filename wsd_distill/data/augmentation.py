@@ -1,0 +1,30 @@
+"""The training and test augmentations: detectron2's, with the authors' square warp as an option."""
+
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+
+
+def resize_augmentation(cfg, sizes, is_train):
+    """The resize of ``INPUT.RESIZE``: detectron2's ``ResizeShortestEdge`` to one of ``sizes``
+    (aspect ratio kept, longer side at most ``INPUT.MAX_SIZE_TRAIN/TEST``), or "square": the
+    image warped to S x S, S one of ``sizes`` (the authors' input, 672 for the teacher)."""
+    if cfg.INPUT.RESIZE == "square":
+        if is_train and cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING != "choice":
+            raise ValueError("INPUT.RESIZE 'square' draws from INPUT.MIN_SIZE_TRAIN: 'choice'")
+        return T.RandomResize([(s, s) for s in sizes])
+    if cfg.INPUT.RESIZE != "shortest_edge":
+        raise ValueError(
+            f"INPUT.RESIZE must be 'shortest_edge' or 'square', got {cfg.INPUT.RESIZE!r}"
+        )
+    max_size = cfg.INPUT.MAX_SIZE_TRAIN if is_train else cfg.INPUT.MAX_SIZE_TEST
+    sampling = cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING if is_train else "choice"
+    return T.ResizeShortestEdge(sizes, max_size, sampling)
+
+
+def build_augmentation(cfg, is_train):
+    """detectron2's ``build_augmentation`` (resize, then the random flip in training), with
+    the resize of ``INPUT.RESIZE``."""
+    augmentations = utils.build_augmentation(cfg, is_train)
+    sizes = cfg.INPUT.MIN_SIZE_TRAIN if is_train else (cfg.INPUT.MIN_SIZE_TEST,)
+    augmentations[0] = resize_augmentation(cfg, sizes, is_train)
+    return augmentations
