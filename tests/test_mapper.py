@@ -11,6 +11,7 @@ from detectron2.structures import BoxMode
 
 from wsd_distill import add_wsd_distill_config
 from wsd_distill.data import MultiLabelDatasetMapper, save_proposals
+from wsd_distill.data.augmentation import build_augmentation
 from wsd_distill.engine import Trainer
 
 
@@ -155,3 +156,16 @@ def test_unsupported_training_sampler_is_refused(tmp_path, datasets_dir):
         ValueError, match="DATALOADER.SAMPLER_TRAIN 'RepeatFactorTrainingSampler' is not supported"
     ):
         Trainer.build_train_loader(cfg)
+
+
+def test_square_warp_scales_x_and_y_apart(tmp_path):
+    """INPUT.RESIZE "square" (the authors' input): a 60 x 100 image becomes 120 x 120, so
+    proposals scale by 1.2 in x and 2 in y."""
+    cfg = add_wsd_distill_config(get_cfg())
+    cfg.INPUT.RESIZE, cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.RANDOM_FLIP = "square", (120,), "none"
+    mapper = _mapper(build_augmentation(cfg, is_train=True))
+    out = mapper(_record(tmp_path, [[5, 10, 25, 30]]))
+    assert out["image"].shape == (3, 120, 120)
+    torch.testing.assert_close(
+        out["proposals"].proposal_boxes.tensor, torch.tensor([[6.0, 20, 30, 60]])
+    )
