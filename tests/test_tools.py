@@ -156,3 +156,35 @@ def test_check_dataset_lists_bad_images(datasets_dir, tmp_path):
     assert (
         bad.returncode == 1 and "8 images, 1 bad" in bad.stdout and "cannot be read" in bad.stdout
     )
+
+
+def test_kd_variants_table(datasets_dir, tmp_path):
+    """tools/kd_variants.py on the tiny set: each variant's mAP is its student's own, the gain
+    the difference with the plain student of the same seed."""
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "kd_variants.py"), "--output", str(tmp_path)]
+        + ["--proposals-dir", str(tmp_path / "proposals"), "--seeds", "0"]
+        + ["--variants", "joint", "two stages, top-16 RoIs", "--workers", "2", *TINY_DEMO],
+        env=dict(os.environ, DETECTRON2_DATASETS=datasets_dir),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    table = (tmp_path / "kd_variants.md").read_text()
+    assert table in out
+    rows = {
+        r[0]: r[1:]
+        for r in ([c.strip() for c in line.split("|")[1:-1]] for line in table.splitlines())
+        if len(r) == 5
+    }
+    mAP = {}
+    for name, folder in [
+        ("S-Cls w/o KD", "student"),
+        ("joint", "student_kd_joint"),
+        ("two stages, top-16 RoIs", "kd_top16_stage2"),
+    ]:
+        mAP[name] = json.loads((tmp_path / "seed0" / folder / "results.json").read_text())[
+            "multilabel"
+        ]["mAP"]
+        assert rows[name][0] == f"{mAP[name]:.1f}", name
+    assert rows["joint"][2].startswith(f"{mAP['joint'] - mAP['S-Cls w/o KD']:+.1f}")
