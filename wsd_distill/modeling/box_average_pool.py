@@ -24,8 +24,9 @@ def box_average_pool(feature, boxes, scale, resolution=1):
     """Average of ``feature`` over each of ``resolution`` x ``resolution`` bins of each box,
     reading the map as constant over each of its cells, so fractional boxes are exact: the
     whole-image box on a map whose sides are multiples of the resolution gives exactly
-    ``adaptive_avg_pool2d``. The average is separable (row weights x column weights), so it
-    is two matrix products per image, forward and backward, whatever the box sizes.
+    ``adaptive_avg_pool2d``. Each bin's average is a weighted sum of the map's cells (row
+    weights x column weights), so all boxes of an image are one matrix product with the map,
+    forward and backward, whatever the box sizes.
 
     Args:
         feature: [B, C, H, W].
@@ -35,17 +36,20 @@ def box_average_pool(feature, boxes, scale, resolution=1):
     Returns:
         [N, C, P, P], N the total number of boxes.
     """
-    channels, height, width = feature.shape[1:]
-    pooled = []
-    for x, b in zip(feature, boxes):
-        x1, y1, x2, y2 = (b.tensor.to(x.dtype) * scale).unbind(1)
-        rows = _bin_weights(y1, y2, resolution, height)  # [N, P, H]
-        cols = _bin_weights(x1, x2, resolution, width)  # [N, P, W]
-        n = len(rows)
-        # [N P, H] @ [H, C W] -> [N, P, C, W]; then, per box, [P C, W] @ [W, P] -> [N, P, C, P]
-        by_rows = (
-            rows.reshape(n * resolution, height) @ x.transpose(0, 1).reshape(height, -1)
-        ).view(n, resolution * channels, width)
-        both = torch.bmm(by_rows, cols.transpose(1, 2)).view(n, resolution, channels, resolution)
-        pooled.append(both.transpose(1, 2))
-    return torch.cat(pooled) if pooled else feature.new_zeros(0, channels, resolution, resolution)
+    (batch, channels, height, width), p = feature.shape, resolution
+    counts = [len(b) for b in boxes]
+    n, most = sum(counts), max(counts, default=0)
+    if n == 0:
+        return feature.new_zeros(0, channels, p, p)
+    device = feature.device
+    x1, y1, x2, y2 = (torch.cat([b.tensor for b in boxes]).to(feature.dtype) * scale).unbind(1)
+    rows, cols = _bin_weights(y1, y2, p, height), _bin_weights(x1, x2, p, width)
+    weights = rows[:, :, None, :, None] * cols[:, None, :, None, :]  # [N, P, P, H, W]
+    # the images' boxes side by side, padded to the most boxes: [B, most P P, H W] @ [B, H W, C]
+    image = torch.repeat_interleave(torch.arange(batch, device=device), torch.tensor(counts))
+    slot = torch.cat([torch.arange(c, device=device) for c in counts])  # box within its image
+    padded = feature.new_zeros(batch, most, p * p, height * width)
+    padded[image, slot] = weights.reshape(n, p * p, height * width)
+    pooled = torch.bmm(padded.view(batch, most * p * p, -1), feature.flatten(2).transpose(1, 2))
+    pooled = pooled.view(batch, most, p, p, channels)[image, slot]  # [N, P, P, C]
+    return pooled.permute(0, 3, 1, 2)
