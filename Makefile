@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow lint format clean
+.PHONY: setup demo test test-slow gpu-check lint format clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,11 @@ test: setup
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow tests
+
+# On a machine with an NVIDIA GPU: the CUDA tests and the benchmark at the paper's sizes
+# (tools/gpu_check.sh says which Python it uses; results in output/gpu_check).
+gpu-check:
+	bash tools/gpu_check.sh
 
 # black and isort at line length 100, as detectron2 (pyproject.toml); installed into .venv on first use
 LINTERS := 'black>=24,<27' 'isort>=5,<10'

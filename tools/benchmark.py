@@ -14,6 +14,10 @@
   (123,287 images x 2,000 random boxes by default): open time, per-image fetch, DataLoader
   throughput and peak memory with 4 workers, each in a fresh process.
 - proposals: EdgeBoxes and selective search images/s, 1 and all workers.
+- paper: the paper's VGG-16 teacher (672, 500 proposals) and student (224) at --paper-batch
+  (the authors' 32): one training step of each model and of the KD stages, the teacher's
+  forward, and inference images/s, on batches made once on the device (no data loading;
+  random weights and boxes, so it needs no EdgeBoxes: the part ``make gpu-check`` runs).
 
     python tools/benchmark.py --device cpu --output output/benchmark
 """
@@ -52,6 +56,7 @@ from wsd_distill.data.proposals import (
 )
 from wsd_distill.data.teacher_cache_writer import write_teacher_cache
 from wsd_distill.engine import Trainer, setup_cfg
+from wsd_distill.modeling.teacher import teacher_target_settings, teacher_targets
 from wsd_distill.utils import atomic_write_bytes
 
 CACHED_STAGE_1 = "cached KD, stage 1 (L_f)"
@@ -534,6 +539,140 @@ def benchmark_proposals(args):
     return "Proposal generation (500 boxes, synthetic images)", headers, rows
 
 
+PAPER_CONFIGS = {  # the paper's COCO setting: the VGG-16 teacher and student
+    "teacher": "COCO/T-WDet_VGG16.yaml",
+    "student": "COCO/S-Cls_VGG16.yaml",
+    "stage 1": "COCO/S-Cls_VGG16_KD_stage1.yaml",
+    "stage 2": "COCO/S-Cls_VGG16_KD_stage2.yaml",
+    "joint": "COCO/S-Cls_VGG16_KD.yaml",
+}
+
+
+def _paper_batch(batch_size, device, size=672, num_proposals=500, num_classes=80):
+    """``batch_size`` mapper dicts of the teacher's test size (``size`` squared, random pixels)
+    with ``num_proposals`` random boxes scored in (0, 1) as EdgeBoxes' and 1-3 labels, on
+    ``device``."""
+    g = torch.Generator().manual_seed(0)
+    batch = []
+    for _ in range(batch_size):
+        xy = torch.rand(num_proposals, 2, generator=g) * (size - 32)
+        wh = 16 + torch.rand(num_proposals, 2, generator=g) * (size - 16 - xy)
+        proposals = Instances((size, size))
+        proposals.proposal_boxes = Boxes(torch.cat([xy, xy + wh], dim=1))
+        proposals.objectness_logits = torch.rand(num_proposals, generator=g)
+        labels = torch.zeros(num_classes)
+        labels[torch.randint(num_classes, (int(torch.randint(1, 4, ())),), generator=g)] = 1
+        image = torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=g)
+        batch.append(
+            {
+                "image": image.to(device),
+                "proposals": proposals.to(device),
+                "multi_labels": labels.to(device),
+                "height": size,
+                "width": size,
+            }
+        )
+    return batch
+
+
+def _seconds_per_call(fn, steps, device):
+    """Median seconds of ``fn()`` over ``steps`` calls after 2 warm-up calls."""
+    times = []
+    for k in range(steps + 2):
+        start = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times[2:]))
+
+
+def _train_step(model, amp):
+    """One SGD step of ``model`` on a batch, fp32 or with fp16 autocast and loss scaling (as
+    detectron2's AMPTrainer): returns ``step(batch)``."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=1e-6, momentum=0.9)
+    device = model.device.type
+    scaler = torch.amp.GradScaler(device, enabled=amp)
+
+    def step(batch):
+        with torch.autocast(device, dtype=torch.float16, enabled=amp):
+            loss = sum(model(batch).values())
+        optimizer.zero_grad()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    return step
+
+
+def benchmark_paper(args):
+    """At the paper's sizes with its VGG-16 configs: s/step of each training step and the
+    teacher's forward, and inference images/s, fp32 and (on a GPU) with AMP (fp16 autocast)."""
+    device, n = args.device, args.paper_batch
+    cfgs = {
+        name: setup_cfg(
+            os.path.join(ROOT, "configs", config),
+            ["MODEL.WEIGHTS", "", "MODEL.DEVICE", device, "SEED", 0],
+        )
+        for name, config in PAPER_CONFIGS.items()
+    }
+    batch = _paper_batch(n, device)
+    teacher = build_model(cfgs["teacher"])
+    frozen = build_model(cfgs["teacher"]).eval().requires_grad_(False)
+    settings = teacher_target_settings(cfgs["joint"])
+
+    def annotate(amp):
+        with torch.no_grad(), torch.autocast(device, dtype=torch.float16, enabled=amp):
+            outputs = frozen.teacher_outputs(batch)
+        for x, targets in zip(batch, teacher_targets(outputs, **settings)):
+            x["teacher"] = targets
+
+    rows = []
+    for amp in (False, True) if device == "cuda" else (False,):
+        precision = "AMP" if amp else "fp32"
+        annotate(amp)  # the cached KD steps read these targets
+        students = {name: build_model(cfgs[name]) for name in ("student", "stage 1", "stage 2")}
+        joint = build_model(cfgs["joint"])
+        steps = {name: _train_step(model, amp) for name, model in students.items()}
+        teacher_step, joint_step = _train_step(teacher, amp), _train_step(joint, amp)
+        timed = {
+            "teacher (T-WDet) training step": lambda: teacher_step(batch),
+            "teacher forward (KD targets)": lambda: annotate(amp),
+            "plain student (S-Cls w/o KD) step": lambda: steps["student"](batch),
+            "KD stage 1 step (L_f, cached targets)": lambda: steps["stage 1"](batch),
+            "KD stage 2 step (L_p + L_p', cached targets)": lambda: steps["stage 2"](batch),
+            "online KD step, joint (teacher forward + 3 losses)": lambda: (
+                annotate(amp),
+                joint_step(batch),
+            ),
+        }
+        for name, fn in timed.items():
+            seconds = _seconds_per_call(fn, args.paper_steps, device)
+            rows.append([name, precision, f"{seconds:.3f}", f"{n / seconds:.1f}"])
+        if device == "cuda":
+            peak = torch.cuda.max_memory_allocated() / 2**30
+            rows.append(["peak GPU memory (all of the above)", precision, f"{peak:.1f} GiB", ""])
+            torch.cuda.reset_peak_memory_stats()
+        del students, joint, steps, teacher_step, joint_step, timed
+        student = build_model(cfgs["student"]).eval()
+        for name, model in (("student inference", student), ("teacher inference", frozen)):
+            for size in sorted({1, n}):
+                with torch.inference_mode(), torch.autocast(device, torch.float16, enabled=amp):
+                    seconds = _seconds_per_call(
+                        lambda: model(batch[:size]), args.paper_steps, device
+                    )
+                rows.append(
+                    [f"{name}, batch {size}", precision, f"{seconds:.4f}", f"{size / seconds:.1f}"]
+                )
+    headers = ["at the paper's sizes (VGG-16)", "precision", "s/call", "images/s"]
+    title = (
+        f"The paper's VGG-16 models (configs/COCO/*VGG16*), batch {n}: teacher 672 x 672 with "
+        f"500 random proposals, student 224; median of {args.paper_steps} calls after 2"
+    )
+    return title, headers, rows
+
+
 def _timed(generator, image):
     start = time.perf_counter()
     generator(image)
@@ -559,6 +698,7 @@ PARTS = {
     "train_loader": benchmark_train_loader,
     "loading": benchmark_loading,
     "proposals": benchmark_proposals,
+    "paper": benchmark_paper,
 }
 
 
@@ -570,7 +710,8 @@ def main(args):
     if args.device == "cuda":
         machine += f" ({torch.cuda.get_device_name()})"
     os.makedirs(args.output, exist_ok=True)
-    for part in args.parts:
+    parts = args.parts or [p for p in PARTS if p != "paper" or args.device == "cuda"]
+    for part in parts:
         title, headers, rows = PARTS[part](args)
         text = f"{title}, {machine}:\n\n{tabulate(rows, headers=headers, tablefmt='github')}\n"
         print(text)
@@ -593,7 +734,12 @@ if __name__ == "__main__":
         "--threads", type=int, default=0, help="torch CPU threads (0: torch's default)"
     )
     parser.add_argument("--output", default="output/benchmark")
-    parser.add_argument("--parts", nargs="+", choices=sorted(PARTS), default=list(PARTS))
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=sorted(PARTS),
+        help="default: all, and 'paper' only on a GPU (a VGG-16 at 672 takes minutes on a CPU)",
+    )
     parser.add_argument(
         "--train-iters", type=int, default=50, help="training steps per model and round"
     )
@@ -621,4 +767,8 @@ if __name__ == "__main__":
         help="keep the simulated files for the next run",
     )
     parser.add_argument("--store-dtype", choices=["float16", "float32"], default="float16")
+    parser.add_argument(
+        "--paper-batch", type=int, default=32, help="images per batch of the paper part"
+    )
+    parser.add_argument("--paper-steps", type=int, default=10, help="timed calls per row")
     main(parser.parse_args())

@@ -102,6 +102,12 @@ def add_wsd_distill_config(cfg):
     _C.MODEL.VGG.NORM = ""  # "" as VGG-16, or "BN" to train a narrow VGG from scratch
     _C.MODEL.VGG.OUT_FEATURES = ["conv5"]  # stages returned (conv_i has stride 2**(i-1))
 
+    # Bitwise-repeatable GPU training (CPU runs always are): cuDNN's deterministic algorithms and
+    # torch.use_deterministic_algorithms (warn only). Slower; torchvision's RoIPool and ROIAlign
+    # have no deterministic CUDA backward, so the teacher and students with
+    # MODEL.STUDENT.POOLING "max" stay non-repeatable in their last digits (a warning says so).
+    _C.DETERMINISTIC = False
+
     # Optimizer of the Trainer: "SGD" (detectron2's, with SOLVER.MOMENTUM/NESTEROV) or "AdamW"
     # (with SOLVER.BASE_LR and SOLVER.WEIGHT_DECAY*; it trains small models from scratch faster).
     _C.SOLVER.OPTIMIZER = "SGD"

@@ -57,6 +57,14 @@ def create_ddp_model_on_any_device(model):
     )
 
 
+def use_deterministic_algorithms():
+    """``DETERMINISTIC``: the same seed gives the same numbers on a GPU too, for every op with a
+    deterministic CUDA kernel (others warn). Set for the whole process."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 class Trainer(DefaultTrainer):
     """Feeds ``MultiLabelDatasetMapper`` outputs to the model and evaluates with
     ``MultiLabelEvaluator`` (and, for a WSDDN on a dataset with boxes, ``WSODEvaluator``);
@@ -73,6 +81,8 @@ class Trainer(DefaultTrainer):
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         if cfg.SEED >= 0:  # each run starts from its seed's state, whatever ran before it
             seed_all_rng(cfg.SEED + comm.get_rank())
+        if cfg.DETERMINISTIC:
+            use_deterministic_algorithms()
         for name in cfg.DATASETS.TEST:  # found now rather than after the training schedule
             for proposal_file in test_proposal_files(cfg, name) or ():
                 check_proposal_file(proposal_file)

@@ -42,14 +42,18 @@ def box_average_pool(feature, boxes, scale, resolution=1):
     if n == 0:
         return feature.new_zeros(0, channels, p, p)
     device = feature.device
-    x1, y1, x2, y2 = (torch.cat([b.tensor for b in boxes]).to(feature.dtype) * scale).unbind(1)
+    # weights in at least float32 (box coordinates in fp16 would be off by up to a pixel)
+    dtype = torch.promote_types(feature.dtype, torch.float32)
+    x1, y1, x2, y2 = (torch.cat([b.tensor for b in boxes]).to(device, dtype) * scale).unbind(1)
     rows, cols = _bin_weights(y1, y2, p, height), _bin_weights(x1, x2, p, width)
     weights = rows[:, :, None, :, None] * cols[:, None, :, None, :]  # [N, P, P, H, W]
     # the images' boxes side by side, padded to the most boxes: [B, most P P, H W] @ [B, H W, C]
-    image = torch.repeat_interleave(torch.arange(batch, device=device), torch.tensor(counts))
+    image = torch.repeat_interleave(
+        torch.arange(batch, device=device), torch.tensor(counts, device=device)
+    )
     slot = torch.cat([torch.arange(c, device=device) for c in counts])  # box within its image
     padded = feature.new_zeros(batch, most, p * p, height * width)
-    padded[image, slot] = weights.reshape(n, p * p, height * width)
+    padded[image, slot] = weights.reshape(n, p * p, height * width).to(feature.dtype)
     pooled = torch.bmm(padded.view(batch, most * p * p, -1), feature.flatten(2).transpose(1, 2))
     pooled = pooled.view(batch, most, p, p, channels)[image, slot]  # [N, P, P, C]
     return pooled.permute(0, 3, 1, 2)

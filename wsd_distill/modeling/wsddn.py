@@ -231,11 +231,11 @@ class WSDDN(nn.Module):
                 "WSDDN's image scores are not finite: training diverged (lower SOLVER.BASE_LR, "
                 "or add SOLVER.CLIP_GRADIENTS, and resume from the last checkpoint)"
             )
-        # binary cross-entropy summed over classes, averaged over images
-        losses = {
-            "loss_wsddn": F.binary_cross_entropy(out["image_scores"], labels, reduction="sum")
-            / len(labels)
-        }
+        # binary cross-entropy summed over classes, averaged over images; on probabilities it
+        # is not autocast-safe, so with AMP it runs in float32 outside autocast
+        with torch.autocast(self.device.type, enabled=False):
+            bce = F.binary_cross_entropy(out["image_scores"].float(), labels, reduction="sum")
+        losses = {"loss_wsddn": bce / len(labels)}
         previous = out["region_scores"]
         for i, probs in enumerate(refine_probs):
             losses[f"loss_refine_{i}"] = self.refine_loss(
