@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow gpu-check lint format clean
+.PHONY: setup demo test test-slow gpu-check gpu-wheels lint format clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,10 @@ test-slow: setup
 # (tools/gpu_check.sh says which Python it uses; results in output/gpu_check).
 gpu-check:
 	bash tools/gpu_check.sh
+
+# Here, with the package registry: the wheels gpu-check installs on an offline GPU machine (.whl/).
+gpu-wheels:
+	bash tools/gpu_wheels.sh
 
 # black and isort at line length 100, as detectron2 (pyproject.toml); installed into .venv on first use
 LINTERS := 'black>=24,<27' 'isort>=5,<10'
