@@ -5,9 +5,11 @@ import os
 
 import numpy as np
 import pytest
+from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from wsd_distill.data import get_multilabel_dataset_dicts
+from wsd_distill import add_wsd_distill_config
+from wsd_distill.data import get_multilabel_dataset_dicts, num_classes_of
 from wsd_distill.data.datasets import (
     NUSWIDE_CONCEPTS,
     SHAPE_CLASSES,
@@ -18,15 +20,23 @@ from wsd_distill.data.datasets import (
 )
 from wsd_distill.data.datasets.synthetic import CO_OCCURRING, render_image
 from wsd_distill.data.statistics import dataset_summary
+from wsd_distill.engine import Trainer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def write_coco(path):
-    """Category ids with gaps (1, 3, 7), a crowd box, an image with only a crowd box, one without
-    any."""
+    """Category ids with gaps (1, 3, 7); image 10: two boxes and a crowd box; 20: only a crowd
+    box; 30: only a 2-point polygon, which detectron2's loader drops; 40: no annotation."""
+
+    def annotation(i, image_id, category_id, iscrowd=0, **extra):
+        box = {"bbox": [1, 2, 30, 40], "area": 1200, "iscrowd": iscrowd}
+        return {"id": i, "image_id": image_id, "category_id": category_id, **box, **extra}
+
     coco = {
         "images": [
             {"id": i, "file_name": f"{i:012d}.jpg", "height": 100, "width": 120}
-            for i in (10, 20, 30)
+            for i in (10, 20, 30, 40)
         ],
         "categories": [
             {"id": 1, "name": "person"},
@@ -34,61 +44,63 @@ def write_coco(path):
             {"id": 7, "name": "train"},
         ],
         "annotations": [
-            {
-                "id": 1,
-                "image_id": 10,
-                "category_id": 7,
-                "bbox": [1, 2, 30, 40],
-                "area": 1200,
-                "iscrowd": 0,
-            },
-            {
-                "id": 2,
-                "image_id": 10,
-                "category_id": 1,
-                "bbox": [5, 5, 10, 10],
-                "area": 100,
-                "iscrowd": 0,
-            },
-            {
-                "id": 3,
-                "image_id": 10,
-                "category_id": 3,
-                "bbox": [0, 0, 50, 50],
-                "area": 2500,
-                "iscrowd": 1,
-            },
-            {
-                "id": 4,
-                "image_id": 20,
-                "category_id": 3,
-                "bbox": [0, 0, 50, 50],
-                "area": 2500,
-                "iscrowd": 1,
-            },
+            annotation(1, 10, 7),
+            annotation(2, 10, 1),
+            annotation(3, 10, 3, iscrowd=1),
+            annotation(4, 20, 3, iscrowd=1),
+            annotation(5, 30, 1, segmentation=[[1, 1, 5, 5]]),
         ],
     }
     with open(path, "w") as f:
         json.dump(coco, f)
 
 
-def test_coco_multilabel(tmp_path):
+def test_coco_labels_from_every_annotation_crowd_included(tmp_path):
+    """As ML-GCN, ASL and Query2Label: crowd annotations give labels, a polygon detectron2
+    rejects still gives its label, images without any annotation are dropped from training and
+    evaluation alike; include_crowd=False keeps the other behaviour."""
     json_file = tmp_path / "instances.json"
     write_coco(json_file)
     register_coco_multilabel("test_coco_gaps", str(json_file), str(tmp_path))
     dicts = DatasetCatalog.get("test_coco_gaps")
     assert MetadataCatalog.get("test_coco_gaps").thing_classes == ["person", "car", "train"]
+    labels = {d["image_id"]: d["multi_labels"] for d in dicts}
+    # ids 1, 3, 7 -> contiguous 0, 1, 2
+    assert labels == {10: [0, 1, 2], 20: [1], 30: [0], 40: []}
     by_id = {d["image_id"]: d for d in dicts}
-    assert by_id[10]["multi_labels"] == [
-        0,
-        2,
-    ]  # ids 1 and 7 -> contiguous 0 and 2; crowd "car" ignored
-    assert by_id[20]["multi_labels"] == [] and by_id[30]["multi_labels"] == []
-    assert [a["iscrowd"] for a in by_id[10]["annotations"]].count(
-        1
-    ) == 1  # crowd box kept for reference
-    assert len(get_multilabel_dataset_dicts("test_coco_gaps", filter_unlabeled=True)) == 1
-    assert len(get_multilabel_dataset_dicts("test_coco_gaps", filter_unlabeled=False)) == 3
+    assert [a["iscrowd"] for a in by_id[10]["annotations"]] == [0, 0, 1]  # boxes for CorLoc
+    assert by_id[30]["annotations"] == []  # detectron2 dropped the polygon, not the label
+    assert len(get_multilabel_dataset_dicts("test_coco_gaps", filter_unlabeled=True)) == 3
+    assert len(get_multilabel_dataset_dicts("test_coco_gaps", filter_unlabeled=False)) == 4
+    register_coco_multilabel("test_coco_no_crowd", str(json_file), str(tmp_path), None, False)
+    labels = {d["image_id"]: d["multi_labels"] for d in DatasetCatalog.get("test_coco_no_crowd")}
+    assert labels == {10: [0, 2], 20: [], 30: [0], 40: []}
+
+
+def test_coco_classes_come_from_the_json_and_a_mismatch_is_named(tmp_path):
+    json_file = tmp_path / "instances.json"
+    write_coco(json_file)
+    register_coco_multilabel("test_coco_unnamed", str(json_file), str(tmp_path))
+    assert "thing_classes" not in MetadataCatalog.get("test_coco_unnamed").as_dict()
+    assert num_classes_of("test_coco_unnamed") == 3  # read from the json
+    register_coco_multilabel(
+        "test_coco_other", str(json_file), str(tmp_path), {"thing_classes": ["a", "car"]}
+    )
+    with pytest.raises(ValueError, match=r"2 thing_classes but .*instances.json has 3.*'a'"):
+        DatasetCatalog.get("test_coco_other")
+
+
+def test_unlabeled_images_are_dropped_from_training_and_test_alike(tmp_path):
+    json_file = tmp_path / "instances.json"
+    write_coco(json_file)
+    register_coco_multilabel("test_coco_loaders", str(json_file), str(tmp_path))
+    cfg = add_wsd_distill_config(get_cfg())
+    cfg.merge_from_file(os.path.join(ROOT, "configs", "Base-S-Cls.yaml"))
+    cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = ("test_coco_loaders",), ("test_coco_loaders",)
+    cfg.MODEL.STUDENT.NUM_CLASSES, cfg.DATALOADER.NUM_WORKERS = 3, 0
+    for keep, count in ((True, 3), (False, 4)):
+        cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS = keep
+        assert len(Trainer.build_test_loader(cfg, "test_coco_loaders").dataset) == count
 
 
 def _write_nuswide_official(root, labels_by_path, existing):
@@ -187,6 +199,9 @@ def test_voc_multilabel_keeps_boxes_and_difficult(tmp_path):
         120.0,
     ]  # 1-based inclusive -> XYXY_ABS
     assert [a["difficult"] for a in dicts[0]["annotations"]] == [0, 1]
+    # person is only difficult in 000001: a positive for training, left out of the test AP
+    assert dicts[0]["ignored_labels"] == [classes.index("person")]
+    assert dicts[1]["ignored_labels"] == []
     assert (dicts[1]["height"], dicts[1]["width"]) == (150, 200)
 
 

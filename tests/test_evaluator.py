@@ -66,3 +66,31 @@ def test_evaluator_reports_detectron2_results(datasets_dir):
     assert results["mAP"] == pytest.approx(100.0) and results["num_excluded_classes"] == 9
     assert results["AP-circle"] == pytest.approx(100.0) and "AP-triangle" not in results
     assert results["OF1"] == pytest.approx(100.0)
+
+
+def test_ignored_pairs_are_left_out_of_ap_and_count_as_negatives_in_f1(datasets_dir):
+    """VOC's difficult-only classes: positives at ranks 1, 2 (ignored) and 4 of one class."""
+    scores = np.array([[0.9], [0.8], [0.7], [0.6]])
+    labels = np.array([[1], [1], [0], [1]])
+    ignored = np.array([[0], [1], [0], [0]])
+    assert compute_multilabel_metrics(scores, labels)["mAP"] == pytest.approx(100 * 11 / 12)
+    kept = compute_multilabel_metrics(scores, labels, ignored=ignored)
+    assert kept["mAP"] == pytest.approx(100 * (1 + 2 / 3) / 2)  # ranks 1 and 3 of 3
+    # scored >= 0.5: all four predicted, two of them right (the ignored one is a negative)
+    assert kept["OP"] == pytest.approx(50.0) and kept["OR"] == pytest.approx(100.0)
+    evaluator = MultiLabelEvaluator("tiny_shapes_val", distributed=False)
+    evaluator.reset()
+    for i in range(4):
+        row = np.zeros((3, 12))
+        row[:, 0] = scores[i, 0], labels[i, 0], ignored[i, 0]
+        evaluator.process(
+            [
+                {
+                    "image_id": i,
+                    "multi_labels": torch.tensor(row[1]),
+                    "ignored_labels": torch.tensor(row[2]),
+                }
+            ],
+            [{"image_scores": torch.tensor(row[0])}],
+        )
+    assert evaluator.evaluate()["multilabel"]["mAP"] == pytest.approx(kept["mAP"])

@@ -606,6 +606,29 @@ def _train_step(model, amp):
     return step
 
 
+def _paper_training_steps(cfgs, teacher, batch, annotate, amp, steps):
+    """Seconds per training step of the teacher, the students and the KD stages (their
+    optimizers are freed on return), and per ``annotate(amp)`` (the teacher's forward)."""
+    device = teacher.device.type
+    students = {name: build_model(cfgs[name]) for name in ("student", "stage 1", "stage 2")}
+    step = {name: _train_step(model, amp) for name, model in students.items()}
+    teacher_step, joint_step = _train_step(teacher, amp), _train_step(
+        build_model(cfgs["joint"]), amp
+    )
+    timed = {
+        "teacher (T-WDet) training step": lambda: teacher_step(batch),
+        "teacher forward (KD targets)": lambda: annotate(amp),
+        "plain student (S-Cls w/o KD) step": lambda: step["student"](batch),
+        "KD stage 1 step (L_f, cached targets)": lambda: step["stage 1"](batch),
+        "KD stage 2 step (L_p + L_p', cached targets)": lambda: step["stage 2"](batch),
+        "online KD step, joint (teacher forward + 3 losses)": lambda: (
+            annotate(amp),
+            joint_step(batch),
+        ),
+    }
+    return {name: _seconds_per_call(fn, steps, device) for name, fn in timed.items()}
+
+
 def benchmark_paper(args):
     """At the paper's sizes with its VGG-16 configs: s/step of each training step and the
     teacher's forward, and inference images/s, fp32 and (on a GPU) with AMP (fp16 autocast)."""
@@ -632,29 +655,13 @@ def benchmark_paper(args):
     for amp in (False, True) if device == "cuda" else (False,):
         precision = "AMP" if amp else "fp32"
         annotate(amp)  # the cached KD steps read these targets
-        students = {name: build_model(cfgs[name]) for name in ("student", "stage 1", "stage 2")}
-        joint = build_model(cfgs["joint"])
-        steps = {name: _train_step(model, amp) for name, model in students.items()}
-        teacher_step, joint_step = _train_step(teacher, amp), _train_step(joint, amp)
-        timed = {
-            "teacher (T-WDet) training step": lambda: teacher_step(batch),
-            "teacher forward (KD targets)": lambda: annotate(amp),
-            "plain student (S-Cls w/o KD) step": lambda: steps["student"](batch),
-            "KD stage 1 step (L_f, cached targets)": lambda: steps["stage 1"](batch),
-            "KD stage 2 step (L_p + L_p', cached targets)": lambda: steps["stage 2"](batch),
-            "online KD step, joint (teacher forward + 3 losses)": lambda: (
-                annotate(amp),
-                joint_step(batch),
-            ),
-        }
-        for name, fn in timed.items():
-            seconds = _seconds_per_call(fn, args.paper_steps, device)
-            rows.append([name, precision, f"{seconds:.3f}", f"{n / seconds:.1f}"])
+        seconds = _paper_training_steps(cfgs, teacher, batch, annotate, amp, args.paper_steps)
+        for name, value in seconds.items():
+            rows.append([name, precision, f"{value:.3f}", f"{n / value:.1f}"])
         if device == "cuda":
             peak = torch.cuda.max_memory_allocated() / 2**30
             rows.append(["peak GPU memory (all of the above)", precision, f"{peak:.1f} GiB", ""])
             torch.cuda.reset_peak_memory_stats()
-        del students, joint, steps, teacher_step, joint_step, timed
         student = build_model(cfgs["student"]).eval()
         for name, model in (("student inference", student), ("teacher inference", frozen)):
             for size in sorted({1, n}):

@@ -8,8 +8,8 @@ def add_wsd_distill_config(cfg):
 
     Proposals reuse detectron2's own keys: ``MODEL.LOAD_PROPOSALS``,
     ``DATASETS.PROPOSAL_FILES_TRAIN/TEST``, ``DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TRAIN/TEST``
-    and ``MODEL.PROPOSAL_GENERATOR.MIN_SIZE``; dropping training images without labels
-    reuses ``DATALOADER.FILTER_EMPTY_ANNOTATIONS``.
+    and ``MODEL.PROPOSAL_GENERATOR.MIN_SIZE``; dropping images without labels, from training
+    and evaluation alike, reuses ``DATALOADER.FILTER_EMPTY_ANNOTATIONS`` (True by default).
     """
     _C = cfg
 

@@ -6,11 +6,11 @@ import os
 import cv2
 import numpy as np
 import torch
-from detectron2.data import MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.utils.visualizer import Visualizer
 from tqdm import tqdm
 
+from .data.build import thing_classes_of
 from .modeling.wsddn import region_objectness
 
 CORRECT, WRONG, UNKNOWN = "lime", "red", "white"
@@ -57,7 +57,7 @@ def visualize_teacher(model, data_loader, dataset_name, output_dir, num_images=2
     ``data_loader`` yields mapper dicts (e.g. ``Trainer.build_test_loader(cfg, dataset_name)``).
     Returns the paths written.
     """
-    class_names = MetadataCatalog.get(dataset_name).thing_classes
+    class_names = thing_classes_of(dataset_name)
     os.makedirs(output_dir, exist_ok=True)
     written = []
     model.eval()

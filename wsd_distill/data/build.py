@@ -18,8 +18,9 @@ def get_multilabel_dataset_dicts(
     detectron2's ``get_detection_dataset_dicts``).
 
     Args:
-        filter_unlabeled (bool): drop images whose ``multi_labels`` is empty (training on
-            COCO usually does; evaluation keeps them).
+        filter_unlabeled (bool): drop images whose ``multi_labels`` is empty (the Trainer
+            passes ``DATALOADER.FILTER_EMPTY_ANNOTATIONS`` for training and evaluation alike;
+            the multi-label literature drops them from both).
         proposal_files (list[str] or None): one detectron2 proposal file per dataset (empty
             or None: no proposals).
         check_proposal_images (bool): refuse proposals made for other images (see
@@ -55,9 +56,22 @@ def get_multilabel_dataset_dicts(
     return dicts
 
 
-def num_classes_of(dataset_name):
-    """Number of classes of a registered dataset (its metadata's ``thing_classes``)."""
-    classes = MetadataCatalog.get(dataset_name).get("thing_classes")
+def thing_classes_of(dataset_name):
+    """The class names of a registered dataset: its metadata's ``thing_classes``; a dataset
+    registered without them (``register_coco_multilabel`` with no metadata) is loaded once,
+    which reads them from its json."""
+    metadata = MetadataCatalog.get(dataset_name)
+    if metadata.get("thing_classes") is None and dataset_name in DatasetCatalog:
+        DatasetCatalog.get(dataset_name)
+    classes = metadata.get("thing_classes")
     if classes is None:
-        raise KeyError(f"Dataset '{dataset_name}' has no thing_classes in its metadata")
-    return len(classes)
+        raise KeyError(
+            f"Dataset '{dataset_name}' has no thing_classes in its metadata, and loading it "
+            f"did not set them: register it with metadata={{'thing_classes': [...]}}"
+        )
+    return list(classes)
+
+
+def num_classes_of(dataset_name):
+    """Number of classes of a registered dataset (:func:`thing_classes_of`)."""
+    return len(thing_classes_of(dataset_name))

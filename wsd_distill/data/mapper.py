@@ -52,6 +52,8 @@ class MultiLabelDatasetMapper:
 
     - ``image``: uint8 tensor [C, H, W] in ``image_format``, after augmentation;
     - ``multi_labels``: float tensor [K], 1 for each class present;
+    - ``ignored_labels``: float tensor [K], 1 for each class left out of evaluation (VOC's
+      difficult-only classes), when the dataset dict has them;
     - ``proposals``: ``Instances`` with ``proposal_boxes`` [R, 4] (augmented image pixels) and
       ``objectness_logits`` [R], when proposals are loaded (at least the whole image);
     - ``height``, ``width`` (original size, for ``detector_postprocess``), ``image_id``,
@@ -112,9 +114,9 @@ class MultiLabelDatasetMapper:
             "proposal_min_size": cfg.MODEL.PROPOSAL_GENERATOR.MIN_SIZE,
         }
 
-    def _labels(self, dataset_dict):
+    def _labels(self, dataset_dict, field="multi_labels"):
         labels = torch.zeros(self.num_classes)
-        indices = dataset_dict["multi_labels"]
+        indices = dataset_dict[field]
         if len(indices) and (min(indices) < 0 or max(indices) >= self.num_classes):
             raise ValueError(
                 f"Image {dataset_dict['image_id']!r} has label indices {list(indices)} outside "
@@ -132,6 +134,8 @@ class MultiLabelDatasetMapper:
         image_shape = image.shape[:2]
         dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
         dataset_dict["multi_labels"] = self._labels(dataset_dict)
+        if "ignored_labels" in dataset_dict:  # VOC's difficult-only classes, left out of AP
+            dataset_dict["ignored_labels"] = self._labels(dataset_dict, "ignored_labels")
 
         if self.teacher_cache is not None:
             flipped = any(isinstance(t, T.HFlipTransform) for t in transforms)

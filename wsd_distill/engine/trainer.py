@@ -184,7 +184,7 @@ class Trainer(DefaultTrainer):
         proposal_files = test_proposal_files(cfg, dataset_name)
         dicts = get_multilabel_dataset_dicts(
             [dataset_name],
-            filter_unlabeled=False,
+            filter_unlabeled=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,  # as for training
             proposal_files=proposal_files,
             check_proposal_images=cfg.DATASETS.PROPOSAL_FILES_CHECK,
         )

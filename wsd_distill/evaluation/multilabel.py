@@ -6,11 +6,12 @@ import os
 from collections import OrderedDict
 
 import numpy as np
-from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 from tabulate import tabulate
+
+from ..data.build import thing_classes_of
 
 logger = logging.getLogger(__name__)
 
@@ -59,22 +60,32 @@ def _precision_recall_f1(predicted, labels, valid):
     return {"CP": cp, "CR": cr, "CF1": f1(cp, cr), "OP": op, "OR": o_r, "OF1": f1(op, o_r)}
 
 
-def compute_multilabel_metrics(scores, labels, threshold=0.5, top_k=3):
+def compute_multilabel_metrics(scores, labels, threshold=0.5, top_k=3, ignored=None):
     """Multi-label metrics of scores [N, K] against binary labels [N, K], in percent.
 
     Returns a dict with ``mAP``; ``CP CR CF1 OP OR OF1`` for the labels scored >= ``threshold``;
     the same with suffix ``_top{top_k}`` for each image's ``top_k`` best labels; ``AP`` (per
     class, float [K], NaN where a class has no positive); ``num_excluded_classes`` (classes
     without a positive, left out of mAP and of the per-class averages).
+
+    ``ignored`` (binary [N, K], optional): (image, class) pairs left out of AP, as the VOC
+    devkit's and ML-GCN's difficult examples; the F1 metrics count them as negatives (as
+    ML-GCN's code does).
     """
     scores = np.asarray(scores)
     labels = np.asarray(labels) > 0
     if scores.shape != labels.shape or scores.ndim != 2:
         raise ValueError(f"scores {scores.shape} and labels {labels.shape} must both be [N, K]")
+    if ignored is not None:
+        ignored = np.asarray(ignored) > 0
+        labels = labels & ~ignored
     valid = labels.any(axis=0)
     if not valid.any():
         raise ValueError("No class has a positive example: metrics are undefined")
-    ap = average_precision_per_class(scores, labels)
+    # an ignored pair scored below every other image ranks after all positives: no effect on AP
+    ap = average_precision_per_class(
+        scores if ignored is None else np.where(ignored, -np.inf, scores), labels
+    )
     results = {"mAP": 100 * float(np.mean(ap[valid]))}
     for name, value in _precision_recall_f1(scores >= threshold, labels, valid).items():
         results[name] = 100 * float(value)
@@ -98,7 +109,7 @@ class MultiLabelEvaluator(DatasetEvaluator):
     def __init__(
         self, dataset_name, distributed=True, output_dir=None, score_threshold=0.5, top_k=3
     ):
-        self._class_names = MetadataCatalog.get(dataset_name).thing_classes
+        self._class_names = thing_classes_of(dataset_name)
         self._dataset_name = dataset_name
         self._distributed = distributed
         self._output_dir = output_dir
@@ -106,26 +117,35 @@ class MultiLabelEvaluator(DatasetEvaluator):
         self._top_k = top_k
 
     def reset(self):
-        self._image_ids, self._scores, self._labels = [], [], []
+        self._image_ids, self._scores, self._labels, self._ignored = [], [], [], []
 
     def process(self, inputs, outputs):
         for inp, out in zip(inputs, outputs):
             self._image_ids.append(inp["image_id"])
             self._scores.append(out["image_scores"].detach().float().cpu().numpy())
             self._labels.append(inp["multi_labels"].numpy())
+            ignored = inp.get("ignored_labels")
+            self._ignored.append(
+                np.zeros_like(self._labels[-1]) if ignored is None else ignored.numpy()
+            )
 
     def evaluate(self):
-        image_ids, scores, labels = self._image_ids, self._scores, self._labels
+        image_ids, scores, labels, ignored = (
+            self._image_ids,
+            self._scores,
+            self._labels,
+            self._ignored,
+        )
         if self._distributed:
             comm.synchronize()
-            gathered = [comm.gather(x, dst=0) for x in (image_ids, scores, labels)]
+            gathered = [comm.gather(x, dst=0) for x in (image_ids, scores, labels, ignored)]
             if not comm.is_main_process():
                 return {}
-            image_ids, scores, labels = (list(itertools.chain(*g)) for g in gathered)
+            image_ids, scores, labels, ignored = (list(itertools.chain(*g)) for g in gathered)
         if not scores:
             logger.warning(f"[MultiLabelEvaluator] No predictions for {self._dataset_name}")
             return {}
-        scores, labels = np.stack(scores), np.stack(labels)
+        scores, labels, ignored = np.stack(scores), np.stack(labels), np.stack(ignored)
         self._check_scores(scores)
         if self._output_dir:
             PathManager.mkdirs(self._output_dir)
@@ -137,8 +157,11 @@ class MultiLabelEvaluator(DatasetEvaluator):
                     image_ids=np.asarray(image_ids, dtype=object).astype(str),
                     scores=scores,
                     labels=labels,
+                    ignored_labels=ignored,
                 )
-        metrics = compute_multilabel_metrics(scores, labels, self._threshold, self._top_k)
+        metrics = compute_multilabel_metrics(
+            scores, labels, self._threshold, self._top_k, ignored if ignored.any() else None
+        )
         per_class = metrics.pop("AP")
         self._log_per_class(per_class)
         results = dict(metrics)

@@ -6,10 +6,12 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.structures import Boxes, BoxMode, pairwise_iou
 from detectron2.utils import comm
+
+from ..data.build import thing_classes_of
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +111,7 @@ class WSODEvaluator(DatasetEvaluator):
 
     def __init__(self, dataset_name, iou_threshold=0.5, distributed=True):
         self._dataset_name = dataset_name
-        self._class_names = MetadataCatalog.get(dataset_name).thing_classes
+        self._class_names = thing_classes_of(dataset_name)
         self._iou = iou_threshold
         self._distributed = distributed
 

@@ -1,7 +1,9 @@
 """A checkpointed class count, so weights trained for another label set fail to load clearly."""
 
 import torch
-from detectron2.data import MetadataCatalog
+from detectron2.data import DatasetCatalog
+
+from ..data.build import thing_classes_of
 
 
 def add_class_count_check(module, num_classes, config_key):
@@ -22,11 +24,13 @@ def add_class_count_check(module, num_classes, config_key):
 
 
 def check_dataset_class_count(cfg, num_classes, config_key):
-    """``num_classes`` must be the class count (``thing_classes``) of every dataset of
-    ``DATASETS.TRAIN`` and ``DATASETS.TEST`` whose metadata has one."""
+    """``num_classes`` must be the class count (``thing_classes``) of every registered dataset
+    of ``DATASETS.TRAIN`` and ``DATASETS.TEST``."""
     for name in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST):
-        classes = MetadataCatalog.get(name).get("thing_classes")
-        if classes is not None and len(classes) != num_classes:
+        if name not in DatasetCatalog:
+            continue  # named before it is registered: the data loader will say so
+        classes = thing_classes_of(name)
+        if len(classes) != num_classes:
             raise ValueError(
                 f"Dataset '{name}' has {len(classes)} classes but {config_key} is {num_classes}"
             )

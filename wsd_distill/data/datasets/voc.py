@@ -14,8 +14,10 @@ def load_voc_multilabel(dirname, split, class_names=CLASS_NAMES):
 
     Boxes follow detectron2's ``load_voc_instances`` (1-based inclusive pixel indices become
     XYXY_ABS coordinates); each annotation also keeps ``difficult``. ``multi_labels`` holds
-    every class with an object in the image, difficult ones included (as detectron2 and the
-    multi-label literature train on them).
+    every class with an object in the image, difficult ones included (training uses them, as
+    detectron2 and the multi-label literature do); ``ignored_labels`` the classes whose only
+    objects are difficult, which evaluation leaves out of AP (the VOC devkit's and ML-GCN's
+    ``difficult_examples``; see ``compute_multilabel_metrics``).
     """
     with PathManager.open(os.path.join(dirname, "ImageSets", "Main", split + ".txt")) as f:
         file_ids = [line.split()[0] for line in f if line.strip()]
@@ -49,6 +51,10 @@ def load_voc_multilabel(dirname, split, class_names=CLASS_NAMES):
                 "width": int(tree.find("./size/width").text),
                 "annotations": annotations,
                 "multi_labels": sorted({a["category_id"] for a in annotations}),
+                "ignored_labels": sorted(
+                    {a["category_id"] for a in annotations}
+                    - {a["category_id"] for a in annotations if not a["difficult"]}
+                ),
             }
         )
     return dicts
