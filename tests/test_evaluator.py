@@ -13,7 +13,9 @@ LABELS = np.array([[1, 0], [0, 1], [1, 0], [0, 0]])
 
 
 def test_hand_computed_example():
-    m = compute_multilabel_metrics(SCORES, LABELS, threshold=0.5, top_k=1)
+    m = compute_multilabel_metrics(
+        SCORES, LABELS, threshold=0.5, top_k=1, top_k_above_threshold=False
+    )
     # class 0 ranking: +, -, + -> AP = (1/1 + 2/3) / 2; class 1 ranking: -, + -> AP = 1/2
     np.testing.assert_allclose(m["AP"], [100 * 5 / 6, 50.0])
     assert m["mAP"] == pytest.approx(100 * (5 / 6 + 1 / 2) / 2)
@@ -30,6 +32,14 @@ def test_hand_computed_example():
         (25.0, 100 / 3, 100 * 2 / 7)
     )
     assert m["num_excluded_classes"] == 0
+
+
+def test_top_k_above_threshold_as_ml_gcn():
+    """ML-GCN's top-k keeps the best label of image 3 (0.4) out, being under 0.5: predicted are
+    class 0 on images 0, 1 (1 right of 2 GT) and class 1 on image 2 (0 right of 1 GT)."""
+    m = compute_multilabel_metrics(SCORES, LABELS, threshold=0.5, top_k=1)
+    assert (m["CP_top1"], m["CR_top1"]) == pytest.approx((25.0, 25.0))
+    assert (m["OP_top1"], m["OR_top1"], m["OF1_top1"]) == pytest.approx((100 / 3, 100 / 3, 100 / 3))
 
 
 def test_ap_equals_sklearn_with_ties_and_excludes_empty_classes():

@@ -60,11 +60,15 @@ def _precision_recall_f1(predicted, labels, valid):
     return {"CP": cp, "CR": cr, "CF1": f1(cp, cr), "OP": op, "OR": o_r, "OF1": f1(op, o_r)}
 
 
-def compute_multilabel_metrics(scores, labels, threshold=0.5, top_k=3, ignored=None):
+def compute_multilabel_metrics(
+    scores, labels, threshold=0.5, top_k=3, ignored=None, top_k_above_threshold=True
+):
     """Multi-label metrics of scores [N, K] against binary labels [N, K], in percent.
 
     Returns a dict with ``mAP``; ``CP CR CF1 OP OR OF1`` for the labels scored >= ``threshold``;
-    the same with suffix ``_top{top_k}`` for each image's ``top_k`` best labels; ``AP`` (per
+    the same with suffix ``_top{top_k}`` for each image's ``top_k`` best labels that also score
+    >= ``threshold`` (ML-GCN's code, whose convention the literature's top-3 columns use), or
+    its ``top_k`` best whatever their scores with ``top_k_above_threshold`` False; ``AP`` (per
     class, float [K], NaN where a class has no positive); ``num_excluded_classes`` (classes
     without a positive, left out of mAP and of the per-class averages).
 
@@ -92,6 +96,8 @@ def compute_multilabel_metrics(scores, labels, threshold=0.5, top_k=3, ignored=N
     k = min(top_k, scores.shape[1])
     top = np.zeros_like(labels)
     np.put_along_axis(top, np.argpartition(-scores, k - 1, axis=1)[:, :k], True, axis=1)
+    if top_k_above_threshold:
+        top &= scores >= threshold
     for name, value in _precision_recall_f1(top, labels, valid).items():
         results[f"{name}_top{top_k}"] = 100 * float(value)
     results["AP"] = 100 * ap
@@ -107,7 +113,13 @@ class MultiLabelEvaluator(DatasetEvaluator):
     """
 
     def __init__(
-        self, dataset_name, distributed=True, output_dir=None, score_threshold=0.5, top_k=3
+        self,
+        dataset_name,
+        distributed=True,
+        output_dir=None,
+        score_threshold=0.5,
+        top_k=3,
+        top_k_above_threshold=True,
     ):
         self._class_names = thing_classes_of(dataset_name)
         self._dataset_name = dataset_name
@@ -115,6 +127,7 @@ class MultiLabelEvaluator(DatasetEvaluator):
         self._output_dir = output_dir
         self._threshold = score_threshold
         self._top_k = top_k
+        self._top_k_above_threshold = top_k_above_threshold
 
     def reset(self):
         self._image_ids, self._scores, self._labels, self._ignored = [], [], [], []
@@ -160,7 +173,12 @@ class MultiLabelEvaluator(DatasetEvaluator):
                     ignored_labels=ignored,
                 )
         metrics = compute_multilabel_metrics(
-            scores, labels, self._threshold, self._top_k, ignored if ignored.any() else None
+            scores,
+            labels,
+            self._threshold,
+            self._top_k,
+            ignored if ignored.any() else None,
+            self._top_k_above_threshold,
         )
         per_class = metrics.pop("AP")
         self._log_per_class(per_class)
