@@ -106,7 +106,8 @@ def test_unlabeled_images_are_dropped_from_training_and_test_alike(tmp_path):
 def _write_nuswide_official(root, labels_by_path, existing):
     (root / "ImageList").mkdir(parents=True)
     (root / "Groundtruth" / "TrainTestLabels").mkdir(parents=True)
-    (root / "Concepts81.txt").write_text("\n".join(NUSWIDE_CONCEPTS) + "\n")
+    (root / "ConceptsList").mkdir()  # as in the official archive
+    (root / "ConceptsList" / "Concepts81.txt").write_text("\n".join(NUSWIDE_CONCEPTS) + "\n")
     paths = list(labels_by_path)
     (root / "ImageList" / "TrainImagelist.txt").write_text(
         "\n".join(p.replace("/", "\\") for p in paths) + "\n"
@@ -135,6 +136,13 @@ def test_nuswide_official_layout_counts_missing_images(tmp_path):
     assert dicts[1]["multi_labels"] == [idx("beach")]
     assert dicts[0]["file_name"] == os.path.join(str(tmp_path), "Flickr", "actor", "0001_11.jpg")
     assert MetadataCatalog.get("test_nuswide_official").missing_images == 1
+    # some copies keep the concept list at the root; a list that differs is named
+    (tmp_path / "ConceptsList" / "Concepts81.txt").rename(tmp_path / "Concepts81.txt")
+    (tmp_path / "ConceptsList").rmdir()
+    assert len(load_nuswide(str(tmp_path), "train")) == 2
+    (tmp_path / "Concepts81.txt").write_text("sky\n")
+    with pytest.raises(ValueError, match=r"Concepts81.txt lists 1 concepts that differ"):
+        load_nuswide(str(tmp_path), "train")
 
 
 def test_nuswide_label_file_of_wrong_length_is_named(tmp_path):

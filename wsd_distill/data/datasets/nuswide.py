@@ -2,7 +2,7 @@
 
 Official layout under ``root``::
 
-    Concepts81.txt                                    one concept name per line
+    ConceptsList/Concepts81.txt (or Concepts81.txt)   one concept name per line
     ImageList/TrainImagelist.txt, TestImagelist.txt   image paths relative to Flickr/
                                                       (``\\``-separated)
     Groundtruth/TrainTestLabels/Labels_<concept>_{Train,Test}.txt   one 0/1 per image, list order
@@ -48,10 +48,15 @@ def _read_lines(path):
 
 
 def _load_official(root, split, concepts):
-    listed = _read_lines(os.path.join(root, "Concepts81.txt"))
+    candidates = [os.path.join(root, "ConceptsList", "Concepts81.txt")]
+    candidates.append(os.path.join(root, "Concepts81.txt"))  # as some copies have it
+    concept_file = next((p for p in candidates if os.path.exists(p)), None)
+    if concept_file is None:
+        raise FileNotFoundError(f"NUS-WIDE under {root}: none of {candidates} exists")
+    listed = _read_lines(concept_file)
     if tuple(listed) != tuple(concepts):
         raise ValueError(
-            f"{root}/Concepts81.txt lists {len(listed)} concepts that differ from the registered "
+            f"{concept_file} lists {len(listed)} concepts that differ from the registered "
             f"{len(concepts)} (first listed: {listed[:3]})"
         )
     tag = _OFFICIAL_SPLITS[split]
