@@ -1,10 +1,20 @@
-"""CorLoc and detection AP against a hand-worked example; the teacher picture."""
+"""CorLoc and detection AP against hand-worked examples, WSODEvaluator end to end, the
+teacher's per-class NMS and OICR refinement loss; the teacher picture."""
+
+import math
 
 import numpy as np
 import pytest
 import torch
+from detectron2.data import DatasetCatalog
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
+from test_datasets import write_coco
+from test_wsddn import tiny_cfg
 
-from wsd_distill.evaluation import corloc, detection_ap
+from wsd_distill.data.datasets import register_coco_multilabel
+from wsd_distill.evaluation import WSODEvaluator, corloc, detection_ap
+from wsd_distill.evaluation.wsod import ground_truth_of
 from wsd_distill.modeling.wsddn import region_objectness
 from wsd_distill.visualization import draw_teacher_view
 
@@ -67,3 +77,57 @@ def test_teacher_picture():
     )
     assert out.dtype == np.uint8 and out.shape[2] == 3 and out.shape[0] >= 60
     assert (out != 127).any(axis=2).mean() > 0.01  # something was drawn
+
+
+def test_wsod_evaluator_end_to_end_on_xywh_boxes_with_a_crowd_box(tmp_path):
+    """Three COCO-format images (XYWH boxes; image 10 also has a crowd box, left out of the
+    ground truth): boxes equal to the ground truth give CorLoc = AP50 = 100, shifted ones 0."""
+    write_coco(tmp_path / "instances.json")
+    register_coco_multilabel("test_wsod_coco", str(tmp_path / "instances.json"), str(tmp_path))
+    gt = ground_truth_of(DatasetCatalog.get("test_wsod_coco"))
+    assert len(gt[10][0]) == 2 and gt[10][0][0].tolist() == [1, 2, 31, 42]  # XYWH -> XYXY
+    for shift, expected in ((0, 100.0), (60, 0.0)):
+        evaluator = WSODEvaluator("test_wsod_coco", distributed=False)
+        evaluator.reset()
+        for image_id in (10, 20, 30):
+            boxes, classes, _ = gt[image_id]
+            instances = Instances((100, 120))
+            instances.pred_boxes = Boxes(torch.as_tensor(boxes + shift))
+            instances.scores = torch.linspace(0.9, 0.5, len(boxes))
+            instances.pred_classes = torch.as_tensor(classes)
+            evaluator.process([{"image_id": image_id}], [{"instances": instances}])
+        results = evaluator.evaluate()["wsod"]
+        assert (results["CorLoc"], results["AP50"]) == pytest.approx((expected, expected))
+
+
+def test_per_class_nms_and_detections_per_image():
+    cfg = tiny_cfg(num_classes=2)
+    cfg.MODEL.WSDDN.NMS_THRESH_TEST = 0.4
+    wsddn = build_model(cfg)
+    boxes = Boxes(torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]]))
+    one_class = torch.tensor([[0.5, 0.0], [0.4, 0.0], [0.0, 0.0]])  # IoU 0.68: one is left
+    kept = wsddn.detect(boxes, one_class, (100, 100))
+    assert kept.pred_boxes.tensor.tolist() == [[0, 0, 10, 10]] and kept.scores.tolist() == [0.5]
+    two_classes = torch.tensor([[0.5, 0.0], [0.0, 0.4], [0.0, 0.0]])  # another class each: both
+    kept = wsddn.detect(boxes, two_classes, (100, 100))
+    assert sorted(kept.pred_classes.tolist()) == [0, 1]
+    wsddn.detections_per_image = 1
+    kept = wsddn.detect(boxes, torch.tensor([[0.5, 0.0], [0.0, 0.4], [0.3, 0.0]]), (100, 100))
+    assert kept.scores.tolist() == [0.5]  # the best one
+
+
+def test_oicr_refine_loss_by_hand():
+    """Class 0 present; its top region under the previous branch is region 1 (0.7); region 0
+    overlaps it by IoU 0.68 >= 0.5 and becomes class 0 too, region 2 background; every region
+    is weighted by that top score."""
+    cfg = tiny_cfg(num_classes=2, refine_iters=1)
+    wsddn = build_model(cfg)
+    proposals = Instances((100, 100))
+    proposals.proposal_boxes = Boxes(
+        torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]])
+    )
+    previous = torch.tensor([[0.2, 0.0], [0.7, 0.1], [0.1, 0.3]])
+    probs = torch.tensor([[0.2, 0.5, 0.3], [0.1, 0.8, 0.1], [0.6, 0.2, 0.2]])  # background first
+    loss = wsddn.refine_loss(probs, previous, [proposals], torch.tensor([[1.0, 0.0]]))
+    expected = -0.7 * (math.log(0.5) + math.log(0.8) + math.log(0.6)) / 3
+    assert loss.item() == pytest.approx(expected)
