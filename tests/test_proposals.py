@@ -14,7 +14,12 @@ import pytest
 from detectron2.data import DatasetCatalog
 from scipy.io import savemat
 
-from wsd_distill.box_proposers import EdgeBoxes, SelectiveSearch, postprocess_proposals
+from wsd_distill.box_proposers import (
+    EdgeBoxes,
+    SelectiveSearch,
+    build_box_proposer,
+    postprocess_proposals,
+)
 from wsd_distill.box_proposers.generate import generate_proposal_file
 from wsd_distill.data import (
     RaggedStore,
@@ -314,3 +319,43 @@ def test_unfinished_run_with_other_settings_is_rejected(datasets_dir, tmp_path):
     with pytest.raises(RuntimeError, match="unfinished run with other settings"):
         generate_proposal_file(dicts, output, "edge_boxes", {"max_proposals": 50})
     assert not os.path.exists(output)
+
+
+def test_detectron2_method_writes_an_rpn_s_boxes(datasets_dir, tmp_path):
+    """tools/generate_proposals.py --method detectron2 with model zoo's RPN config (ResNet-18
+    FPN, random weights saved as a checkpoint) at 128 px: a store of at most 50 boxes per
+    image, inside the image, that the loader reads; without weights it refuses to start."""
+    from detectron2 import model_zoo
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
+
+    config = model_zoo.get_config_file("COCO-Detection/rpn_R_50_FPN_1x.yaml")
+    opts = ["MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64"]
+    opts += ["INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128", "MODEL.DEVICE", "cpu"]
+    cfg = get_cfg()
+    cfg.merge_from_file(config)
+    cfg.merge_from_list(opts)
+    DetectionCheckpointer(build_model(cfg), str(tmp_path)).save("rpn")
+    output = str(tmp_path / "rpn_proposals")
+    cmd, env = _generate(datasets_dir, output, "--d2-config", config, "--d2-opts", *opts)
+    cmd[cmd.index("edge_boxes")], cmd[cmd.index("100")] = "detectron2", "50"
+    refused = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert refused.returncode != 0 and "--method detectron2 needs --d2-weights" in refused.stderr
+    cmd += ["--d2-weights", str(tmp_path / "rpn.pth")]
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    dicts = load_proposals_into_dataset(DatasetCatalog.get("tiny_shapes_test"), output)
+    for d in dicts:
+        boxes = np.asarray(fetch_proposals(d, {})["proposal_boxes"])
+        assert 1 <= len(boxes) <= 50
+        assert (boxes >= 0).all() and (boxes[:, 2] <= d["width"]).all()
+        assert (boxes[:, 3] <= d["height"]).all()
+    proposer = build_box_proposer(
+        "detectron2",
+        config_file=config,
+        weights=str(tmp_path / "rpn.pth"),
+        max_proposals=50,
+        opts=opts,
+    )
+    boxes, scores = proposer(render_image(np.random.default_rng(0), 128)[0])
+    assert len(boxes) == 50 and (np.diff(scores) <= 0).all() and ((scores > 0) & (scores < 1)).all()

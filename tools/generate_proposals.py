@@ -6,6 +6,9 @@ memory-mapped arrays, read lazily per image) or, if --output ends with .pkl, a d
         --method edge_boxes --max-proposals 2000 --workers 16 --dtype float16 \\
         --output output/proposals/coco_2014_train_multilabel_edge_boxes
 
+``--method detectron2 --d2-config C --d2-weights W`` takes the boxes of any detectron2 RPN or
+detector instead (the paper's Table 5).
+
 A stopped run (Ctrl-C, kill) resumes when started again with the same arguments; the output
 only appears when complete. Point ``DATASETS.PROPOSAL_FILES_TRAIN/TEST`` at it.
 """
@@ -61,6 +64,15 @@ def get_parser():
     parser.add_argument(
         "--ss-mode", choices=["fast", "quality"], default="fast", help="selective_search mode"
     )
+    parser.add_argument(
+        "--d2-config",
+        help="detectron2: the config of an RPN or detector, e.g. from detectron2's model zoo",
+    )
+    parser.add_argument("--d2-weights", help="detectron2: its trained weights (a path or URL)")
+    parser.add_argument("--d2-device", default="cpu", help="detectron2: cpu or cuda")
+    parser.add_argument(
+        "--d2-opts", nargs="*", default=[], help="detectron2: config overrides, KEY VALUE ..."
+    )
     parser.add_argument("--chunk-size", type=int, default=64, help="images per resumable chunk")
     return parser
 
@@ -75,6 +87,23 @@ def generator_kwargs(args):
         kwargs["sed_model"] = os.path.abspath(args.sed_model)
     if args.method == "selective_search":
         kwargs["mode"] = args.ss_mode
+    if args.method == "detectron2":
+        if args.max_side is not None:
+            raise ValueError(
+                "--max-side does not apply to --method detectron2: its config sizes the input "
+                "(--d2-opts INPUT.MIN_SIZE_TEST ...)"
+            )
+        for flag in ("d2_config", "d2_weights"):
+            if not getattr(args, flag):
+                raise ValueError(f"--method detectron2 needs --{flag.replace('_', '-')}")
+        if not os.path.isfile(args.d2_config):
+            raise FileNotFoundError(f"--d2-config {args.d2_config} does not exist")
+        kwargs.update(
+            config_file=os.path.abspath(args.d2_config),
+            weights=args.d2_weights,
+            device=args.d2_device,
+            opts=list(args.d2_opts),
+        )
     return kwargs
 
 
