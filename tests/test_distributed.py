@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -234,5 +235,31 @@ def test_run_killed_with_sigkill_resumes_to_the_same_weights(
     a = torch.load(os.path.join(straight, "model_final.pth"))["model"]
     b = torch.load(os.path.join(killed, "model_final.pth"))["model"]
     assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=lambda m: f"{k}: {m}")
+
+
+def test_resume_skips_a_truncated_last_checkpoint(datasets_dir, tiny_proposals, tmp_path):
+    """A run whose last checkpoint (iteration 10) was cut short resumes, saying so, from the one
+    before (iteration 5) and reaches the weights of the uninterrupted run."""
+    straight, cut = str(tmp_path / "straight"), str(tmp_path / "cut")
+    cmd, env = _train_net(datasets_dir, tiny_proposals["train"], straight)
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    shutil.copytree(straight, cut)
+    os.remove(os.path.join(cut, "model_final.pth"))
+    with open(os.path.join(cut, "last_checkpoint"), "w") as f:
+        f.write("model_0000009.pth")
+    last = os.path.join(cut, "model_0000009.pth")
+    os.truncate(last, os.path.getsize(last) // 2)
+    cmd, env = _train_net(datasets_dir, tiny_proposals["train"], cut)
+    resumed = subprocess.run(
+        [*cmd[:2], "--resume", *cmd[2:]], env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = resumed.stderr + resumed.stdout
+    assert f"Cannot read checkpoint {last}" in log and "resuming from" in log
+    assert "Starting training from iteration 5" in log
+    a = torch.load(os.path.join(straight, "model_final.pth"))["model"]
+    b = torch.load(os.path.join(cut, "model_final.pth"))["model"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=lambda m: f"{k}: {m}")

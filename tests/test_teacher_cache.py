@@ -1,6 +1,7 @@
 """The offline teacher cache: tools/cache_teacher.py, its checks, and KD training from it."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -266,3 +267,50 @@ def test_cache_teacher_resumes_after_sigkill(
     for i in range(len(a)):
         for name in a.fields:
             np.testing.assert_array_equal(a.get(i, name), b.get(i, name))
+
+
+def test_cached_kd_student_resumes_to_the_same_weights(
+    datasets_dir, tiny_proposals, teacher_files, teacher_cache, tmp_path
+):
+    """The cached-KD student (all three losses, 2 loader workers): 12 iterations straight vs
+    resumed from its iteration-5 checkpoint, as after a kill: the same final weights."""
+
+    def run(output_dir, resume):
+        cfg = kd_cfg(
+            kd_opts(
+                teacher_files,
+                tiny_proposals["train"],
+                "MODEL.DISTILL.TEACHER_CACHE",
+                teacher_cache,
+                "MODEL.LOAD_PROPOSALS",
+                False,
+                "DATASETS.TEST",
+                (),
+                "SOLVER.MAX_ITER",
+                12,
+                "SOLVER.CHECKPOINT_PERIOD",
+                5,
+                "SOLVER.IMS_PER_BATCH",
+                4,
+                "DATALOADER.NUM_WORKERS",
+                2,
+                "OUTPUT_DIR",
+                output_dir,
+            )
+        )
+        trainer = Trainer(cfg)
+        trainer.resume_or_load(resume=resume)
+        trainer.train()
+        return trainer.start_iter
+
+    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+    run(straight, resume=False)
+    os.makedirs(resumed)
+    shutil.copy(os.path.join(straight, "model_0000004.pth"), resumed)
+    with open(os.path.join(resumed, "last_checkpoint"), "w") as f:
+        f.write("model_0000004.pth")
+    assert run(resumed, resume=True) == 5
+    a = torch.load(os.path.join(straight, "model_final.pth"))["model"]
+    b = torch.load(os.path.join(resumed, "model_final.pth"))["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=lambda m: f"{k}: {m}")

@@ -1,13 +1,25 @@
-"""A checkpointer that never writes a diverged model."""
+"""A checkpointer that never writes a diverged model and resumes past an unreadable one."""
+
+import logging
+import os
+import re
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+
+logger = logging.getLogger(__name__)
+
+
+class UnreadableCheckpointError(RuntimeError):
+    """No checkpoint of a run to resume can be read."""
 
 
 class FiniteCheckpointer(DetectionCheckpointer):
     """detectron2's ``DetectionCheckpointer`` whose ``save`` refuses a model holding a non-finite
     parameter or buffer: a diverged run stops there, and ``last_checkpoint`` keeps naming the
-    last good checkpoint (detectron2 notices non-finite losses only some steps later)."""
+    last good checkpoint (detectron2 notices non-finite losses only some steps later). On
+    ``--resume``, a last checkpoint that cannot be read (a file cut short by a full disk or a
+    crash while copying) is skipped, with a warning, for the newest earlier one that can."""
 
     def save(self, name, **kwargs):
         bad = [
@@ -22,3 +34,32 @@ class FiniteCheckpointer(DetectionCheckpointer):
                 f"SOLVER.CLIP_GRADIENTS, and resume from the last checkpoint"
             )
         super().save(name, **kwargs)
+
+    def resume_or_load(self, path, *, resume=True):
+        if not (resume and self.has_checkpoint()):
+            return super().resume_or_load(path, resume=resume)
+        last = self.get_checkpoint_file()
+        candidates = [last] + [f for f in self.earlier_checkpoints() if f != last]
+        for i, candidate in enumerate(candidates):
+            try:  # read once, as fvcore's load() reads it, to know it can be
+                with self.path_manager.open(candidate, "rb") as f:
+                    torch.load(f, map_location="cpu")
+            except Exception as e:  # torch.load's errors for a cut file vary by where it stops
+                later = f"; resuming from {candidates[i + 1]}" if i + 1 < len(candidates) else ""
+                logger.warning(
+                    f"Cannot read checkpoint {candidate} ({e.__class__.__name__}: "
+                    f"{str(e)[:200]}){later}"
+                )
+                continue
+            return self.load(candidate)
+        raise UnreadableCheckpointError(
+            f"--resume: none of the checkpoints in {self.save_dir} can be read "
+            f"({', '.join(os.path.basename(c) for c in candidates)}): start a new run"
+        )
+
+    def earlier_checkpoints(self):
+        """The periodic checkpoints ``model_<iteration>.pth`` of ``save_dir``, newest first."""
+        names = [
+            n for n in self.path_manager.ls(self.save_dir) if re.fullmatch(r"model_\d+\.pth", n)
+        ]
+        return [os.path.join(self.save_dir, n) for n in sorted(names, reverse=True)]
