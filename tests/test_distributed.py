@@ -194,27 +194,40 @@ def random_teacher(tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    "config,grouping",
-    [("T-WDet.yaml", False), ("T-WDet.yaml", True), ("S-Cls_KD.yaml", False)],
-    ids=["teacher_batches_from_workers", "teacher_aspect_ratio_grouping", "student_online_kd"],
+    "config,grouping,processes",
+    [
+        ("T-WDet.yaml", False, 1),
+        ("T-WDet.yaml", True, 1),
+        ("S-Cls_KD.yaml", False, 1),
+        ("T-WDet.yaml", False, 2),
+    ],
+    ids=[
+        "teacher_batches_from_workers",
+        "teacher_aspect_ratio_grouping",
+        "student_online_kd",
+        "teacher_2_processes",
+    ],
 )
 def test_run_killed_with_sigkill_resumes_to_the_same_weights(
-    datasets_dir, tiny_proposals, random_teacher, tmp_path, config, grouping
+    datasets_dir, tiny_proposals, random_teacher, tmp_path, config, grouping, processes
 ):
     """The teacher (dropout, random flips, 2 loader workers): 12 iterations straight vs killed
     after its iteration-5 checkpoint and resumed; the resumed run must enter the loader's stream
     mid-way (5 is not a multiple of the 2 workers) and restore the RNG for dropout. With aspect
     ratio grouping (the COCO configs) the workers send single images, without it whole batches.
     The KD student's TeacherHook wraps the loader after the resume set its start, and building
-    the teacher must not shift the student's random stream."""
+    the teacher must not shift the student's random stream. Two processes (GLOO, each rank its
+    own loader stream) are killed together and resumed together."""
     straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
     opts = ["DATALOADER.ASPECT_RATIO_GROUPING", grouping]
     if config != "T-WDet.yaml":
         opts += random_teacher
     cmd, env = _train_net(datasets_dir, tiny_proposals["train"], straight, *opts, config=config)
+    cmd[2:2] = ["--num-gpus", str(processes)]
     subprocess.run(cmd, env=env, check=True, capture_output=True)
 
     cmd, env = _train_net(datasets_dir, tiny_proposals["train"], killed, *opts, config=config)
+    cmd[2:2] = ["--num-gpus", str(processes)]
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )

@@ -9,6 +9,7 @@ from detectron2.data import MetadataCatalog, build_detection_test_loader
 from detectron2.engine import (
     AMPTrainer,
     DefaultTrainer,
+    PeriodicCheckpointer,
     SimpleTrainer,
     TrainerBase,
     create_ddp_model,
@@ -103,7 +104,12 @@ class Trainer(DefaultTrainer):
         if self.cfg.MODEL.DISTILL.ENABLED and not self.cfg.MODEL.DISTILL.TEACHER_CACHE:
             # (with a cache, the mapper reads the teacher's targets from it)
             hooks.insert(0, TeacherHook(self.cfg))
-        return hooks + [RNGStateHook()]
+        # before the PeriodicCheckpointer (rank 0's), which saves the states it gathered in the
+        # same step
+        checkpointers = [i for i, h in enumerate(hooks) if isinstance(h, PeriodicCheckpointer)]
+        at = checkpointers[0] if checkpointers else len(hooks)
+        hooks.insert(at, RNGStateHook(self.cfg.SOLVER.CHECKPOINT_PERIOD))
+        return hooks
 
     def resume_or_load(self, resume=True):
         """DefaultTrainer's; on resume the data loader continues the interrupted run's stream."""
