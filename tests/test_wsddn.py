@@ -150,5 +150,5 @@ def test_bad_configuration_is_named(datasets_dir):
     model = build_model(tiny_cfg())
     batch = [make_input(3)]
     del batch[0]["proposals"]
-    with pytest.raises(KeyError, match="WSDDN needs precomputed proposals"):
+    with pytest.raises(KeyError, match="WSDDN needs proposals"):
         model(batch)

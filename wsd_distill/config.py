@@ -45,6 +45,11 @@ def add_wsd_distill_config(cfg):
     _C.MODEL.WSDDN.FC_DIM = 4096  # width of fc6/fc7 for the "fc" head
     _C.MODEL.WSDDN.DROPOUT = 0.5  # dropout after fc6 and fc7
     _C.MODEL.WSDDN.MAX_PROPOSALS = 500  # proposals per image, best by objectness (authors: 500)
+    # Inference on images given without proposals (DefaultPredictor, tools/predict.py):
+    # "precomputed" (they are an error) or a proposal method run on the fly, "edge_boxes"
+    # (on SED_MODEL's structured edges when set, as the paper) or "selective_search"
+    _C.MODEL.WSDDN.PROPOSALS_AT_TEST = "precomputed"
+    _C.MODEL.WSDDN.SED_MODEL = ""
     _C.MODEL.WSDDN.SCORE_EPS = 1e-6  # image scores are clamped into (eps, 1 - eps) for the BCE
     _C.MODEL.WSDDN.REFINE_ITERS = 0  # OICR instance refinement branches (0: plain WSDDN)
     _C.MODEL.WSDDN.REFINE_IOU = 0.5  # IoU with a pseudo-labelled top region to share its class

@@ -1,5 +1,6 @@
 """WSDDN (Bilen & Vedaldi, CVPR 2016): the weakly-supervised teacher T-WDet."""
 
+import numpy as np
 import torch
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, batched_nms, cat
@@ -10,6 +11,7 @@ from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from torch import nn
 from torch.nn import functional as F
 
+from ..box_proposers import PROPOSAL_METHODS, build_box_proposer
 from .box_head import build_wsddn_box_head
 from .class_count import add_class_count_check, check_dataset_class_count
 
@@ -83,7 +85,16 @@ class WSDDN(nn.Module):
         score_thresh=1e-4,
         nms_thresh=0.4,
         detections_per_image=100,
+        test_proposer=None,
+        input_format="BGR",
     ):
+        """
+        Args:
+            test_proposer (callable or None): at inference, images given without
+                ``proposals`` get this box proposer's (``wsd_distill.box_proposers``: BGR uint8
+                [H, W, 3] -> (boxes [N, 4], scores [N])); None: they are an error.
+            input_format (str): the channel order of the ``image`` tensors (for the proposer).
+        """
         super().__init__()
         self.backbone = backbone
         self.in_feature = in_feature
@@ -105,6 +116,8 @@ class WSDDN(nn.Module):
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
         self.detections_per_image = detections_per_image
+        self.test_proposer = test_proposer
+        self.input_format = input_format
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         add_class_count_check(self, num_classes, "MODEL.WSDDN.NUM_CLASSES")
@@ -136,6 +149,17 @@ class WSDDN(nn.Module):
             cfg, ShapeSpec(channels=shape.channels, height=resolution, width=resolution)
         )
         w = cfg.MODEL.WSDDN
+        test_proposer = None
+        if w.PROPOSALS_AT_TEST != "precomputed":
+            if w.PROPOSALS_AT_TEST not in PROPOSAL_METHODS:
+                raise ValueError(
+                    f"MODEL.WSDDN.PROPOSALS_AT_TEST must be 'precomputed' or one of "
+                    f"{sorted(PROPOSAL_METHODS)}, got {w.PROPOSALS_AT_TEST!r}"
+                )
+            kwargs = {"max_proposals": w.MAX_PROPOSALS}
+            if w.PROPOSALS_AT_TEST == "edge_boxes" and w.SED_MODEL:
+                kwargs["sed_model"] = w.SED_MODEL
+            test_proposer = build_box_proposer(w.PROPOSALS_AT_TEST, **kwargs)
         return {
             "backbone": backbone,
             "in_feature": in_feature,
@@ -153,6 +177,8 @@ class WSDDN(nn.Module):
             "score_thresh": w.SCORE_THRESH_TEST,
             "nms_thresh": w.NMS_THRESH_TEST,
             "detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
+            "test_proposer": test_proposer,
+            "input_format": cfg.INPUT.FORMAT,
         }
 
     @property
@@ -176,13 +202,8 @@ class WSDDN(nn.Module):
         ``image_scores`` [B, K].
         """
         images = self.preprocess_image(batched_inputs)
-        if any("proposals" not in x for x in batched_inputs):
-            raise KeyError(
-                "WSDDN needs precomputed proposals: set MODEL.LOAD_PROPOSALS and "
-                "DATASETS.PROPOSAL_FILES_*"
-            )
         proposals = select_proposals(
-            [x["proposals"].to(self.device) for x in batched_inputs], self.max_proposals
+            [self.proposals_of(x).to(self.device) for x in batched_inputs], self.max_proposals
         )
         features = self.backbone(images.tensor)[self.in_feature]
         pooled = self.pooler([features], [p.proposal_boxes for p in proposals])  # [R, C, P, P]
@@ -202,6 +223,25 @@ class WSDDN(nn.Module):
             "region_scores": region_scores,
             "image_scores": image_scores,
         }
+
+    def proposals_of(self, x):
+        """An input's ``proposals``, or at inference its image's from ``test_proposer``
+        (``MODEL.WSDDN.PROPOSALS_AT_TEST``), in the pixels of its ``image`` tensor."""
+        if "proposals" in x:
+            return x["proposals"]
+        if self.training or self.test_proposer is None:
+            raise KeyError(
+                "WSDDN needs proposals: set MODEL.LOAD_PROPOSALS and DATASETS.PROPOSAL_FILES_*"
+                + ("" if self.training else ", or MODEL.WSDDN.PROPOSALS_AT_TEST (e.g. edge_boxes)")
+            )
+        image = x["image"].permute(1, 2, 0).cpu().numpy().astype(np.uint8)
+        if self.input_format == "RGB":
+            image = image[:, :, ::-1]
+        boxes, scores = self.test_proposer(np.ascontiguousarray(image))
+        proposals = Instances(image.shape[:2])
+        proposals.proposal_boxes = Boxes(torch.as_tensor(boxes))
+        proposals.objectness_logits = torch.as_tensor(scores)
+        return proposals
 
     def forward(self, batched_inputs):
         """

@@ -1,0 +1,94 @@
+"""Inference on images from disk: tools/predict.py (student and teacher) and detectron2's
+DefaultPredictor on the teacher with on-the-fly proposals."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.engine import DefaultPredictor
+from detectron2.modeling import build_model
+
+from wsd_distill.data.datasets.synthetic import render_image
+from wsd_distill.engine import setup_cfg
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def random_checkpoint(config, folder):
+    """A config's model with random weights, saved as ``folder/model.pth``."""
+    cfg = setup_cfg(os.path.join(ROOT, "configs", "Synthetic", config), ["MODEL.DEVICE", "cpu"])
+    torch.manual_seed(0)
+    DetectionCheckpointer(build_model(cfg), str(folder)).save("model")
+    return str(folder / "model.pth")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """A folder of a colour JPEG, a greyscale PNG, a corrupt JPEG and a text file."""
+    folder = tmp_path_factory.mktemp("photos")
+    image = render_image(np.random.default_rng(0), 160)[0]
+    cv2.imwrite(str(folder / "colour.jpg"), image)
+    cv2.imwrite(str(folder / "grey.png"), cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.mark.parametrize("config", ["S-Cls.yaml", "T-WDet.yaml"])
+def test_predict_on_a_folder_reports_the_corrupt_file_and_does_the_rest(photos, tmp_path, config):
+    weights = random_checkpoint(config, tmp_path)
+    output = tmp_path / "predictions"
+    done = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "tools", "predict.py"),
+            "--config-file",
+            os.path.join(ROOT, "configs", "Synthetic", config),
+            "--input",
+            str(photos),
+            "--output",
+            str(output),
+            "MODEL.DEVICE",
+            "cpu",
+            "MODEL.WEIGHTS",
+            weights,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]  # one file could not be read
+    assert "broken.jpg" in done.stderr and "notes.txt" not in done.stderr
+    assert (output / "unreadable.txt").read_text().startswith(str(photos / "broken.jpg"))
+    assert sorted(os.listdir(output)) == ["colour.jpg", "grey.jpg", "scores.csv", "unreadable.txt"]
+    with open(output / "scores.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0][1:4] == ["circle", "triangle", "square"] and len(rows[0]) == 13
+    assert [os.path.basename(r[0]) for r in rows[1:]] == ["colour.jpg", "grey.png"]
+    scores = np.array([r[1:] for r in rows[1:]], dtype=float)
+    assert ((scores > 0) & (scores < 1)).all()
+    assert cv2.imread(str(output / "colour.jpg")).shape[0] >= 160  # the drawing
+
+
+def test_default_predictor_runs_the_teacher_with_its_own_proposals(tmp_path):
+    cfg = setup_cfg(
+        os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml"),
+        ["MODEL.DEVICE", "cpu", "MODEL.WSDDN.PROPOSALS_AT_TEST", "edge_boxes"],
+    )
+    cfg.MODEL.WEIGHTS = random_checkpoint("T-WDet.yaml", tmp_path)
+    image = render_image(np.random.default_rng(1), 128)[0]
+    output = DefaultPredictor(cfg)(image)
+    assert output["image_scores"].shape == (12,)
+    boxes = output["instances"].pred_boxes.tensor
+    assert len(boxes) > 0 and (boxes[:, 2:] <= 128).all()  # in the original image's pixels
+    cfg.MODEL.WSDDN.PROPOSALS_AT_TEST = "precomputed"
+    with pytest.raises(KeyError, match="MODEL.WSDDN.PROPOSALS_AT_TEST"):
+        DefaultPredictor(cfg)(image)
+    cfg.MODEL.WSDDN.PROPOSALS_AT_TEST = "sliding_window"
+    with pytest.raises(ValueError, match="PROPOSALS_AT_TEST must be 'precomputed' or one of"):
+        DefaultPredictor(cfg)
