@@ -144,11 +144,18 @@ class StudentClassifier(nn.Module):
             return images, torch.ones(len(batched_inputs), 2)
         size = (self.input_size, self.input_size)
         scales = torch.tensor([[size[1] / x.shape[2], size[0] / x.shape[1]] for x in images])
-        resized = [
-            F.interpolate(x[None], size, mode="bilinear", align_corners=False, antialias=True)[0]
-            for x in images
-        ]
-        return ImageList(torch.stack(resized), [size] * len(images)), scales
+        resized = torch.cat([self.resize(x[None]) for x in images])
+        return ImageList(resized, [size] * len(images)), scales
+
+    def resize(self, images):
+        """Normalized images [B, C, H, W] -> the network's input [B, C, S, S], S = input_size
+        (antialiased bilinear)."""
+        size = (self.input_size, self.input_size)
+        return F.interpolate(images, size, mode="bilinear", align_corners=False, antialias=True)
+
+    def image_logits(self, images):
+        """The network's input [B, C, S, S] -> class logits [B, K]."""
+        return self.classifier(self.head(self.backbone(images)[self.in_feature]))
 
     def forward(self, batched_inputs):
         """
@@ -167,9 +174,9 @@ class StudentClassifier(nn.Module):
             ``loss_kd_feat``); in inference, a list of dicts ``{"image_scores": [K]}``.
         """
         images, scales = self.preprocess_image(batched_inputs)
-        feature = self.backbone(images.tensor)[self.in_feature]
         if not self.training:
-            return [{"image_scores": s} for s in torch.sigmoid(self.classifier(self.head(feature)))]
+            return [{"image_scores": s} for s in torch.sigmoid(self.image_logits(images.tensor))]
+        feature = self.backbone(images.tensor)[self.in_feature]
         if self.prediction_weight > 0 or self.feature_weight > 0:
             if any("teacher" not in x for x in batched_inputs):
                 raise KeyError(
