@@ -25,7 +25,8 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 "$py" -c "import platform, torch, torchvision, detectron2; p = torch.cuda.get_device_properties(0)
 print(f'{p.name}, {p.total_memory / 2**30:.0f} GiB; CUDA {torch.version.cuda}; Python '
       f'{platform.python_version()}, torch {torch.__version__}, torchvision '
-      f'{torchvision.__version__}, detectron2 {detectron2.__version__}')" | tee "$out/environment.txt"
+      f'{torchvision.__version__}, detectron2 {detectron2.__version__}')" \
+    | tee "$out/environment.txt"
 status=0
 set -o pipefail
 "$py" -m pytest -q -m cuda -rs -p no:cacheprovider tests 2>&1 | tee "$out/cuda_tests.log" \
