@@ -193,6 +193,15 @@ def random_teacher(tmp_path_factory):
     ]
 
 
+def assert_same_final_weights(dir_a, dir_b):
+    """``model_final.pth`` of two runs hold the same weights (to float rounding)."""
+    a = torch.load(os.path.join(dir_a, "model_final.pth"))["model"]
+    b = torch.load(os.path.join(dir_b, "model_final.pth"))["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=lambda m: f"{k}: {m}")
+
+
 @pytest.mark.parametrize(
     "config,grouping,processes",
     [
@@ -245,11 +254,7 @@ def test_run_killed_with_sigkill_resumes_to_the_same_weights(
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Starting training from iteration 5" in resumed.stderr + resumed.stdout
 
-    a = torch.load(os.path.join(straight, "model_final.pth"))["model"]
-    b = torch.load(os.path.join(killed, "model_final.pth"))["model"]
-    assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=lambda m: f"{k}: {m}")
+    assert_same_final_weights(straight, killed)
 
 
 def test_resume_skips_a_truncated_last_checkpoint(datasets_dir, tiny_proposals, tmp_path):
@@ -272,7 +277,4 @@ def test_resume_skips_a_truncated_last_checkpoint(datasets_dir, tiny_proposals, 
     log = resumed.stderr + resumed.stdout
     assert f"Cannot read checkpoint {last}" in log and "resuming from" in log
     assert "Starting training from iteration 5" in log
-    a = torch.load(os.path.join(straight, "model_final.pth"))["model"]
-    b = torch.load(os.path.join(cut, "model_final.pth"))["model"]
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=lambda m: f"{k}: {m}")
+    assert_same_final_weights(straight, cut)

@@ -13,6 +13,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
+from test_distributed import assert_same_final_weights
 
 from wsd_distill import add_wsd_distill_config
 from wsd_distill.data import MultiLabelDatasetMapper, RaggedStore, get_multilabel_dataset_dicts
@@ -310,7 +311,4 @@ def test_cached_kd_student_resumes_to_the_same_weights(
     with open(os.path.join(resumed, "last_checkpoint"), "w") as f:
         f.write("model_0000004.pth")
     assert run(resumed, resume=True) == 5
-    a = torch.load(os.path.join(straight, "model_final.pth"))["model"]
-    b = torch.load(os.path.join(resumed, "model_final.pth"))["model"]
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=lambda m: f"{k}: {m}")
+    assert_same_final_weights(straight, resumed)

@@ -97,9 +97,9 @@ def load_proposals_into_dataset(dataset_dicts, proposal_file, check_images=True)
     with the same ids are refused: a store records each image's file name and size, and a
     pickle's boxes must lie inside their image.
     """
-    check_proposal_file(proposal_file)
-    if os.path.isdir(proposal_file):
+    if os.path.isdir(proposal_file):  # (attach_proposal_store opens and checks it)
         return attach_proposal_store(dataset_dicts, proposal_file, check_images)
+    check_proposal_file(proposal_file)
     try:
         dicts = _d2_load_proposals_into_dataset(dataset_dicts, proposal_file)
     except (EOFError, pickle.UnpicklingError, TypeError) as e:
