@@ -2,7 +2,9 @@
 trainer runs online KD with AMP and the fp16 teacher. Marked ``cuda`` and skipped without a
 CUDA device; ``make gpu-check`` runs them with the benchmark at the paper's sizes."""
 
+import json
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes
 from test_distill import student_cfg, teacher_files  # noqa: F401  (a fixture)
+from test_distributed import random_teacher, train_net_command  # noqa: F401  (a fixture)
 from test_learning import config, train
 from test_wsddn import make_input, tiny_cfg
 
@@ -245,3 +248,37 @@ def test_same_seed_gives_the_same_student_on_cuda_with_deterministic(
         torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.deterministic = False
     assert [v for v, _ in runs[0]] == [v for v, _ in runs[1]]
+
+
+@pytest.mark.parametrize("gpus", [1, 2])
+def test_train_net_trains_and_evaluates_online_kd_on_gpus(
+    gpus, datasets_dir, random_proposals, random_teacher, tmp_path  # noqa: F811
+):
+    """``tools/train_net.py --num-gpus N`` on CUDA with AMP and the fp16 teacher: online KD
+    trains with finite losses, checkpoints and evaluates. One GPU runs in one process (detectron2's
+    launch makes no process group for it); two (where the machine has them) run two NCCL
+    processes with DDP and gather the evaluation across them."""
+    if torch.cuda.device_count() < gpus:
+        pytest.skip(f"needs {gpus} GPUs")
+    output = str(tmp_path / "student")
+    cuda = ["MODEL.DEVICE", "cuda", "SOLVER.AMP.ENABLED", True, "MODEL.DISTILL.TEACHER_FP16", True]
+    evaluation = ["DATASETS.TEST", ("synthetic_shapes_val",), "TEST.EVAL_PERIOD", 0]
+    cmd, env = train_net_command(
+        datasets_dir,
+        random_proposals,
+        output,
+        *random_teacher,
+        *cuda,
+        *evaluation,
+        config="S-Cls_KD.yaml",
+    )
+    cmd[2:2] = ["--num-gpus", str(gpus)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(os.path.join(output, "metrics.json")) as f:
+        metrics = [json.loads(line) for line in f]
+    losses = [m["total_loss"] for m in metrics if "total_loss" in m]
+    assert losses and np.isfinite(losses).all(), losses
+    assert os.path.exists(os.path.join(output, "model_final.pth"))
+    assert "multilabel/mAP" in metrics[-1], metrics[-1]  # the final evaluation
+    assert f"World size: {gpus}" in done.stderr + done.stdout

@@ -77,6 +77,15 @@ def test_coco_labels_from_every_annotation_crowd_included(tmp_path):
     assert labels == {10: [0, 2], 20: [], 30: [0], 40: []}
 
 
+def test_a_dataset_without_any_label_is_named_with_the_key_that_drops_its_images():
+    DatasetCatalog.register(
+        "test_unlabelled", lambda: [{"file_name": "a.jpg", "image_id": 1, "multi_labels": []}]
+    )
+    with pytest.raises(ValueError, match=r"test_unlabelled.*DATALOADER.FILTER_EMPTY_ANNOTATIONS"):
+        get_multilabel_dataset_dicts("test_unlabelled")
+    assert len(get_multilabel_dataset_dicts("test_unlabelled", filter_unlabeled=False)) == 1
+
+
 def test_coco_classes_come_from_the_json_and_a_mismatch_is_named(tmp_path):
     json_file = tmp_path / "instances.json"
     write_coco(json_file)

@@ -141,7 +141,7 @@ def test_two_process_cpu_training_of_teacher_and_student_with_kd(
     assert {"loss_cls", "loss_kd_pred", "loss_kd_feat"} <= set(report["losses"])
 
 
-def _train_net(datasets_dir, proposals, output_dir, *opts, config="T-WDet.yaml"):
+def train_net_command(datasets_dir, proposals, output_dir, *opts, config="T-WDet.yaml"):
     data = [
         "DATASETS.SYNTHETIC.NUM_TRAIN",
         24,
@@ -231,11 +231,15 @@ def test_run_killed_with_sigkill_resumes_to_the_same_weights(
     opts = ["DATALOADER.ASPECT_RATIO_GROUPING", grouping]
     if config != "T-WDet.yaml":
         opts += random_teacher
-    cmd, env = _train_net(datasets_dir, tiny_proposals["train"], straight, *opts, config=config)
+    cmd, env = train_net_command(
+        datasets_dir, tiny_proposals["train"], straight, *opts, config=config
+    )
     cmd[2:2] = ["--num-gpus", str(processes)]
     subprocess.run(cmd, env=env, check=True, capture_output=True)
 
-    cmd, env = _train_net(datasets_dir, tiny_proposals["train"], killed, *opts, config=config)
+    cmd, env = train_net_command(
+        datasets_dir, tiny_proposals["train"], killed, *opts, config=config
+    )
     cmd[2:2] = ["--num-gpus", str(processes)]
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
@@ -261,7 +265,7 @@ def test_resume_skips_a_truncated_last_checkpoint(datasets_dir, tiny_proposals, 
     """A run whose last checkpoint (iteration 10) was cut short resumes, saying so, from the one
     before (iteration 5) and reaches the weights of the uninterrupted run."""
     straight, cut = str(tmp_path / "straight"), str(tmp_path / "cut")
-    cmd, env = _train_net(datasets_dir, tiny_proposals["train"], straight)
+    cmd, env = train_net_command(datasets_dir, tiny_proposals["train"], straight)
     subprocess.run(cmd, env=env, check=True, capture_output=True)
     shutil.copytree(straight, cut)
     os.remove(os.path.join(cut, "model_final.pth"))
@@ -269,7 +273,7 @@ def test_resume_skips_a_truncated_last_checkpoint(datasets_dir, tiny_proposals, 
         f.write("model_0000009.pth")
     last = os.path.join(cut, "model_0000009.pth")
     os.truncate(last, os.path.getsize(last) // 2)
-    cmd, env = _train_net(datasets_dir, tiny_proposals["train"], cut)
+    cmd, env = train_net_command(datasets_dir, tiny_proposals["train"], cut)
     resumed = subprocess.run(
         [*cmd[:2], "--resume", *cmd[2:]], env=env, capture_output=True, text=True
     )

@@ -1,5 +1,7 @@
 """MultiLabelDatasetMapper: augmentations move proposals with the image; labels; bad input."""
 
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -7,12 +9,16 @@ import torch
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.data import transforms as T
+from detectron2.modeling import build_model
 from detectron2.structures import BoxMode
+from torch.nn import functional as F
 
 from wsd_distill import add_wsd_distill_config
 from wsd_distill.data import MultiLabelDatasetMapper, save_proposals
 from wsd_distill.data.augmentation import build_augmentation
-from wsd_distill.engine import Trainer
+from wsd_distill.engine import Trainer, setup_cfg
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _record(tmp_path, proposals):
@@ -169,3 +175,31 @@ def test_square_warp_scales_x_and_y_apart(tmp_path):
     torch.testing.assert_close(
         out["proposals"].proposal_boxes.tensor, torch.tensor([[6.0, 20, 30, 60]])
     )
+
+
+def test_student_test_resize_in_the_loader_resizes_once(tmp_path, monkeypatch):
+    """MODEL.STUDENT.TEST_RESIZE "loader": the test loader warps the image straight to the
+    student's 64 x 64, the student does not resize it again, and it sees nearly the picture
+    of the default path (the loader's 128 px shortest edge, then the student's resize)."""
+    record = _record(tmp_path, [[0, 0, 100, 60]])
+    calls = []
+    interpolate = F.interpolate
+    monkeypatch.setattr(F, "interpolate", lambda *a, **k: calls.append(1) or interpolate(*a, **k))
+    inputs = {}
+    for where in ("model", "loader"):
+        cfg = setup_cfg(
+            os.path.join(ROOT, "configs", "Synthetic", "S-Cls.yaml"),
+            ["MODEL.STUDENT.TEST_RESIZE", where, "DATASETS.TRAIN", (), "DATASETS.TEST", ()],
+        )
+        image = _mapper(build_augmentation(cfg, is_train=False))(record)["image"]
+        assert image.shape == ((3, 64, 64) if where == "loader" else (3, 128, 213))
+        student = build_model(cfg).eval()
+        calls.clear()
+        inputs[where] = student.preprocess_image([{"image": image}])[0].tensor
+        assert len(calls) == (where == "model")
+    pixels = (inputs["loader"] - inputs["model"]) * student.pixel_std
+    assert pixels.abs().mean() < 2.0, pixels.abs().mean()  # grey levels, out of 255
+
+    cfg.MODEL.STUDENT.TEST_RESIZE = "once"
+    with pytest.raises(ValueError, match="MODEL.STUDENT.TEST_RESIZE must be 'model' or 'loader'"):
+        build_augmentation(cfg, is_train=False)

@@ -13,7 +13,9 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import DefaultPredictor
 from detectron2.modeling import build_model
+from test_proposals import random_rpn
 
+from wsd_distill.box_proposers import build_box_proposer
 from wsd_distill.data.datasets.synthetic import render_image
 from wsd_distill.engine import setup_cfg
 
@@ -91,4 +93,37 @@ def test_default_predictor_runs_the_teacher_with_its_own_proposals(tmp_path):
         DefaultPredictor(cfg)(image)
     cfg.MODEL.WSDDN.PROPOSALS_AT_TEST = "sliding_window"
     with pytest.raises(ValueError, match="PROPOSALS_AT_TEST must be 'precomputed' or one of"):
+        DefaultPredictor(cfg)
+
+
+def test_default_predictor_runs_the_teacher_on_a_detectron2_rpn_s_boxes(tmp_path):
+    """MODEL.WSDDN.PROPOSALS_AT_TEST "detectron2": the teacher pools the boxes of the RPN of
+    DETECTRON2_PROPOSER (model zoo's config made small, random weights), the same boxes as the
+    proposer gives on that image; without weights it refuses to build, naming the keys."""
+    config, opts, weights = random_rpn(tmp_path)
+    cfg = setup_cfg(
+        os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml"),
+        [
+            *("MODEL.DEVICE", "cpu", "MODEL.WSDDN.PROPOSALS_AT_TEST", "detectron2"),
+            *("MODEL.WSDDN.DETECTRON2_PROPOSER.CONFIG_FILE", config),
+            *("MODEL.WSDDN.DETECTRON2_PROPOSER.WEIGHTS", weights),
+            *("MODEL.WSDDN.DETECTRON2_PROPOSER.OPTS", opts),
+        ],
+    )
+    cfg.MODEL.WEIGHTS = random_checkpoint("T-WDet.yaml", tmp_path)
+    image = render_image(np.random.default_rng(1), 128)[0]
+    predictor = DefaultPredictor(cfg)
+    output = predictor(image)
+    assert output["image_scores"].shape == (12,) and len(output["instances"]) > 0
+    with torch.no_grad():
+        pooled = predictor.model.teacher_outputs(
+            [{"image": torch.as_tensor(image.transpose(2, 0, 1).copy())}]
+        )["proposals"][0]
+    boxes, scores = build_box_proposer(
+        "detectron2", config_file=config, weights=weights, max_proposals=500, opts=opts
+    )(image)
+    np.testing.assert_allclose(pooled.proposal_boxes.tensor.numpy(), boxes, atol=1e-4)
+    np.testing.assert_allclose(pooled.objectness_logits.numpy(), scores, atol=1e-6)
+    cfg.MODEL.WSDDN.DETECTRON2_PROPOSER.WEIGHTS = ""
+    with pytest.raises(ValueError, match="DETECTRON2_PROPOSER.CONFIG_FILE and .WEIGHTS"):
         DefaultPredictor(cfg)

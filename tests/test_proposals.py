@@ -13,7 +13,11 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from detectron2 import model_zoo
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
+from detectron2.modeling import build_model
 from scipy.io import savemat
 
 from wsd_distill.box_proposers import (
@@ -323,15 +327,9 @@ def test_unfinished_run_with_other_settings_is_rejected(datasets_dir, tmp_path):
     assert not os.path.exists(output)
 
 
-def test_detectron2_method_writes_an_rpn_s_boxes(datasets_dir, tmp_path):
-    """tools/generate_proposals.py --method detectron2 with model zoo's RPN config (ResNet-18
-    FPN, random weights saved as a checkpoint) at 128 px: a store of at most 50 boxes per
-    image, inside the image, that the loader reads; without weights it refuses to start."""
-    from detectron2 import model_zoo
-    from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.config import get_cfg
-    from detectron2.modeling import build_model
-
+def random_rpn(folder):
+    """Model zoo's RPN config made small (ResNet-18 FPN, 128 px) with seeded random weights saved
+    as ``folder/rpn.pth``: (config file, config overrides, weights)."""
     config = model_zoo.get_config_file("COCO-Detection/rpn_R_50_FPN_1x.yaml")
     opts = ["MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64"]
     opts += ["INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128", "MODEL.DEVICE", "cpu"]
@@ -339,13 +337,21 @@ def test_detectron2_method_writes_an_rpn_s_boxes(datasets_dir, tmp_path):
     cfg.merge_from_file(config)
     cfg.merge_from_list(opts)
     torch.manual_seed(0)
-    DetectionCheckpointer(build_model(cfg), str(tmp_path)).save("rpn")
+    DetectionCheckpointer(build_model(cfg), str(folder)).save("rpn")
+    return config, opts, str(folder / "rpn.pth")
+
+
+def test_detectron2_method_writes_an_rpn_s_boxes(datasets_dir, tmp_path):
+    """tools/generate_proposals.py --method detectron2 with model zoo's RPN config (ResNet-18
+    FPN, random weights saved as a checkpoint) at 128 px: a store of at most 50 boxes per
+    image, inside the image, that the loader reads; without weights it refuses to start."""
+    config, opts, weights = random_rpn(tmp_path)
     output = str(tmp_path / "rpn_proposals")
     cmd, env = _generate(datasets_dir, output, "--d2-config", config, "--d2-opts", *opts)
     cmd[cmd.index("edge_boxes")], cmd[cmd.index("100")] = "detectron2", "50"
     refused = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert refused.returncode != 0 and "--method detectron2 needs --d2-weights" in refused.stderr
-    cmd += ["--d2-weights", str(tmp_path / "rpn.pth")]
+    cmd += ["--d2-weights", weights]
     subprocess.run(cmd, env=env, check=True, capture_output=True)
     dicts = load_proposals_into_dataset(DatasetCatalog.get("tiny_shapes_test"), output)
     for d in dicts:
@@ -357,7 +363,7 @@ def test_detectron2_method_writes_an_rpn_s_boxes(datasets_dir, tmp_path):
     proposer = build_box_proposer(
         "detectron2",
         config_file=config,
-        weights=str(tmp_path / "rpn.pth"),
+        weights=weights,
         max_proposals=50,
         opts=opts,
     )

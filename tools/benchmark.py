@@ -14,6 +14,9 @@
   (123,287 images x 2,000 random boxes by default): open time, per-image fetch, DataLoader
   throughput and peak memory with 4 workers, each in a fresh process.
 - proposals: EdgeBoxes and selective search images/s, 1 and all workers.
+- jpeg_to_scores: JPEG files to the VGG-16 student's scores at 224 through the test loader, the
+  loader resizing to the teacher's 672 first (``MODEL.STUDENT.TEST_RESIZE`` "model", the default)
+  or straight to 224 ("loader"): what a deployed student costs.
 - paper: the paper's VGG-16 teacher (672, 500 proposals) and student (224) at --paper-batch
   (the authors' 32): one training step of each model and of the KD stages, the teacher's
   forward, and inference images/s, on batches made once on the device (no data loading;
@@ -38,7 +41,7 @@ import cv2
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.build import trivial_batch_collator
 from detectron2.data.common import DatasetFromList, MapDataset
 from detectron2.modeling import build_model
@@ -680,6 +683,81 @@ def benchmark_paper(args):
     return title, headers, rows
 
 
+def _jpeg_dataset(folder, count, height=480, width=640):
+    """``count`` COCO-sized JPEGs (synthetic scenes, quality 90) in ``folder``, registered as a
+    test set of 80 classes; returns its name."""
+    name = f"benchmark_jpegs_{count}"
+    if name in DatasetCatalog.list():
+        return name
+    os.makedirs(folder, exist_ok=True)
+    dicts = []
+    for i in range(count):
+        file_name = os.path.join(folder, f"{i:05d}.jpg")
+        if not os.path.exists(file_name):
+            image = render_image(np.random.default_rng(i), width, distractors=(6, 12))[0]
+            cv2.imwrite(file_name, image[:height], [cv2.IMWRITE_JPEG_QUALITY, 90])
+        dicts.append(
+            {
+                "file_name": file_name,
+                "image_id": i,
+                "height": height,
+                "width": width,
+                "multi_labels": [i % 80],  # (unused: kept by FILTER_EMPTY_ANNOTATIONS)
+            }
+        )
+    DatasetCatalog.register(name, lambda: dicts)
+    MetadataCatalog.get(name).thing_classes = [f"class{k}" for k in range(80)]
+    return name
+
+
+def _loader_images_per_s(cfg, dataset, model=None, skip=4):
+    """Images/s of the test loader of ``dataset`` (``model`` run on each batch, if given),
+    timed from batch ``skip`` to the last (the workers' start-up left out)."""
+    with torch.inference_mode():
+        for count, batch in enumerate(Trainer.build_test_loader(cfg, dataset)):
+            if count == skip:
+                start = time.perf_counter()
+            if model is not None:
+                model(batch)
+        if cfg.MODEL.DEVICE == "cuda":
+            torch.cuda.synchronize()
+    return (count + 1 - skip) / (time.perf_counter() - start)
+
+
+def benchmark_jpeg_to_scores(args):
+    """What a deployed student costs: JPEG files (640 x 480) -> scores through the test loader
+    (batch 1, as detectron2's) and the paper's VGG-16 student at 224 (random weights), with
+    ``MODEL.STUDENT.TEST_RESIZE`` "model" (the loader warps each image to the teacher's 672,
+    the student resizes that to 224) and "loader" (warped straight to 224); the loader alone
+    too."""
+    dataset = _jpeg_dataset(os.path.join(args.output, "jpegs"), args.jpeg_images)
+    rows = []
+    for workers in sorted({0, args.jpeg_workers}):
+        for where in ("model", "loader"):
+            cfg = setup_cfg(
+                os.path.join(ROOT, "configs", PAPER_CONFIGS["student"]),
+                [
+                    *("MODEL.WEIGHTS", "", "MODEL.DEVICE", args.device),
+                    *("MODEL.STUDENT.TEST_RESIZE", where, "DATALOADER.NUM_WORKERS", workers),
+                ],
+            )
+            model = build_model(cfg).eval()
+            loader_only = _loader_images_per_s(cfg, dataset)
+            end_to_end = _loader_images_per_s(cfg, dataset, model)
+            rows.append([workers, where, f"{loader_only:.1f}", f"{end_to_end:.1f}"])
+    headers = [
+        "loader workers",
+        "MODEL.STUDENT.TEST_RESIZE",
+        "loader alone img/s",
+        "JPEG -> scores img/s",
+    ]
+    title = (
+        f"JPEG to scores, the paper's VGG-16 student (224), {args.jpeg_images} JPEGs of 640 x 480, "
+        f"batch 1"
+    )
+    return title, headers, rows
+
+
 def _timed(generator, image):
     start = time.perf_counter()
     generator(image)
@@ -706,6 +784,7 @@ PARTS = {
     "loading": benchmark_loading,
     "proposals": benchmark_proposals,
     "paper": benchmark_paper,
+    "jpeg_to_scores": benchmark_jpeg_to_scores,
 }
 
 
@@ -778,4 +857,10 @@ if __name__ == "__main__":
         "--paper-batch", type=int, default=32, help="images per batch of the paper part"
     )
     parser.add_argument("--paper-steps", type=int, default=10, help="timed calls per row")
+    parser.add_argument(
+        "--jpeg-images", type=int, default=200, help="JPEGs of the jpeg_to_scores part"
+    )
+    parser.add_argument(
+        "--jpeg-workers", type=int, default=2, help="loader workers of jpeg_to_scores (and 0)"
+    )
     main(parser.parse_args())

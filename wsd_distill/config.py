@@ -47,9 +47,16 @@ def add_wsd_distill_config(cfg):
     _C.MODEL.WSDDN.MAX_PROPOSALS = 500  # proposals per image, best by objectness (authors: 500)
     # Inference on images given without proposals (DefaultPredictor, tools/predict.py):
     # "precomputed" (they are an error) or a proposal method run on the fly, "edge_boxes"
-    # (on SED_MODEL's structured edges when set, as the paper) or "selective_search"
+    # (on SED_MODEL's structured edges when set, as the paper), "selective_search" or
+    # "detectron2" (the boxes of the RPN or detector of DETECTRON2_PROPOSER)
     _C.MODEL.WSDDN.PROPOSALS_AT_TEST = "precomputed"
     _C.MODEL.WSDDN.SED_MODEL = ""
+    _C.MODEL.WSDDN.DETECTRON2_PROPOSER = CN()
+    # its detectron2 config (e.g. model zoo's COCO-Detection/rpn_R_50_FPN_1x.yaml), its weights
+    # (a path or URL) and overrides of its config, ["KEY", "VALUE", ...]; it runs on MODEL.DEVICE
+    _C.MODEL.WSDDN.DETECTRON2_PROPOSER.CONFIG_FILE = ""
+    _C.MODEL.WSDDN.DETECTRON2_PROPOSER.WEIGHTS = ""
+    _C.MODEL.WSDDN.DETECTRON2_PROPOSER.OPTS = []
     _C.MODEL.WSDDN.SCORE_EPS = 1e-6  # image scores are clamped into (eps, 1 - eps) for the BCE
     _C.MODEL.WSDDN.REFINE_ITERS = 0  # OICR instance refinement branches (0: plain WSDDN)
     _C.MODEL.WSDDN.REFINE_IOU = 0.5  # IoU with a pseudo-labelled top region to share its class
@@ -61,6 +68,12 @@ def add_wsd_distill_config(cfg):
     _C.MODEL.STUDENT.NUM_CLASSES = 80  # must equal the datasets' class count
     _C.MODEL.STUDENT.IN_FEATURE = "res5"  # the backbone's last feature map, which the head pools
     _C.MODEL.STUDENT.INPUT_SIZE = 224  # each image is resized to this square (0: the loader's size)
+    # Who brings a test image to INPUT_SIZE: "model" (the loader resizes it as for the teacher,
+    # INPUT.MIN_SIZE_TEST, and the student resizes that tensor, as in training and as the TEST
+    # phase of the authors' kd/train_stage2.prototxt: 672 x 672, then Interp to 224) or
+    # "loader" (the test loader warps the decoded image straight to INPUT_SIZE squared: one
+    # resize, what a deployed student costs; docs/benchmarks.md)
+    _C.MODEL.STUDENT.TEST_RESIZE = "model"
     # "pool": global pooling -> linear; "fc": pooled to P x P -> fc6 -> fc7 -> linear (VGG-16)
     _C.MODEL.STUDENT.HEAD = "pool"
     _C.MODEL.STUDENT.POOLING = "avg"  # "avg" or "max": the image's pooling, and its RoIs' for L_f

@@ -23,7 +23,17 @@ def resize_augmentation(cfg, sizes, is_train):
 
 def build_augmentation(cfg, is_train):
     """detectron2's ``build_augmentation`` (resize, then the random flip in training), with
-    the resize of ``INPUT.RESIZE``."""
+    the resize of ``INPUT.RESIZE``; at test, a student with ``MODEL.STUDENT.TEST_RESIZE``
+    "loader" gets its image warped straight to ``MODEL.STUDENT.INPUT_SIZE`` squared."""
+    if not is_train and cfg.MODEL.META_ARCHITECTURE == "StudentClassifier":
+        if cfg.MODEL.STUDENT.TEST_RESIZE not in ("model", "loader"):
+            raise ValueError(
+                f"MODEL.STUDENT.TEST_RESIZE must be 'model' or 'loader', got "
+                f"{cfg.MODEL.STUDENT.TEST_RESIZE!r}"
+            )
+        size = cfg.MODEL.STUDENT.INPUT_SIZE
+        if cfg.MODEL.STUDENT.TEST_RESIZE == "loader" and size > 0:
+            return [T.Resize((size, size))]
     augmentations = utils.build_augmentation(cfg, is_train)
     sizes = cfg.INPUT.MIN_SIZE_TRAIN if is_train else (cfg.INPUT.MIN_SIZE_TEST,)
     augmentations[0] = resize_augmentation(cfg, sizes, is_train)

@@ -50,6 +50,12 @@ def get_multilabel_dataset_dicts(
     if filter_unlabeled:
         kept = [d for d in dicts if d["multi_labels"]]
         logger.info(f"Dropped {len(dicts) - len(kept)} images without labels from {list(names)}")
+        if not kept:
+            raise ValueError(
+                f"No image of {list(names)} has a label, and DATALOADER.FILTER_EMPTY_ANNOTATIONS "
+                f"drops images without labels: set it False to keep them (e.g. to time or run "
+                f"a model on unlabelled images)"
+            )
         dicts = kept
     if len(names) > 1:
         check_metadata_consistency("thing_classes", names)

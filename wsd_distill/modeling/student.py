@@ -144,7 +144,10 @@ class StudentClassifier(nn.Module):
             return images, torch.ones(len(batched_inputs), 2)
         size = (self.input_size, self.input_size)
         scales = torch.tensor([[size[1] / x.shape[2], size[0] / x.shape[1]] for x in images])
-        resized = torch.cat([self.resize(x[None]) for x in images])
+        # an image the loader brought to the input size (MODEL.STUDENT.TEST_RESIZE) is kept
+        resized = torch.cat(
+            [x[None] if x.shape[1:] == size else self.resize(x[None]) for x in images]
+        )
         return ImageList(resized, [size] * len(images)), scales
 
     def resize(self, images):

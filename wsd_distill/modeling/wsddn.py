@@ -159,6 +159,20 @@ class WSDDN(nn.Module):
             kwargs = {"max_proposals": w.MAX_PROPOSALS}
             if w.PROPOSALS_AT_TEST == "edge_boxes" and w.SED_MODEL:
                 kwargs["sed_model"] = w.SED_MODEL
+            if w.PROPOSALS_AT_TEST == "detectron2":
+                d2 = w.DETECTRON2_PROPOSER
+                if not d2.CONFIG_FILE or not d2.WEIGHTS:
+                    raise ValueError(
+                        "MODEL.WSDDN.PROPOSALS_AT_TEST 'detectron2' needs "
+                        "MODEL.WSDDN.DETECTRON2_PROPOSER.CONFIG_FILE and .WEIGHTS (an RPN or "
+                        f"detector), got {d2.CONFIG_FILE!r} and {d2.WEIGHTS!r}"
+                    )
+                kwargs.update(
+                    config_file=d2.CONFIG_FILE,
+                    weights=d2.WEIGHTS,
+                    device=cfg.MODEL.DEVICE,
+                    opts=d2.OPTS,
+                )
             test_proposer = build_box_proposer(w.PROPOSALS_AT_TEST, **kwargs)
         return {
             "backbone": backbone,
