@@ -19,6 +19,7 @@ from torch.nn import functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from wsd_distill import add_wsd_distill_config
+from wsd_distill.data.teacher_cache import teacher_cache_settings
 from wsd_distill.engine import TeacherHook
 from wsd_distill.modeling import (
     box_average_pool,
@@ -30,6 +31,7 @@ from wsd_distill.modeling import (
 )
 from wsd_distill.modeling.box_head import wsddn_box_head_dim
 from wsd_distill.modeling.teacher import TARGET_FIELDS, get_teacher_cfg
+from wsd_distill.modeling.wsddn import WSDDN
 
 L2, L3 = math.log(2), math.log(3)
 
@@ -192,6 +194,37 @@ def test_whole_image_roi_is_what_the_classifier_reads(teacher_files):
             )
         else:
             assert (rois >= image).all() and (rois > image).any()
+
+
+def test_teacher_dropout_draws_the_targets_at_every_step_as_the_authors(teacher_files):
+    """TEACHER_DROPOUT: only the teacher's dropout layers train (its batch norm keeps its running
+    statistics), so two passes over one batch give other RoI features (fc7 after dropout, more
+    zeros than in eval mode) and other p'_T, and the same seed the same ones; a teacher cache
+    (one draw) is refused, naming the key."""
+    cfg = student_cfg(*teacher_files, TEACHER_DROPOUT=True)
+    teacher = build_teacher(cfg)
+    training = {type(m): m.training for m in teacher.modules()}
+    assert training[torch.nn.Dropout] and not training[torch.nn.BatchNorm2d] and not training[WSDDN]
+    hooks = {
+        "dropout": TeacherHook(cfg, teacher=teacher),
+        "eval": TeacherHook(cfg, teacher=build_teacher(student_cfg(*teacher_files))),
+    }
+
+    def targets(hook, seed):
+        torch.manual_seed(seed)
+        batch = [make_input(7, seed=0), make_input(3, size=(80, 64), labels=(0,), seed=1)]
+        return hooks[hook].annotate(batch)[0]["teacher"]
+
+    a, b, again = targets("dropout", 0), targets("dropout", 1), targets("dropout", 0)
+    for field in ("roi_features", "soft_scores"):
+        assert not torch.allclose(a[field], b[field]), field
+        torch.testing.assert_close(a[field], again[field])
+    plain = targets("eval", 0)
+    torch.testing.assert_close(plain["roi_features"], targets("eval", 1)["roi_features"])
+    zeros = [(t["roi_features"] == 0).float().mean() for t in (plain, a)]
+    assert zeros[1] > zeros[0] + 0.1, zeros  # drop7's zeros on top of relu7's (p = 0.3)
+    with pytest.raises(ValueError, match="MODEL.DISTILL.TEACHER_DROPOUT .* a teacher cache"):
+        teacher_cache_settings(cfg, [])
 
 
 def test_teacher_targets_one_format_and_top_roi(teacher_files):

@@ -7,6 +7,8 @@ for the KD student, ``tools/demo.py`` trains the teachers and plain students it 
 - "two stages, top-16 RoIs": L_f on each image's 16 best RoIs by max_k S_rk;
 - "two stages, RoIs x proposal score": every pooled RoI multiplied by its EdgeBoxes score, in
   the teacher (trained again so, into teacher_scaled/) and on the student's side of L_f;
+- "two stages, teacher dropout": the teacher's dropout active when it gives its targets, as
+  the teacher branch of the authors' training nets (``MODEL.DISTILL.TEACHER_DROPOUT``);
 - "joint": one stage of L_p + L_p' + L_f (per feature dimension), as many steps as both stages;
 - "stage 2 alone (L_p + L_p')" and "stage 1, then L_p alone": which half of KD helps.
 
@@ -31,6 +33,7 @@ from wsd_distill.utils import atomic_write_bytes  # noqa: E402
 
 SCALED = ["MODEL.DISTILL.SCALE_ROI_BY_PROPOSAL_SCORE", True]
 TOP_16 = ["MODEL.DISTILL.ROI_SELECT", "top", "MODEL.DISTILL.ROI_TOPK", 16]
+TEACHER_DROPOUT = ["MODEL.DISTILL.TEACHER_DROPOUT", True]
 
 
 def two_stages(args, opts, seed, teacher_cfg, folder="student_kd", extra=()):
@@ -62,6 +65,7 @@ VARIANTS = {  # name: function(args, opts, seed, teacher_cfg) -> the KD student'
     "two stages, all RoIs": two_stages,
     "two stages, top-16 RoIs": lambda *a: two_stages(*a, "kd_top16", TOP_16),
     "two stages, RoIs x proposal score": scaled,
+    "two stages, teacher dropout": lambda *a: two_stages(*a, "kd_teacher_dropout", TEACHER_DROPOUT),
     "joint": lambda *a: demo.train_kd_student(*a, "joint"),
     "stage 2 alone (L_p + L_p')": stage2_alone,
     "stage 1, then L_p alone": stage1_then_labels,

@@ -89,6 +89,10 @@ def add_wsd_distill_config(cfg):
     _C.MODEL.DISTILL.TEACHER_CONFIG = ""  # the teacher's config file (a WSDDN)
     _C.MODEL.DISTILL.TEACHER_WEIGHTS = ""  # its trained weights
     _C.MODEL.DISTILL.TEACHER_FP16 = False  # run the teacher under fp16 autocast (CUDA only)
+    # the teacher's dropout layers stay active, so its RoI features and p'_T are drawn with
+    # dropout at every step, as the teacher branch of the authors' kd/train_stage1/2.prototxt
+    # (drop6, drop7 in TRAIN phase); False: the teacher runs in eval mode. Not with TEACHER_CACHE
+    _C.MODEL.DISTILL.TEACHER_DROPOUT = False
     _C.MODEL.DISTILL.TEACHER_FEATURE_DIM = 4096  # D of the teacher's RoI features (checked)
     _C.MODEL.DISTILL.LABEL_WEIGHT = 1.0  # weight of loss_cls, BCE with the labels (L_p)
     _C.MODEL.DISTILL.PREDICTION_WEIGHT = 1.0  # weight of loss_kd_pred (L_p', Eq. 10); 0: off

@@ -70,6 +70,12 @@ def file_sha1(path):
 def teacher_cache_settings(cfg, dataset_dicts):
     """What a cache of ``dataset_dicts`` depends on; a cache made with other settings is refused."""
     d = cfg.MODEL.DISTILL
+    if d.TEACHER_DROPOUT:
+        raise ValueError(
+            "MODEL.DISTILL.TEACHER_DROPOUT draws the teacher's dropout anew at every step, where "
+            "a teacher cache holds one draw: train with the teacher in the loop "
+            "(MODEL.DISTILL.TEACHER_CACHE '') or set TEACHER_DROPOUT False"
+        )
     targets = teacher_target_settings(cfg)
     return {
         "content": "teacher_targets",

@@ -9,6 +9,7 @@ from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 from detectron2.utils.file_io import PathManager
+from torch import nn
 
 from ..config import add_wsd_distill_config
 from .box_head import wsddn_box_head_dim
@@ -126,8 +127,9 @@ def check_teacher_fits(cfg, teacher_cfg):
 
 
 def build_teacher(cfg):
-    """The teacher of ``MODEL.DISTILL``: a WSDDN with its weights loaded, in eval mode, frozen,
-    on ``MODEL.DEVICE``. Fails clearly when its weights or classes do not fit the student."""
+    """The teacher of ``MODEL.DISTILL``: a WSDDN with its weights loaded, in eval mode (its
+    dropout layers in training mode with ``TEACHER_DROPOUT``), frozen, on ``MODEL.DEVICE``.
+    Fails clearly when its weights or classes do not fit the student."""
     teacher_cfg = get_teacher_cfg(cfg)
     weights = teacher_cfg.MODEL.WEIGHTS
     if not weights:
@@ -149,7 +151,12 @@ def build_teacher(cfg):
     with torch.random.fork_rng(devices=[]):
         teacher = build_model(teacher_cfg)
     load_teacher_weights(teacher, weights)
-    return teacher.eval().requires_grad_(False)
+    teacher.eval().requires_grad_(False)
+    if cfg.MODEL.DISTILL.TEACHER_DROPOUT:  # dropout only: batch norm keeps its statistics
+        for module in teacher.modules():
+            if isinstance(module, nn.Dropout):
+                module.train()
+    return teacher
 
 
 def load_teacher_weights(teacher, weights):
