@@ -200,6 +200,6 @@ def test_student_test_resize_in_the_loader_resizes_once(tmp_path, monkeypatch):
     pixels = (inputs["loader"] - inputs["model"]) * student.pixel_std
     assert pixels.abs().mean() < 2.0, pixels.abs().mean()  # grey levels, out of 255
 
-    cfg.MODEL.STUDENT.TEST_RESIZE = "once"
+    cfg.MODEL.STUDENT.TEST_RESIZE = "once"  # refused when the student is built, before training
     with pytest.raises(ValueError, match="MODEL.STUDENT.TEST_RESIZE must be 'model' or 'loader'"):
-        build_augmentation(cfg, is_train=False)
+        build_model(cfg)

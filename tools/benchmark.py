@@ -702,7 +702,7 @@ def _jpeg_dataset(folder, count, height=480, width=640):
                 "image_id": i,
                 "height": height,
                 "width": width,
-                "multi_labels": [i % 80],  # (unused: kept by FILTER_EMPTY_ANNOTATIONS)
+                "multi_labels": [i % 80],  # any label: FILTER_EMPTY_ANNOTATIONS drops none
             }
         )
     DatasetCatalog.register(name, lambda: dicts)

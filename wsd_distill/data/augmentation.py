@@ -25,15 +25,10 @@ def build_augmentation(cfg, is_train):
     """detectron2's ``build_augmentation`` (resize, then the random flip in training), with
     the resize of ``INPUT.RESIZE``; at test, a student with ``MODEL.STUDENT.TEST_RESIZE``
     "loader" gets its image warped straight to ``MODEL.STUDENT.INPUT_SIZE`` squared."""
-    if not is_train and cfg.MODEL.META_ARCHITECTURE == "StudentClassifier":
-        if cfg.MODEL.STUDENT.TEST_RESIZE not in ("model", "loader"):
-            raise ValueError(
-                f"MODEL.STUDENT.TEST_RESIZE must be 'model' or 'loader', got "
-                f"{cfg.MODEL.STUDENT.TEST_RESIZE!r}"
-            )
-        size = cfg.MODEL.STUDENT.INPUT_SIZE
-        if cfg.MODEL.STUDENT.TEST_RESIZE == "loader" and size > 0:
-            return [T.Resize((size, size))]
+    student = cfg.MODEL.STUDENT  # (TEST_RESIZE is checked when the student is built)
+    is_student = cfg.MODEL.META_ARCHITECTURE == "StudentClassifier"
+    if not is_train and is_student and student.TEST_RESIZE == "loader" and student.INPUT_SIZE:
+        return [T.Resize((student.INPUT_SIZE, student.INPUT_SIZE))]
     augmentations = utils.build_augmentation(cfg, is_train)
     sizes = cfg.INPUT.MIN_SIZE_TRAIN if is_train else (cfg.INPUT.MIN_SIZE_TEST,)
     augmentations[0] = resize_augmentation(cfg, sizes, is_train)

@@ -108,6 +108,10 @@ class StudentClassifier(nn.Module):
                 f"({sorted(shapes)})"
             )
         check_dataset_class_count(cfg, s.NUM_CLASSES, "MODEL.STUDENT.NUM_CLASSES")
+        if s.TEST_RESIZE not in ("model", "loader"):  # read by the test loader, built later
+            raise ValueError(
+                f"MODEL.STUDENT.TEST_RESIZE must be 'model' or 'loader', got {s.TEST_RESIZE!r}"
+            )
         head = StudentHead(
             shapes[s.IN_FEATURE], s.HEAD, s.POOLING, s.POOLER_RESOLUTION, s.FC_DIM, s.DROPOUT
         )
