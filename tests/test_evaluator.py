@@ -59,7 +59,7 @@ def test_perfect_and_inverted_rankings():
     labels = np.eye(4)[[0, 1, 2, 3, 0, 1]]
     assert compute_multilabel_metrics(labels * 0.8 + 0.1, labels)["mAP"] == pytest.approx(100.0)
     assert compute_multilabel_metrics(1 - labels, labels)["mAP"] < 50
-    with pytest.raises(ValueError, match="must both be"):
+    with pytest.raises(ValueError, match="must all be"):
         compute_multilabel_metrics(np.zeros((3, 2)), np.zeros((3, 3)))
 
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from test_datasets import write_coco
@@ -14,7 +14,7 @@ from test_wsddn import tiny_cfg
 
 from wsd_distill.data.datasets import register_coco_multilabel
 from wsd_distill.evaluation import WSODEvaluator, corloc, detection_ap
-from wsd_distill.evaluation.wsod import ground_truth_of
+from wsd_distill.evaluation.wsod import ground_truth_of, uses_voc07_metric
 from wsd_distill.modeling.wsddn import region_objectness
 from wsd_distill.visualization import draw_teacher_view
 
@@ -98,6 +98,34 @@ def test_wsod_evaluator_end_to_end_on_xywh_boxes_with_a_crowd_box(tmp_path):
             evaluator.process([{"image_id": image_id}], [{"instances": instances}])
         results = evaluator.evaluate()["wsod"]
         assert (results["CorLoc"], results["AP50"]) == pytest.approx((expected, expected))
+    # a WSDDN's outputs: CorLoc reads "class_top_regions" (right here), AP50 "instances" (wrong)
+    evaluator = WSODEvaluator("test_wsod_coco", distributed=False)
+    evaluator.reset()
+    for image_id in (10, 20, 30):
+        boxes, classes, _ = gt[image_id]
+        outputs = {}
+        for key, shift in (("instances", 60), ("class_top_regions", 0)):
+            outputs[key] = Instances((100, 120))
+            outputs[key].pred_boxes = Boxes(torch.as_tensor(boxes + shift))
+            outputs[key].scores = torch.linspace(0.9, 0.5, len(boxes))
+            outputs[key].pred_classes = torch.as_tensor(classes)
+        evaluator.process([{"image_id": image_id}], [outputs])
+    results = evaluator.evaluate()["wsod"]
+    assert (results["CorLoc"], results["AP50"]) == pytest.approx((100.0, 0.0))
+
+
+def test_ap50_metric_follows_the_dataset_year(tmp_path):
+    """VOC 2007 (metadata year 2007) is scored with the 11-point AP, as detectron2's
+    PascalVOCDetectionEvaluator; TEST.WSOD.AP_METRIC overrides it; a typo is named."""
+    write_coco(tmp_path / "instances.json")
+    register_coco_multilabel("test_wsod_year", str(tmp_path / "instances.json"), str(tmp_path))
+    assert not uses_voc07_metric("test_wsod_year")
+    MetadataCatalog.get("test_wsod_year").year = 2007
+    assert uses_voc07_metric("test_wsod_year")
+    assert not uses_voc07_metric("test_wsod_year", "all_point")
+    assert uses_voc07_metric("voc_2007_test_multilabel")
+    with pytest.raises(ValueError, match="TEST.WSOD.AP_METRIC"):
+        uses_voc07_metric("test_wsod_year", "11point")
 
 
 def test_per_class_nms_and_detections_per_image():

@@ -7,13 +7,15 @@
 2. for each seed (--seeds), into <output>/seed<k>/: trains the teacher T-WDet
    (configs/Synthetic/T-WDet.yaml), evaluates it as a classifier (mAP) and a detector (CorLoc,
    AP50) and draws its top-10 proposals and top-3 labels (teacher/pictures); trains the student
-   without KD (S-Cls.yaml, student/) and with KD from that teacher, in the authors' two stages
-   (S-Cls_KD_stage1/2.yaml, student_kd_stage1/ and student_kd_stage2/) or one joint stage
-   (--kd-schedule joint: S-Cls_KD.yaml, student_kd_joint/);
-3. writes the paper's Table 3 (mAP, CF1, OF1 of S-Cls w/o KD, T-WDet, S-Cls w/ KD) per seed with
-   the KD gain, then mean ± std over the seeds and the paired KD gain, to <output>/results.md
-   (numbers in results.json), and the student's per-class AP gain from KD, classes sorted by
-   frequency, to <output>/kd_gain_per_class.png.
+   without KD (S-Cls.yaml, student/) and the KD students of --kd from that teacher:
+   "two-stage", the authors' (S-Cls_KD_stage1/2.yaml, student_kd_stage1/ and student_kd_stage2/);
+   "joint", one stage with the three losses (S-Cls_KD.yaml, student_kd_joint/); "-gated":
+   L_p' only on the classes where the teacher's AP on the val split is at least the plain
+   student's (student_kd_gated_*; both models' val results in val_results.json);
+3. writes the paper's Table 3 (mAP, CF1, OF1 of S-Cls w/o KD, T-WDet, each S-Cls w/ KD) per seed
+   with the KD gains, then mean ± std over the seeds and the paired KD gains, to
+   <output>/results.md (numbers in results.json), and the last KD student's per-class AP gain,
+   classes sorted by frequency, to <output>/kd_gain_per_class.png.
 Every training run is seeded by its SEED (the seed), whatever ran before it in the process.
 Every step is skipped when its result exists, so an interrupted demo continues where it stopped.
 """
@@ -33,6 +35,7 @@ from wsd_distill.data import load_proposals_into_dataset
 from wsd_distill.data.datasets import prepare_synthetic_shapes
 from wsd_distill.data.statistics import dataset_summary, proposal_recall
 from wsd_distill.engine import Trainer, setup_cfg
+from wsd_distill.modeling.distill_losses import teacher_class_gate
 from wsd_distill.utils import atomic_write_bytes
 from wsd_distill.visualization import plot_ap_gain, visualize_teacher
 
@@ -60,10 +63,13 @@ def get_parser():
         "--seeds", type=int, nargs="+", default=[0], help="train every model once per seed"
     )
     parser.add_argument(
-        "--kd-schedule",
-        default="two-stage",
-        choices=["joint", "two-stage"],
-        help="KD in one stage (S-Cls_KD.yaml) or the authors' two (S-Cls_KD_stage1/2.yaml)",
+        "--kd",
+        nargs="+",
+        default=list(DEFAULT_KD),
+        choices=list(KD_VARIANTS),
+        metavar="VARIANT",
+        help=f"the KD students of the table, one row each, of {', '.join(KD_VARIANTS)} "
+        f"(default: {' '.join(DEFAULT_KD)})",
     )
     parser.add_argument(
         "opts",
@@ -137,13 +143,15 @@ def load_config(name, output_dir, opts):
 
 
 def train_and_evaluate(cfg):
-    """Train (resuming from the last checkpoint of ``cfg.OUTPUT_DIR``), then evaluate on
-    ``DATASETS.TEST`` ({} without test sets); the results are kept in ``results.json``."""
+    """Train (resuming from the last checkpoint of ``cfg.OUTPUT_DIR``, the config saved there
+    as config.yaml), then evaluate on ``DATASETS.TEST`` ({} without test sets); the results
+    are kept in ``results.json``."""
     results_file = os.path.join(cfg.OUTPUT_DIR, "results.json")
     if os.path.exists(results_file):
         with open(results_file) as f:
             return json.load(f)
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    atomic_write_bytes(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), cfg.dump().encode())
     train_cfg = cfg.clone()
     train_cfg.DATASETS.TEST = ()  # evaluated once, below, rather than by the EvalHook too
     trainer = Trainer(train_cfg)
@@ -245,6 +253,35 @@ def kd_options(teacher_cfg):
     ]
 
 
+def evaluate_on_val(args, cfg):
+    """A trained run (its config, ``model_final.pth`` in its OUTPUT_DIR) evaluated on the val
+    split, once: kept in the run's ``val_results.json``."""
+    results_file = os.path.join(cfg.OUTPUT_DIR, "val_results.json")
+    if os.path.exists(results_file):
+        with open(results_file) as f:
+            return json.load(f)
+    cfg = cfg.clone()
+    cfg.DATASETS.TEST = ("synthetic_shapes_val",)
+    if cfg.MODEL.META_ARCHITECTURE == "WSDDN":
+        cfg.DATASETS.PROPOSAL_FILES_TEST = (proposal_file(args, "val"),)
+    model = Trainer.build_model(cfg)
+    DetectionCheckpointer(model).load(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
+    results = Trainer.test(cfg, model)
+    atomic_write_bytes(results_file, json.dumps(results, indent=1).encode())
+    return results
+
+
+def class_gate_options(args, teacher_cfg, student_cfg):
+    """The config override of a teacher-gated L_p': the classes where the teacher's AP on the
+    val split is at least the plain student's (``teacher_class_gate``)."""
+    classes = MetadataCatalog.get("synthetic_shapes_val").thing_classes
+    ap = [
+        [evaluate_on_val(args, cfg)["multilabel"].get(f"AP-{c}", np.nan) for c in classes]
+        for cfg in (teacher_cfg, student_cfg)
+    ]
+    return ["MODEL.DISTILL.PREDICTION_CLASS_WEIGHTS", teacher_class_gate(*ap)]
+
+
 def train_kd_student(args, opts, seed, teacher_cfg, schedule, folder="student_kd", extra=()):
     """S-Cls with KD from the teacher (its config as trained, saved beside it), in the authors'
     two stages (into <folder>_stage1, then <folder>_stage2 from its weights) or one joint stage
@@ -257,9 +294,35 @@ def train_kd_student(args, opts, seed, teacher_cfg, schedule, folder="student_kd
     return run(args, opts, seed, "S-Cls_KD_stage2.yaml", f"{folder}_stage2", [*kd, *weights])[0]
 
 
-MODELS = ("S-Cls w/o KD", "T-WDet", "S-Cls w/ KD")
+# The KD students the demo can train: (schedule, L_p' gated per class by the teacher).
+KD_VARIANTS = {
+    "two-stage": ("two-stage", False),  # the authors': L_f, then L_p + L_p'
+    "joint": ("joint", False),  # L_p + L_p' + L_f (per dimension) in one stage
+    "joint-gated": ("joint", True),  # and L_p' only on the classes the teacher gets right
+    "two-stage-gated": ("two-stage", True),
+}
+DEFAULT_KD = ("two-stage", "joint-gated")
+PLAIN, TEACHER = "S-Cls w/o KD", "T-WDet"
 METRICS = ("mAP", "CF1", "OF1", "CF1_top3", "OF1_top3", "CorLoc")
 HEADERS = ["mAP", "CF1", "OF1", "CF1 top-3", "OF1 top-3", "CorLoc"]
+
+
+def kd_row(variant):
+    return f"S-Cls w/ KD ({variant})"
+
+
+def gain_row(variant):
+    return f"KD gain ({variant})"
+
+
+def train_kd_variant(args, opts, seed, variant, teacher_cfg, student_cfg):
+    """The KD student ``variant`` of ``KD_VARIANTS`` (into student_kd_* or student_kd_gated_*);
+    its test results."""
+    schedule, gated = KD_VARIANTS[variant]
+    if not gated:
+        return train_kd_student(args, opts, seed, teacher_cfg, schedule)
+    gate = class_gate_options(args, teacher_cfg, student_cfg)
+    return train_kd_student(args, opts, seed, teacher_cfg, schedule, "student_kd_gated", gate)
 
 
 def metrics(results):
@@ -270,15 +333,18 @@ def metrics(results):
     return values
 
 
-def summarize(runs):
-    """``runs`` {seed: {model: results}} -> {"per_seed": {seed: {model: metrics, "KD gain":
-    w/ KD - w/o KD}}, "mean": {model: {metric: [mean, std]}}, "paired_gain": {metric: [mean,
-    std]} of the per-seed gains}: the numbers of the demo's tables."""
+def summarize(runs, variants):
+    """``runs`` {seed: {model: results}} (models: PLAIN, TEACHER and ``kd_row(v)`` for each
+    of ``variants``) -> {"per_seed": {seed: {model: metrics, gain_row(v): w/ KD - w/o KD}},
+    "mean": {model: {metric: [mean, std]}}, "paired_gain": {variant: {metric: [mean, std]}}
+    of the per-seed gains}: the numbers of the demo's tables."""
+    models = [PLAIN, TEACHER, *(kd_row(v) for v in variants)]
     per_seed = {}
     for seed, results in runs.items():
-        rows = {name: metrics(results[name]) for name in MODELS}
-        with_kd, without = rows["S-Cls w/ KD"], rows["S-Cls w/o KD"]
-        rows["KD gain"] = {k: with_kd[k] - without[k] for k in without}
+        rows = {name: metrics(results[name]) for name in models}
+        without = rows[PLAIN]
+        for v in variants:
+            rows[gain_row(v)] = {k: rows[kd_row(v)][k] - without[k] for k in without}
         per_seed[seed] = rows
 
     def mean_std(name):
@@ -290,8 +356,8 @@ def summarize(runs):
 
     return {
         "per_seed": per_seed,
-        "mean": {name: mean_std(name) for name in MODELS},
-        "paired_gain": mean_std("KD gain"),
+        "mean": {name: mean_std(name) for name in models},
+        "paired_gain": {v: mean_std(gain_row(v)) for v in variants},
     }
 
 
@@ -305,18 +371,19 @@ def results_tables(summary, test_set):
     rows = []
     for seed, models in summary["per_seed"].items():
         for name, values in models.items():
-            sign = "+" if name == "KD gain" else ""
+            sign = "+" if name.startswith("KD gain") else ""
             rows.append([seed, name, *cells(values, lambda v: f"{v:{sign}.1f}")])
     per_seed = tabulate(
         rows, headers=["seed", "model", *HEADERS], tablefmt="github", disable_numparse=True
     )
     rows = [
-        [name, *cells(summary["mean"][name], lambda v: f"{v[0]:.1f} ± {v[1]:.1f}")]
-        for name in MODELS
+        [name, *cells(values, lambda v: f"{v[0]:.1f} ± {v[1]:.1f}")]
+        for name, values in summary["mean"].items()
     ]
-    rows.append(
-        ["KD gain (paired)", *cells(summary["paired_gain"], lambda v: f"{v[0]:+.1f} ± {v[1]:.1f}")]
-    )
+    rows += [
+        [f"{gain_row(v)}, paired", *cells(values, lambda v: f"{v[0]:+.1f} ± {v[1]:.1f}")]
+        for v, values in summary["paired_gain"].items()
+    ]
     mean = tabulate(rows, headers=["model", *HEADERS], tablefmt="github", disable_numparse=True)
     seeds = list(summary["per_seed"])
     return (
@@ -349,10 +416,12 @@ def main(args):
     runs = {}
     for seed in args.seeds:
         teacher, teacher_cfg = train_teacher(args, opts, seed)
-        student = run(args, opts, seed, "S-Cls.yaml", "student")[0]
-        student_kd = train_kd_student(args, opts, seed, teacher_cfg, args.kd_schedule)
-        runs[seed] = dict(zip(MODELS, (student, teacher, student_kd)))
-    summary = summarize(runs)
+        student, student_cfg = run(args, opts, seed, "S-Cls.yaml", "student")
+        runs[seed] = {PLAIN: student, TEACHER: teacher}
+        for variant in args.kd:
+            results = train_kd_variant(args, opts, seed, variant, teacher_cfg, student_cfg)
+            runs[seed][kd_row(variant)] = results
+    summary = summarize(runs, args.kd)
     test_set = teacher_cfg.DATASETS.TEST[0]
     table = results_tables(summary, test_set)
     atomic_write_bytes(os.path.join(args.output, "results.md"), table.encode())
@@ -363,6 +432,7 @@ def main(args):
 
     class_names = MetadataCatalog.get(test_set).thing_classes
     frequency = train_summary["class_images"]
+    shown = kd_row(args.kd[-1])  # the chart shows the last KD student
     # classes without a positive test image have no AP (NaN, no bar)
     ap = {
         name: np.mean(
@@ -372,12 +442,13 @@ def main(args):
             ],
             axis=0,
         )
-        for name in MODELS
+        for name in (PLAIN, shown)
     }
     chart = os.path.join(args.output, "kd_gain_per_class.png")
-    plot_ap_gain(class_names, frequency, ap["S-Cls w/o KD"], ap["S-Cls w/ KD"], chart)
+    plot_ap_gain(class_names, frequency, ap[PLAIN], ap[shown], chart)
     print(
-        f"Results in {args.output}/results.md (and .json); per-class AP gain from KD in {chart}; "
+        f"Results in {args.output}/results.md (and .json); per-class AP gain of {shown} in "
+        f"{chart}; "
         f"top-10 proposals and top-3 labels in {args.output}/seed{args.seeds[0]}/teacher/pictures"
     )
     return summary

@@ -10,7 +10,10 @@ for the KD student, ``tools/demo.py`` trains the teachers and plain students it 
 - "two stages, teacher dropout": the teacher's dropout active when it gives its targets, as
   the teacher branch of the authors' training nets (``MODEL.DISTILL.TEACHER_DROPOUT``);
 - "joint": one stage of L_p + L_p' + L_f (per feature dimension), as many steps as both stages;
-- "stage 2 alone (L_p + L_p')" and "stage 1, then L_p alone": which half of KD helps.
+- "stage 2 alone (L_p + L_p')" and "stage 1, then L_p alone": which half of KD helps;
+- "joint, teacher-gated classes" and "two stages, teacher-gated classes": L_p' only on the
+  classes where the teacher's val AP is at least the plain student's
+  (``MODEL.DISTILL.PREDICTION_CLASS_WEIGHTS`` from ``teacher_class_gate``).
 
     python tools/kd_variants.py --output output/demo --seeds 0 1 2
 
@@ -61,6 +64,14 @@ def stage1_then_labels(args, opts, seed, teacher_cfg):
     return demo.run(args, opts, seed, "S-Cls_KD_stage2.yaml", "kd_stage1_then_labels", extra)[0]
 
 
+def gated(variant):
+    def train(args, opts, seed, teacher_cfg):
+        _, student_cfg = demo.run(args, opts, seed, "S-Cls.yaml", "student")
+        return demo.train_kd_variant(args, opts, seed, variant, teacher_cfg, student_cfg)
+
+    return train
+
+
 VARIANTS = {  # name: function(args, opts, seed, teacher_cfg) -> the KD student's results
     "two stages, all RoIs": two_stages,
     "two stages, top-16 RoIs": lambda *a: two_stages(*a, "kd_top16", TOP_16),
@@ -69,6 +80,8 @@ VARIANTS = {  # name: function(args, opts, seed, teacher_cfg) -> the KD student'
     "joint": lambda *a: demo.train_kd_student(*a, "joint"),
     "stage 2 alone (L_p + L_p')": stage2_alone,
     "stage 1, then L_p alone": stage1_then_labels,
+    "joint, teacher-gated classes": gated("joint-gated"),
+    "two stages, teacher-gated classes": gated("two-stage-gated"),
 }
 
 

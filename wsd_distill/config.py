@@ -60,6 +60,9 @@ def add_wsd_distill_config(cfg):
     _C.MODEL.WSDDN.SCORE_EPS = 1e-6  # image scores are clamped into (eps, 1 - eps) for the BCE
     _C.MODEL.WSDDN.REFINE_ITERS = 0  # OICR instance refinement branches (0: plain WSDDN)
     _C.MODEL.WSDDN.REFINE_IOU = 0.5  # IoU with a pseudo-labelled top region to share its class
+    # regions overlapping every pseudo box by IoU < this get weight 0 (pcl.pytorch: 0.1)
+    _C.MODEL.WSDDN.REFINE_BG_IOU = 0.0
+    _C.MODEL.WSDDN.REFINE_FIRST_LOSS_WEIGHT = 1.0  # loss_refine_0's weight (pcl.pytorch: 3.0)
     _C.MODEL.WSDDN.SCORE_THRESH_TEST = 1e-4  # region scores kept as detections (they sum to <= 1)
     _C.MODEL.WSDDN.NMS_THRESH_TEST = 0.4  # per-class NMS IoU for detections
 
@@ -103,6 +106,10 @@ def add_wsd_distill_config(cfg):
     _C.MODEL.DISTILL.TEMPERATURE = 5.0  # t of the student's sigmoid(z / t) in L_p'
     # learn 1/t (initialised to 1 / TEMPERATURE, 10x the base lr, no decay), as the authors' code
     _C.MODEL.DISTILL.LEARN_TEMPERATURE = False
+    # per-class weights of L_p' (K numbers in [0, 1]; empty: all 1). A departure from the paper:
+    # distil only the classes where the teacher beats the student without KD on a held-out split
+    # (distill_losses.teacher_class_gate; the demo's "-gated" KD students set them)
+    _C.MODEL.DISTILL.PREDICTION_CLASS_WEIGHTS = []
     _C.MODEL.DISTILL.TEACHER_CLS_TEMPERATURE = 0.5  # t_c of the teacher's softmax over classes
     _C.MODEL.DISTILL.TEACHER_DET_TEMPERATURE = 0.5  # t_d of the teacher's softmax over regions
     _C.MODEL.DISTILL.ROI_SELECT = "all"  # RoIs for L_f: "all" the teacher's, or "top" by max_k S_rk
@@ -145,4 +152,11 @@ def add_wsd_distill_config(cfg):
     _C.TEST.WSOD = CN()
     _C.TEST.WSOD.ENABLED = True  # evaluate CorLoc and AP50 of "instances" outputs
     _C.TEST.WSOD.IOU_THRESHOLD = 0.5  # IoU for a correct localization / detection
+    # a hit is IoU >= IOU_THRESHOLD (True: the VOC devkit's MATLAB code, WSDDN's) or IoU >
+    # IOU_THRESHOLD (False: detectron2's voc_eval, pcl.pytorch)
+    _C.TEST.WSOD.IOU_INCLUSIVE = True
+    # AP50's interpolation: "" the dataset's (VOC 2007's 11-point for a dataset of metadata
+    # year 2007, as detectron2's PascalVOCDetectionEvaluator; all-point otherwise),
+    # "11_point" or "all_point"
+    _C.TEST.WSOD.AP_METRIC = ""
     return cfg

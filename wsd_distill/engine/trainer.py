@@ -222,6 +222,11 @@ class Trainer(DefaultTrainer):
         has_boxes = MetadataCatalog.get(dataset_name).get("has_boxes", False)
         if cfg.TEST.WSOD.ENABLED and has_boxes:  # (it skips outputs without "instances")
             evaluators.append(
-                WSODEvaluator(dataset_name, iou_threshold=cfg.TEST.WSOD.IOU_THRESHOLD)
+                WSODEvaluator(
+                    dataset_name,
+                    iou_threshold=cfg.TEST.WSOD.IOU_THRESHOLD,
+                    ap_metric=cfg.TEST.WSOD.AP_METRIC,
+                    iou_inclusive=cfg.TEST.WSOD.IOU_INCLUSIVE,
+                )
             )
         return DatasetEvaluators(evaluators)

@@ -61,7 +61,13 @@ def _precision_recall_f1(predicted, labels, valid):
 
 
 def compute_multilabel_metrics(
-    scores, labels, threshold=0.5, top_k=3, ignored=None, top_k_above_threshold=True
+    scores,
+    labels,
+    threshold=0.5,
+    top_k=3,
+    ignored=None,
+    top_k_above_threshold=True,
+    ranking_scores=None,
 ):
     """Multi-label metrics of scores [N, K] against binary labels [N, K], in percent.
 
@@ -75,11 +81,20 @@ def compute_multilabel_metrics(
     ``ignored`` (binary [N, K], optional): (image, class) pairs left out of AP, as the VOC
     devkit's and ML-GCN's difficult examples; the F1 metrics count them as negatives (as
     ML-GCN's code does).
+
+    ``ranking_scores`` ([N, K], optional): what AP and the top-k order rank, when the scores
+    tie where the model does not, e.g. a classifier's logits (ML-GCN's code ranks logits;
+    float32 sigmoids of logits above ~17 all equal 1.0); it must order each class as
+    ``scores`` does. The thresholds apply to ``scores``.
     """
     scores = np.asarray(scores)
+    ranking = scores if ranking_scores is None else np.asarray(ranking_scores)
     labels = np.asarray(labels) > 0
-    if scores.shape != labels.shape or scores.ndim != 2:
-        raise ValueError(f"scores {scores.shape} and labels {labels.shape} must both be [N, K]")
+    if scores.shape != labels.shape or scores.ndim != 2 or ranking.shape != scores.shape:
+        raise ValueError(
+            f"scores {scores.shape}, ranking scores {ranking.shape} and labels {labels.shape} "
+            f"must all be [N, K]"
+        )
     if ignored is not None:
         ignored = np.asarray(ignored) > 0
         labels = labels & ~ignored
@@ -88,14 +103,14 @@ def compute_multilabel_metrics(
         raise ValueError("No class has a positive example: metrics are undefined")
     # an ignored pair scored below every other image ranks after all positives: no effect on AP
     ap = average_precision_per_class(
-        scores if ignored is None else np.where(ignored, -np.inf, scores), labels
+        ranking if ignored is None else np.where(ignored, -np.inf, ranking), labels
     )
     results = {"mAP": 100 * float(np.mean(ap[valid]))}
     for name, value in _precision_recall_f1(scores >= threshold, labels, valid).items():
         results[name] = 100 * float(value)
     k = min(top_k, scores.shape[1])
     top = np.zeros_like(labels)
-    np.put_along_axis(top, np.argpartition(-scores, k - 1, axis=1)[:, :k], True, axis=1)
+    np.put_along_axis(top, np.argpartition(-ranking, k - 1, axis=1)[:, :k], True, axis=1)
     if top_k_above_threshold:
         top &= scores >= threshold
     for name, value in _precision_recall_f1(top, labels, valid).items():
@@ -106,7 +121,8 @@ def compute_multilabel_metrics(
 
 
 class MultiLabelEvaluator(DatasetEvaluator):
-    """Evaluate ``{"image_scores": Tensor[K]}`` outputs against the inputs' ``multi_labels``.
+    """Evaluate ``{"image_scores": Tensor[K]}`` outputs against the inputs' ``multi_labels``;
+    AP ranks the outputs' ``image_logits`` where they have them (the student's).
 
     Results: ``{"multilabel": {"mAP", "CP", ..., "OF1_top3", "AP-<class>", ...}}`` in percent,
     gathered from all ranks. Per-image scores are saved to ``output_dir`` when given.
@@ -131,11 +147,14 @@ class MultiLabelEvaluator(DatasetEvaluator):
 
     def reset(self):
         self._image_ids, self._scores, self._labels, self._ignored = [], [], [], []
+        self._ranking = []
 
     def process(self, inputs, outputs):
         for inp, out in zip(inputs, outputs):
             self._image_ids.append(inp["image_id"])
             self._scores.append(out["image_scores"].detach().float().cpu().numpy())
+            ranking = out.get("image_logits", out["image_scores"])
+            self._ranking.append(ranking.detach().float().cpu().numpy())
             self._labels.append(inp["multi_labels"].numpy())
             ignored = inp.get("ignored_labels")
             self._ignored.append(
@@ -143,22 +162,18 @@ class MultiLabelEvaluator(DatasetEvaluator):
             )
 
     def evaluate(self):
-        image_ids, scores, labels, ignored = (
-            self._image_ids,
-            self._scores,
-            self._labels,
-            self._ignored,
-        )
+        columns = (self._image_ids, self._scores, self._ranking, self._labels, self._ignored)
         if self._distributed:
             comm.synchronize()
-            gathered = [comm.gather(x, dst=0) for x in (image_ids, scores, labels, ignored)]
+            gathered = [comm.gather(x, dst=0) for x in columns]
             if not comm.is_main_process():
                 return {}
-            image_ids, scores, labels, ignored = (list(itertools.chain(*g)) for g in gathered)
+            columns = [list(itertools.chain(*g)) for g in gathered]
+        image_ids, scores, ranking, labels, ignored = columns
         if not scores:
             logger.warning(f"[MultiLabelEvaluator] No predictions for {self._dataset_name}")
             return {}
-        scores, labels, ignored = np.stack(scores), np.stack(labels), np.stack(ignored)
+        scores, ranking, labels, ignored = (np.stack(x) for x in (scores, ranking, labels, ignored))
         self._check_scores(scores)
         if self._output_dir:
             PathManager.mkdirs(self._output_dir)
@@ -169,6 +184,7 @@ class MultiLabelEvaluator(DatasetEvaluator):
                     f,
                     image_ids=np.asarray(image_ids, dtype=object).astype(str),
                     scores=scores,
+                    ranking_scores=ranking,
                     labels=labels,
                     ignored_labels=ignored,
                 )
@@ -179,6 +195,7 @@ class MultiLabelEvaluator(DatasetEvaluator):
             self._top_k,
             ignored if ignored.any() else None,
             self._top_k_above_threshold,
+            ranking,
         )
         per_class = metrics.pop("AP")
         self._log_per_class(per_class)

@@ -6,8 +6,9 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
+from detectron2.evaluation.pascal_voc_evaluation import voc_ap
 from detectron2.structures import Boxes, BoxMode, pairwise_iou
 from detectron2.utils import comm
 
@@ -22,12 +23,20 @@ def _iou(a, b):
     ).numpy()
 
 
-def corloc(predictions, ground_truth, num_classes, iou_threshold=0.5):
+def is_hit(iou, threshold, inclusive=True):
+    """Whether an overlap counts as a correct localization: IoU >= threshold (``inclusive``, as
+    the VOC devkit's MATLAB code and WSDDN's) or IoU > threshold (pcl.pytorch, detectron2)."""
+    return iou >= threshold if inclusive else iou > threshold
+
+
+def corloc(predictions, ground_truth, num_classes, iou_threshold=0.5, inclusive=True):
     """Correct localization: for every (image, class) with that class in the image, whether the
-    class's top-scored box overlaps one of its ground-truth boxes by IoU >= ``iou_threshold``.
+    class's top-scored box overlaps one of its ground-truth boxes (:func:`is_hit`).
 
     Args:
-        predictions (dict): image id -> (boxes [M, 4] XYXY, scores [M], classes [M]).
+        predictions (dict): image id -> (boxes [M, 4] XYXY, scores [M], classes [M]); the
+            class's top box is its best-scored row (one row per class: each class's best region
+            over all proposals, as pcl.pytorch's ``box_results_for_corloc``).
         ground_truth (dict): image id -> (boxes [G, 4] XYXY, classes [G], difficult [G] bool).
     Returns:
         per-class CorLoc [K] (NaN for a class never present), in [0, 1].
@@ -42,16 +51,21 @@ def corloc(predictions, ground_truth, num_classes, iou_threshold=0.5):
             mine = classes == k
             if mine.any():
                 top = boxes[mine][scores[mine].argmax()]
-                hits[k] += _iou(top, gt_boxes[gt_classes == k]).max() >= iou_threshold
+                iou = _iou(top, gt_boxes[gt_classes == k]).max()
+                hits[k] += is_hit(iou, iou_threshold, inclusive)
     with np.errstate(invalid="ignore"):
         return hits / total
 
 
-def detection_ap(predictions, ground_truth, num_classes, iou_threshold=0.5):
-    """PASCAL VOC detection AP per class (all-point interpolation, as VOC 2010+): detections
-    ranked by score over the whole set, each matched greedily to the best unmatched
-    ground-truth box of its class with IoU >= threshold; "difficult" boxes neither count nor
-    penalise. Same inputs as :func:`corloc`; returns AP [K] (NaN without ground truth)."""
+def detection_ap(
+    predictions, ground_truth, num_classes, iou_threshold=0.5, use_07_metric=False, inclusive=True
+):
+    """PASCAL VOC detection AP per class, as detectron2's ``voc_eval``: detections ranked by
+    score over the whole set, each matched to the ground-truth box of its class it overlaps
+    most, a hit (:func:`is_hit`) if that box is not matched yet; "difficult" boxes neither
+    count nor penalise. AP from detectron2's ``voc_ap``: all-point interpolation (VOC 2010+),
+    or VOC 2007's 11-point metric with ``use_07_metric``. Same inputs as :func:`corloc`;
+    returns AP [K] (NaN without ground truth)."""
     ap = np.full(num_classes, np.nan)
     for k in range(num_classes):
         gt = {i: (b[c == k], d[c == k]) for i, (b, c, d) in ground_truth.items()}
@@ -74,7 +88,7 @@ def detection_ap(predictions, ground_truth, num_classes, iou_threshold=0.5):
                 continue
             overlaps = _iou(box, gt_boxes)[0]
             best = overlaps.argmax()
-            if overlaps[best] < iou_threshold:
+            if not is_hit(overlaps[best], iou_threshold, inclusive):
                 fp[j] = 1
             elif not difficult[best]:
                 if used[i][best]:
@@ -82,11 +96,8 @@ def detection_ap(predictions, ground_truth, num_classes, iou_threshold=0.5):
                 else:
                     tp[j], used[i][best] = 1, True
         tp, fp = np.cumsum(tp), np.cumsum(fp)
-        recall = np.concatenate([[0], tp / num_positives, [1]])
-        precision = np.concatenate([[0], tp / np.maximum(tp + fp, np.finfo(float).eps), [0]])
-        precision = np.maximum.accumulate(precision[::-1])[::-1]
-        changes = np.flatnonzero(recall[1:] != recall[:-1])
-        ap[k] = np.sum((recall[changes + 1] - recall[changes]) * precision[changes + 1])
+        precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+        ap[k] = voc_ap(tp / num_positives, precision, use_07_metric)
     return ap
 
 
@@ -105,15 +116,44 @@ def ground_truth_of(dataset_dicts):
     return gt
 
 
-class WSODEvaluator(DatasetEvaluator):
-    """CorLoc and AP50 of ``instances`` outputs against the dataset's boxes (``{"wsod": {...}}``,
-    percent)."""
+AP_METRICS = ("", "all_point", "11_point")
 
-    def __init__(self, dataset_name, iou_threshold=0.5, distributed=True):
+
+def uses_voc07_metric(dataset_name, ap_metric=""):
+    """Whether AP50 of ``dataset_name`` is VOC 2007's 11-point metric: ``ap_metric``
+    "11_point" or "all_point", or "" for the dataset's convention (11-point for a dataset
+    whose metadata says ``year`` 2007, as detectron2's ``PascalVOCDetectionEvaluator``)."""
+    if ap_metric not in AP_METRICS:
+        raise ValueError(f"TEST.WSOD.AP_METRIC must be one of {AP_METRICS}, got {ap_metric!r}")
+    if ap_metric:
+        return ap_metric == "11_point"
+    return str(MetadataCatalog.get(dataset_name).get("year", "")) == "2007"
+
+
+class WSODEvaluator(DatasetEvaluator):
+    """CorLoc and AP50 of a detector's outputs against the dataset's boxes (``{"wsod": {...}}``,
+    percent; the log line says which AP and which IoU comparison).
+
+    AP50 reads each output's ``instances`` (the post-processed detections). CorLoc reads
+    ``class_top_regions`` when the output has them (one box per class: its best region over
+    all proposals, before any threshold or NMS, as pcl.pytorch's CorLoc), otherwise each
+    class's best box in ``instances`` (e.g. a detectron2 detector's outputs).
+    """
+
+    def __init__(
+        self,
+        dataset_name,
+        iou_threshold=0.5,
+        distributed=True,
+        ap_metric="",
+        iou_inclusive=True,
+    ):
         self._dataset_name = dataset_name
         self._class_names = thing_classes_of(dataset_name)
         self._iou = iou_threshold
         self._distributed = distributed
+        self._use_07_metric = uses_voc07_metric(dataset_name, ap_metric)
+        self._inclusive = iou_inclusive
 
     def reset(self):
         self._predictions = {}
@@ -122,11 +162,10 @@ class WSODEvaluator(DatasetEvaluator):
         for inp, out in zip(inputs, outputs):
             if "instances" not in out:  # a classifier: nothing to localize
                 continue
-            inst = out["instances"].to("cpu")
-            self._predictions[inp["image_id"]] = (
-                inst.pred_boxes.tensor.numpy(),
-                inst.scores.numpy(),
-                inst.pred_classes.numpy(),
+            self._predictions[inp["image_id"]] = tuple(
+                _as_arrays(out[key].to("cpu"))
+                for key in ("instances", "class_top_regions")
+                if key in out
             )
 
     def evaluate(self):
@@ -142,8 +181,13 @@ class WSODEvaluator(DatasetEvaluator):
         gt = ground_truth_of(DatasetCatalog.get(self._dataset_name))
         gt = {i: v for i, v in gt.items() if i in predictions}
         k = len(self._class_names)
-        corloc_per_class = corloc(predictions, gt, k, self._iou)
-        ap_per_class = detection_ap(predictions, gt, k, self._iou)
+        detections = {i: p[0] for i, p in predictions.items()}
+        top_regions = {i: p[-1] for i, p in predictions.items()}
+        corloc_per_class = corloc(top_regions, gt, k, self._iou, self._inclusive)
+        ap_per_class = detection_ap(
+            detections, gt, k, self._iou, self._use_07_metric, self._inclusive
+        )
+        metric = "11_point" if self._use_07_metric else "all_point"
         results = {
             "CorLoc": 100 * np.nanmean(corloc_per_class),
             "AP50": 100 * np.nanmean(ap_per_class),
@@ -156,6 +200,16 @@ class WSODEvaluator(DatasetEvaluator):
             }
         )
         logger.info(
-            f"{self._dataset_name}: CorLoc {results['CorLoc']:.2f}, AP50 {results['AP50']:.2f}"
+            f"{self._dataset_name}: CorLoc {results['CorLoc']:.2f}, AP50 {results['AP50']:.2f} "
+            f"({metric} AP, IoU {'>=' if self._inclusive else '>'} {self._iou})"
         )
         return OrderedDict({"wsod": results})
+
+
+def _as_arrays(instances):
+    """(boxes [M, 4], scores [M], classes [M]) numpy arrays of detection Instances."""
+    return (
+        instances.pred_boxes.tensor.numpy(),
+        instances.scores.numpy(),
+        instances.pred_classes.numpy(),
+    )

@@ -47,6 +47,7 @@ class StudentClassifier(nn.Module):
         teacher_feature_dim=0,
         feature_loss_per_dim=False,
         scale_rois_by_score=False,
+        prediction_class_weights=(),
     ):
         """
         Args:
@@ -59,6 +60,8 @@ class StudentClassifier(nn.Module):
             feature_loss_per_dim (bool): L_f divided by D (see ``roi_feature_distill_loss``).
             scale_rois_by_score (bool): the student's pooled RoIs are multiplied by their
                 proposal scores, as the authors' RoI pooling.
+            prediction_class_weights (sequence of float): per-class weights of L_p' [K], in
+                [0, 1] (empty: all 1), e.g. ``distill_losses.teacher_class_gate``.
         """
         super().__init__()
         weights = (label_weight, prediction_weight, feature_weight)
@@ -69,6 +72,17 @@ class StudentClassifier(nn.Module):
             )
         if temperature <= 0:
             raise ValueError(f"MODEL.DISTILL.TEMPERATURE must be > 0, got {temperature}")
+        class_weights = torch.tensor(prediction_class_weights, dtype=torch.float32)
+        if len(class_weights) and (
+            len(class_weights) != num_classes
+            or not torch.isfinite(class_weights).all()
+            or (class_weights < 0).any()
+            or (class_weights > 1).any()
+        ):
+            raise ValueError(
+                f"MODEL.DISTILL.PREDICTION_CLASS_WEIGHTS must be empty or {num_classes} "
+                f"numbers in [0, 1] (one per class), got {list(prediction_class_weights)}"
+            )
         self.backbone = backbone
         self.in_feature = in_feature
         self.head = head
@@ -95,6 +109,9 @@ class StudentClassifier(nn.Module):
             self.feature_projection = nn.Linear(head.output_dim, teacher_feature_dim)
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.register_buffer(
+            "prediction_class_weights", class_weights if len(class_weights) else None, False
+        )
         add_class_count_check(self, num_classes, "MODEL.STUDENT.NUM_CLASSES")
 
     @classmethod
@@ -131,6 +148,7 @@ class StudentClassifier(nn.Module):
             "teacher_feature_dim": d.TEACHER_FEATURE_DIM,
             "feature_loss_per_dim": d.FEATURE_LOSS_PER_DIM,
             "scale_rois_by_score": d.SCALE_ROI_BY_PROPOSAL_SCORE,
+            "prediction_class_weights": d.PREDICTION_CLASS_WEIGHTS,
         }
 
     @property
@@ -178,11 +196,16 @@ class StudentClassifier(nn.Module):
                   ``proposal_scores`` [N] and ``roi_features`` [N, D] for L_f.
         Returns:
             in training, a dict of the losses in use (``loss_cls``, ``loss_kd_pred``,
-            ``loss_kd_feat``); in inference, a list of dicts ``{"image_scores": [K]}``.
+            ``loss_kd_feat``); in inference, a list of dicts ``{"image_scores": [K],
+            "image_logits": [K]}`` (the evaluation ranks the logits: float32 sigmoids of
+            logits above ~17 all equal 1.0).
         """
         images, scales = self.preprocess_image(batched_inputs)
         if not self.training:
-            return [{"image_scores": s} for s in torch.sigmoid(self.image_logits(images.tensor))]
+            logits = self.image_logits(images.tensor)
+            return [
+                {"image_scores": torch.sigmoid(z), "image_logits": z} for z in logits.float()
+            ]
         feature = self.backbone(images.tensor)[self.in_feature]
         if self.prediction_weight > 0 or self.feature_weight > 0:
             if any("teacher" not in x for x in batched_inputs):
@@ -200,7 +223,9 @@ class StudentClassifier(nn.Module):
             losses["loss_cls"] = self.label_weight * bce / len(labels)
         if self.prediction_weight > 0:
             soft = torch.stack([self._teacher(x, "soft_scores") for x in batched_inputs])
-            loss = prediction_distill_loss(logits, soft, self.inverse_temperature)
+            loss = prediction_distill_loss(
+                logits, soft, self.inverse_temperature, self.prediction_class_weights
+            )
             losses["loss_kd_pred"] = self.prediction_weight * loss
         if self.feature_weight > 0:
             loss = self.feature_distill_loss(batched_inputs, feature, scales)

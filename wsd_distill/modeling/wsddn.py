@@ -44,6 +44,31 @@ def top_regions(cls_logits, det_logits, num_regions, topk):
     return [o.topk(min(topk, len(o))).indices for o in objectness.split(num_regions)]
 
 
+def class_top_regions(boxes, region_scores, image_size):
+    """Each class's best region over all proposals (before threshold and NMS), as pcl.pytorch's
+    CorLoc takes it: Instances of K rows (``pred_boxes`` clipped to ``image_size``, ``scores``,
+    ``pred_classes`` = 0..K-1). boxes: Boxes [R]; region_scores [R, K]."""
+    scores, regions = region_scores.max(dim=0)
+    instances = Instances(image_size)
+    instances.pred_boxes = boxes[regions].clone()
+    instances.pred_boxes.clip(image_size)
+    instances.scores = scores
+    instances.pred_classes = torch.arange(len(scores), device=scores.device)
+    return instances
+
+
+def rescale_boxes(instances, height, width):
+    """Instances with ``pred_boxes`` in the network input's pixels -> the same boxes in an
+    output resolution of ``height`` x ``width`` (as ``detector_postprocess``, keeping every
+    row)."""
+    input_height, input_width = instances.image_size
+    instances = Instances((height, width), **instances.get_fields())
+    instances.pred_boxes = instances.pred_boxes.clone()
+    instances.pred_boxes.scale(width / input_width, height / input_height)
+    instances.pred_boxes.clip(instances.image_size)
+    return instances
+
+
 def select_proposals(proposals, max_proposals):
     """Keep each image's ``max_proposals`` best proposals by objectness."""
     kept = []
@@ -60,8 +85,9 @@ class WSDDN(nn.Module):
 
     Input: the ``MultiLabelDatasetMapper`` dicts (``image``, ``proposals``, ``multi_labels``).
     Training returns ``{"loss_wsddn"}`` (+ ``loss_refine_i`` with OICR refinement); inference
-    returns per image ``{"image_scores": [K], "instances": Instances}`` with ``pred_boxes``
-    (original image pixels), ``scores`` and ``pred_classes`` after per-class NMS.
+    returns per image ``{"image_scores": [K], "instances": Instances, "class_top_regions":
+    Instances}``: ``pred_boxes`` (original image pixels), ``scores`` and ``pred_classes`` after
+    per-class NMS, and each class's best region before it (CorLoc's box).
     :meth:`teacher_outputs` gives what the student distils from.
     """
 
@@ -82,6 +108,8 @@ class WSDDN(nn.Module):
         eps=1e-6,
         refine_iters=0,
         refine_iou=0.5,
+        refine_bg_iou=0.0,
+        refine_first_weight=1.0,
         score_thresh=1e-4,
         nms_thresh=0.4,
         detections_per_image=100,
@@ -113,6 +141,8 @@ class WSDDN(nn.Module):
         self.scale_rois_by_score = scale_rois_by_score
         self.eps = eps
         self.refine_iou = refine_iou
+        self.refine_bg_iou = refine_bg_iou
+        self.refine_first_weight = refine_first_weight
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
         self.detections_per_image = detections_per_image
@@ -188,6 +218,8 @@ class WSDDN(nn.Module):
             "eps": w.SCORE_EPS,
             "refine_iters": w.REFINE_ITERS,
             "refine_iou": w.REFINE_IOU,
+            "refine_bg_iou": w.REFINE_BG_IOU,
+            "refine_first_weight": w.REFINE_FIRST_LOSS_WEIGHT,
             "score_thresh": w.SCORE_THRESH_TEST,
             "nms_thresh": w.NMS_THRESH_TEST,
             "detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
@@ -292,16 +324,20 @@ class WSDDN(nn.Module):
         losses = {"loss_wsddn": bce / len(labels)}
         previous = out["region_scores"]
         for i, probs in enumerate(refine_probs):
-            losses[f"loss_refine_{i}"] = self.refine_loss(
-                probs, previous.detach(), out["proposals"], labels
-            )
+            loss = self.refine_loss(probs, previous.detach(), out["proposals"], labels)
+            losses[f"loss_refine_{i}"] = loss * (self.refine_first_weight if i == 0 else 1.0)
             previous = probs[:, 1:]
         return losses
 
     def refine_loss(self, probs, previous_scores, proposals, labels):
-        """OICR (Tang et al., CVPR 2017): each positive class's top region under the previous
-        branch, and regions overlapping it by IoU >= ``refine_iou``, become that class
-        (weighted by the top score); all other regions are background. probs [R, K+1]."""
+        """OICR (Tang et al., CVPR 2017), as pcl.pytorch's ``OICR``: each positive class in turn
+        takes its top region under the previous branch as a pseudo box (weighted by that
+        score), and the region is then taken from the other classes (its row zeroed), so two
+        classes never share one. Each region takes the class of the pseudo box it overlaps
+        most when IoU >= ``refine_iou``, else background, with that box's weight (0 under IoU
+        ``refine_bg_iou``, pcl.pytorch's BG_THRESH). Weighted cross-entropy, averaged over an
+        image's regions, then over images. probs [R, K+1] (background first); previous_scores
+        [R, K]."""
         losses = []
         for p, prob, prev, y in zip(
             proposals,
@@ -312,18 +348,21 @@ class WSDDN(nn.Module):
             classes = y.nonzero().flatten()
             if len(classes) == 0:
                 continue
-            top = prev[:, classes].argmax(dim=0)  # [C]
-            iou = pairwise_iou(p.proposal_boxes, p.proposal_boxes[top])  # [R, C]
+            prev = prev.clone()
+            top, top_scores = [], []
+            for k in classes:
+                region = prev[:, k].argmax()
+                top.append(region)
+                top_scores.append(prev[region, k].clone())  # (a view: the row is zeroed next)
+                prev[region] = 0
+            iou = pairwise_iou(p.proposal_boxes, p.proposal_boxes[torch.stack(top)])  # [R, C]
             best_iou, best = iou.max(dim=1)
             target = torch.where(
                 best_iou >= self.refine_iou, classes[best] + 1, torch.zeros_like(best)
             )
-            weight = prev[top, classes][best]
-            losses.append(
-                -(
-                    weight * prob.gather(1, target[:, None]).squeeze(1).clamp_min(self.eps).log()
-                ).mean()
-            )
+            weight = torch.stack(top_scores)[best] * (best_iou >= self.refine_bg_iou)
+            log_prob = prob.gather(1, target[:, None]).squeeze(1).clamp_min(self.eps).log()
+            losses.append(-(weight * log_prob).mean())
         return torch.stack(losses).mean() if losses else probs.sum() * 0
 
     def inference(self, batched_inputs, out, refine_probs):
@@ -342,11 +381,13 @@ class WSDDN(nn.Module):
             out["image_scores"],
         ):
             instances = self.detect(proposals.proposal_boxes, region_scores, image_size)
+            top_regions = class_top_regions(proposals.proposal_boxes, region_scores, image_size)
             height, width = x.get("height", image_size[0]), x.get("width", image_size[1])
             results.append(
                 {
                     "image_scores": image_scores,
                     "instances": detector_postprocess(instances, height, width),
+                    "class_top_regions": rescale_boxes(top_regions, height, width),
                 }
             )
         return results
