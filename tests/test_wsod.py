@@ -1,6 +1,8 @@
 """CorLoc and detection AP against hand-worked examples, WSODEvaluator end to end, the
 teacher's per-class NMS and OICR refinement loss; the teacher picture."""
 
+import json
+import logging
 import math
 
 import numpy as np
@@ -159,3 +161,50 @@ def test_oicr_refine_loss_by_hand():
     loss = wsddn.refine_loss(probs, previous, [proposals], torch.tensor([[1.0, 0.0]]))
     expected = -0.7 * (math.log(0.5) + math.log(0.8) + math.log(0.6)) / 3
     assert loss.item() == pytest.approx(expected)
+
+
+def test_image_level_labels_train_data_and_skip_the_wsod_evaluation(tmp_path, caplog):
+    """A COCO json whose annotations have no bbox (image-level labels): the labels load and
+    CorLoc/AP50 are skipped with a log line, not a crash after training. With boxes on some
+    images only, the images whose every label has a box are evaluated."""
+    coco = {
+        "images": [{"id": i, "file_name": f"{i}.jpg", "height": 50, "width": 60} for i in (1, 2)],
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1},
+            {"id": 2, "image_id": 2, "category_id": 2},
+            {"id": 3, "image_id": 2, "category_id": 1},
+        ],
+    }
+    for name, boxed in (("test_image_level", ()), ("test_partly_boxed", (2, 3))):
+        for a in coco["annotations"]:
+            if a["id"] in boxed:
+                a["bbox"] = [5, 5, 20, 20]
+        (tmp_path / f"{name}.json").write_text(json.dumps(coco))
+        register_coco_multilabel(name, str(tmp_path / f"{name}.json"), str(tmp_path))
+    dicts = DatasetCatalog.get("test_image_level")
+    assert [d["multi_labels"] for d in dicts] == [[0], [0, 1]]
+    assert all(d["annotations"] == [] for d in dicts)
+    outputs = {}
+    for key in ("instances", "class_top_regions"):
+        outputs[key] = Instances((50, 60))
+        outputs[key].pred_boxes = Boxes(torch.tensor([[5.0, 5, 25, 25], [5, 5, 25, 25]]))
+        outputs[key].scores = torch.tensor([0.9, 0.8])
+        outputs[key].pred_classes = torch.tensor([0, 1])
+    for name, expected in (("test_image_level", {}), ("test_partly_boxed", 100.0)):
+        evaluator = WSODEvaluator(name, distributed=False)
+        evaluator.reset()
+        evaluator.process([{"image_id": 1}, {"image_id": 2}], [outputs, outputs])
+        with caplog.at_level(logging.INFO, logger="wsd_distill"):
+            results = evaluator.evaluate()
+        if expected == {}:
+            assert results == {} and "CorLoc, AP50 skipped" in caplog.text
+        else:  # image 2 only: image 1's label has no box
+            assert results["wsod"]["CorLoc"] == pytest.approx(expected)
+            assert "on the 1 of 2 images whose every label has a box" in caplog.text
+    (tmp_path / "no_ids.json").write_text(
+        json.dumps({**coco, "annotations": [{"image_id": 1, "category_id": 1}]})
+    )
+    register_coco_multilabel("test_no_ann_ids", str(tmp_path / "no_ids.json"), str(tmp_path))
+    with pytest.raises(ValueError, match=r"no_ids.json: annotation 0 has no \['id'\]"):
+        DatasetCatalog.get("test_no_ann_ids")

@@ -315,14 +315,14 @@ def gain_row(variant):
     return f"KD gain ({variant})"
 
 
-def train_kd_variant(args, opts, seed, variant, teacher_cfg, student_cfg):
-    """The KD student ``variant`` of ``KD_VARIANTS`` (into student_kd_* or student_kd_gated_*);
+def train_kd_variant(args, opts, seed, variant, teacher_cfg, student_cfg, folder="student_kd"):
+    """The KD student ``variant`` of ``KD_VARIANTS`` (into <folder>_* or <folder>_gated_*);
     its test results."""
     schedule, gated = KD_VARIANTS[variant]
     if not gated:
-        return train_kd_student(args, opts, seed, teacher_cfg, schedule)
+        return train_kd_student(args, opts, seed, teacher_cfg, schedule, folder)
     gate = class_gate_options(args, teacher_cfg, student_cfg)
-    return train_kd_student(args, opts, seed, teacher_cfg, schedule, "student_kd_gated", gate)
+    return train_kd_student(args, opts, seed, teacher_cfg, schedule, f"{folder}_gated", gate)
 
 
 def metrics(results):

@@ -13,7 +13,9 @@ for the KD student, ``tools/demo.py`` trains the teachers and plain students it 
 - "stage 2 alone (L_p + L_p')" and "stage 1, then L_p alone": which half of KD helps;
 - "joint, teacher-gated classes" and "two stages, teacher-gated classes": L_p' only on the
   classes where the teacher's val AP is at least the plain student's
-  (``MODEL.DISTILL.PREDICTION_CLASS_WEIGHTS`` from ``teacher_class_gate``).
+  (``MODEL.DISTILL.PREDICTION_CLASS_WEIGHTS`` from ``teacher_class_gate``);
+- "weak teacher (150 steps), ...": the same from the demo's teacher trained 150 steps, not
+  500 (teacher_150/): does KD copy a teacher weaker than the plain student?
 
     python tools/kd_variants.py --output output/demo --seeds 0 1 2
 
@@ -37,6 +39,7 @@ from wsd_distill.utils import atomic_write_bytes  # noqa: E402
 SCALED = ["MODEL.DISTILL.SCALE_ROI_BY_PROPOSAL_SCORE", True]
 TOP_16 = ["MODEL.DISTILL.ROI_SELECT", "top", "MODEL.DISTILL.ROI_TOPK", 16]
 TEACHER_DROPOUT = ["MODEL.DISTILL.TEACHER_DROPOUT", True]
+WEAK_TEACHER = ["SOLVER.MAX_ITER", 150]
 
 
 def two_stages(args, opts, seed, teacher_cfg, folder="student_kd", extra=()):
@@ -72,6 +75,17 @@ def gated(variant):
     return train
 
 
+def weak_teacher(variant):
+    """KD from a weak teacher: the demo's teacher trained 150 steps, not 500 (teacher_150/)."""
+
+    def train(args, opts, seed, teacher_cfg):
+        _, weak = demo.train_teacher(args, opts, seed, "teacher_150", WEAK_TEACHER)
+        _, student_cfg = demo.run(args, opts, seed, "S-Cls.yaml", "student")
+        return demo.train_kd_variant(args, opts, seed, variant, weak, student_cfg, "kd_weak")
+
+    return train
+
+
 VARIANTS = {  # name: function(args, opts, seed, teacher_cfg) -> the KD student's results
     "two stages, all RoIs": two_stages,
     "two stages, top-16 RoIs": lambda *a: two_stages(*a, "kd_top16", TOP_16),
@@ -82,6 +96,8 @@ VARIANTS = {  # name: function(args, opts, seed, teacher_cfg) -> the KD student'
     "stage 1, then L_p alone": stage1_then_labels,
     "joint, teacher-gated classes": gated("joint-gated"),
     "two stages, teacher-gated classes": gated("two-stage-gated"),
+    "weak teacher (150 steps), two stages": weak_teacher("two-stage"),
+    "weak teacher (150 steps), joint, teacher-gated classes": weak_teacher("joint-gated"),
 }
 
 

@@ -130,6 +130,29 @@ def uses_voc07_metric(dataset_name, ap_metric=""):
     return str(MetadataCatalog.get(dataset_name).get("year", "")) == "2007"
 
 
+def boxed_ground_truth(dataset_dicts, dataset_name):
+    """:func:`ground_truth_of` for the images whose every label has a box: a dataset with
+    image-level labels only gives none (the evaluation is skipped), one with boxes on some
+    images is evaluated on those (an image with an unboxed label would count right detections
+    of it as false positives); the log line says how many images were left out."""
+    gt = ground_truth_of(dataset_dicts)
+    boxed = {
+        d["image_id"]
+        for d in dataset_dicts
+        if d.get("annotations")
+        and set(d.get("multi_labels", ())) <= {a["category_id"] for a in d["annotations"]}
+    }  # (a crowd box counts: its class is not unboxed)
+    boxed = {i: v for i, v in gt.items() if i in boxed}
+    if not boxed:
+        logger.info(f"{dataset_name}: no image has boxes for its labels: CorLoc, AP50 skipped")
+    elif len(boxed) < len(gt):
+        logger.info(
+            f"{dataset_name}: CorLoc and AP50 on the {len(boxed)} of {len(gt)} images whose "
+            f"every label has a box"
+        )
+    return boxed
+
+
 class WSODEvaluator(DatasetEvaluator):
     """CorLoc and AP50 of a detector's outputs against the dataset's boxes (``{"wsod": {...}}``,
     percent; the log line says which AP and which IoU comparison).
@@ -178,8 +201,10 @@ class WSODEvaluator(DatasetEvaluator):
             predictions = dict(itertools.chain.from_iterable(p.items() for p in gathered))
         if not predictions:
             return {}  # DatasetEvaluators leaves out an empty result
-        gt = ground_truth_of(DatasetCatalog.get(self._dataset_name))
+        gt = boxed_ground_truth(DatasetCatalog.get(self._dataset_name), self._dataset_name)
         gt = {i: v for i, v in gt.items() if i in predictions}
+        if not gt:
+            return {}  # (logged by boxed_ground_truth)
         k = len(self._class_names)
         detections = {i: p[0] for i, p in predictions.items()}
         top_regions = {i: p[-1] for i, p in predictions.items()}

@@ -23,7 +23,13 @@ def read_coco_labels(json_file, include_crowd=True):
         if key not in data:
             raise ValueError(f"{json_file} is not a COCO instances json: it has no '{key}'")
     labels = {image["id"]: set() for image in data["images"]}
-    for a in data["annotations"]:
+    for i, a in enumerate(data["annotations"]):
+        missing = [k for k in ("id", "image_id", "category_id") if k not in a]
+        if missing:
+            raise ValueError(
+                f"{json_file}: annotation {i} has no {missing} (each needs an id, an image_id "
+                f"and a category_id; a bbox is optional)"
+            )
         if include_crowd or not a.get("iscrowd", 0):
             labels.get(a["image_id"], set()).add(a["category_id"])
     return sorted(data["categories"], key=lambda c: c["id"]), labels
@@ -52,6 +58,10 @@ def load_coco_multilabel_json(json_file, image_root, dataset_name, include_crowd
     and Query2Label (``include_crowd=False``: only non-crowd ones). Images without labels are
     kept here; ``DATALOADER.FILTER_EMPTY_ANNOTATIONS`` drops them for training and evaluation
     alike (see ``get_multilabel_dataset_dicts``).
+
+    Boxes are optional: an annotation without ``bbox`` (image-level labels, the natural format
+    of weak supervision) gives its label and no entry in ``annotations``; the WSOD evaluation
+    then uses only the images whose every label has a box (see ``WSODEvaluator``).
     """
     categories, labels = read_coco_labels(json_file, include_crowd)
     check_coco_classes(json_file, categories, dataset_name)
@@ -60,13 +70,15 @@ def load_coco_multilabel_json(json_file, image_root, dataset_name, include_crowd
     lost = defaultdict(int)  # labels that detectron2's annotations lack
     for record in dicts:
         record["multi_labels"] = sorted(to_contiguous[c] for c in labels[record["image_id"]])
+        record["annotations"] = [a for a in record["annotations"] if "bbox" in a]
         with_boxes = {a["category_id"] for a in record["annotations"]}
         for c in set(record["multi_labels"]) - with_boxes:
             lost[c] += 1
     num_unlabeled = sum(not r["multi_labels"] for r in dicts)
+    num_boxed = sum(bool(r["annotations"]) for r in dicts)
     logger.info(
-        f"{dataset_name}: {len(dicts)} images, {num_unlabeled} without labels"
-        + (f"; {sum(lost.values())} labels have no box in detectron2's annotations" if lost else "")
+        f"{dataset_name}: {len(dicts)} images, {num_unlabeled} without labels, {num_boxed} with "
+        f"boxes" + (f"; {sum(lost.values())} labels have no box" if lost else "")
     )
     return dicts
 
