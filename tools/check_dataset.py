@@ -5,6 +5,10 @@ corrupt files, and files whose size is not the one the annotations give. Run it 
 training on a new dataset; the exit code is 1 when any image is bad.
 
     python tools/check_dataset.py --dataset coco_2014_train_multilabel coco_2014_val_multilabel
+    python tools/check_dataset.py --config-file C.yaml   # the config's DATASETS.TRAIN and TEST
+
+Datasets of your own are declared by the config's ``DATASETS.REGISTER`` (or trailing ``KEY
+VALUE`` overrides).
 """
 
 import argparse
@@ -14,8 +18,8 @@ import sys
 from detectron2.data import DatasetCatalog
 from tqdm import tqdm
 
-import wsd_distill  # noqa: F401  (registers the datasets)
 from wsd_distill.data.mapper import read_image
+from wsd_distill.engine import add_dataset_config_arguments, setup_cfg
 
 
 def check(dataset_dict):
@@ -28,8 +32,12 @@ def check(dataset_dict):
 
 
 def main(args):
+    cfg = setup_cfg(args.config_file, args.opts)
+    names = args.dataset or [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST]
+    if not names:
+        raise SystemExit("check_dataset: name --dataset, or a --config-file with datasets")
     bad = []
-    for name in args.dataset:
+    for name in names:
         dicts = DatasetCatalog.get(name)
         with mp.get_context("spawn").Pool(args.workers) as pool:
             results = pool.imap(check, dicts, chunksize=16)
@@ -44,6 +52,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--dataset", nargs="+", required=True, help="registered dataset names")
+    parser.add_argument(
+        "--dataset", nargs="+", help="dataset names (default: the config's TRAIN and TEST)"
+    )
     parser.add_argument("--workers", type=int, default=mp.cpu_count())
+    add_dataset_config_arguments(parser)
     sys.exit(main(parser.parse_args()))

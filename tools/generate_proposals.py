@@ -6,8 +6,10 @@ memory-mapped arrays, read lazily per image) or, if --output ends with .pkl, a d
         --method edge_boxes --max-proposals 2000 --workers 16 --dtype float16 \\
         --output output/proposals/coco_2014_train_multilabel_edge_boxes
 
-``--method detectron2 --d2-config C --d2-weights W`` takes the boxes of any detectron2 RPN or
-detector instead (the paper's Table 5).
+A dataset of your own is declared by a config's ``DATASETS.REGISTER`` (``--config-file`` and
+trailing ``KEY VALUE`` overrides, e.g. ``DATASETS.REGISTER "[['mine_train', 'train.json',
+'images']]"``). ``--method detectron2 --d2-config C --d2-weights W`` takes the boxes of any
+detectron2 RPN or detector instead (the paper's Table 5).
 
 A stopped run (Ctrl-C, kill) resumes when started again with the same arguments; the output
 only appears when complete. Point ``DATASETS.PROPOSAL_FILES_TRAIN/TEST`` at it.
@@ -22,6 +24,7 @@ from detectron2.utils.logger import setup_logger
 import wsd_distill  # noqa: F401  (registers the datasets)
 from wsd_distill.box_proposers import PROPOSAL_METHODS
 from wsd_distill.box_proposers.generate import generate_proposal_file
+from wsd_distill.engine import add_dataset_config_arguments, setup_cfg
 
 
 def get_parser():
@@ -74,6 +77,7 @@ def get_parser():
         "--d2-opts", nargs="*", default=[], help="detectron2: config overrides, KEY VALUE ..."
     )
     parser.add_argument("--chunk-size", type=int, default=64, help="images per resumable chunk")
+    add_dataset_config_arguments(parser)
     return parser
 
 
@@ -109,6 +113,7 @@ def generator_kwargs(args):
 
 def main(args):
     logger = setup_logger(name="wsd_distill")
+    setup_cfg(args.config_file, args.opts)  # DATASETS.REGISTER
     if os.path.exists(args.output):
         logger.info(f"{args.output} already exists; delete it to generate again")
         return None

@@ -9,6 +9,7 @@ python tools/train_net.py --config-file ... --num-gpus 8 SOLVER.IMS_PER_BATCH 64
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from wsd_distill.data.datasets import prepare_synthetic_shapes
 from wsd_distill.engine import Trainer, setup_cfg
@@ -18,6 +19,10 @@ def setup(args):
     cfg = setup_cfg(args.config_file, args.opts)
     cfg.freeze()
     default_setup(cfg, args)
+    # wsd-distill's own messages (dataset counts, the per-class AP table, skipped evaluations)
+    setup_logger(
+        cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="wsd_distill", abbrev_name="wsd"
+    )
     return cfg
 
 

@@ -24,6 +24,12 @@ def add_wsd_distill_config(cfg):
     _C.DATASETS.SYNTHETIC.OBJECT_SIZE = (0.1, 0.45)  # object diameters, fraction of the image side
     _C.DATASETS.SYNTHETIC.DISTRACTORS = (2, 8)  # distractors (strokes, noise blobs) per image
 
+    # Datasets of your own, registered by setup_cfg (every tool) before anything else: a list of
+    # [name, annotation_file, image_root] (a COCO json, boxes optional) or [name, label_list,
+    # image_root, class_file] (a .csv/.tsv/.txt of "image,label;label"; class_file may be "");
+    # e.g. DATASETS.REGISTER "[['mine_train', 'train.json', 'images']]"
+    _C.DATASETS.REGISTER = []
+
     # "shortest_edge": detectron2's resize (INPUT.MIN_SIZE_*, aspect ratio kept, MAX_SIZE_*);
     # "square": each image warped to S x S, S drawn from INPUT.MIN_SIZE_TRAIN (the authors')
     _C.INPUT.RESIZE = "shortest_edge"
