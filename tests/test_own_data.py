@@ -171,9 +171,43 @@ def test_own_photos_declared_in_the_config_through_the_tools(photo_set, tmp_path
         tmp_path / "student",
     )
     assert student.returncode == 0, student.stderr[-3000:]
-    for run in ("teacher", "student"):
+    # KD from the teacher's run folder (its config.yaml carries DATASETS.REGISTER)
+    kd = tool(
+        "train_net.py",
+        "--config-file",
+        os.path.join(ROOT, "configs/Synthetic/S-Cls_KD.yaml"),
+        *small,
+        "MODEL.STUDENT.NUM_CLASSES",
+        3,
+        "OUTPUT_DIR",
+        tmp_path / "student_kd",
+        "MODEL.DISTILL.TEACHER_CONFIG",
+        tmp_path / "teacher" / "config.yaml",
+        "MODEL.DISTILL.TEACHER_WEIGHTS",
+        tmp_path / "teacher" / "model_final.pth",
+        "DATASETS.PROPOSAL_FILES_TRAIN",
+        f"('{proposals['train']}',)",
+    )
+    assert kd.returncode == 0, kd.stderr[-3000:]
+    for run in ("teacher", "student", "student_kd"):
         metrics = [json.loads(line) for line in open(tmp_path / run / "metrics.json")]
         assert any("multilabel/mAP" in m for m in metrics), run
+    # predict.py from the KD student's run folder alone: the json's class names in scores.csv
+    predicted = tool(
+        "predict.py",
+        "--config-file",
+        tmp_path / "student_kd" / "config.yaml",
+        "--input",
+        photo_set / "images",
+        "--output",
+        tmp_path / "predictions",
+        "MODEL.WEIGHTS",
+        tmp_path / "student_kd" / "model_final.pth",
+    )
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    header = (tmp_path / "predictions" / "scores.csv").read_text().splitlines()[0]
+    assert header == "file_name," + ",".join(CLASSES)
+    assert len(list((tmp_path / "predictions").glob("*.jpg"))) == 18
 
 
 def test_declared_datasets_are_checked(photo_set):
