@@ -206,7 +206,7 @@ def test_own_photos_declared_in_the_config_through_the_tools(photo_set, tmp_path
     )
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     header = (tmp_path / "predictions" / "scores.csv").read_text().splitlines()[0]
-    assert header == "file_name," + ",".join(CLASSES)
+    assert header == "file_name,picture," + ",".join(CLASSES)
     assert len(list((tmp_path / "predictions").glob("*.jpg"))) == 18
 
 

@@ -67,14 +67,18 @@ def test_predict_on_a_folder_reports_the_corrupt_file_and_does_the_rest(photos, 
     assert done.returncode == 1, done.stderr[-2000:]  # one file could not be read
     assert "broken.jpg" in done.stderr and "notes.txt" not in done.stderr
     assert (output / "unreadable.txt").read_text().startswith(str(photos / "broken.jpg"))
-    assert sorted(os.listdir(output)) == ["colour.jpg", "grey.jpg", "scores.csv", "unreadable.txt"]
+    assert "1 file could not be read" in done.stderr
+    pictures = ["colour.jpg.jpg", "grey.png.jpg"]
+    assert sorted(os.listdir(output)) == [*pictures, "scores.csv", "unreadable.txt"]
     with open(output / "scores.csv") as f:
         rows = list(csv.reader(f))
-    assert rows[0][1:4] == ["circle", "triangle", "square"] and len(rows[0]) == 13
+    assert rows[0][:5] == ["file_name", "picture", "circle", "triangle", "square"]
+    assert len(rows[0]) == 14
     assert [os.path.basename(r[0]) for r in rows[1:]] == ["colour.jpg", "grey.png"]
-    scores = np.array([r[1:] for r in rows[1:]], dtype=float)
+    assert [r[1] for r in rows[1:]] == pictures
+    scores = np.array([r[2:] for r in rows[1:]], dtype=float)
     assert ((scores > 0) & (scores < 1)).all()
-    assert cv2.imread(str(output / "colour.jpg")).shape[0] >= 160  # the drawing
+    assert cv2.imread(str(output / "colour.jpg.jpg")).shape[0] >= 160  # the drawing
 
 
 def test_default_predictor_runs_the_teacher_with_its_own_proposals(tmp_path):

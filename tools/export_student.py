@@ -6,11 +6,15 @@ takes and gives. Both are checked against the PyTorch model on one batch before 
     python tools/export_student.py --config-file configs/Synthetic/S-Cls.yaml \\
         --output output/export MODEL.WEIGHTS output/demo/seed0/student/model_final.pth
 
-    # serving, with torch alone:
-    scores = torch.jit.load("output/export/student.ts")(images)  # uint8 [B, 3, H, W]
+    # serving: images are uint8 [B, 3, H, W], 0-255, in the config's INPUT.FORMAT channel
+    # order (BGR for every config here: cv2.imread's order; flip an RGB array, x[:, ::-1]);
+    # with torch alone:
+    scores = torch.jit.load("output/export/student.ts")(images)
     # or with onnxruntime alone:
     scores = onnxruntime.InferenceSession("output/export/student.onnx").run(
         None, {"images": images})[0]
+
+student.json says the same ("input"), with the class names in score order.
 """
 
 import argparse
@@ -89,7 +93,7 @@ def main(args):
         check("ONNX", session.run(None, {"images": images.numpy()})[0], reference)
         os.replace(path + ".tmp", path)
     info = {
-        "input": f"uint8 [B, 3, H, W], channels {cfg.INPUT.FORMAT}",
+        "input": f"uint8 [B, 3, H, W] (NCHW), values 0-255, channels {cfg.INPUT.FORMAT}",
         "output": "scores [B, K] in (0, 1)",
         "classes": thing_classes_of((cfg.DATASETS.TEST or cfg.DATASETS.TRAIN)[0]),
         "weights": cfg.MODEL.WEIGHTS,

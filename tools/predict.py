@@ -99,6 +99,19 @@ class Predictor:
         return rgb, out["image_scores"][0].cpu().numpy(), (boxes, objectness)
 
 
+def picture_name(file_name, used):
+    """The picture of ``file_name``: its base name, extension included, + ".jpg" (photo.png ->
+    photo.png.jpg), numbered when another input had the same name (photo.png_2.jpg); ``used``
+    (a set) collects the names given."""
+    base = os.path.basename(file_name)
+    name, k = f"{base}.jpg", 1
+    while name in used:  # the same name in two folders
+        k += 1
+        name = f"{base}_{k}.jpg"
+    used.add(name)
+    return name
+
+
 def main(args):
     cfg = setup_cfg(args.config_file, args.opts)
     if cfg.MODEL.META_ARCHITECTURE == "WSDDN" and cfg.MODEL.WSDDN.PROPOSALS_AT_TEST == (
@@ -120,20 +133,18 @@ def main(args):
         drawing = draw_teacher_view(
             image, boxes, objectness, scores, class_names, num_labels=args.top_k
         )
-        name = os.path.splitext(os.path.basename(file_name))[0]
-        while name in used:  # the same name in two folders
-            name += "_"
-        used.add(name)
-        Image.fromarray(drawing).save(os.path.join(args.output, f"{name}.jpg"))
-        rows.append([file_name, *(f"{s:.5f}" for s in scores)])
+        picture = picture_name(file_name, used)
+        Image.fromarray(drawing).save(os.path.join(args.output, picture))
+        rows.append([file_name, picture, *(f"{s:.5f}" for s in scores)])
     table = io.StringIO()
-    csv.writer(table).writerows([["file_name", *class_names], *rows])
+    csv.writer(table).writerows([["file_name", "picture", *class_names], *rows])
     atomic_write_bytes(os.path.join(args.output, "scores.csv"), table.getvalue().encode())
     print(f"{len(rows)} images: pictures and scores.csv in {args.output}")
     if unreadable:
         text = "\n".join(unreadable) + "\n"
         atomic_write_bytes(os.path.join(args.output, "unreadable.txt"), text.encode())
-        print(f"{len(unreadable)} files could not be read:\n{text}", file=sys.stderr)
+        files = "file" if len(unreadable) == 1 else "files"
+        print(f"{len(unreadable)} {files} could not be read:\n{text}", file=sys.stderr)
         return 1
     return 0
 
