@@ -124,6 +124,7 @@ def test_own_photos_declared_in_the_config_through_the_tools(photo_set, tmp_path
     assert checked.returncode == 0, checked.stderr[-2000:]
     assert "mine_train: 12 images, 0 bad" in checked.stdout
     assert "mine_val: 6 images, 0 bad" in checked.stdout
+    assert "hopper" in checked.stdout and "(no label)" in checked.stdout
     proposals = {}
     for split in ("train", "val"):
         proposals[split] = tmp_path / f"mine_{split}_edge_boxes"

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Read every image of registered datasets once, as training will (fully decoded, EXIF
 orientation applied), and list every image that cannot be used: missing, truncated or
-corrupt files, and files whose size is not the one the annotations give. Run it once before
-training on a new dataset; the exit code is 1 when any image is bad.
+corrupt files, and files whose size is not the one the annotations give; print each dataset's
+classes with their image counts. Run it once before training on a new dataset; the exit code
+is 1 when any image is bad.
 
     python tools/check_dataset.py --dataset coco_2014_train_multilabel coco_2014_val_multilabel
     python tools/check_dataset.py --config-file C.yaml   # the config's DATASETS.TRAIN and TEST
@@ -15,9 +16,12 @@ import argparse
 import multiprocessing as mp
 import sys
 
+import numpy as np
 from detectron2.data import DatasetCatalog
+from tabulate import tabulate
 from tqdm import tqdm
 
+from wsd_distill.data import thing_classes_of
 from wsd_distill.data.mapper import read_image
 from wsd_distill.engine import add_dataset_config_arguments, setup_cfg
 
@@ -31,19 +35,31 @@ def check(dataset_dict):
     return None
 
 
+def print_class_counts(name, dicts):
+    """The dataset's classes with the number of images of each."""
+    classes = thing_classes_of(name)
+    counts = np.zeros(len(classes), int)
+    for d in dicts:
+        counts[d["multi_labels"]] += 1
+    unlabeled = sum(not d["multi_labels"] for d in dicts)
+    rows = [[c, n] for c, n in zip(classes, counts)] + [["(no label)", unlabeled]]
+    print(tabulate(rows, headers=["class", "images"]) + "\n")
+
+
 def main(args):
     cfg = setup_cfg(args.config_file, args.opts)
     names = args.dataset or [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST]
     if not names:
         raise SystemExit("check_dataset: name --dataset, or a --config-file with datasets")
     bad = []
-    for name in names:
-        dicts = DatasetCatalog.get(name)
-        with mp.get_context("spawn").Pool(args.workers) as pool:
+    with mp.get_context("spawn").Pool(args.workers) as pool:  # one start for every dataset
+        for name in names:
+            dicts = DatasetCatalog.get(name)
             results = pool.imap(check, dicts, chunksize=16)
             errors = [e for e in tqdm(results, total=len(dicts), desc=name, unit="img") if e]
-        print(f"{name}: {len(dicts)} images, {len(errors)} bad")
-        bad += errors
+            print(f"{name}: {len(dicts)} images, {len(errors)} bad")
+            print_class_counts(name, dicts)
+            bad += errors
     print("\n".join(bad))
     return 1 if bad else 0
 
