@@ -20,7 +20,7 @@ from wsd_distill.data import (
     read_proposals,
     save_proposals,
 )
-from wsd_distill.engine import Trainer
+from wsd_distill.engine import Trainer, setup_cfg
 from wsd_distill.evaluation import MultiLabelEvaluator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,7 +60,7 @@ def teacher_cfg(output_dir, proposals, *opts):
     [
         (["SOLVER.IMS_PER_BATCH", 0], ValueError, "SOLVER.IMS_PER_BATCH is 0"),
         (["INPUT.MIN_SIZE_TRAIN", (-96,)], ValueError, r"INPUT.MIN_SIZE_TRAIN \(-96,\)"),
-        (["MODEL.WSDDN.MAX_PROPOSALS", 0], ValueError, "MODEL.WSDDN.MAX_PROPOSALS must be > 0"),
+        (["MODEL.WSDDN.MAX_PROPOSALS", 0], ValueError, "MODEL.WSDDN.MAX_PROPOSALS is 0: expected"),
         (["DATASETS.PROPOSAL_FILES_TEST", ("nowhere",)], FileNotFoundError, "nowhere does not"),
         (["MODEL.WSDDN.NUM_CLASSES", 5], ValueError, "'tiny_shapes_train' has 12 classes"),
     ],
@@ -71,6 +71,41 @@ def test_bad_settings_are_refused_before_training(
     with pytest.raises(error, match=message):
         Trainer(teacher_cfg(tmp_path, tiny_proposals, *opts))
     assert not os.path.exists(tmp_path / "last_checkpoint")
+
+
+@pytest.mark.parametrize(
+    "key,value,expected",
+    [
+        ("MODEL.DISTILL.LABEL_WEIGHT", float("nan"), r"a finite number in \[0, inf\)"),
+        ("MODEL.DISTILL.TEMPERATURE", float("inf"), r"a finite number in \(0, inf\)"),
+        ("MODEL.DISTILL.TEACHER_CLS_TEMPERATURE", float("nan"), "a finite number"),
+        ("MODEL.DISTILL.ROI_TOPK", 0, r"an integer in \[1, inf\)"),
+        ("MODEL.DISTILL.ROI_TOPK", -3, r"an integer in \[1, inf\)"),
+        ("MODEL.DISTILL.PREDICTION_CLASS_WEIGHTS", [1.0, 2.0], r"a finite number in \[0, 1\]"),
+        ("DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TRAIN", 0, "an integer in"),
+        ("DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST", 0, "an integer"),
+        ("MODEL.STUDENT.INPUT_SIZE", -64, r"an integer in \[0, inf\)"),
+        ("MODEL.STUDENT.POOLER_RESOLUTION", 0, "an integer"),
+        ("MODEL.WSDDN.DROPOUT", 1.5, r"a finite number in \[0, 1\)"),
+        ("MODEL.WSDDN.SCORE_EPS", 0.7, r"a finite number in \(0, 0.5\)"),
+        ("MODEL.DISTILL.ROI_SELECT", "best", r"one of \['all', 'top'\]"),
+        ("MODEL.DISTILL.TEACHER_WEIGHTS", "", "TEACHER_WEIGHTS is empty"),
+    ],
+)
+def test_settings_are_checked_when_the_config_is_set_up(key, value, expected, tmp_path):
+    """setup_cfg (every tool) refuses a setting that would train silently wrong or fail late,
+    naming the key and its value; so does Trainer for a config built by hand."""
+    config = os.path.join(ROOT, "configs", "Synthetic", "S-Cls_KD.yaml")
+    message = f"{re.escape(key)} is {re.escape(repr(value))}: expected {expected}"
+    if key == "MODEL.DISTILL.TEACHER_WEIGHTS":
+        message = expected
+    with pytest.raises(ValueError, match=message):
+        setup_cfg(config, [key, value])
+    cfg = add_wsd_distill_config(get_cfg())
+    cfg.merge_from_file(config)
+    cfg.merge_from_list([key, value, "OUTPUT_DIR", str(tmp_path)])
+    with pytest.raises(ValueError, match=message):
+        Trainer(cfg)
 
 
 def test_a_diverging_run_leaves_no_poisoned_checkpoint(datasets_dir, tiny_proposals, tmp_path):

@@ -221,9 +221,7 @@ def test_declared_datasets_are_checked(photo_set):
     with pytest.raises(ValueError, match="'decl_train' is registered already, with other files"):
         register_declared_datasets([["decl_train", str(photo_set / "val.json"), images]])
     with pytest.raises(ValueError, match="registered already, with other files \\(builtin\\)"):
-        register_declared_datasets(
-            [["nuswide_81_train", str(photo_set / "train.csv"), images]]
-        )
+        register_declared_datasets([["nuswide_81_train", str(photo_set / "train.csv"), images]])
     with pytest.raises(ValueError, match="each entry is \\[name, annotation_file, image_root\\]"):
         register_declared_datasets([["decl_x", str(photo_set / "val.json")]])
     with pytest.raises(FileNotFoundError, match="dataset 'decl_y': no /nonexistent.json"):

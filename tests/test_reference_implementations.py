@@ -258,8 +258,11 @@ def test_voc07_eleven_point_and_all_point_ap():
         1: (np.array([[0, 0, 10, 10]], np.float32), np.array([0]), np.array([False])),
     }
     pred = {
-        0: (np.array([[0, 0, 10, 10], [50, 50, 60, 60]], np.float32), np.array([0.9, 0.8]),
-            np.array([0, 0])),
+        0: (
+            np.array([[0, 0, 10, 10], [50, 50, 60, 60]], np.float32),
+            np.array([0.9, 0.8]),
+            np.array([0, 0]),
+        ),
         1: (np.array([[0, 0, 10, 10]], np.float32), np.array([0.7]), np.array([0])),
     }
     assert detection_ap(pred, gt, 1)[0] == pytest.approx(5 / 6)

@@ -5,6 +5,6 @@ detectron2's catalogs and registries.
 """
 
 from . import data, modeling  # noqa: F401  (registers datasets, backbones, meta-architectures)
-from .config import add_wsd_distill_config
+from .config import add_wsd_distill_config, check_config
 
-__all__ = ["add_wsd_distill_config"]
+__all__ = ["add_wsd_distill_config", "check_config"]

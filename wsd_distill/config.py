@@ -1,5 +1,7 @@
 """Config keys added by wsd-distill; every key has its default and a one-line comment."""
 
+import math
+
 from detectron2.config import CfgNode as CN
 
 
@@ -166,3 +168,75 @@ def add_wsd_distill_config(cfg):
     # "11_point" or "all_point"
     _C.TEST.WSOD.AP_METRIC = ""
     return cfg
+
+
+def _check_number(cfg, key, low=None, high=None, low_open=False, high_open=False, integer=False):
+    value = cfg
+    for part in key.split("."):
+        value = value[part]
+    values = value if isinstance(value, (list, tuple)) else [value]
+    for v in values:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        ok = ok and (not integer or float(v).is_integer())
+        if ok and low is not None:
+            ok = v > low if low_open else v >= low
+        if ok and high is not None:
+            ok = v < high if high_open else v <= high
+        if not ok:
+            bounds = (
+                f"{'(' if low_open else '['}{'-inf' if low is None else low}, "
+                f"{'inf' if high is None else high}{')' if high_open or high is None else ']'}"
+            )
+            kind = "an integer" if integer else "a finite number"
+            raise ValueError(f"{key} is {value!r}: expected {kind} in {bounds}")
+
+
+def check_config(cfg):
+    """Refuse wsd-distill settings that would train silently wrong or fail late: every number
+    finite and in its range, every choice known. Each error names the key, its value and what
+    is expected. Called by ``setup_cfg`` (every tool) and by ``Trainer``."""
+    d, w, s = "MODEL.DISTILL.", "MODEL.WSDDN.", "MODEL.STUDENT."
+    for key in ("LABEL_WEIGHT", "PREDICTION_WEIGHT", "FEATURE_WEIGHT"):
+        _check_number(cfg, d + key, low=0)
+    for key in ("TEMPERATURE", "TEACHER_CLS_TEMPERATURE", "TEACHER_DET_TEMPERATURE"):
+        _check_number(cfg, d + key, low=0, low_open=True)
+    _check_number(cfg, d + "ROI_TOPK", low=1, integer=True)
+    _check_number(cfg, d + "PREDICTION_CLASS_WEIGHTS", low=0, high=1)
+    for key in (w + "DROPOUT", s + "DROPOUT"):
+        _check_number(cfg, key, low=0, high=1, high_open=True)
+    _check_number(cfg, w + "SCORE_EPS", low=0, high=0.5, low_open=True, high_open=True)
+    for key in (w + "POOLER_RESOLUTION", s + "POOLER_RESOLUTION", w + "FC_DIM", s + "FC_DIM"):
+        _check_number(cfg, key, low=1, integer=True)
+    _check_number(cfg, w + "MAX_PROPOSALS", low=1, integer=True)
+    _check_number(cfg, s + "INPUT_SIZE", low=0, integer=True)
+    _check_number(cfg, w + "REFINE_ITERS", low=0, integer=True)
+    _check_number(cfg, w + "REFINE_IOU", low=0, high=1, low_open=True)
+    _check_number(cfg, w + "REFINE_BG_IOU", low=0, high=1, high_open=True)
+    _check_number(cfg, w + "REFINE_FIRST_LOSS_WEIGHT", low=0)
+    _check_number(cfg, w + "SCORE_THRESH_TEST", low=0, high=1, high_open=True)
+    _check_number(cfg, w + "NMS_THRESH_TEST", low=0, high=1, low_open=True)
+    _check_number(cfg, "TEST.WSOD.IOU_THRESHOLD", low=0, high=1, low_open=True)
+    _check_number(cfg, "TEST.MULTILABEL.SCORE_THRESHOLD", low=0, high=1)
+    _check_number(cfg, "TEST.MULTILABEL.TOP_K", low=1, integer=True)
+    if cfg.MODEL.LOAD_PROPOSALS:
+        for key in ("PRECOMPUTED_PROPOSAL_TOPK_TRAIN", "PRECOMPUTED_PROPOSAL_TOPK_TEST"):
+            _check_number(cfg, "DATASETS." + key, low=1, integer=True)
+    for key, choices in (
+        (d + "ROI_SELECT", ("all", "top")),
+        (s + "HEAD", ("pool", "fc")),
+        (s + "POOLING", ("avg", "max")),
+        (s + "TEST_RESIZE", ("model", "loader")),
+        (w + "BOX_HEAD", ("res5", "fc")),
+        ("INPUT.RESIZE", ("shortest_edge", "square")),
+        ("SOLVER.OPTIMIZER", ("SGD", "AdamW")),
+    ):
+        value = cfg
+        for part in key.split("."):
+            value = value[part]
+        if value not in choices:
+            raise ValueError(f"{key} is {value!r}: expected one of {list(choices)}")
+    if cfg.MODEL.DISTILL.ENABLED and not cfg.MODEL.DISTILL.TEACHER_WEIGHTS:
+        raise ValueError(
+            "MODEL.DISTILL.TEACHER_WEIGHTS is empty: distillation needs the trained teacher's "
+            "weights (its model_final.pth), online and to check a teacher cache"
+        )

@@ -5,18 +5,20 @@ import argparse
 import torch
 from detectron2.config import get_cfg
 
-from ..config import add_wsd_distill_config
+from ..config import add_wsd_distill_config, check_config
 from ..data.datasets import register_declared_datasets
 
 
 def setup_cfg(config_file, opts=()):
     """detectron2's config with wsd-distill's keys, ``config_file`` (if not "") and the ``opts``
-    overrides merged in (not frozen), the datasets of ``DATASETS.REGISTER`` registered; on a
-    machine without CUDA, a config naming a CUDA device runs on the CPU."""
+    overrides merged in (not frozen) and checked (``check_config``), the datasets of
+    ``DATASETS.REGISTER`` registered; on a machine without CUDA, a config naming a CUDA device
+    runs on the CPU."""
     cfg = add_wsd_distill_config(get_cfg())
     if config_file:
         cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts))
+    check_config(cfg)
     register_declared_datasets(cfg.DATASETS.REGISTER)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"

@@ -20,6 +20,7 @@ from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
+from ..config import check_config
 from ..data import MultiLabelDatasetMapper, get_multilabel_dataset_dicts
 from ..data.proposals import check_proposal_file
 from ..data.resumable_loader import build_resumable_train_loader
@@ -79,6 +80,7 @@ class Trainer(DefaultTrainer):
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
+        check_config(cfg)  # (setup_cfg checks too; a cfg built by hand is checked here)
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         if cfg.SEED >= 0:  # each run starts from its seed's state, whatever ran before it
             seed_all_rng(cfg.SEED + comm.get_rank())

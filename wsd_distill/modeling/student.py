@@ -203,9 +203,7 @@ class StudentClassifier(nn.Module):
         images, scales = self.preprocess_image(batched_inputs)
         if not self.training:
             logits = self.image_logits(images.tensor)
-            return [
-                {"image_scores": torch.sigmoid(z), "image_logits": z} for z in logits.float()
-            ]
+            return [{"image_scores": torch.sigmoid(z), "image_logits": z} for z in logits.float()]
         feature = self.backbone(images.tensor)[self.in_feature]
         if self.prediction_weight > 0 or self.feature_weight > 0:
             if any("teacher" not in x for x in batched_inputs):

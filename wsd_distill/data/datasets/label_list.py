@@ -87,9 +87,7 @@ def load_label_list(list_file, image_root, dataset_name, class_file=""):
 
 def register_label_list(name, list_file, image_root, class_file=""):
     """Register a label list (module docstring) as the multi-label dataset ``name``."""
-    DatasetCatalog.register(
-        name, lambda: load_label_list(list_file, image_root, name, class_file)
-    )
+    DatasetCatalog.register(name, lambda: load_label_list(list_file, image_root, name, class_file))
     metadata = {"thing_classes": read_class_file(class_file)} if class_file else {}
     MetadataCatalog.get(name).set(
         list_file=list_file,
