@@ -170,10 +170,15 @@ def add_wsd_distill_config(cfg):
     return cfg
 
 
-def _check_number(cfg, key, low=None, high=None, low_open=False, high_open=False, integer=False):
-    value = cfg
+def _value(cfg, key):
+    """The value of a dotted config key, e.g. "MODEL.DISTILL.TEMPERATURE"."""
     for part in key.split("."):
-        value = value[part]
+        cfg = cfg[part]
+    return cfg
+
+
+def _check_number(cfg, key, low=None, high=None, low_open=False, high_open=False, integer=False):
+    value = _value(cfg, key)
     values = value if isinstance(value, (list, tuple)) else [value]
     for v in values:
         ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
@@ -230,9 +235,7 @@ def check_config(cfg):
         ("INPUT.RESIZE", ("shortest_edge", "square")),
         ("SOLVER.OPTIMIZER", ("SGD", "AdamW")),
     ):
-        value = cfg
-        for part in key.split("."):
-            value = value[part]
+        value = _value(cfg, key)
         if value not in choices:
             raise ValueError(f"{key} is {value!r}: expected one of {list(choices)}")
     if cfg.MODEL.DISTILL.ENABLED and not cfg.MODEL.DISTILL.TEACHER_WEIGHTS:
