@@ -10,12 +10,16 @@ import cv2
 import numpy as np
 import pytest
 import sklearn.datasets
+import torch
+import yaml
 from matplotlib import cbook
 
 from wsd_distill.data.datasets import load_label_list
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ["china", "flower", "hopper"]
+SPLITS = ("val", "test")
+TRAIN_CSV = {}  # the photo set's train.csv, by folder
 
 
 def sample_photos():
@@ -32,14 +36,15 @@ def sample_photos():
 
 @pytest.fixture(scope="module")
 def photo_set(tmp_path_factory):
-    """12 training and 6 validation collages (96 x 192: two 96 x 96 crops side by side, of one
-    or two photos); train.csv (a label list with a header), val.json (COCO, no bbox)."""
+    """12 training, 6 validation and 6 test collages (96 x 192: two 96 x 96 crops side by side,
+    of one or two photos); train.csv (a label list with a header), val.json and test.json
+    (COCO, no bbox)."""
     root = tmp_path_factory.mktemp("photos")
     (root / "images").mkdir()
     photos, rng = sample_photos(), np.random.default_rng(0)
-    rows, coco = ["image,labels"], {"images": [], "annotations": [], "categories": []}
-    coco["categories"] = [{"id": i + 1, "name": c} for i, c in enumerate(CLASSES)]
-    for i in range(18):
+    rows, categories = ["image,labels"], [{"id": i + 1, "name": c} for i, c in enumerate(CLASSES)]
+    coco = {s: {"images": [], "annotations": [], "categories": categories} for s in SPLITS}
+    for i in range(24):
         names = [CLASSES[i % 3], CLASSES[(i + i // 3) % 3]]
         crops = []
         for name in names:
@@ -52,24 +57,27 @@ def photo_set(tmp_path_factory):
         if i < 12:
             rows.append(f"{file_name},{';'.join(labels)}")
             continue
-        coco["images"].append({"id": i, "file_name": file_name, "height": 96, "width": 192})
+        split = coco["val" if i < 18 else "test"]
+        split["images"].append({"id": i, "file_name": file_name, "height": 96, "width": 192})
         for name in labels:
-            coco["annotations"].append(
+            split["annotations"].append(
                 {
-                    "id": len(coco["annotations"]) + 1,
+                    "id": len(split["annotations"]) + 1,
                     "image_id": i,
                     "category_id": 1 + CLASSES.index(name),
                 }
             )
-    (root / "train.csv").write_text("\n".join(rows) + "\n")
-    (root / "val.json").write_text(json.dumps(coco))
+    TRAIN_CSV[str(root)] = "\n".join(rows) + "\n"
+    (root / "train.csv").write_text(TRAIN_CSV[str(root)])
+    for name, split in coco.items():
+        (root / f"{name}.json").write_text(json.dumps(split))
     return root
 
 
 def register_opts(root):
     entries = [
         ["mine_train", str(root / "train.csv"), str(root / "images")],
-        ["mine_val", str(root / "val.json"), str(root / "images")],
+        *([f"mine_{s}", str(root / f"{s}.json"), str(root / "images")] for s in SPLITS),
     ]
     return ["DATASETS.REGISTER", repr(entries)]
 
@@ -144,13 +152,12 @@ def test_own_photos_declared_in_the_config_through_the_tools(photo_set, tmp_path
     small = ["SOLVER.MAX_ITER", 3, "SOLVER.IMS_PER_BATCH", 4, "SOLVER.WARMUP_ITERS", 1]
     small += ["DATALOADER.NUM_WORKERS", 0, "DATASETS.TRAIN", "('mine_train',)"]
     small += ["DATASETS.TEST", "('mine_val',)", *opts]
+    own = os.path.join(ROOT, "configs", "OwnData")
     teacher = tool(
         "train_net.py",
         "--config-file",
-        os.path.join(ROOT, "configs/Synthetic/T-WDet.yaml"),
+        os.path.join(own, "T-WDet.yaml"),
         *small,
-        "MODEL.WSDDN.NUM_CLASSES",
-        3,
         "OUTPUT_DIR",
         tmp_path / "teacher",
         "DATASETS.PROPOSAL_FILES_TRAIN",
@@ -164,10 +171,8 @@ def test_own_photos_declared_in_the_config_through_the_tools(photo_set, tmp_path
     student = tool(
         "train_net.py",
         "--config-file",
-        os.path.join(ROOT, "configs/Synthetic/S-Cls.yaml"),
+        os.path.join(own, "S-Cls.yaml"),
         *small,
-        "MODEL.STUDENT.NUM_CLASSES",
-        3,
         "OUTPUT_DIR",
         tmp_path / "student",
     )
@@ -176,16 +181,12 @@ def test_own_photos_declared_in_the_config_through_the_tools(photo_set, tmp_path
     kd = tool(
         "train_net.py",
         "--config-file",
-        os.path.join(ROOT, "configs/Synthetic/S-Cls_KD.yaml"),
+        os.path.join(own, "S-Cls_KD.yaml"),
         *small,
-        "MODEL.STUDENT.NUM_CLASSES",
-        3,
         "OUTPUT_DIR",
         tmp_path / "student_kd",
         "MODEL.DISTILL.TEACHER_CONFIG",
-        tmp_path / "teacher" / "config.yaml",
-        "MODEL.DISTILL.TEACHER_WEIGHTS",
-        tmp_path / "teacher" / "model_final.pth",
+        tmp_path / "teacher",
         "DATASETS.PROPOSAL_FILES_TRAIN",
         f"('{proposals['train']}',)",
     )
@@ -193,22 +194,73 @@ def test_own_photos_declared_in_the_config_through_the_tools(photo_set, tmp_path
     for run in ("teacher", "student", "student_kd"):
         metrics = [json.loads(line) for line in open(tmp_path / run / "metrics.json")]
         assert any("multilabel/mAP" in m for m in metrics), run
-    # predict.py from the KD student's run folder alone: the json's class names in scores.csv
-    predicted = tool(
-        "predict.py",
-        "--config-file",
-        tmp_path / "student_kd" / "config.yaml",
-        "--input",
-        photo_set / "images",
-        "--output",
-        tmp_path / "predictions",
-        "MODEL.WEIGHTS",
-        tmp_path / "student_kd" / "model_final.pth",
+        config = yaml.safe_load((tmp_path / run / "config.yaml").read_text())
+        assert config["MODEL"]["CLASS_NAMES"] == CLASSES, run  # the run names its classes
+        checkpoint = torch.load(tmp_path / run / "model_final.pth", weights_only=False)
+        assert checkpoint["class_names"] == CLASSES, run
+    assert config["MODEL"]["STUDENT"]["NUM_CLASSES"] == 3  # 0 in the config: the data's count
+    teacher_files = [str(tmp_path / "teacher" / f) for f in ("config.yaml", "model_final.pth")]
+    assert [config["MODEL"]["DISTILL"][k] for k in ("TEACHER_CONFIG", "TEACHER_WEIGHTS")] == (
+        teacher_files
     )
+    # predict.py from the KD student's run folder alone, its datasets' files gone: the json's
+    # class names in scores.csv
+    os.remove(photo_set / "train.csv")  # (restored below)
+    try:
+        predicted = tool(
+            "predict.py",
+            "--config-file",
+            tmp_path / "student_kd",
+            "--input",
+            photo_set / "images",
+            "--output",
+            tmp_path / "predictions",
+        )
+    finally:
+        (photo_set / "train.csv").write_text(TRAIN_CSV[str(photo_set)])
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     header = (tmp_path / "predictions" / "scores.csv").read_text().splitlines()[0]
     assert header == "file_name,picture," + ",".join(CLASSES)
-    assert len(list((tmp_path / "predictions").glob("*.jpg"))) == 18
+    assert len(list((tmp_path / "predictions").glob("*.jpg"))) == 24
+    # a teacher's weights for the student: refused, naming the keys, not predicted from a
+    # half-loaded model
+    wrong = tool(
+        "predict.py",
+        "--config-file",
+        tmp_path / "student_kd",
+        "--input",
+        photo_set / "images",
+        "--output",
+        tmp_path / "wrong",
+        "MODEL.WEIGHTS",
+        tmp_path / "teacher",
+    )
+    assert wrong.returncode != 0
+    assert "does not fit the model of this config" in wrong.stderr, wrong.stderr[-2000:]
+
+
+def test_one_command_pipeline_on_own_photos(photo_set, tmp_path):
+    """tools/distill.py: proposals, teacher, plain student, the gated joint KD student and
+    Table 3 on the photos, a few steps each; run again, every step is found done."""
+    argv = ["--train", "mine_train", "--val", "mine_val", "--test", "mine_test"]
+    argv += ["--output", tmp_path / "run", "--proposals-dir", tmp_path / "proposals"]
+    argv += ["--max-proposals", 30, "--workers", 1, *register_opts(photo_set)]
+    argv += ["SOLVER.MAX_ITER", 3, "SOLVER.IMS_PER_BATCH", 4, "SOLVER.WARMUP_ITERS", 1]
+    argv += ["DATALOADER.NUM_WORKERS", 0]
+    first = tool("distill.py", *argv)
+    assert first.returncode == 0, first.stderr[-3000:]
+    seed0 = tmp_path / "run" / "seed0"
+    for run in ("teacher", "student", "student_kd_gated_joint"):
+        assert (seed0 / run / "model_final.pth").exists(), run
+    assert len(list((seed0 / "teacher" / "pictures").glob("*.jpg"))) == 6
+    table = (tmp_path / "run" / "results.md").read_text()
+    assert "S-Cls w/ KD (joint-gated)" in table and "KD gain (joint-gated)" in table
+    assert "hopper" in first.stdout  # the class table
+    assert f"predict.py --config-file {seed0 / 'student_kd_gated_joint'}" in first.stdout
+    again = tool("distill.py", *argv)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "(training)" not in again.stdout and again.stdout.count("(done before)") == 3
+    assert (tmp_path / "run" / "results.md").read_text() == table
 
 
 def test_declared_datasets_are_checked(photo_set):

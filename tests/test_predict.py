@@ -44,41 +44,46 @@ def photos(tmp_path_factory):
 
 @pytest.mark.parametrize("config", ["S-Cls.yaml", "T-WDet.yaml"])
 def test_predict_on_a_folder_reports_the_corrupt_file_and_does_the_rest(photos, tmp_path, config):
+    """Batched with loader workers (the defaults) and one image at a time: the same scores."""
     weights = random_checkpoint(config, tmp_path)
-    output = tmp_path / "predictions"
-    done = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "tools", "predict.py"),
-            "--config-file",
-            os.path.join(ROOT, "configs", "Synthetic", config),
-            "--input",
-            str(photos),
-            "--output",
-            str(output),
-            "MODEL.DEVICE",
-            "cpu",
-            "MODEL.WEIGHTS",
-            weights,
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 1, done.stderr[-2000:]  # one file could not be read
-    assert "broken.jpg" in done.stderr and "notes.txt" not in done.stderr
-    assert (output / "unreadable.txt").read_text().startswith(str(photos / "broken.jpg"))
-    assert "1 file could not be read" in done.stderr
-    pictures = ["colour.jpg.jpg", "grey.png.jpg"]
-    assert sorted(os.listdir(output)) == [*pictures, "scores.csv", "unreadable.txt"]
-    with open(output / "scores.csv") as f:
-        rows = list(csv.reader(f))
-    assert rows[0][:5] == ["file_name", "picture", "circle", "triangle", "square"]
-    assert len(rows[0]) == 14
-    assert [os.path.basename(r[0]) for r in rows[1:]] == ["colour.jpg", "grey.png"]
-    assert [r[1] for r in rows[1:]] == pictures
-    scores = np.array([r[2:] for r in rows[1:]], dtype=float)
-    assert ((scores > 0) & (scores < 1)).all()
-    assert cv2.imread(str(output / "colour.jpg.jpg")).shape[0] >= 160  # the drawing
+    runs = {}
+    for name, batching in (("batched", []), ("one_by_one", ["--batch-size", 1, "--workers", 0])):
+        output = tmp_path / name
+        done = subprocess.run(
+            [
+                sys.executable,
+                os.path.join(ROOT, "tools", "predict.py"),
+                "--config-file",
+                os.path.join(ROOT, "configs", "Synthetic", config),
+                "--input",
+                str(photos),
+                "--output",
+                str(output),
+                *map(str, batching),
+                "MODEL.DEVICE",
+                "cpu",
+                "MODEL.WEIGHTS",
+                weights,
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 1, done.stderr[-2000:]  # one file could not be read
+        assert "broken.jpg" in done.stderr and "notes.txt" not in done.stderr
+        assert (output / "unreadable.txt").read_text().startswith(str(photos / "broken.jpg"))
+        assert "1 file could not be read" in done.stderr
+        pictures = ["colour.jpg.jpg", "grey.png.jpg"]
+        assert sorted(os.listdir(output)) == [*pictures, "scores.csv", "unreadable.txt"]
+        with open(output / "scores.csv") as f:
+            runs[name] = rows = list(csv.reader(f))
+        assert rows[0][:5] == ["file_name", "picture", "circle", "triangle", "square"]
+        assert len(rows[0]) == 14
+        assert [os.path.basename(r[0]) for r in rows[1:]] == ["colour.jpg", "grey.png"]
+        assert [r[1] for r in rows[1:]] == pictures
+        scores = np.array([r[2:] for r in rows[1:]], dtype=float)
+        assert ((scores > 0) & (scores < 1)).all()
+        assert cv2.imread(str(output / "colour.jpg.jpg")).shape[0] >= 160  # the drawing
+    assert runs["batched"] == runs["one_by_one"]
 
 
 def test_default_predictor_runs_the_teacher_with_its_own_proposals(tmp_path):

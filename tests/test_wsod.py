@@ -11,6 +11,7 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
+from detectron2.utils.visualizer import Visualizer
 from test_datasets import write_coco
 from test_wsddn import tiny_cfg
 
@@ -63,22 +64,32 @@ def test_detection_ap_by_hand():
     assert detection_ap(duplicate, GT, 3)[0] == pytest.approx(1 / 2)
 
 
-def test_teacher_picture():
+def test_teacher_picture(monkeypatch):
+    """The best boxes by max_k S_rk, each labelled with its class and score; the labels."""
     image = np.full((60, 90, 3), 127, np.uint8)
     boxes = np.array([[5, 5, 30, 30], [40, 10, 80, 50], [0, 0, 90, 60]], np.float32)
-    scores = region_objectness(torch.tensor([[0.1, 0.3], [0.5, 0.0], [0.05, 0.05]])).numpy()
-    np.testing.assert_allclose(scores, [0.3, 0.5, 0.05])
+    region_scores = np.array([[0.1, 0.3], [0.5, 0.0], [0.05, 0.05]], np.float32)
+    np.testing.assert_allclose(region_objectness(torch.tensor(region_scores)), [0.3, 0.5, 0.05])
+    texts = []
+    draw_text = Visualizer.draw_text
+    monkeypatch.setattr(
+        Visualizer,
+        "draw_text",
+        lambda self, text, *a, **k: texts.append(text) or draw_text(self, text, *a, **k),
+    )
     out = draw_teacher_view(
         image,
         boxes,
-        scores,
-        np.array([0.9, 0.2, 0.6]),
-        ["a", "b", "c"],
-        np.array([1, 0, 0]),
+        region_scores,
+        np.array([0.9, 0.2]),
+        ["a", "b"],
+        np.array([1, 0]),
         num_proposals=2,
     )
     assert out.dtype == np.uint8 and out.shape[2] == 3 and out.shape[0] >= 60
     assert (out != 127).any(axis=2).mean() > 0.01  # something was drawn
+    # the two best boxes (the second best drawn first), then the image's labels
+    assert texts == ["b 0.30", "a 0.50", "a 0.90 +", "b 0.20 x"]
 
 
 def test_wsod_evaluator_end_to_end_on_xywh_boxes_with_a_crowd_box(tmp_path):

@@ -21,7 +21,7 @@ import os
 from detectron2.utils.logger import setup_logger
 
 from wsd_distill.data.teacher_cache_writer import write_teacher_cache
-from wsd_distill.engine import setup_cfg
+from wsd_distill.engine import positive_int, setup_cfg
 
 
 def main(args):
@@ -42,8 +42,10 @@ if __name__ == "__main__":
     parser.add_argument("--config-file", required=True, help="the student's KD config")
     parser.add_argument("--output", required=True, help="teacher cache (a store folder) to write")
     parser.add_argument(
-        "--batch-size", type=int, default=16, help="images per teacher forward pass"
+        "--batch-size", type=positive_int, default=16, help="images per teacher forward pass"
     )
-    parser.add_argument("--chunk-size", type=int, default=256, help="images per resumable chunk")
+    parser.add_argument(
+        "--chunk-size", type=positive_int, default=256, help="images per resumable chunk"
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides")
     main(parser.parse_args())

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from wsd_distill.data import thing_classes_of
 from wsd_distill.data.mapper import read_image
-from wsd_distill.engine import add_dataset_config_arguments, setup_cfg
+from wsd_distill.engine import add_dataset_config_arguments, non_negative_int, setup_cfg
 
 
 def check(dataset_dict):
@@ -71,6 +71,6 @@ if __name__ == "__main__":
     parser.add_argument(
         "--dataset", nargs="+", help="dataset names (default: the config's TRAIN and TEST)"
     )
-    parser.add_argument("--workers", type=int, default=mp.cpu_count())
+    parser.add_argument("--workers", type=non_negative_int, default=mp.cpu_count())
     add_dataset_config_arguments(parser)
     sys.exit(main(parser.parse_args()))

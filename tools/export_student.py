@@ -3,8 +3,7 @@
 (torch.onnx's dynamo exporter; any batch and image size), with ``student.json`` saying what it
 takes and gives. Both are checked against the PyTorch model on one batch before writing.
 
-    python tools/export_student.py --config-file configs/Synthetic/S-Cls.yaml \\
-        --output output/export MODEL.WEIGHTS output/demo/seed0/student/model_final.pth
+    python tools/export_student.py --config-file output/demo/seed0/student --output output/export
 
     # serving: images are uint8 [B, 3, H, W], 0-255, in the config's INPUT.FORMAT channel
     # order (BGR for every config here: cv2.imread's order; flip an RGB array, x[:, ::-1]);
@@ -24,11 +23,9 @@ import os
 
 import numpy as np
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
-from wsd_distill.data import thing_classes_of
-from wsd_distill.engine import setup_cfg
+from wsd_distill.engine import load_trained_weights, model_class_names, setup_run_cfg
 from wsd_distill.modeling.student_export import ExportableStudent
 from wsd_distill.utils import atomic_write_bytes
 
@@ -37,7 +34,12 @@ def get_parser():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--config-file", required=True, metavar="FILE")
+    parser.add_argument(
+        "--config-file",
+        required=True,
+        metavar="RUN",
+        help="a student's run folder (config.yaml, model_final.pth) or a config file",
+    )
     parser.add_argument("--output", required=True, help="folder for student.ts/.onnx/.json")
     parser.add_argument(
         "--formats", nargs="+", choices=["torchscript", "onnx"], default=["torchscript", "onnx"]
@@ -55,11 +57,11 @@ def get_parser():
 
 
 def main(args):
-    cfg = setup_cfg(args.config_file, [*args.opts, "MODEL.DEVICE", "cpu"])
+    cfg = setup_run_cfg(args.config_file, [*args.opts, "MODEL.DEVICE", "cpu"], datasets=False)
     if cfg.MODEL.META_ARCHITECTURE != "StudentClassifier":
         raise ValueError(f"{args.config_file} is a {cfg.MODEL.META_ARCHITECTURE}, not a student")
     student = build_model(cfg)
-    DetectionCheckpointer(student).load(cfg.MODEL.WEIGHTS)
+    load_trained_weights(student, cfg.MODEL.WEIGHTS)
     model = ExportableStudent(student).eval()
     side = args.example_size or 2 * (cfg.MODEL.STUDENT.INPUT_SIZE or 112)
     images = torch.randint(0, 256, (2, 3, side, side), dtype=torch.uint8)
@@ -95,7 +97,7 @@ def main(args):
     info = {
         "input": f"uint8 [B, 3, H, W] (NCHW), values 0-255, channels {cfg.INPUT.FORMAT}",
         "output": "scores [B, K] in (0, 1)",
-        "classes": thing_classes_of((cfg.DATASETS.TEST or cfg.DATASETS.TRAIN)[0]),
+        "classes": model_class_names(cfg),
         "weights": cfg.MODEL.WEIGHTS,
     }
     atomic_write_bytes(

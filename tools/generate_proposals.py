@@ -24,7 +24,12 @@ from detectron2.utils.logger import setup_logger
 import wsd_distill  # noqa: F401  (registers the datasets)
 from wsd_distill.box_proposers import PROPOSAL_METHODS
 from wsd_distill.box_proposers.generate import generate_proposal_file
-from wsd_distill.engine import add_dataset_config_arguments, setup_cfg
+from wsd_distill.engine import (
+    add_dataset_config_arguments,
+    non_negative_int,
+    positive_int,
+    setup_cfg,
+)
 
 
 def get_parser():
@@ -36,9 +41,12 @@ def get_parser():
     )
     parser.add_argument("--method", required=True, choices=sorted(PROPOSAL_METHODS))
     parser.add_argument(
-        "--max-proposals", type=int, default=500, help="boxes kept per image (authors: 500)"
+        "--max-proposals",
+        type=positive_int,
+        default=500,
+        help="boxes kept per image (authors: 500)",
     )
-    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--workers", type=non_negative_int, default=1, help="worker processes")
     parser.add_argument(
         "--output", required=True, help="proposal store to write (a .pkl path: detectron2 pickle)"
     )
@@ -53,7 +61,7 @@ def get_parser():
     )
     parser.add_argument(
         "--max-side",
-        type=int,
+        type=positive_int,
         default=None,
         help="downscale images whose longer side exceeds this before proposing "
         "(default: none for edge_boxes, 500 for selective_search)",
@@ -76,7 +84,9 @@ def get_parser():
     parser.add_argument(
         "--d2-opts", nargs="*", default=[], help="detectron2: config overrides, KEY VALUE ..."
     )
-    parser.add_argument("--chunk-size", type=int, default=64, help="images per resumable chunk")
+    parser.add_argument(
+        "--chunk-size", type=positive_int, default=64, help="images per resumable chunk"
+    )
     add_dataset_config_arguments(parser)
     return parser
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Variants of the distillation on the synthetic benchmark, per seed (the demo's Table 3 rows
-for the KD student, ``tools/demo.py`` trains the teachers and plain students it reuses):
+for the KD student; the teachers and plain students are the demo's runs, reused or trained):
 
 - "two stages, all RoIs": the authors' (stage 1: L_f on all the teacher's RoIs; stage 2:
   L_p + L_p'), the demo's S-Cls w/ KD;
@@ -23,99 +23,98 @@ Writes <output>/kd_variants.md (mAP per seed, mean ± std, the paired gain over 
 and kd_variants.json. Like the demo, every finished run is kept and skipped when run again.
 """
 
+import argparse
 import json
 import os
-import sys
 
 import numpy as np
 from detectron2.utils.logger import setup_logger
 from tabulate import tabulate
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import demo  # noqa: E402  (tools/demo.py)
+from wsd_distill.engine.pipeline import PLAIN, Pipeline, add_pipeline_arguments
+from wsd_distill.utils import atomic_write_bytes
 
-from wsd_distill.utils import atomic_write_bytes  # noqa: E402
-
+CONFIGS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "Synthetic"
+)
 SCALED = ["MODEL.DISTILL.SCALE_ROI_BY_PROPOSAL_SCORE", True]
 TOP_16 = ["MODEL.DISTILL.ROI_SELECT", "top", "MODEL.DISTILL.ROI_TOPK", 16]
 TEACHER_DROPOUT = ["MODEL.DISTILL.TEACHER_DROPOUT", True]
 WEAK_TEACHER = ["SOLVER.MAX_ITER", 150]
 
 
-def two_stages(args, opts, seed, teacher_cfg, folder="student_kd", extra=()):
-    return demo.train_kd_student(args, opts, seed, teacher_cfg, "two-stage", folder, extra)
+def two_stages(folder, extra=()):
+    def train(pipeline, seed, teacher_cfg):
+        return pipeline.kd_student(seed, teacher_cfg, "two-stage", folder, extra)
+
+    return train
 
 
-def scaled(args, opts, seed, teacher_cfg):
+def scaled(pipeline, seed, teacher_cfg):
     teacher_scaled = ["MODEL.WSDDN.SCALE_ROI_BY_PROPOSAL_SCORE", True]
-    _, teacher_cfg = demo.train_teacher(args, opts, seed, "teacher_scaled", teacher_scaled)
-    return two_stages(args, opts, seed, teacher_cfg, "kd_scaled", SCALED)
+    _, teacher_cfg = pipeline.teacher(seed, "teacher_scaled", teacher_scaled)
+    return two_stages("kd_scaled", SCALED)(pipeline, seed, teacher_cfg)
 
 
-def stage2_alone(args, opts, seed, teacher_cfg):
+def stage2_alone(pipeline, seed, teacher_cfg):
     # S-Cls_KD_stage2.yaml from scratch, as many steps as S-Cls w/o KD
-    steps = demo.load_config("S-Cls.yaml", "", [*args.opts, *opts]).SOLVER.MAX_ITER
-    extra = [*demo.kd_options(teacher_cfg), "MODEL.WEIGHTS", "", "SOLVER.MAX_ITER", steps]
-    return demo.run(args, opts, seed, "S-Cls_KD_stage2.yaml", "kd_stage2_alone", extra)[0]
+    steps = pipeline.config("student", "", seed).SOLVER.MAX_ITER
+    extra = ["MODEL.DISTILL.TEACHER_CONFIG", teacher_cfg.OUTPUT_DIR, "MODEL.WEIGHTS", ""]
+    extra += ["SOLVER.MAX_ITER", steps]
+    return pipeline.run("kd_stage2", "kd_stage2_alone", seed, extra)[0]
 
 
-def stage1_then_labels(args, opts, seed, teacher_cfg):
-    two_stages(args, opts, seed, teacher_cfg)  # the demo's stage 1 (trained if missing)
-    stage1 = os.path.join(args.output, f"seed{seed}", "student_kd_stage1", "model_final.pth")
-    extra = [*demo.kd_options(teacher_cfg), "MODEL.WEIGHTS", stage1]
+def stage1_then_labels(pipeline, seed, teacher_cfg):
+    pipeline.kd_student(seed, teacher_cfg, "two-stage")  # the demo's stage 1 (trained if missing)
+    stage1 = os.path.join(pipeline.output, f"seed{seed}", "student_kd_stage1")
+    extra = ["MODEL.DISTILL.TEACHER_CONFIG", teacher_cfg.OUTPUT_DIR, "MODEL.WEIGHTS", stage1]
     extra += ["MODEL.DISTILL.PREDICTION_WEIGHT", 0.0]
-    return demo.run(args, opts, seed, "S-Cls_KD_stage2.yaml", "kd_stage1_then_labels", extra)[0]
+    return pipeline.run("kd_stage2", "kd_stage1_then_labels", seed, extra)[0]
 
 
-def gated(variant):
-    def train(args, opts, seed, teacher_cfg):
-        _, student_cfg = demo.run(args, opts, seed, "S-Cls.yaml", "student")
-        return demo.train_kd_variant(args, opts, seed, variant, teacher_cfg, student_cfg)
+def variant(name, weak=False):
+    """The pipeline's KD student ``name``; ``weak``: from the teacher trained 150 steps, not
+    500 (teacher_150/), into kd_weak_*."""
 
-    return train
-
-
-def weak_teacher(variant):
-    """KD from a weak teacher: the demo's teacher trained 150 steps, not 500 (teacher_150/)."""
-
-    def train(args, opts, seed, teacher_cfg):
-        _, weak = demo.train_teacher(args, opts, seed, "teacher_150", WEAK_TEACHER)
-        _, student_cfg = demo.run(args, opts, seed, "S-Cls.yaml", "student")
-        return demo.train_kd_variant(args, opts, seed, variant, weak, student_cfg, "kd_weak")
+    def train(pipeline, seed, teacher_cfg):
+        if weak:
+            _, teacher_cfg = pipeline.teacher(seed, "teacher_150", WEAK_TEACHER)
+        _, student_cfg = pipeline.student(seed)
+        folder = "kd_weak" if weak else "student_kd"
+        return pipeline.kd_variant(seed, name, teacher_cfg, student_cfg, folder)
 
     return train
 
 
-VARIANTS = {  # name: function(args, opts, seed, teacher_cfg) -> the KD student's results
-    "two stages, all RoIs": two_stages,
-    "two stages, top-16 RoIs": lambda *a: two_stages(*a, "kd_top16", TOP_16),
+VARIANTS = {  # name: function(pipeline, seed, teacher_cfg) -> the KD student's results
+    "two stages, all RoIs": variant("two-stage"),
+    "two stages, top-16 RoIs": two_stages("kd_top16", TOP_16),
     "two stages, RoIs x proposal score": scaled,
-    "two stages, teacher dropout": lambda *a: two_stages(*a, "kd_teacher_dropout", TEACHER_DROPOUT),
-    "joint": lambda *a: demo.train_kd_student(*a, "joint"),
+    "two stages, teacher dropout": two_stages("kd_teacher_dropout", TEACHER_DROPOUT),
+    "joint": variant("joint"),
     "stage 2 alone (L_p + L_p')": stage2_alone,
     "stage 1, then L_p alone": stage1_then_labels,
-    "joint, teacher-gated classes": gated("joint-gated"),
-    "two stages, teacher-gated classes": gated("two-stage-gated"),
-    "weak teacher (150 steps), two stages": weak_teacher("two-stage"),
-    "weak teacher (150 steps), joint, teacher-gated classes": weak_teacher("joint-gated"),
+    "joint, teacher-gated classes": variant("joint-gated"),
+    "two stages, teacher-gated classes": variant("two-stage-gated"),
+    "weak teacher (150 steps), two stages": variant("two-stage", weak=True),
+    "weak teacher (150 steps), joint, teacher-gated classes": variant("joint-gated", weak=True),
 }
 
 
 def main(args):
     setup_logger(name="wsd_distill")
-    demo.prepare_data(args)
-    opts = demo.proposal_options(args)
+    pipeline = Pipeline.synthetic(CONFIGS, args)
+    print(pipeline.make_proposals())
     setup_logger(args.output, name="detectron2")
     mAP = {}
     for seed in args.seeds:
-        _, teacher_cfg = demo.train_teacher(args, opts, seed)
-        plain = demo.run(args, opts, seed, "S-Cls.yaml", "student")[0]
-        mAP.setdefault("S-Cls w/o KD", []).append(plain["multilabel"]["mAP"])
-        for variant in args.variants:
-            results = VARIANTS[variant](args, opts, seed, teacher_cfg)
-            mAP.setdefault(variant, []).append(results["multilabel"]["mAP"])
+        _, teacher_cfg = pipeline.teacher(seed)
+        mAP.setdefault(PLAIN, []).append(pipeline.student(seed)[0]["multilabel"]["mAP"])
+        for name in args.variants:
+            results = VARIANTS[name](pipeline, seed, teacher_cfg)
+            mAP.setdefault(name, []).append(results["multilabel"]["mAP"])
     rows = []
-    baseline = np.array(mAP["S-Cls w/o KD"])
+    baseline = np.array(mAP[PLAIN])
     for name, values in mAP.items():
         gain = np.array(values) - baseline
         rows.append(
@@ -123,8 +122,8 @@ def main(args):
                 name,
                 *(f"{v:.1f}" for v in values),
                 f"{np.mean(values):.1f} ± {np.std(values):.1f}",
-                "-" if name == "S-Cls w/o KD" else f"{gain.mean():+.1f} ± {gain.std():.1f}",
-                "-" if name == "S-Cls w/o KD" else f"{gain.min():+.1f}",
+                "-" if name == PLAIN else f"{gain.mean():+.1f} ± {gain.std():.1f}",
+                "-" if name == PLAIN else f"{gain.min():+.1f}",
             ]
         )
     headers = ["student", *(f"seed {s}" for s in args.seeds), "mean ± std", "gain", "worst gain"]
@@ -139,9 +138,9 @@ def main(args):
 
 
 if __name__ == "__main__":
-    parser = demo.get_parser()
-    parser.description = __doc__
+    parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), metavar="VARIANT"
     )
+    add_pipeline_arguments(parser, "output/demo")
     main(parser.parse_args())

@@ -2,8 +2,11 @@
 """Run a trained student (S-Cls) or teacher (T-WDet) on images: files, globs or folders, in the
 shape of detectron2's demo/demo.py.
 
-    python tools/predict.py --config-file configs/Synthetic/S-Cls.yaml --input photos/ \\
-        --output output/predictions MODEL.WEIGHTS output/demo/seed0/student/model_final.pth
+    python tools/predict.py --config-file output/demo/seed0/student --input photos/ \\
+        --output output/predictions
+
+--config-file is a run folder (its config.yaml and model_final.pth), a run's config.yaml or a
+config file with MODEL.WEIGHTS; the class names are the config's (a run's names its own).
 
 For each image it writes ``<output>/<name>.jpg``: the student's top-k labels with their scores;
 the teacher's top-10 proposals ranked by max_k S_rk and its top-k labels (the teacher proposes
@@ -23,17 +26,21 @@ import sys
 
 import numpy as np
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from PIL import Image
 from tqdm import tqdm
 
-from wsd_distill.data import thing_classes_of
 from wsd_distill.data.augmentation import build_augmentation
-from wsd_distill.engine import setup_cfg
-from wsd_distill.modeling.wsddn import region_objectness
+from wsd_distill.engine import (
+    load_trained_weights,
+    model_class_names,
+    non_negative_int,
+    positive_int,
+    setup_run_cfg,
+)
+from wsd_distill.modeling import WSDDN
 from wsd_distill.utils import atomic_write_bytes
 from wsd_distill.visualization import draw_teacher_view
 
@@ -44,10 +51,18 @@ def get_parser():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--config-file", required=True, metavar="FILE")
+    parser.add_argument(
+        "--config-file", required=True, metavar="RUN", help="a run folder or a config file"
+    )
     parser.add_argument("--input", nargs="+", required=True, help="image files, globs or folders")
     parser.add_argument("--output", required=True, help="folder for the pictures and scores.csv")
-    parser.add_argument("--top-k", type=int, default=3, help="labels drawn per image")
+    parser.add_argument("--top-k", type=positive_int, default=3, help="labels drawn per image")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=8, help="images per forward pass"
+    )
+    parser.add_argument(
+        "--workers", type=non_negative_int, default=2, help="processes reading images"
+    )
     parser.add_argument(
         "opts", nargs=argparse.REMAINDER, help="config overrides, e.g. MODEL.WEIGHTS model.pth"
     )
@@ -68,35 +83,51 @@ def list_images(inputs):
     return files
 
 
-class Predictor:
-    """A model of a config on one image read from disk, preprocessed as its test loader does
-    (``INPUT.FORMAT``, the test resize); returns ``(image RGB [H, W, 3], image scores [K],
-    proposals and objectness or None)``, boxes in the image's pixels."""
+class ImageFiles(torch.utils.data.Dataset):
+    """Image files read and preprocessed as the test loader does (``INPUT.FORMAT``, the test
+    resize): item i is (file name, the model's input dict, the image RGB [H, W, 3]), or (file
+    name, None, why it cannot be read)."""
 
-    def __init__(self, cfg):
-        self.model = build_model(cfg).eval()
-        DetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+    def __init__(self, files, cfg):
+        self.files, self.format = files, cfg.INPUT.FORMAT
         self.augmentation = T.AugmentationList(build_augmentation(cfg, is_train=False))
-        self.format = cfg.INPUT.FORMAT
-        self.is_teacher = cfg.MODEL.META_ARCHITECTURE == "WSDDN"
 
-    @torch.no_grad()
-    def __call__(self, file_name):
-        image = utils.read_image(file_name, format=self.format)
-        height, width = image.shape[:2]
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, i):
+        try:
+            image = utils.read_image(self.files[i], format=self.format)
+        except Exception as e:  # unreadable or corrupt: listed, the rest goes on
+            return self.files[i], None, f"{e.__class__.__name__}: {e}"
         aug_input = T.AugInput(image)
         self.augmentation(aug_input)
         tensor = torch.as_tensor(np.ascontiguousarray(aug_input.image.transpose(2, 0, 1)))
-        inputs = [{"image": tensor, "height": height, "width": width}]
-        rgb = utils.convert_image_to_rgb(image, self.format)
-        if not self.is_teacher:
-            return rgb, self.model(inputs)[0]["image_scores"].cpu().numpy(), None
-        out = self.model.teacher_outputs(inputs)
-        boxes = out["proposals"][0].proposal_boxes.tensor.cpu().numpy().copy()
-        boxes[:, 0::2] *= width / tensor.shape[2]  # network input -> original pixels
-        boxes[:, 1::2] *= height / tensor.shape[1]
-        objectness = region_objectness(out["region_scores"]).cpu().numpy()
-        return rgb, out["image_scores"][0].cpu().numpy(), (boxes, objectness)
+        inputs = {"image": tensor, "height": image.shape[0], "width": image.shape[1]}
+        return self.files[i], inputs, utils.convert_image_to_rgb(image, self.format)
+
+
+@torch.no_grad()
+def predict(model, inputs):
+    """A student's or a teacher's outputs on a batch of input dicts: per image (image scores
+    [K], None) or, for a teacher, (image scores [K], (its proposals [R, 4] in the image's
+    pixels, their region scores [R, K])). A teacher pads the images of a batch to one size,
+    which can change its scores in the last digits (--batch-size 1 does not pad)."""
+    if not isinstance(model, WSDDN):
+        return [(out["image_scores"].cpu().numpy(), None) for out in model(inputs)]
+    out = model.teacher_outputs(inputs)
+    results = []
+    for x, proposals, region_scores, image_scores in zip(
+        inputs,
+        out["proposals"],
+        out["region_scores"].split(out["num_regions"]),
+        out["image_scores"],
+    ):
+        boxes = proposals.proposal_boxes.tensor.cpu().numpy().copy()
+        boxes[:, 0::2] *= x["width"] / x["image"].shape[2]  # network input -> original pixels
+        boxes[:, 1::2] *= x["height"] / x["image"].shape[1]
+        results.append((image_scores.cpu().numpy(), (boxes, region_scores.cpu().numpy())))
+    return results
 
 
 def picture_name(file_name, used):
@@ -113,29 +144,39 @@ def picture_name(file_name, used):
 
 
 def main(args):
-    cfg = setup_cfg(args.config_file, args.opts)
+    cfg = setup_run_cfg(args.config_file, args.opts, datasets=False)
     if cfg.MODEL.META_ARCHITECTURE == "WSDDN" and cfg.MODEL.WSDDN.PROPOSALS_AT_TEST == (
         "precomputed"
     ):
         cfg.MODEL.WSDDN.PROPOSALS_AT_TEST = "edge_boxes"
-    dataset = (cfg.DATASETS.TEST or cfg.DATASETS.TRAIN)[0]
-    class_names = thing_classes_of(dataset)
-    predictor = Predictor(cfg)
+    class_names = model_class_names(cfg)
+    model = build_model(cfg).eval()
+    load_trained_weights(model, cfg.MODEL.WEIGHTS)
     os.makedirs(args.output, exist_ok=True)
+    files = ImageFiles(list_images(args.input), cfg)
+    loader = torch.utils.data.DataLoader(
+        files,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        collate_fn=lambda batch: batch,
+    )
     rows, unreadable, used = [], [], set()
-    for file_name in tqdm(list_images(args.input), desc="predict", unit="img"):
-        try:
-            image, scores, proposals = predictor(file_name)
-        except Exception as e:  # unreadable or corrupt: listed, the rest goes on
-            unreadable.append(f"{file_name}: {e.__class__.__name__}: {e}")
-            continue
-        boxes, objectness = proposals or (np.zeros((0, 4)), np.zeros(0))
-        drawing = draw_teacher_view(
-            image, boxes, objectness, scores, class_names, num_labels=args.top_k
-        )
-        picture = picture_name(file_name, used)
-        Image.fromarray(drawing).save(os.path.join(args.output, picture))
-        rows.append([file_name, picture, *(f"{s:.5f}" for s in scores)])
+    no_proposals = (np.zeros((0, 4)), np.zeros((0, len(class_names))))
+    with tqdm(total=len(files), desc="predict", unit="img") as bar:
+        for batch in loader:
+            for file_name, _, error in (b for b in batch if b[1] is None):
+                unreadable.append(f"{file_name}: {error}")
+            batch = [b for b in batch if b[1] is not None]
+            outputs = predict(model, [inputs for _, inputs, _ in batch]) if batch else []
+            for (file_name, _, image), (scores, proposals) in zip(batch, outputs):
+                boxes, region_scores = proposals or no_proposals
+                drawing = draw_teacher_view(
+                    image, boxes, region_scores, scores, class_names, num_labels=args.top_k
+                )
+                picture = picture_name(file_name, used)
+                Image.fromarray(drawing).save(os.path.join(args.output, picture))
+                rows.append([file_name, picture, *(f"{s:.5f}" for s in scores)])
+            bar.update(len(batch))
     table = io.StringIO()
     csv.writer(table).writerows([["file_name", "picture", *class_names], *rows])
     atomic_write_bytes(os.path.join(args.output, "scores.csv"), table.getvalue().encode())

@@ -2,7 +2,7 @@
 """Train or evaluate a wsd-distill model (teacher or student) with detectron2's engine.
 
 python tools/train_net.py --config-file configs/Synthetic/T-WDet.yaml
-python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/model_final.pth
+python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/<run>  (its folder)
 python tools/train_net.py --config-file ... --num-gpus 8 SOLVER.IMS_PER_BATCH 64
 """
 
@@ -12,7 +12,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from wsd_distill.data.datasets import prepare_synthetic_shapes
-from wsd_distill.engine import Trainer, setup_cfg
+from wsd_distill.engine import Trainer, load_trained_weights, setup_cfg
 
 
 def setup(args):
@@ -33,9 +33,12 @@ def main(args):
     comm.synchronize()
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
+        if args.resume:  # the last checkpoint of OUTPUT_DIR
+            DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+                cfg.MODEL.WEIGHTS, resume=True
+            )
+        else:  # a trained model's weights, all of them (MODEL.WEIGHTS may name its run folder)
+            load_trained_weights(model, cfg.MODEL.WEIGHTS)
         return Trainer.test(cfg, model)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)

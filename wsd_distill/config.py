@@ -40,9 +40,14 @@ def add_wsd_distill_config(cfg):
     # pickle's boxes beyond their image); False: trust that the ids identify the images
     _C.DATASETS.PROPOSAL_FILES_CHECK = True
 
+    # The K class names, in the order of the model's outputs. Empty: setup_cfg takes those of
+    # DATASETS.TRAIN[0], so that a run's config.yaml names its classes (and a NUM_CLASSES of 0
+    # becomes their count); tools/predict.py then needs no registered dataset
+    _C.MODEL.CLASS_NAMES = []
+
     # WSDDN teacher (T-WDet), MODEL.META_ARCHITECTURE "WSDDN".
     _C.MODEL.WSDDN = CN()
-    _C.MODEL.WSDDN.NUM_CLASSES = 80  # must equal the datasets' class count
+    _C.MODEL.WSDDN.NUM_CLASSES = 80  # the datasets' class count (0: MODEL.CLASS_NAMES's)
     _C.MODEL.WSDDN.IN_FEATURE = "res4"  # backbone feature map the RoIs are pooled from
     _C.MODEL.WSDDN.POOLER_RESOLUTION = 14  # RoI pooling output size (14 for a res5 head, 7 for fc)
     _C.MODEL.WSDDN.POOLER_SAMPLING_RATIO = 0  # ROIAlign sampling points per bin (0: adaptive)
@@ -76,7 +81,7 @@ def add_wsd_distill_config(cfg):
 
     # Student S-Cls, MODEL.META_ARCHITECTURE "StudentClassifier": backbone -> head -> linear.
     _C.MODEL.STUDENT = CN()
-    _C.MODEL.STUDENT.NUM_CLASSES = 80  # must equal the datasets' class count
+    _C.MODEL.STUDENT.NUM_CLASSES = 80  # the datasets' class count (0: MODEL.CLASS_NAMES's)
     _C.MODEL.STUDENT.IN_FEATURE = "res5"  # the backbone's last feature map, which the head pools
     _C.MODEL.STUDENT.INPUT_SIZE = 224  # each image is resized to this square (0: the loader's size)
     # Who brings a test image to INPUT_SIZE: "model" (the loader resizes it as for the teacher,
@@ -214,6 +219,8 @@ def check_config(cfg):
         _check_number(cfg, key, low=1, integer=True)
     _check_number(cfg, w + "MAX_PROPOSALS", low=1, integer=True)
     _check_number(cfg, s + "INPUT_SIZE", low=0, integer=True)
+    for key in (w + "NUM_CLASSES", s + "NUM_CLASSES"):  # (0 is resolved by setup_cfg)
+        _check_number(cfg, key, low=1, integer=True)
     _check_number(cfg, w + "REFINE_ITERS", low=0, integer=True)
     _check_number(cfg, w + "REFINE_IOU", low=0, high=1, low_open=True)
     _check_number(cfg, w + "REFINE_BG_IOU", low=0, high=1, high_open=True)

@@ -11,32 +11,48 @@ from detectron2.utils.visualizer import Visualizer
 from tqdm import tqdm
 
 from .data.build import thing_classes_of
-from .modeling.wsddn import region_objectness
 
 CORRECT, WRONG, UNKNOWN = "lime", "red", "white"
 
 
 def draw_teacher_view(
-    image, boxes, objectness, image_scores, class_names, labels=None, num_proposals=10, num_labels=3
+    image,
+    boxes,
+    region_scores,
+    image_scores,
+    class_names,
+    labels=None,
+    num_proposals=10,
+    num_labels=3,
 ):
-    """Draw the ``num_proposals`` best boxes and the ``num_labels`` best labels of one image.
+    """Draw the ``num_proposals`` best boxes by objectness (``max_k S_rk``), each labelled with
+    its class ``argmax_k S_rk`` and that score, and the ``num_labels`` best labels of one image.
 
     Args:
         image (ndarray): RGB uint8 [H, W, 3], original size.
-        boxes (ndarray): [R, 4] XYXY proposals in ``image`` pixels; objectness (ndarray): [R].
+        boxes (ndarray): [R, 4] XYXY proposals in ``image`` pixels; region_scores (ndarray):
+            [R, K] their WSDDN region scores S (R may be 0: a student's view).
         image_scores (ndarray): [K] class scores; labels (ndarray or None): [K] ground truth
             (0/1): predicted labels are then green when right and red when wrong.
     Returns:
         RGB uint8 image with the drawing.
     """
     visualizer = Visualizer(image, scale=max(1.0, 320 / max(image.shape[:2])))
-    order = np.argsort(-objectness)[:num_proposals]
+    font = visualizer._default_font_size
+    objectness = region_scores.max(axis=1) if len(region_scores) else np.zeros(0)
+    order = np.argsort(-objectness, kind="stable")[:num_proposals]
     for rank, i in enumerate(order[::-1]):  # the best box is drawn last, on top
         shade = 0.4 + 0.6 * (len(order) - 1 - rank) / max(len(order) - 1, 1)
-        visualizer.draw_box(
-            boxes[i], edge_color=(1.0, 0.85 * shade, 0.0), alpha=shade, line_style="-"
+        color = (1.0, 0.85 * shade, 0.0)
+        visualizer.draw_box(boxes[i], edge_color=color, alpha=shade, line_style="-")
+        k = int(region_scores[i].argmax())
+        visualizer.draw_text(
+            f"{class_names[k]} {region_scores[i, k]:.2f}",
+            (boxes[i][0] + 2, boxes[i][1] + 1),
+            color=color,
+            horizontal_alignment="left",
+            font_size=0.7 * font,
         )
-    font = visualizer._default_font_size
     for row, k in enumerate(np.argsort(-image_scores)[:num_labels]):
         color = UNKNOWN if labels is None else (CORRECT if labels[k] > 0 else WRONG)
         mark = "" if labels is None else (" +" if labels[k] > 0 else " x")
@@ -77,7 +93,7 @@ def visualize_teacher(model, data_loader, dataset_name, output_dir, num_images=2
                 drawing = draw_teacher_view(
                     image,
                     boxes,
-                    region_objectness(scores).cpu().numpy(),
+                    scores.cpu().numpy(),
                     image_scores.cpu().numpy(),
                     class_names,
                     x["multi_labels"].numpy(),

@@ -128,6 +128,8 @@ class MultiLabelDatasetMapper:
     def __call__(self, dataset_dict):
         dataset_dict = copy.deepcopy(dataset_dict)
         image = read_image(dataset_dict, self.image_format)
+        dataset_dict.setdefault("height", image.shape[0])  # (a label list gives no sizes)
+        dataset_dict.setdefault("width", image.shape[1])
         aug_input = T.AugInput(image)
         transforms = self.augmentations(aug_input)
         image = aug_input.image

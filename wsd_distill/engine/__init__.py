@@ -1,3 +1,12 @@
-from .defaults import add_dataset_config_arguments, setup_cfg
+from .checkpointer import load_trained_weights
+from .defaults import (
+    add_dataset_config_arguments,
+    model_class_names,
+    non_negative_int,
+    positive_int,
+    run_files,
+    setup_cfg,
+    setup_run_cfg,
+)
 from .teacher_hook import TeacherHook
 from .trainer import Trainer

@@ -10,6 +10,32 @@ from detectron2.checkpoint import DetectionCheckpointer
 logger = logging.getLogger(__name__)
 
 
+def load_trained_weights(model, path, key="MODEL.WEIGHTS"):
+    """Load a trained model's weights (a checkpoint of a wsd-distill run) strictly: every
+    parameter and buffer of ``model`` from ``path``, and nothing left over, or an error naming
+    ``key``, the file and the keys (detectron2's loader only warns: a model with missing
+    weights would predict from its random initialisation). Returns the checkpoint's other
+    entries (e.g. "iteration", "class_names")."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{key}: no such file '{path}'")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    state = checkpoint.pop("model", None) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"{key} '{path}' is not a checkpoint of a wsd-distill run (no 'model')")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{key} '{path}' does not fit the model of this config: "
+            + "; ".join(
+                f"{len(keys)} {what} ({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''})"
+                for what, keys in (("missing", missing), ("unexpected", unexpected))
+                if keys
+            )
+            + ": weights of another architecture or config (use the run's own config.yaml)"
+        )
+    return checkpoint
+
+
 class UnreadableCheckpointError(RuntimeError):
     """No checkpoint of a run to resume can be read."""
 
@@ -19,7 +45,12 @@ class FiniteCheckpointer(DetectionCheckpointer):
     parameter or buffer: a diverged run stops there, and ``last_checkpoint`` keeps naming the
     last good checkpoint (detectron2 notices non-finite losses only some steps later). On
     ``--resume``, a last checkpoint that cannot be read (a file cut short by a full disk or a
-    crash while copying) is skipped, with a warning, for the newest earlier one that can."""
+    crash while copying) is skipped, with a warning, for the newest earlier one that can.
+    ``class_names`` (the config's MODEL.CLASS_NAMES) are saved in every checkpoint."""
+
+    def __init__(self, model, save_dir="", *, class_names=(), **checkpointables):
+        super().__init__(model, save_dir, **checkpointables)
+        self.class_names = list(class_names)
 
     def save(self, name, **kwargs):
         bad = [
@@ -33,6 +64,8 @@ class FiniteCheckpointer(DetectionCheckpointer):
                 f"({', '.join(bad[:3])}...): training diverged; lower SOLVER.BASE_LR, or add "
                 f"SOLVER.CLIP_GRADIENTS, and resume from the last checkpoint"
             )
+        if self.class_names:
+            kwargs.setdefault("class_names", self.class_names)
         super().save(name, **kwargs)
 
     def resume_or_load(self, path, *, resume=True):

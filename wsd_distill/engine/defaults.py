@@ -1,28 +1,149 @@
 """The config set-up every wsd-distill tool shares."""
 
 import argparse
+import os
 
 import torch
 from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog
 
 from ..config import add_wsd_distill_config, check_config
+from ..data.build import thing_classes_of
 from ..data.datasets import register_declared_datasets
 
+RUN_CONFIG, RUN_WEIGHTS = "config.yaml", "model_final.pth"  # what a run leaves in OUTPUT_DIR
 
-def setup_cfg(config_file, opts=()):
+
+def setup_cfg(config_file, opts=(), datasets=True):
     """detectron2's config with wsd-distill's keys, ``config_file`` (if not "") and the ``opts``
-    overrides merged in (not frozen) and checked (``check_config``), the datasets of
-    ``DATASETS.REGISTER`` registered; on a machine without CUDA, a config naming a CUDA device
-    runs on the CPU."""
+    overrides merged in (not frozen): run folders named by weight keys resolved
+    (``resolve_run_folders``), the datasets of ``DATASETS.REGISTER`` registered, the class
+    names filled in (``fill_class_names``), and checked (``check_config``); on a machine
+    without CUDA, a config naming a CUDA device runs on the CPU. ``datasets`` False (a tool
+    that reads no dataset: predict, export) registers them only for a config that names no
+    classes, so that a run folder works without its training files."""
     cfg = add_wsd_distill_config(get_cfg())
     if config_file:
         cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts))
+    resolve_run_folders(cfg)
+    if datasets or not cfg.MODEL.CLASS_NAMES:
+        register_declared_datasets(cfg.DATASETS.REGISTER)
+    fill_class_names(cfg)
     check_config(cfg)
-    register_declared_datasets(cfg.DATASETS.REGISTER)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
     return cfg
+
+
+def run_files(path):
+    """(config file, trained weights or "") of ``path``: a run folder (a finished run's
+    OUTPUT_DIR, with config.yaml and model_final.pth), a run's config.yaml (the weights beside
+    it) or any other config file (no weights)."""
+    if os.path.isdir(path):
+        config, weights = os.path.join(path, RUN_CONFIG), os.path.join(path, RUN_WEIGHTS)
+        if not os.path.isfile(config):
+            raise FileNotFoundError(f"{path} is a folder without {RUN_CONFIG}: not a run folder")
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(
+                f"Run folder {path} has no {RUN_WEIGHTS}: its training has not finished "
+                f"(resume it with the same command, or name a checkpoint as MODEL.WEIGHTS)"
+            )
+        return config, weights
+    weights = os.path.join(os.path.dirname(path), RUN_WEIGHTS)
+    if os.path.basename(path) == RUN_CONFIG and os.path.isfile(weights):
+        return path, weights
+    return path, ""
+
+
+def setup_run_cfg(path, opts=(), datasets=True):
+    """``setup_cfg`` for a trained model: ``path`` a run folder, its config.yaml or a config
+    file; MODEL.WEIGHTS is the run's model_final.pth unless ``opts`` set it."""
+    config, weights = run_files(path)
+    return setup_cfg(config, ["MODEL.WEIGHTS", weights, *opts] if weights else opts, datasets)
+
+
+def resolve_run_folders(cfg):
+    """Keys naming a trained model accept its run folder: MODEL.WEIGHTS and
+    MODEL.DISTILL.TEACHER_WEIGHTS (its model_final.pth), MODEL.DISTILL.TEACHER_CONFIG (its
+    config.yaml; and TEACHER_WEIGHTS becomes its model_final.pth unless they name a checkpoint
+    in that folder)."""
+    d = cfg.MODEL.DISTILL
+    if d.TEACHER_CONFIG and os.path.exists(d.TEACHER_CONFIG):
+        d.TEACHER_CONFIG, weights = run_files(d.TEACHER_CONFIG)
+        run = os.path.dirname(os.path.abspath(d.TEACHER_CONFIG))
+        if weights and os.path.dirname(os.path.abspath(d.TEACHER_WEIGHTS or ".")) != run:
+            d.TEACHER_WEIGHTS = weights
+    for node, key in ((cfg.MODEL, "WEIGHTS"), (d, "TEACHER_WEIGHTS")):
+        if node[key] and os.path.isdir(node[key]):
+            node[key] = run_files(node[key])[1]
+
+
+def fill_class_names(cfg):
+    """``MODEL.CLASS_NAMES``, if empty, from the training set's ``thing_classes`` (left empty
+    when DATASETS.TRAIN names no registered dataset with classes); a ``NUM_CLASSES`` of 0
+    becomes their count. A count that differs from the names is an error."""
+    train = cfg.DATASETS.TRAIN[0] if cfg.DATASETS.TRAIN else None
+    if not cfg.MODEL.CLASS_NAMES and train in DatasetCatalog:
+        try:
+            cfg.MODEL.CLASS_NAMES = thing_classes_of(train)
+        except KeyError:  # registered without class names: the loaders will say so
+            pass
+    names = cfg.MODEL.CLASS_NAMES
+    for key in ("MODEL.WSDDN.NUM_CLASSES", "MODEL.STUDENT.NUM_CLASSES"):
+        node, leaf = cfg.MODEL[key.split(".")[1]], "NUM_CLASSES"
+        if node[leaf] == 0 and not names:
+            raise ValueError(
+                f"{key} is 0 (the training set's class count) but DATASETS.TRAIN "
+                f"{list(cfg.DATASETS.TRAIN)} names no registered dataset with class names: "
+                f"declare it (DATASETS.REGISTER) or set MODEL.CLASS_NAMES"
+            )
+        if node[leaf] == 0:
+            node[leaf] = len(names)
+    model_key = {"WSDDN": "MODEL.WSDDN", "StudentClassifier": "MODEL.STUDENT"}.get(
+        cfg.MODEL.META_ARCHITECTURE
+    )
+    count = cfg.MODEL[model_key.split(".")[1]].NUM_CLASSES if model_key else len(names)
+    if count != len(names):
+        raise ValueError(
+            f"{model_key}.NUM_CLASSES is {count} but MODEL.CLASS_NAMES has {len(names)} names "
+            f"(from {'DATASETS.TRAIN ' + repr(train) if train else 'the config'}): set "
+            f"{model_key}.NUM_CLASSES to {len(names)}, or 0 to follow the names"
+        )
+
+
+def model_class_names(cfg):
+    """The names of the model's K outputs: MODEL.CLASS_NAMES, else those of the first dataset
+    of DATASETS.TEST or DATASETS.TRAIN."""
+    if cfg.MODEL.CLASS_NAMES:
+        return list(cfg.MODEL.CLASS_NAMES)
+    datasets = [*cfg.DATASETS.TEST, *cfg.DATASETS.TRAIN]
+    if not datasets:
+        raise ValueError(
+            "The config names no classes: set MODEL.CLASS_NAMES, or DATASETS.TRAIN (a run's "
+            "config.yaml names them)"
+        )
+    return thing_classes_of(datasets[0])
+
+
+def positive_int(text):
+    """An argparse type: an integer >= 1 (a count of images, proposals, steps)."""
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text):
+    """An argparse type: an integer >= 0 (a count of worker processes)."""
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text, low):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+    return value
 
 
 def add_dataset_config_arguments(parser):

@@ -97,7 +97,9 @@ class Trainer(DefaultTrainer):
             model, data_loader, optimizer
         )
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = FiniteCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.checkpointer = FiniteCheckpointer(
+            model, cfg.OUTPUT_DIR, class_names=cfg.MODEL.CLASS_NAMES, trainer=weakref.proxy(self)
+        )
         self.start_iter, self.max_iter, self.cfg = 0, cfg.SOLVER.MAX_ITER, cfg
         self.register_hooks(self.build_hooks())
 
@@ -117,6 +119,20 @@ class Trainer(DefaultTrainer):
         """DefaultTrainer's; on resume the data loader continues the interrupted run's stream."""
         super().resume_or_load(resume)
         self._trainer.data_loader.start_iter = self.start_iter
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """DefaultTrainer's, but a student trained on L_f alone (the authors' stage 1:
+        LABEL_WEIGHT and PREDICTION_WEIGHT 0) has an untrained classifier: it is not evaluated
+        (a log line says so; the results are {})."""
+        d = cfg.MODEL.DISTILL
+        if d.ENABLED and d.LABEL_WEIGHT == 0 and d.PREDICTION_WEIGHT == 0:
+            logging.getLogger(__name__).info(
+                "Not evaluated: L_f alone (the authors' stage 1) trains no classifier; "
+                "stage 2 (MODEL.WEIGHTS: this run's folder) is the student to evaluate"
+            )
+            return {}
+        return super().test(cfg, model, evaluators)
 
     @classmethod
     def build_optimizer(cls, cfg, model):

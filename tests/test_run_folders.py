@@ -1,0 +1,102 @@
+"""A finished run's folder (config.yaml + model_final.pth) names a trained model wherever weights
+are asked for; class names and counts come from the data; trained weights load strictly."""
+
+import os
+
+import pytest
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
+
+from wsd_distill.engine import Trainer, load_trained_weights, setup_cfg, setup_run_cfg
+from wsd_distill.engine.defaults import RUN_CONFIG, RUN_WEIGHTS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SYNTHETIC = os.path.join(ROOT, "configs", "Synthetic")
+OWN = os.path.join(ROOT, "configs", "OwnData")
+
+
+def fake_run(folder, config, *opts):
+    """A run folder as training leaves it: the config as run, weights with random values."""
+    cfg = setup_cfg(os.path.join(SYNTHETIC, config), ["MODEL.DEVICE", "cpu", *opts])
+    os.makedirs(folder, exist_ok=True)
+    (folder / RUN_CONFIG).write_text(cfg.dump())
+    torch.manual_seed(0)
+    DetectionCheckpointer(build_model(cfg), str(folder)).save("model_final")
+    return cfg
+
+
+def test_a_run_folder_names_its_config_and_weights(tmp_path):
+    fake_run(tmp_path / "teacher", "T-WDet.yaml")
+    fake_run(tmp_path / "stage1", "S-Cls.yaml")
+    teacher = str(tmp_path / "teacher")
+    cfg = setup_cfg(
+        os.path.join(SYNTHETIC, "S-Cls_KD_stage2.yaml"),
+        ["MODEL.DISTILL.TEACHER_CONFIG", teacher, "MODEL.WEIGHTS", str(tmp_path / "stage1")],
+    )
+    d = cfg.MODEL.DISTILL
+    # the config file's TEACHER_WEIGHTS (another run's) give way to the folder's own
+    assert (d.TEACHER_CONFIG, d.TEACHER_WEIGHTS) == (
+        os.path.join(teacher, RUN_CONFIG),
+        os.path.join(teacher, RUN_WEIGHTS),
+    )
+    assert cfg.MODEL.WEIGHTS == str(tmp_path / "stage1" / RUN_WEIGHTS)
+    # ... unless they name a checkpoint of that run
+    periodic = os.path.join(teacher, "model_0000099.pth")
+    opts = ["MODEL.DISTILL.TEACHER_CONFIG", teacher, "MODEL.DISTILL.TEACHER_WEIGHTS", periodic]
+    cfg = setup_cfg(os.path.join(SYNTHETIC, "S-Cls_KD.yaml"), opts)
+    assert cfg.MODEL.DISTILL.TEACHER_WEIGHTS == periodic
+    # a tool's --config-file: the folder, or its config.yaml, brings the run's weights
+    for path in (teacher, os.path.join(teacher, RUN_CONFIG)):
+        assert setup_run_cfg(path).MODEL.WEIGHTS == os.path.join(teacher, RUN_WEIGHTS)
+    assert setup_run_cfg(teacher, ["MODEL.WEIGHTS", "x.pth"]).MODEL.WEIGHTS == "x.pth"
+
+
+def test_unfinished_or_wrong_run_folders_are_named(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty is a folder without config.yaml"):
+        setup_run_cfg(str(tmp_path / "empty"))
+    fake_run(tmp_path / "unfinished", "S-Cls.yaml")
+    os.remove(tmp_path / "unfinished" / RUN_WEIGHTS)
+    with pytest.raises(FileNotFoundError, match="unfinished has no model_final.pth: its training"):
+        setup_cfg(
+            os.path.join(SYNTHETIC, "S-Cls_KD.yaml"),
+            ["MODEL.DISTILL.TEACHER_CONFIG", str(tmp_path / "unfinished")],
+        )
+
+
+def test_class_names_and_counts_come_from_the_training_set():
+    cfg = setup_cfg(
+        os.path.join(OWN, "S-Cls.yaml"), ["DATASETS.TRAIN", "('synthetic_shapes_train',)"]
+    )
+    assert len(cfg.MODEL.CLASS_NAMES) == 12 and cfg.MODEL.CLASS_NAMES[0] == "circle"
+    assert cfg.MODEL.STUDENT.NUM_CLASSES == 12
+    with pytest.raises(ValueError, match=r"MODEL.WSDDN.NUM_CLASSES is 0 \(the training set's"):
+        setup_cfg(os.path.join(OWN, "T-WDet.yaml"))
+    with pytest.raises(ValueError, match="MODEL.STUDENT.NUM_CLASSES is 5 but MODEL.CLASS_NAMES"):
+        setup_cfg(os.path.join(SYNTHETIC, "S-Cls.yaml"), ["MODEL.STUDENT.NUM_CLASSES", 5])
+    cfg = setup_cfg(os.path.join(OWN, "T-WDet.yaml"), ["MODEL.CLASS_NAMES", "['a', 'b']"])
+    assert cfg.MODEL.WSDDN.NUM_CLASSES == 2  # no dataset needed when the config names them
+
+
+def test_trained_weights_load_strictly(tmp_path):
+    fake_run(tmp_path / "teacher", "T-WDet.yaml")
+    student = build_model(setup_cfg(os.path.join(SYNTHETIC, "S-Cls.yaml"), ["MODEL.DEVICE", "cpu"]))
+    weights = str(tmp_path / "teacher" / RUN_WEIGHTS)
+    with pytest.raises(ValueError, match=r"does not fit the model of this config: \d+ missing"):
+        load_trained_weights(student, weights)
+    with pytest.raises(FileNotFoundError, match="MODEL.WEIGHTS: no such file 'nope.pth'"):
+        load_trained_weights(student, "nope.pth")
+    teacher = build_model(setup_run_cfg(str(tmp_path / "teacher")))
+    extra = load_trained_weights(teacher, weights)
+    assert "model" not in extra
+
+
+def test_a_feature_only_stage_is_not_evaluated(tmp_path, caplog):
+    cfg = setup_cfg(
+        os.path.join(SYNTHETIC, "S-Cls_KD_stage1.yaml"),
+        ["DATASETS.TEST", "('synthetic_shapes_test',)", "MODEL.DEVICE", "cpu"],
+    )
+    with caplog.at_level("INFO"):
+        assert Trainer.test(cfg, model=None) == {}
+    assert "Not evaluated: L_f alone (the authors' stage 1) trains no classifier" in caplog.text

@@ -1,0 +1,103 @@
+#!/usr/bin/env python
+"""The whole method on your own data, in one command: proposals for every split, the teacher
+T-WDet, the student S-Cls without KD, the KD student(s), and the paper's Table 3 for your data
+(<output>/results.md), each step skipped when done (run it again to resume):
+
+    python tools/distill.py --train mine_train --val mine_val --test mine_test \\
+        --output output/mine \\
+        DATASETS.REGISTER "[['mine_train', 'train.csv', 'photos', 'classes.txt'], ...]"
+
+Datasets are declared by DATASETS.REGISTER (on the command line, or in --config-file) or are
+builtin names. The configs come from --config-dir (configs/OwnData: small networks from
+scratch, offline; configs/OwnData/VGG16: the paper's, after the weight converter). The KD
+student by default is "joint-gated" (L_p + L_p' + L_f in one stage, L_p' only on the classes
+where the teacher's AP on --val is at least the plain student's: the variant that never lost
+to the plain student on the synthetic benchmark's seeds); without --val, "joint". "two-stage"
+is the authors' schedule. Each run folder (<output>/seed<k>/<run>) is enough for
+tools/predict.py, tools/visualize.py and tools/export_student.py.
+"""
+
+import argparse
+import os
+
+from detectron2.utils.logger import setup_logger
+
+from wsd_distill.engine import setup_cfg
+from wsd_distill.engine.pipeline import KD_VARIANTS, Pipeline, add_pipeline_arguments, kd_row
+
+CONFIGS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "OwnData"
+)
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--train", required=True, help="training dataset (name)")
+    parser.add_argument("--test", required=True, help="dataset of the results table (name)")
+    parser.add_argument(
+        "--val", default="", help="held-out dataset the gated KD student chooses classes on"
+    )
+    parser.add_argument(
+        "--config-dir",
+        default=CONFIGS,
+        help="folder of T-WDet.yaml, S-Cls.yaml, S-Cls_KD.yaml, S-Cls_KD_stage1/2.yaml",
+    )
+    parser.add_argument(
+        "--config-file",
+        default="",
+        metavar="FILE",
+        help="a config whose DATASETS.REGISTER declares the datasets (passed to every run)",
+    )
+    parser.add_argument(
+        "--kd",
+        nargs="+",
+        choices=list(KD_VARIANTS),
+        metavar="VARIANT",
+        help=f"the KD students, of {', '.join(KD_VARIANTS)} (default: joint-gated with --val, "
+        f"joint without)",
+    )
+    add_pipeline_arguments(parser, "output/own")
+    return parser
+
+
+def main(args):
+    setup_logger(name="wsd_distill")
+    opts = list(args.opts)
+    if args.config_file:
+        opts = ["DATASETS.REGISTER", setup_cfg(args.config_file).DATASETS.REGISTER, *opts]
+    variants = args.kd or (["joint-gated"] if args.val else ["joint"])
+    if not args.val and any(KD_VARIANTS[v][1] for v in variants):
+        raise SystemExit("A gated KD student (--kd ...-gated) needs a held-out split: --val")
+    pipeline = Pipeline(
+        args.config_dir,
+        args.output,
+        train=args.train,
+        test=args.test,
+        val=args.val,
+        proposals_dir=args.proposals_dir,
+        method=args.method,
+        max_proposals=args.max_proposals,
+        workers=args.workers,
+        opts=opts,
+    )
+    print(pipeline.dataset_tables()[0] + "\n\n" + pipeline.make_proposals())
+    setup_logger(args.output, name="detectron2")
+    summary, table = pipeline.run_all(args.seeds, variants)
+    print("\n" + table)
+    seed = args.seeds[0]
+    runs = {v: pipeline.kd_folder(seed, v) for v in variants}
+    print(f"Results in {args.output}/results.md (and .json); the students, seed {seed}:")
+    for variant, folder in runs.items():
+        mAP = summary["per_seed"][seed][kd_row(variant)]["mAP"]
+        print(f"  {kd_row(variant)}, mAP {mAP:.1f}: {folder}")
+    print(
+        f"Predict with one: python tools/predict.py --config-file {runs[variants[-1]]} "
+        f"--input <photos> --output <folder>"
+    )
+    return summary
+
+
+if __name__ == "__main__":
+    main(get_parser().parse_args())

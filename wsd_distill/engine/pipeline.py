@@ -1,0 +1,466 @@
+"""The method on one dataset, from images with labels to a distilled student: proposals, the
+teacher T-WDet, the student S-Cls without KD, S-Cls with KD, and the paper's Table 3 for them
+(``tools/distill.py`` on a user's data, ``tools/demo.py`` on the synthetic benchmark).
+
+Runs go to ``<output>/seed<k>/<run>`` (teacher, student, student_kd_stage1, ...), each with
+its config.yaml, model_final.pth and results.json; a run whose results exist is skipped and an
+interrupted one resumes from its last checkpoint, so a stopped pipeline continues where it
+stopped when started again with the same arguments.
+"""
+
+import argparse
+import json
+import logging
+import os
+
+import numpy as np
+from detectron2.data import DatasetCatalog
+from tabulate import tabulate
+
+from ..box_proposers.generate import generate_proposal_file
+from ..data import load_proposals_into_dataset, thing_classes_of
+from ..data.datasets import prepare_synthetic_shapes
+from ..data.statistics import dataset_summary, proposal_recall
+from ..modeling.distill_losses import teacher_class_gate
+from ..utils import atomic_write_bytes
+from ..visualization import plot_ap_gain, visualize_teacher
+from .checkpointer import load_trained_weights
+from .defaults import RUN_CONFIG, RUN_WEIGHTS, positive_int, setup_cfg
+from .trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+# The config files of a pipeline's config folder (configs/Synthetic, configs/OwnData, ...).
+CONFIG_FILES = {
+    "teacher": "T-WDet.yaml",
+    "student": "S-Cls.yaml",
+    "kd_joint": "S-Cls_KD.yaml",
+    "kd_stage1": "S-Cls_KD_stage1.yaml",
+    "kd_stage2": "S-Cls_KD_stage2.yaml",
+}
+# The KD students a pipeline trains: (schedule, L_p' gated per class by the teacher).
+KD_VARIANTS = {
+    "two-stage": ("two-stage", False),  # the authors': L_f, then L_p + L_p'
+    "joint": ("joint", False),  # L_p + L_p' + L_f (per dimension) in one stage
+    "joint-gated": ("joint", True),  # and L_p' only on the classes the teacher gets right
+    "two-stage-gated": ("two-stage", True),
+}
+PLAIN, TEACHER = "S-Cls w/o KD", "T-WDet"
+METRICS = ("mAP", "CF1", "OF1", "CF1_top3", "OF1_top3", "CorLoc")
+HEADERS = ["mAP", "CF1", "OF1", "CF1 top-3", "OF1 top-3", "CorLoc"]
+
+
+def kd_row(variant):
+    return f"S-Cls w/ KD ({variant})"
+
+
+def gain_row(variant):
+    return f"KD gain ({variant})"
+
+
+def add_pipeline_arguments(parser, output):
+    """The arguments of a tool that runs a ``Pipeline`` (default folder ``output``)."""
+    parser.add_argument("--output", default=output, help="folder for the runs and results")
+    parser.add_argument(
+        "--proposals-dir", default="output/proposals", help="folder for the proposal files"
+    )
+    parser.add_argument(
+        "--method", default="edge_boxes", choices=["edge_boxes", "selective_search"]
+    )
+    parser.add_argument(
+        "--max-proposals", type=positive_int, default=500, help="proposals per image"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=max(1, min(os.cpu_count() or 1, 8)),
+        help="processes making proposals",
+    )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="train every model once per seed"
+    )
+    parser.add_argument(
+        "opts",
+        nargs=argparse.REMAINDER,
+        help="config overrides for every run, e.g. SOLVER.MAX_ITER 100",
+    )
+
+
+def train_and_evaluate(cfg):
+    """Train (resuming from the last checkpoint of ``cfg.OUTPUT_DIR``, the config saved there
+    as config.yaml), then evaluate on ``DATASETS.TEST`` ({} without test sets); the results
+    are kept in ``results.json`` and returned."""
+    results_file = os.path.join(cfg.OUTPUT_DIR, "results.json")
+    if os.path.exists(results_file):
+        with open(results_file) as f:
+            return json.load(f)
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    atomic_write_bytes(os.path.join(cfg.OUTPUT_DIR, RUN_CONFIG), cfg.dump().encode())
+    train_cfg = cfg.clone()
+    train_cfg.DATASETS.TEST = ()  # evaluated once, below, rather than by the EvalHook too
+    trainer = Trainer(train_cfg)
+    trainer.resume_or_load(resume=True)
+    trainer.train()
+    results = Trainer.test(cfg, trainer.model) if cfg.DATASETS.TEST else {}
+    atomic_write_bytes(results_file, json.dumps(results, indent=1).encode())
+    return results
+
+
+class Pipeline:
+    """Proposals, teacher, students and Table 3 on the datasets ``train`` (training), ``test``
+    (the table) and ``val`` (held out: the "-gated" KD students choose their classes on it;
+    "" for none), with the five configs of ``config_dir`` (``CONFIG_FILES``) and the config
+    overrides ``opts`` for every run. Proposals (``method``, ``max_proposals`` per image,
+    ``workers`` processes) are kept in ``proposals_dir/<dataset>_<method>``."""
+
+    def __init__(
+        self,
+        config_dir,
+        output,
+        train,
+        test,
+        val="",
+        proposals_dir="output/proposals",
+        method="edge_boxes",
+        max_proposals=500,
+        workers=1,
+        opts=(),
+    ):
+        missing = [f for f in CONFIG_FILES.values() if not os.path.isfile(f"{config_dir}/{f}")]
+        if missing:
+            raise FileNotFoundError(f"Config folder {config_dir} lacks {', '.join(missing)}")
+        self.config_dir, self.output = config_dir, output
+        self.train, self.test, self.val = train, test, val
+        self.proposals_dir, self.method, self.max_proposals = proposals_dir, method, max_proposals
+        self.workers, self.opts = workers, list(opts)
+        setup_cfg("", self.opts)  # registers the declared datasets
+        for name in filter(None, (train, val, test)):
+            if name not in DatasetCatalog:
+                raise KeyError(
+                    f"Dataset '{name}' is not registered: declare it with DATASETS.REGISTER "
+                    f"(see datasets/README.md) or use a builtin name"
+                )
+
+    @classmethod
+    def synthetic(cls, config_dir, args):
+        """The pipeline of the synthetic shapes benchmark, generated first (sized by the
+        DATASETS.SYNTHETIC keys of ``args.opts``), with the arguments of
+        ``add_pipeline_arguments``."""
+        cfg = setup_cfg(os.path.join(config_dir, CONFIG_FILES["teacher"]), args.opts)
+        logger.info(f"Synthetic shapes benchmark in {prepare_synthetic_shapes(cfg)}")
+        return cls(
+            config_dir,
+            args.output,
+            train="synthetic_shapes_train",
+            test="synthetic_shapes_test",
+            val="synthetic_shapes_val",
+            proposals_dir=args.proposals_dir,
+            method=args.method,
+            max_proposals=args.max_proposals,
+            workers=args.workers,
+            opts=args.opts,
+        )
+
+    @property
+    def datasets(self):
+        return [n for n in dict.fromkeys((self.train, self.val, self.test)) if n]
+
+    def proposal_file(self, dataset):
+        return os.path.join(self.proposals_dir, f"{dataset}_{self.method}")
+
+    def make_proposals(self):
+        """Each dataset's proposal file, made unless it exists; returns a table of their boxes
+        per image and ground-truth recall (datasets with boxes) as text."""
+        rows = []
+        for name in self.datasets:
+            output, stats = self.proposal_file(name), None
+            if not os.path.exists(output):
+                stats = generate_proposal_file(
+                    DatasetCatalog.get(name),
+                    output,
+                    self.method,
+                    {"max_proposals": self.max_proposals},
+                    workers=self.workers,
+                )
+            dicts = load_proposals_into_dataset(DatasetCatalog.get(name), output)
+            has_boxes = all("annotations" in d for d in dicts)
+            recall = proposal_recall(dicts) if has_boxes else {}
+            speed = (
+                f"{stats['images_per_s']:.1f} ({stats['images_per_s_per_worker']:.1f})"
+                if stats
+                else "made before"
+            )
+            rows.append(
+                [
+                    name,
+                    output,
+                    f"{recall.get('boxes_per_image', np.nan):.0f}" if recall else "-",
+                    f"{100 * recall['recall@0.5']:.1f}%" if recall else "- (no boxes)",
+                    f"{100 * recall['recall@0.7']:.1f}%" if recall else "-",
+                    speed,
+                ]
+            )
+        headers = ["dataset", "file", "boxes/img", "GT recall@0.5", "recall@0.7", "images/s"]
+        return f"{self.method} proposals ({self.workers} workers):\n" + tabulate(rows, headers)
+
+    def dataset_tables(self):
+        """The splits' sizes and label statistics, the training set's class frequencies and
+        most co-occurring class pairs, as text; returns (text, the training set's
+        ``dataset_summary``)."""
+        class_names = thing_classes_of(self.train)
+        summaries = {n: dataset_summary(DatasetCatalog.get(n), class_names) for n in self.datasets}
+        rows = [
+            [
+                name,
+                s["images"],
+                s["unlabeled_images"],
+                f"{s['labels_per_image']:.2f}",
+                f"{s['objects_per_image']:.2f}" if "objects_per_image" in s else "-",
+                f"{100 * s['small_object_fraction']:.1f}%" if "objects_per_image" in s else "-",
+            ]
+            for name, s in summaries.items()
+        ]
+        headers = [
+            "dataset",
+            "images",
+            "unlabeled",
+            "labels/img",
+            "objects/img",
+            "objects <10% area",
+        ]
+        train = summaries[self.train]
+        freq = train["class_images"] / max(train["images"], 1)
+        classes = [
+            [class_names[k], train["class_images"][k], f"{100 * freq[k]:.1f}%"]
+            for k in np.argsort(-freq, kind="stable")
+        ]
+        co, n = train["co_occurrence"].astype(float), train["images"]
+        lift = co * n / np.maximum(np.outer(np.diag(co), np.diag(co)), 1)
+        pairs = sorted(
+            ((lift[i, j], i, j) for i in range(len(co)) for j in range(i + 1, len(co))),
+            reverse=True,
+        )
+        pairs = [
+            [class_names[i], class_names[j], int(co[i, j]), f"{v:.2f}"]
+            for v, i, j in pairs
+            if co[i, j] >= 5
+        ]
+        text = (
+            tabulate(rows, headers)
+            + f"\n\nClass frequency in {self.train} (images containing the class):\n"
+            + tabulate(classes, ["class", "images", "share"])
+            + f"\n\nMost co-occurring class pairs in {self.train} "
+            + "(lift = P(a, b) / (P(a) P(b))):\n"
+            + tabulate(pairs[:6], ["class a", "class b", "images", "lift"])
+        )
+        return text, train
+
+    def config(self, name, folder, seed, extra=()):
+        """The config ``CONFIG_FILES[name]`` of the run ``<output>/seed<seed>/<folder>``."""
+        opts = [
+            "DATASETS.TRAIN",
+            (self.train,),
+            "DATASETS.TEST",
+            (self.test,),
+            "DATASETS.PROPOSAL_FILES_TRAIN",
+            (self.proposal_file(self.train),),
+            "DATASETS.PROPOSAL_FILES_TEST",
+            (self.proposal_file(self.test),) if name == "teacher" else (),
+            *self.opts,
+            *extra,
+            "SEED",
+            seed,
+        ]
+        cfg = setup_cfg(os.path.join(self.config_dir, CONFIG_FILES[name]), opts)
+        cfg.OUTPUT_DIR = os.path.join(self.output, f"seed{seed}", folder)
+        return cfg
+
+    def run(self, name, folder, seed, extra=()):
+        """Train and evaluate the run ``folder`` of config ``name``: (results, config)."""
+        cfg = self.config(name, folder, seed, extra)
+        done = os.path.exists(os.path.join(cfg.OUTPUT_DIR, "results.json"))
+        logger.info(f"seed {seed}: {folder} ({'done before' if done else 'training'})")
+        return train_and_evaluate(cfg), cfg
+
+    def teacher(self, seed, folder="teacher", extra=()):
+        """T-WDet, evaluated, with pictures of its top proposals and labels on 20 test images
+        (<run>/pictures); (results, config)."""
+        results, cfg = self.run("teacher", folder, seed, extra)
+        pictures = os.path.join(cfg.OUTPUT_DIR, "pictures")
+        if not os.path.isdir(pictures):
+            model = Trainer.build_model(cfg)
+            load_trained_weights(model, os.path.join(cfg.OUTPUT_DIR, RUN_WEIGHTS))
+            loader = Trainer.build_test_loader(cfg, self.test)
+            visualize_teacher(model, loader, self.test, pictures + ".tmp", 20)
+            os.replace(pictures + ".tmp", pictures)
+        return results, cfg
+
+    def student(self, seed):
+        """S-Cls without KD: (results, config)."""
+        return self.run("student", "student", seed)
+
+    def evaluate_on_val(self, cfg):
+        """A trained run evaluated on the val split, once (kept in its val_results.json)."""
+        results_file = os.path.join(cfg.OUTPUT_DIR, "val_results.json")
+        if os.path.exists(results_file):
+            with open(results_file) as f:
+                return json.load(f)
+        cfg = cfg.clone()
+        cfg.DATASETS.TEST = (self.val,)
+        if cfg.MODEL.META_ARCHITECTURE == "WSDDN":
+            cfg.DATASETS.PROPOSAL_FILES_TEST = (self.proposal_file(self.val),)
+        model = Trainer.build_model(cfg)
+        load_trained_weights(model, os.path.join(cfg.OUTPUT_DIR, RUN_WEIGHTS))
+        results = Trainer.test(cfg, model)
+        atomic_write_bytes(results_file, json.dumps(results, indent=1).encode())
+        return results
+
+    def class_gate_options(self, teacher_cfg, student_cfg):
+        """The config override of a teacher-gated L_p': the classes where the teacher's AP on
+        the val split is at least the plain student's (``teacher_class_gate``)."""
+        if not self.val:
+            raise ValueError("A teacher-gated KD student needs a val split to choose its classes")
+        classes = thing_classes_of(self.val)
+        ap = [
+            [self.evaluate_on_val(cfg)["multilabel"].get(f"AP-{c}", np.nan) for c in classes]
+            for cfg in (teacher_cfg, student_cfg)
+        ]
+        return ["MODEL.DISTILL.PREDICTION_CLASS_WEIGHTS", teacher_class_gate(*ap)]
+
+    def kd_student(self, seed, teacher_cfg, schedule, folder="student_kd", extra=()):
+        """S-Cls with KD from the teacher run ``teacher_cfg``, in the authors' two stages (into
+        <folder>_stage1, then <folder>_stage2 from its weights) or one joint stage
+        (<folder>_joint); returns the final student's results."""
+        kd = ["MODEL.DISTILL.TEACHER_CONFIG", teacher_cfg.OUTPUT_DIR, *extra]
+        if schedule == "joint":
+            return self.run("kd_joint", f"{folder}_joint", seed, kd)[0]
+        _, stage1 = self.run("kd_stage1", f"{folder}_stage1", seed, kd)
+        weights = ["MODEL.WEIGHTS", stage1.OUTPUT_DIR]
+        return self.run("kd_stage2", f"{folder}_stage2", seed, [*kd, *weights])[0]
+
+    def kd_folder(self, seed, variant, folder="student_kd"):
+        """The run folder of the KD student ``variant`` (its last stage) of ``kd_variant``."""
+        schedule, gated = KD_VARIANTS[variant]
+        stage = "joint" if schedule == "joint" else "stage2"
+        name = f"{folder}_gated_{stage}" if gated else f"{folder}_{stage}"
+        return os.path.join(self.output, f"seed{seed}", name)
+
+    def kd_variant(self, seed, variant, teacher_cfg, student_cfg, folder="student_kd"):
+        """The KD student ``variant`` of ``KD_VARIANTS`` (into <folder>_* or <folder>_gated_*);
+        its test results."""
+        schedule, gated = KD_VARIANTS[variant]
+        if not gated:
+            return self.kd_student(seed, teacher_cfg, schedule, folder)
+        gate = self.class_gate_options(teacher_cfg, student_cfg)
+        return self.kd_student(seed, teacher_cfg, schedule, f"{folder}_gated", gate)
+
+    def run_seed(self, seed, variants):
+        """Every model of one seed: {model: test results} (``PLAIN``, ``TEACHER``,
+        ``kd_row(v)``)."""
+        teacher, teacher_cfg = self.teacher(seed)
+        student, student_cfg = self.student(seed)
+        runs = {PLAIN: student, TEACHER: teacher}
+        for variant in variants:
+            runs[kd_row(variant)] = self.kd_variant(seed, variant, teacher_cfg, student_cfg)
+        return runs
+
+    def run_all(self, seeds, variants, chart_frequency=None):
+        """All seeds: writes <output>/results.md (Table 3 per seed, mean ± std, paired gains),
+        results.json (``summarize``) and kd_gain_per_class.png (the last variant's per-class
+        AP gain over S-Cls w/o KD, classes in the order of ``chart_frequency``, images per
+        class of the training set); returns (summary, the tables as text)."""
+        runs = {seed: self.run_seed(seed, variants) for seed in seeds}
+        summary = summarize(runs, variants)
+        table = results_tables(summary, self.test)
+        atomic_write_bytes(os.path.join(self.output, "results.md"), table.encode())
+        atomic_write_bytes(
+            os.path.join(self.output, "results.json"), json.dumps(summary, indent=1).encode()
+        )
+        class_names = thing_classes_of(self.test)
+        shown = kd_row(variants[-1])
+        ap = {  # classes without a positive test image have no AP (NaN, no bar)
+            name: np.mean(
+                [
+                    [r[name]["multilabel"].get(f"AP-{c}", np.nan) for c in class_names]
+                    for r in runs.values()
+                ],
+                axis=0,
+            )
+            for name in (PLAIN, shown)
+        }
+        if chart_frequency is None:
+            chart_frequency = dataset_summary(DatasetCatalog.get(self.train), class_names)[
+                "class_images"
+            ]
+        chart = os.path.join(self.output, "kd_gain_per_class.png")
+        plot_ap_gain(class_names, chart_frequency, ap[PLAIN], ap[shown], chart)
+        return summary, table
+
+
+def metrics(results):
+    """{metric: value} of one model's test results (CorLoc for a teacher tested on boxes)."""
+    values = {k: results["multilabel"][k] for k in METRICS[:-1]}
+    if "wsod" in results:
+        values["CorLoc"] = results["wsod"]["CorLoc"]
+    return values
+
+
+def summarize(runs, variants):
+    """``runs`` {seed: {model: results}} (models: PLAIN, TEACHER and ``kd_row(v)`` for each
+    of ``variants``) -> {"per_seed": {seed: {model: metrics, gain_row(v): w/ KD - w/o KD}},
+    "mean": {model: {metric: [mean, std]}}, "paired_gain": {variant: {metric: [mean, std]}}
+    of the per-seed gains}: the numbers of the Table 3s."""
+    models = [PLAIN, TEACHER, *(kd_row(v) for v in variants)]
+    per_seed = {}
+    for seed, results in runs.items():
+        rows = {name: metrics(results[name]) for name in models}
+        without = rows[PLAIN]
+        for v in variants:
+            rows[gain_row(v)] = {k: rows[kd_row(v)][k] - without[k] for k in without}
+        per_seed[seed] = rows
+
+    def mean_std(name):
+        values = [per_seed[seed][name] for seed in runs]
+        return {
+            k: [float(np.mean([v[k] for v in values])), float(np.std([v[k] for v in values]))]
+            for k in values[0]
+        }
+
+    return {
+        "per_seed": per_seed,
+        "mean": {name: mean_std(name) for name in models},
+        "paired_gain": {v: mean_std(gain_row(v)) for v in variants},
+    }
+
+
+def results_tables(summary, test_set):
+    """The paper's Table 3 per seed (with the KD gain), then mean ± std over the seeds and the
+    paired KD gain (mean ± std of the per-seed differences), as Markdown."""
+
+    def cells(values, fmt):
+        return [fmt(values[k]) if k in values else "-" for k in METRICS]
+
+    rows = []
+    for seed, models in summary["per_seed"].items():
+        for name, values in models.items():
+            sign = "+" if name.startswith("KD gain") else ""
+            rows.append([seed, name, *cells(values, lambda v: f"{v:{sign}.1f}")])
+    per_seed = tabulate(
+        rows, headers=["seed", "model", *HEADERS], tablefmt="github", disable_numparse=True
+    )
+    rows = [
+        [name, *cells(values, lambda v: f"{v[0]:.1f} ± {v[1]:.1f}")]
+        for name, values in summary["mean"].items()
+    ]
+    rows += [
+        [f"{gain_row(v)}, paired", *cells(values, lambda v: f"{v[0]:+.1f} ± {v[1]:.1f}")]
+        for v, values in summary["paired_gain"].items()
+    ]
+    mean = tabulate(rows, headers=["model", *HEADERS], tablefmt="github", disable_numparse=True)
+    seeds = list(summary["per_seed"])
+    return (
+        f"Multi-label classification on {test_set}, per seed (only the students' rows cost a "
+        f"plain classifier at test time):\n\n{per_seed}\n\n"
+        f"Mean ± std over seeds {seeds}; KD gain (paired): mean ± std of the per-seed "
+        f"differences:\n\n{mean}\n"
+    )
