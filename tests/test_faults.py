@@ -138,6 +138,41 @@ def test_a_diverging_run_leaves_no_poisoned_checkpoint(datasets_dir, tiny_propos
         assert (tmp_path / "last_checkpoint").read_text().strip() in saved
 
 
+def test_a_save_cut_by_a_full_disk_leaves_nothing_cut_and_resume_rewrites_the_final(
+    datasets_dir, tiny_proposals, tmp_path, monkeypatch
+):
+    """The disk fills up while model_final.pth is written: no cut file is left, last_checkpoint
+    still names the last whole checkpoint; --resume (even beside a 0-byte model_final.pth, as an
+    older version left one) writes model_final.pth again from it."""
+    no_test = ["DATASETS.TEST", (), "DATASETS.PROPOSAL_FILES_TEST", ()]
+    cfg = teacher_cfg(tmp_path, tiny_proposals, "SOLVER.MAX_ITER", 4, *no_test)
+    cfg.merge_from_list(["SOLVER.CHECKPOINT_PERIOD", 2, "SOLVER.WARMUP_ITERS", 0])
+    save = torch.save
+
+    def full_disk(data, f):
+        if "model_final" in f.name:
+            f.write(b"\0" * 1000)
+            raise OSError(28, "No space left on device")
+        return save(data, f)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        Trainer(cfg).train()
+    monkeypatch.undo()
+    files = os.listdir(tmp_path)
+    assert "model_final.pth" not in files and not [f for f in files if ".tmp" in f]
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000003.pth"
+    (tmp_path / "model_final.pth").write_bytes(b"")
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=True)
+    assert trainer.start_iter == 4
+    trainer.train()
+    final = torch.load(tmp_path / "model_final.pth", weights_only=False)
+    assert final["iteration"] == 3
+    resumed = torch.load(tmp_path / "model_0000003.pth", weights_only=False)["model"]
+    assert all(torch.equal(final["model"][k], v) for k, v in resumed.items())
+
+
 def test_evaluator_refuses_diverged_scores(datasets_dir):
     dataset = "tiny_shapes_test"
     inputs = [{"image_id": i, "multi_labels": torch.eye(12)[i % 12]} for i in range(4)]

@@ -12,9 +12,10 @@ import pytest
 import sklearn.datasets
 import torch
 import yaml
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from matplotlib import cbook
 
-from wsd_distill.data.datasets import load_label_list
+from wsd_distill.data.datasets import load_label_list, register_declared_datasets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ["china", "flower", "hopper"]
@@ -264,20 +265,47 @@ def test_one_command_pipeline_on_own_photos(photo_set, tmp_path):
 
 
 def test_declared_datasets_are_checked(photo_set):
-    from wsd_distill.data.datasets import register_declared_datasets
-
     images = str(photo_set / "images")
     entry = ["decl_train", str(photo_set / "train.csv"), images]
     register_declared_datasets([entry])
     register_declared_datasets([entry])  # the same files again: left as it is
-    with pytest.raises(ValueError, match="'decl_train' is registered already, with other files"):
+    with pytest.raises(ValueError, match="'decl_train' is registered already, as \\["):
         register_declared_datasets([["decl_train", str(photo_set / "val.json"), images]])
-    with pytest.raises(ValueError, match="registered already, with other files \\(builtin\\)"):
+    with pytest.raises(ValueError, match="registered already, as a builtin dataset"):
         register_declared_datasets([["nuswide_81_train", str(photo_set / "train.csv"), images]])
     with pytest.raises(ValueError, match="each entry is \\[name, annotation_file, image_root\\]"):
         register_declared_datasets([["decl_x", str(photo_set / "val.json")]])
     with pytest.raises(FileNotFoundError, match="dataset 'decl_y': no /nonexistent.json"):
         register_declared_datasets([["decl_y", "/nonexistent.json", images]])
     (photo_set / "labels.xml").write_text("<x/>")
-    with pytest.raises(ValueError, match="is not a COCO json \\(.json\\) or a label list"):
+    with pytest.raises(ValueError, match="is not a COCO json \\(.json\\), a label list"):
         register_declared_datasets([["decl_z", str(photo_set / "labels.xml"), images]])
+    with pytest.raises(FileNotFoundError, match="third item is its split, but there is no"):
+        register_declared_datasets([["decl_voc", str(photo_set), "trainval"]])
+
+
+def test_a_voc_style_folder_is_declared(tmp_path):
+    """Annotations/*.xml, ImageSets/Main/<split>.txt, JPEGImages/, with a class file."""
+    for sub in ("Annotations", "ImageSets/Main", "JPEGImages"):
+        (tmp_path / sub).mkdir(parents=True)
+    (tmp_path / "ImageSets/Main/train.txt").write_text("a\nb\n")
+    objects = {"a": [("cat", 0), ("dog", 1)], "b": [("dog", 0)]}
+    for image_id, objs in objects.items():
+        cv2.imwrite(str(tmp_path / "JPEGImages" / f"{image_id}.jpg"), np.zeros((20, 30, 3)))
+        xml = "".join(
+            f"<object><name>{c}</name><difficult>{d}</difficult><bndbox><xmin>2</xmin>"
+            f"<ymin>3</ymin><xmax>10</xmax><ymax>12</ymax></bndbox></object>"
+            for c, d in objs
+        )
+        (tmp_path / "Annotations" / f"{image_id}.xml").write_text(
+            f"<annotation><size><width>30</width><height>20</height></size>{xml}</annotation>"
+        )
+    (tmp_path / "classes.txt").write_text("dog\ncat\n")
+    register_declared_datasets(
+        [["decl_voc_train", str(tmp_path), "train", tmp_path / "classes.txt"]]
+    )
+    dicts = DatasetCatalog.get("decl_voc_train")
+    assert [d["multi_labels"] for d in dicts] == [[0, 1], [0]]
+    assert dicts[0]["ignored_labels"] == [0]  # the dog of "a" is difficult only
+    assert dicts[0]["annotations"][0]["bbox"] == [1.0, 2.0, 10.0, 12.0]
+    assert MetadataCatalog.get("decl_voc_train").thing_classes == ["dog", "cat"]

@@ -25,6 +25,7 @@
     python tools/benchmark.py --device cpu --output output/benchmark
 """
 
+import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
 import argparse
 import json
 import multiprocessing as mp

@@ -14,6 +14,7 @@ ROI_SELECT/ROI_TOPK and the training sizes). A stopped run resumes when started 
 the same arguments; the cache appears at --output only when complete.
 """
 
+import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
 import argparse
 import logging
 import os

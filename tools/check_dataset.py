@@ -12,6 +12,7 @@ Datasets of your own are declared by the config's ``DATASETS.REGISTER`` (or trai
 VALUE`` overrides).
 """
 
+import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
 import argparse
 import multiprocessing as mp
 import sys
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from wsd_distill.data import thing_classes_of
 from wsd_distill.data.mapper import read_image
-from wsd_distill.engine import add_dataset_config_arguments, non_negative_int, setup_cfg
+from wsd_distill.engine import add_dataset_config_arguments, positive_int, setup_cfg
 
 
 def check(dataset_dict):
@@ -71,6 +72,6 @@ if __name__ == "__main__":
     parser.add_argument(
         "--dataset", nargs="+", help="dataset names (default: the config's TRAIN and TEST)"
     )
-    parser.add_argument("--workers", type=non_negative_int, default=mp.cpu_count())
+    parser.add_argument("--workers", type=positive_int, default=mp.cpu_count())
     add_dataset_config_arguments(parser)
     sys.exit(main(parser.parse_args()))

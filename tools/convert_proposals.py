@@ -16,11 +16,11 @@ v7.3 files. Box order (x1,y1,x2,y2 or y1,x1,y2,x2) is detected from the image si
 ``--box-order`` is given; boxes are taken as MATLAB 1-based pixel indices unless ``--zero-based``.
 """
 
+import wsd_distill  # noqa: F401  isort: skip  (first: quiets detectron2's warnings; registers)
 import argparse
 
 from detectron2.data import DatasetCatalog
 
-import wsd_distill  # noqa: F401  (registers the datasets)
 from wsd_distill.data.proposals import (
     image_records,
     load_mat_proposals,

@@ -20,6 +20,7 @@ Every training run is seeded by its SEED (the seed), whatever ran before it in t
 Every step is skipped when its result exists, so an interrupted demo continues where it stopped.
 """
 
+import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
 import argparse
 import os
 

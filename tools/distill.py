@@ -17,6 +17,7 @@ is the authors' schedule. Each run folder (<output>/seed<k>/<run>) is enough for
 tools/predict.py, tools/visualize.py and tools/export_student.py.
 """
 
+import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
 import argparse
 import os
 

@@ -16,6 +16,7 @@ takes and gives. Both are checked against the PyTorch model on one batch before 
 student.json says the same ("input"), with the class names in score order.
 """
 
+import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
 import argparse
 import io
 import json

@@ -15,13 +15,13 @@ A stopped run (Ctrl-C, kill) resumes when started again with the same arguments;
 only appears when complete. Point ``DATASETS.PROPOSAL_FILES_TRAIN/TEST`` at it.
 """
 
+import wsd_distill  # noqa: F401  isort: skip  (first: quiets detectron2's warnings; registers)
 import argparse
 import os
 
 from detectron2.data import DatasetCatalog
 from detectron2.utils.logger import setup_logger
 
-import wsd_distill  # noqa: F401  (registers the datasets)
 from wsd_distill.box_proposers import PROPOSAL_METHODS
 from wsd_distill.box_proposers.generate import generate_proposal_file
 from wsd_distill.engine import (

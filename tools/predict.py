@@ -17,6 +17,7 @@ read are listed at the end and in ``<output>/unreadable.txt``, and the exit code
 other images are still done.
 """
 
+import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
 import argparse
 import csv
 import glob

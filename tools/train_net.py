@@ -6,6 +6,7 @@ python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/<ru
 python tools/train_net.py --config-file ... --num-gpus 8 SOLVER.IMS_PER_BATCH 64
 """
 
+import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm

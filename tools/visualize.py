@@ -10,6 +10,7 @@ Proposals are ranked by ``max_k S_rk`` (their largest WSDDN region score); label
 image score, green (+) when in the ground truth, red (x) when not.
 """
 
+import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
 import argparse
 
 from wsd_distill.engine import Trainer, load_trained_weights, positive_int, setup_run_cfg

@@ -7,6 +7,8 @@ import re
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
+from ..utils import atomic_write, atomic_write_bytes
+
 logger = logging.getLogger(__name__)
 
 
@@ -16,9 +18,17 @@ def load_trained_weights(model, path, key="MODEL.WEIGHTS"):
     ``key``, the file and the keys (detectron2's loader only warns: a model with missing
     weights would predict from its random initialisation). Returns the checkpoint's other
     entries (e.g. "iteration", "class_names")."""
+    if not path:
+        raise ValueError(f"{key} is empty: name the trained model's weights (or its run folder)")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{key}: no such file '{path}'")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch.load's errors for a cut or foreign file vary
+        raise ValueError(
+            f"{key} '{path}' cannot be read ({e.__class__.__name__}: {str(e)[:200]}): a file "
+            f"cut short or not a checkpoint"
+        ) from e
     state = checkpoint.pop("model", None) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"{key} '{path}' is not a checkpoint of a wsd-distill run (no 'model')")
@@ -34,6 +44,16 @@ def load_trained_weights(model, path, key="MODEL.WEIGHTS"):
             + ": weights of another architecture or config (use the run's own config.yaml)"
         )
     return checkpoint
+
+
+def readable(path):
+    """None when ``torch.load`` reads the file ``path``, else why not (a short message)."""
+    try:
+        with open(path, "rb") as f:
+            torch.load(f, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch.load's errors for a cut file vary by where it stops
+        return f"unreadable: {e.__class__.__name__}: {str(e)[:200]}"
+    return None
 
 
 class UnreadableCheckpointError(RuntimeError):
@@ -53,6 +73,8 @@ class FiniteCheckpointer(DetectionCheckpointer):
         self.class_names = list(class_names)
 
     def save(self, name, **kwargs):
+        """fvcore's ``Checkpointer.save``, written atomically (``atomic_write``): a crash or a
+        full disk while saving leaves the previous files as they were."""
         bad = [
             key
             for key, value in self.model.state_dict().items()
@@ -64,9 +86,32 @@ class FiniteCheckpointer(DetectionCheckpointer):
                 f"({', '.join(bad[:3])}...): training diverged; lower SOLVER.BASE_LR, or add "
                 f"SOLVER.CLIP_GRADIENTS, and resume from the last checkpoint"
             )
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
         if self.class_names:
-            kwargs.setdefault("class_names", self.class_names)
-        super().save(name, **kwargs)
+            data["class_names"] = self.class_names
+        data.update(kwargs)
+        path = os.path.join(self.save_dir, f"{name}.pth")
+        self.logger.info(f"Saving checkpoint to {path}")
+        atomic_write(path, lambda f: torch.save(data, f))
+        self.tag_last_checkpoint(f"{name}.pth")
+
+    def tag_last_checkpoint(self, last_filename_basename):
+        path = os.path.join(self.save_dir, "last_checkpoint")
+        atomic_write_bytes(path, last_filename_basename.encode())
+
+    def ensure_final(self, iteration):
+        """On a run resumed at or past its last iteration: a ``model_final.pth`` that is
+        missing or cannot be read (a crash while an older version wrote it) is written again
+        from the resumed model (``iteration``: its last step)."""
+        path = os.path.join(self.save_dir, "model_final.pth")
+        if os.path.isfile(path) and readable(path) is None:
+            return
+        why = readable(path) if os.path.exists(path) else "missing"
+        logger.warning(f"{path} is {why}: writing it again from the resumed checkpoint")
+        self.save("model_final", iteration=iteration)
 
     def resume_or_load(self, path, *, resume=True):
         if not (resume and self.has_checkpoint()):
@@ -74,17 +119,11 @@ class FiniteCheckpointer(DetectionCheckpointer):
         last = self.get_checkpoint_file()
         candidates = [last] + [f for f in self.earlier_checkpoints() if f != last]
         for i, candidate in enumerate(candidates):
-            try:  # read once, as fvcore's load() reads it, to know it can be
-                with self.path_manager.open(candidate, "rb") as f:
-                    torch.load(f, map_location="cpu")
-            except Exception as e:  # torch.load's errors for a cut file vary by where it stops
-                later = f"; resuming from {candidates[i + 1]}" if i + 1 < len(candidates) else ""
-                logger.warning(
-                    f"Cannot read checkpoint {candidate} ({e.__class__.__name__}: "
-                    f"{str(e)[:200]}){later}"
-                )
-                continue
-            return self.load(candidate)
+            why = readable(candidate)  # read once, as fvcore's load() reads it
+            if why is None:
+                return self.load(candidate)
+            later = f"; resuming from {candidates[i + 1]}" if i + 1 < len(candidates) else ""
+            logger.warning(f"Cannot read checkpoint {candidate} ({why}){later}")
         raise UnreadableCheckpointError(
             f"--resume: none of the checkpoints in {self.save_dir} can be read "
             f"({', '.join(os.path.basename(c) for c in candidates)}): start a new run"

@@ -104,7 +104,7 @@ def fill_class_names(cfg):
         cfg.MODEL.META_ARCHITECTURE
     )
     count = cfg.MODEL[model_key.split(".")[1]].NUM_CLASSES if model_key else len(names)
-    if count != len(names):
+    if names and count != len(names):
         raise ValueError(
             f"{model_key}.NUM_CLASSES is {count} but MODEL.CLASS_NAMES has {len(names)} names "
             f"(from {'DATASETS.TRAIN ' + repr(train) if train else 'the config'}): set "

@@ -116,9 +116,12 @@ class Trainer(DefaultTrainer):
         return hooks
 
     def resume_or_load(self, resume=True):
-        """DefaultTrainer's; on resume the data loader continues the interrupted run's stream."""
+        """DefaultTrainer's; on resume the data loader continues the interrupted run's stream,
+        and a finished run's unreadable model_final.pth is written again."""
         super().resume_or_load(resume)
         self._trainer.data_loader.start_iter = self.start_iter
+        if resume and self.start_iter >= self.max_iter and comm.is_main_process():
+            self.checkpointer.ensure_final(self.start_iter - 1)
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):

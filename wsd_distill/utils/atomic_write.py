@@ -3,13 +3,25 @@
 import os
 
 
-def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+def atomic_write(path, write):
+    """Call ``write(f)`` on a temporary file beside ``path``, flush it to disk, then rename it
+    to ``path``: readers (and a run resumed after a crash or a full disk) see either the old
+    file or the whole new one, never a cut one; the temporary file is removed on error."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_bytes(path, data):
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+    atomic_write(path, lambda f: f.write(data))

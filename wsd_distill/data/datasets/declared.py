@@ -6,46 +6,64 @@ import os
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from .coco_multilabel import register_coco_multilabel
-from .label_list import LIST_EXTENSIONS, register_label_list
+from .label_list import LIST_EXTENSIONS, read_class_file, register_label_list
+from .voc import VOC_CLASSES, register_voc_multilabel
 
-FORMATS = "a COCO json (.json) or a label list (.csv, .tsv, .txt)"
+FORMATS = "a COCO json (.json), a label list (.csv, .tsv, .txt) or a VOC-style folder"
 
 
 def register_declared_datasets(entries):
-    """Register each ``[name, annotation_file, image_root]`` (or ``[..., class_file]`` for a
-    label list) of ``DATASETS.REGISTER``; the annotation file's extension says its format:
-    ``.json`` a COCO instances json (boxes optional, see ``load_coco_multilabel_json``),
-    ``.csv``/``.tsv``/``.txt`` a label list (``label_list``). A name registered already with
-    the same files is left as it is (tools set up a config more than once); with other files,
-    or a builtin name, it is an error."""
+    """Register each entry of ``DATASETS.REGISTER``; the annotation file says the format:
+
+    - ``[name, file.json, image_root]``: a COCO instances json (boxes optional, see
+      ``load_coco_multilabel_json``);
+    - ``[name, list.csv, image_root, class_file]``: a label list (``label_list``; ``.tsv``,
+      ``.txt``: tab-separated; ``class_file`` optional, may be "");
+    - ``[name, folder, split, class_file]``: a VOC-style folder (``Annotations/*.xml``,
+      ``ImageSets/Main/<split>.txt``, ``JPEGImages/``), boxes and difficult flags included;
+      ``class_file`` optional (default: VOC's 20 classes).
+
+    A name registered already with the same entry is left as it is (tools set up a config
+    more than once); with another entry, or a builtin name, it is an error."""
     for entry in entries:
         entry = [str(x) for x in entry]
         if len(entry) not in (3, 4):
             raise ValueError(
-                f"DATASETS.REGISTER: each entry is [name, annotation_file, image_root] or "
-                f"[name, label_list, image_root, class_file], got {entry}"
+                f"DATASETS.REGISTER: each entry is [name, annotation_file, image_root], "
+                f"[name, label_list, image_root, class_file] or [name, voc_folder, split, "
+                f"class_file], got {entry}"
             )
         name, annotation_file, image_root = entry[:3]
         class_file = entry[3] if len(entry) == 4 else ""
-        extension = os.path.splitext(annotation_file)[1].lower()
-        key = "json_file" if extension == ".json" else "list_file"
         if name in DatasetCatalog:
-            metadata = MetadataCatalog.get(name)
-            if (metadata.get(key), metadata.get("image_root")) != (annotation_file, image_root):
+            declared = MetadataCatalog.get(name).get("declared")
+            if declared != entry:
                 raise ValueError(
-                    f"DATASETS.REGISTER: dataset '{name}' is registered already, with other "
-                    f"files ({metadata.get(key) or 'builtin'}): choose another name"
+                    f"DATASETS.REGISTER: dataset '{name}' is registered already, as "
+                    f"{declared or 'a builtin dataset'}: choose another name"
                 )
             continue
-        for path in (annotation_file, image_root, class_file):
+        is_voc = os.path.isdir(annotation_file)
+        for path in (annotation_file, class_file) if is_voc else entry[1:]:
             if path and not os.path.exists(path):
                 raise FileNotFoundError(f"DATASETS.REGISTER, dataset '{name}': no {path}")
-        if extension == ".json" and not class_file:
+        extension = os.path.splitext(annotation_file)[1].lower()
+        if is_voc:
+            split_file = os.path.join(annotation_file, "ImageSets", "Main", image_root + ".txt")
+            if not os.path.isfile(split_file):
+                raise FileNotFoundError(
+                    f"DATASETS.REGISTER, dataset '{name}': a VOC-style folder's third item is "
+                    f"its split, but there is no {split_file}"
+                )
+            classes = read_class_file(class_file) if class_file else VOC_CLASSES
+            register_voc_multilabel(name, annotation_file, image_root, 0, classes)
+        elif extension == ".json" and not class_file:
             register_coco_multilabel(name, annotation_file, image_root)
         elif extension in LIST_EXTENSIONS:
             register_label_list(name, annotation_file, image_root, class_file)
         else:
             raise ValueError(
                 f"DATASETS.REGISTER, dataset '{name}': {annotation_file} is not {FORMATS}"
-                + (" (a class file goes with a label list only)" if class_file else "")
+                + (" (a class file goes with a label list or a folder)" if class_file else "")
             )
+        MetadataCatalog.get(name).set(declared=entry)

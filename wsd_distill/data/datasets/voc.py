@@ -4,12 +4,12 @@ import os
 import xml.etree.ElementTree as ET
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets.pascal_voc import CLASS_NAMES
+from detectron2.data.datasets.pascal_voc import CLASS_NAMES as VOC_CLASSES
 from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
 
 
-def load_voc_multilabel(dirname, split, class_names=CLASS_NAMES):
+def load_voc_multilabel(dirname, split, class_names=VOC_CLASSES):
     """Load ``dirname/ImageSets/Main/<split>.txt`` with its ``Annotations/*.xml``.
 
     Boxes follow detectron2's ``load_voc_instances`` (1-based inclusive pixel indices become
@@ -60,7 +60,7 @@ def load_voc_multilabel(dirname, split, class_names=CLASS_NAMES):
     return dicts
 
 
-def register_voc_multilabel(name, dirname, split, year, class_names=CLASS_NAMES):
+def register_voc_multilabel(name, dirname, split, year, class_names=VOC_CLASSES):
     DatasetCatalog.register(name, lambda: load_voc_multilabel(dirname, split, class_names))
     MetadataCatalog.get(name).set(
         thing_classes=list(class_names),
