@@ -1,9 +1,12 @@
 """Wrong inputs and faults: each stops with an error naming the culprit, before training where it
 can be seen then, and leaves nothing behind (no checkpoint, no store)."""
 
+import json
 import os
 import pickle
 import re
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -20,6 +23,9 @@ from wsd_distill.data import (
     read_proposals,
     save_proposals,
 )
+from wsd_distill.data.build import get_multilabel_dataset_dicts
+from wsd_distill.data.datasets import register_coco_multilabel
+from wsd_distill.data.mapper import read_image_file
 from wsd_distill.engine import Trainer, setup_cfg
 from wsd_distill.evaluation import MultiLabelEvaluator
 
@@ -234,6 +240,64 @@ def test_unreadable_training_images_are_named(datasets_dir, tmp_path):
     for name, path in [("missing", tmp_path / "missing.png"), ("truncated", jpeg)]:
         with pytest.raises(OSError, match=re.escape(f"Image 'x-{name}' ({path}) cannot be read")):
             mapper(dict(good, file_name=str(path), image_id=f"x-{name}"))
+
+
+def test_repeated_ids_and_bad_boxes_are_named_before_anything_reads_them(tmp_path):
+    """A json giving one id to two images is refused (COCO tools keep one of them, the other's
+    labels going to it); a box of negative width, or not finite, is named by the loader and by
+    tools/check_dataset.py, which lists every bad image in one run."""
+    for name in ("a", "b", "c", "d"):
+        cv2.imwrite(str(tmp_path / f"{name}.jpg"), np.zeros((20, 30, 3), np.uint8))
+    images = [
+        {"id": i, "file_name": f"{n}.jpg", "height": 20, "width": 30} for i, n in enumerate("abcd")
+    ]
+    boxes = [[2, 2, 5, 5], [10, 2, -4, 6], [1, 1, float("nan"), 3], [0, 0, 3, 3]]
+    coco = {
+        "images": images,
+        "annotations": [
+            {"id": i + 1, "image_id": i, "category_id": 1, "bbox": box, "area": 1, "iscrowd": 0}
+            for i, box in enumerate(boxes)
+        ],
+        "categories": [{"id": 1, "name": "thing"}],
+    }
+    (tmp_path / "boxes.json").write_text(json.dumps(coco))
+    os.remove(tmp_path / "d.jpg")
+    coco["images"][1]["id"] = 0
+    (tmp_path / "ids.json").write_text(json.dumps(coco))
+    register_coco_multilabel("faults_repeated_ids", str(tmp_path / "ids.json"), str(tmp_path))
+    with pytest.raises(ValueError, match=r"ids.json: image id 0 is given to 2 images \(a.jpg, b"):
+        DatasetCatalog.get("faults_repeated_ids")
+    register_coco_multilabel("faults_bad_boxes", str(tmp_path / "boxes.json"), str(tmp_path))
+    with pytest.raises(ValueError, match=r"image 1 \(.*b.jpg\): box \[10, 2, -4, 6\] \(XYWH_ABS\)"):
+        get_multilabel_dataset_dicts(["faults_bad_boxes"])
+    register = f"[['faults_bad_boxes', '{tmp_path / 'boxes.json'}', '{tmp_path}']]"
+    checked = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "tools", "check_dataset.py"),
+            "--dataset",
+            "faults_bad_boxes",
+            "--workers",
+            "1",
+            "DATASETS.REGISTER",
+            register,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 1, checked.stderr[-2000:]
+    assert "faults_bad_boxes: 4 images, 3 bad" in checked.stdout
+    for culprit in ("b.jpg): box [10, 2, -4, 6]", "c.jpg): box [1, 1, nan, 3]", "d.jpg"):
+        assert culprit in checked.stdout, culprit
+
+
+def test_a_16_bit_png_is_scaled_to_8_bits_not_clipped(tmp_path):
+    ramp = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16
+    cv2.imwrite(str(tmp_path / "deep.png"), ramp)
+    image = read_image_file(str(tmp_path / "deep.png"), "BGR")
+    assert image.dtype == np.uint8 and image.shape == (64, 64, 3)
+    np.testing.assert_allclose(image[:, :, 0], ramp / 257.0, atol=0.51)
+    assert (image[:, :, 0] == image[:, :, 2]).all()
 
 
 def test_proposal_generation_lists_every_bad_image_and_keeps_the_rest(datasets_dir, tmp_path):

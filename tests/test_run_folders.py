@@ -100,3 +100,24 @@ def test_a_feature_only_stage_is_not_evaluated(tmp_path, caplog):
     with caplog.at_level("INFO"):
         assert Trainer.test(cfg, model=None) == {}
     assert "Not evaluated: L_f alone (the authors' stage 1) trains no classifier" in caplog.text
+
+
+def test_stage_two_starts_from_a_whole_student_only(datasets_dir, tiny_proposals, tmp_path):
+    """Stage 2 (L_f off, MODEL.WEIGHTS set) from a teacher's checkpoint is refused, naming the
+    key; from stage 1's student it starts (a learned 1/t may be missing: it is new)."""
+    fake_run(tmp_path / "teacher", "T-WDet.yaml")
+    fake_run(tmp_path / "stage1", "S-Cls.yaml")
+    opts = ["MODEL.DEVICE", "cpu", "DATASETS.TRAIN", "('tiny_shapes_train',)", "DATASETS.TEST"]
+    opts += ["()", "DATASETS.PROPOSAL_FILES_TRAIN", f"('{tiny_proposals['train']}',)"]
+    opts += ["DATALOADER.NUM_WORKERS", 0, "OUTPUT_DIR", str(tmp_path / "stage2")]
+    opts += ["MODEL.DISTILL.TEACHER_CONFIG", str(tmp_path / "teacher")]
+    opts += ["MODEL.DISTILL.LEARN_TEMPERATURE", True]
+    config = os.path.join(SYNTHETIC, "S-Cls_KD_stage2.yaml")
+    trainer = Trainer(setup_cfg(config, [*opts, "MODEL.WEIGHTS", str(tmp_path / "teacher")]))
+    with pytest.raises(ValueError, match=r"MODEL.WEIGHTS \(stage 2 starts from stage 1's student"):
+        trainer.resume_or_load(resume=False)
+    trainer = Trainer(setup_cfg(config, [*opts, "MODEL.WEIGHTS", str(tmp_path / "stage1")]))
+    trainer.resume_or_load(resume=False)
+    stage1 = torch.load(tmp_path / "stage1" / RUN_WEIGHTS, weights_only=False)["model"]
+    state = trainer.checkpointer.model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in stage1.items())

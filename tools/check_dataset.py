@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Read every image of registered datasets once, as training will (fully decoded, EXIF
 orientation applied), and list every image that cannot be used: missing, truncated or
-corrupt files, and files whose size is not the one the annotations give; print each dataset's
+corrupt files, files whose size is not the one the annotations give, image ids given twice and
+boxes that are not finite or have a negative width or height; print each dataset's
 classes with their image counts. Run it once before training on a new dataset; the exit code
 is 1 when any image is bad.
 
@@ -23,6 +24,7 @@ from tabulate import tabulate
 from tqdm import tqdm
 
 from wsd_distill.data import thing_classes_of
+from wsd_distill.data.build import dataset_problems
 from wsd_distill.data.mapper import read_image
 from wsd_distill.engine import add_dataset_config_arguments, positive_int, setup_cfg
 
@@ -57,7 +59,8 @@ def main(args):
         for name in names:
             dicts = DatasetCatalog.get(name)
             results = pool.imap(check, dicts, chunksize=16)
-            errors = [e for e in tqdm(results, total=len(dicts), desc=name, unit="img") if e]
+            errors = dataset_problems(name, dicts)
+            errors += [e for e in tqdm(results, total=len(dicts), desc=name, unit="img") if e]
             print(f"{name}: {len(dicts)} images, {len(errors)} bad")
             print_class_counts(name, dicts)
             bad += errors

@@ -34,6 +34,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from wsd_distill.data.augmentation import build_augmentation
+from wsd_distill.data.mapper import read_image_file
 from wsd_distill.engine import (
     load_trained_weights,
     model_class_names,
@@ -98,7 +99,7 @@ class ImageFiles(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         try:
-            image = utils.read_image(self.files[i], format=self.format)
+            image = read_image_file(self.files[i], self.format)
         except Exception as e:  # unreadable or corrupt: listed, the rest goes on
             return self.files[i], None, f"{e.__class__.__name__}: {e}"
         aug_input = T.AugInput(image)
@@ -155,6 +156,10 @@ def main(args):
     load_trained_weights(model, cfg.MODEL.WEIGHTS)
     os.makedirs(args.output, exist_ok=True)
     files = ImageFiles(list_images(args.input), cfg)
+    if not len(files):
+        raise SystemExit(
+            f"predict: no image in {' '.join(args.input)} ({', '.join(IMAGE_EXTENSIONS)})"
+        )
     loader = torch.utils.data.DataLoader(
         files,
         batch_size=args.batch_size,

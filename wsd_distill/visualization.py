@@ -6,11 +6,11 @@ import os
 import cv2
 import numpy as np
 import torch
-from detectron2.data import detection_utils as utils
 from detectron2.utils.visualizer import Visualizer
 from tqdm import tqdm
 
 from .data.build import thing_classes_of
+from .data.mapper import read_image_file
 
 CORRECT, WRONG, UNKNOWN = "lime", "red", "white"
 
@@ -84,7 +84,7 @@ def visualize_teacher(model, data_loader, dataset_name, output_dir, num_images=2
             for x, proposals, scores, image_scores in zip(
                 batch, out["proposals"], region_scores, out["image_scores"]
             ):
-                image = utils.read_image(x["file_name"], format="RGB")
+                image = read_image_file(x["file_name"], "RGB")
                 boxes = proposals.proposal_boxes.tensor.cpu().numpy().copy()
                 boxes[:, 0::2] *= (
                     image.shape[1] / x["image"].shape[2]

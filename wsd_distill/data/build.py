@@ -1,21 +1,53 @@
 """Dataset dicts and data loaders for multi-label training and evaluation."""
 
+import collections
 import itertools
 import logging
+import math
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.build import check_metadata_consistency
+from detectron2.structures import BoxMode
 
 from .proposals import load_proposals_into_dataset
 
 logger = logging.getLogger(__name__)
 
 
+def dataset_problems(name, dicts):
+    """What makes the dicts of dataset ``name`` unusable, one line each: an image id given to
+    more than one image (proposals, caches and evaluation are keyed by it), a ground-truth box
+    that is not finite or has a negative width or height."""
+    problems = []
+    files = collections.defaultdict(list)
+    for d in dicts:
+        files[d["image_id"]].append(d["file_name"])
+    for image_id, names in files.items():
+        if len(names) > 1:
+            problems.append(
+                f"Dataset '{name}': image id {image_id!r} is given to {len(names)} images "
+                f"({', '.join(names[:3])}): ids must be unique"
+            )
+    for d in dicts:
+        for a in d.get("annotations", ()):
+            if "bbox" not in a:
+                continue
+            mode = a.get("bbox_mode", BoxMode.XYWH_ABS)
+            x0, y0, x1, y1 = BoxMode.convert(list(a["bbox"]), mode, BoxMode.XYXY_ABS)
+            if not all(map(math.isfinite, (x0, y0, x1, y1))) or x1 < x0 or y1 < y0:
+                problems.append(
+                    f"Dataset '{name}', image {d['image_id']!r} ({d['file_name']}): box "
+                    f"{list(a['bbox'])} ({BoxMode(mode).name}) is not finite or has a negative "
+                    f"width or height"
+                )
+    return problems
+
+
 def get_multilabel_dataset_dicts(
     names, filter_unlabeled=True, proposal_files=None, check_proposal_images=True
 ):
-    """Load and concatenate the dataset dicts of ``names`` (the multi-label analogue of
-    detectron2's ``get_detection_dataset_dicts``).
+    """Load, check (``dataset_problems``) and concatenate the dataset dicts of ``names`` (the
+    multi-label analogue of detectron2's ``get_detection_dataset_dicts``).
 
     Args:
         filter_unlabeled (bool): drop images whose ``multi_labels`` is empty (the Trainer
@@ -43,6 +75,12 @@ def get_multilabel_dataset_dicts(
         dicts = DatasetCatalog.get(name)
         if not dicts:
             raise ValueError(f"Dataset '{name}' is empty")
+        problems = dataset_problems(name, dicts)
+        if problems:
+            more = f"\n... and {len(problems) - 5} more" if len(problems) > 5 else ""
+            raise ValueError(
+                "\n".join(problems[:5]) + more + "\n(tools/check_dataset.py lists all)"
+            )
         if proposal_files is not None:
             dicts = load_proposals_into_dataset(dicts, proposal_files[i], check_proposal_images)
         all_dicts.append(dicts)

@@ -12,12 +12,13 @@ from ..utils import atomic_write, atomic_write_bytes
 logger = logging.getLogger(__name__)
 
 
-def load_trained_weights(model, path, key="MODEL.WEIGHTS"):
+def load_trained_weights(model, path, key="MODEL.WEIGHTS", may_miss=()):
     """Load a trained model's weights (a checkpoint of a wsd-distill run) strictly: every
     parameter and buffer of ``model`` from ``path``, and nothing left over, or an error naming
     ``key``, the file and the keys (detectron2's loader only warns: a model with missing
     weights would predict from its random initialisation). Returns the checkpoint's other
-    entries (e.g. "iteration", "class_names")."""
+    entries (e.g. "iteration", "class_names"). ``may_miss``: names of parameters the file may
+    lack (they keep their initialisation)."""
     if not path:
         raise ValueError(f"{key} is empty: name the trained model's weights (or its run folder)")
     if not os.path.isfile(path):
@@ -33,6 +34,7 @@ def load_trained_weights(model, path, key="MODEL.WEIGHTS"):
     if not isinstance(state, dict):
         raise ValueError(f"{key} '{path}' is not a checkpoint of a wsd-distill run (no 'model')")
     missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k not in may_miss]
     if missing or unexpected:
         raise ValueError(
             f"{key} '{path}' does not fit the model of this config: "

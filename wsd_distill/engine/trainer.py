@@ -26,7 +26,7 @@ from ..data.proposals import check_proposal_file
 from ..data.resumable_loader import build_resumable_train_loader
 from ..data.teacher_cache import open_teacher_cache, used_fields
 from ..evaluation import MultiLabelEvaluator, WSODEvaluator
-from .checkpointer import FiniteCheckpointer
+from .checkpointer import FiniteCheckpointer, load_trained_weights
 from .rng_state_hook import RNGStateHook
 from .teacher_hook import TeacherHook
 
@@ -117,8 +117,22 @@ class Trainer(DefaultTrainer):
 
     def resume_or_load(self, resume=True):
         """DefaultTrainer's; on resume the data loader continues the interrupted run's stream,
-        and a finished run's unreadable model_final.pth is written again."""
-        super().resume_or_load(resume)
+        and a finished run's unreadable model_final.pth is written again. A second stage of KD
+        (L_f off, MODEL.WEIGHTS set) loads its starting weights strictly."""
+        d = self.cfg.MODEL.DISTILL
+        second_stage = d.ENABLED and d.FEATURE_WEIGHT == 0 and self.cfg.MODEL.WEIGHTS
+        if second_stage and not (resume and self.checkpointer.has_checkpoint()):
+            # the authors' stage 2 starts from stage 1's whole student: a teacher's or another
+            # model's weights would leave layers at their random initialisation
+            load_trained_weights(
+                self.checkpointer.model,
+                self.cfg.MODEL.WEIGHTS,
+                "MODEL.WEIGHTS (stage 2 starts from stage 1's student)",
+                may_miss=("inverse_temperature",),  # MODEL.DISTILL.LEARN_TEMPERATURE's
+            )
+            self.start_iter = 0
+        else:
+            super().resume_or_load(resume)
         self._trainer.data_loader.start_iter = self.start_iter
         if resume and self.start_iter >= self.max_iter and comm.is_main_process():
             self.checkpointer.ensure_final(self.start_iter - 1)

@@ -23,6 +23,16 @@ def read_coco_labels(json_file, include_crowd=True):
         if key not in data:
             raise ValueError(f"{json_file} is not a COCO instances json: it has no '{key}'")
     labels = {image["id"]: set() for image in data["images"]}
+    if len(labels) < len(data["images"]):  # pycocotools would keep one image of each id
+        files = defaultdict(list)
+        for image in data["images"]:
+            files[image["id"]].append(image.get("file_name"))
+        image_id, names = next((i, n) for i, n in files.items() if len(n) > 1)
+        raise ValueError(
+            f"{json_file}: image id {image_id!r} is given to {len(names)} images "
+            f"({', '.join(map(str, names[:3]))}), and {len(data['images']) - len(labels)} "
+            f"ids in all are repeated: ids must be unique (COCO tools keep one image per id)"
+        )
     for i, a in enumerate(data["annotations"]):
         missing = [k for k in ("id", "image_id", "category_id") if k not in a]
         if missing:
