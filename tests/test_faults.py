@@ -14,6 +14,7 @@ import pytest
 import torch
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
+from detectron2.data import transforms as T
 
 from wsd_distill import add_wsd_distill_config
 from wsd_distill.box_proposers.generate import generate_proposal_file
@@ -28,6 +29,7 @@ from wsd_distill.data.datasets import register_coco_multilabel
 from wsd_distill.data.mapper import read_image_file
 from wsd_distill.engine import Trainer, setup_cfg
 from wsd_distill.evaluation import MultiLabelEvaluator
+from wsd_distill.utils.partial_run import open_partial_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -300,6 +302,54 @@ def test_a_16_bit_png_is_scaled_to_8_bits_not_clipped(tmp_path):
     assert (image[:, :, 0] == image[:, :, 2]).all()
 
 
+def test_one_output_one_job_and_a_run_that_wrote_nothing_gives_way(tmp_path):
+    """A second job on an output while the first is alive is refused, naming its process; a
+    dead job's lock is taken over; a manifest with no chunk written (a run that failed at its
+    start) is replaced by a run with other settings, one with chunks is not."""
+    output, partial = str(tmp_path / "out"), tmp_path / "out.partial"
+    open_partial_run(output, {"a": 1}, 10, 5)
+    (partial / "lock").write_text(str(os.getppid()))  # a live process: pytest's parent
+    with pytest.raises(RuntimeError, match=f"being written by process {os.getppid()}"):
+        open_partial_run(output, {"a": 1}, 10, 5)
+    (partial / "lock").write_text("999999999")  # no such process
+    chunks = open_partial_run(output, {"a": 2}, 10, 5)
+    assert (partial / "lock").read_text() == str(os.getpid()) and len(chunks) == 2
+    (partial / "chunk_000000.npz").write_bytes(b"done")
+    with pytest.raises(RuntimeError, match="holds an unfinished run with other settings"):
+        open_partial_run(output, {"a": 3}, 10, 5)
+
+
+@pytest.mark.parametrize("fault", ["outside", "nan"])
+def test_proposals_outside_their_image_or_not_finite_are_named(datasets_dir, tmp_path, fault):
+    dicts = DatasetCatalog.get("tiny_shapes_train")[:2]
+    box = [10.0, 10.0, 700.0, 50.0] if fault == "outside" else [10.0, float("nan"), 30.0, 50.0]
+    proposals = [(np.array([[1.0, 1.0, 20.0, 20.0], box], np.float32), np.zeros(2))] * 2
+    save_proposals(str(tmp_path / "store"), [d["image_id"] for d in dicts], proposals)
+    dicts = load_proposals_into_dataset(dicts, str(tmp_path / "store"), check_images=False)
+    mapper = MultiLabelDatasetMapper(
+        True, augmentations=[], image_format="BGR", num_classes=12, load_proposals=True
+    )
+    message = (
+        "reach .* to \\(700, 50\\) in a 192x192 image" if fault == "outside" else "not all finite"
+    )
+    with pytest.raises(ValueError, match=f"store, image id {dicts[0]['image_id']!r} .*{message}"):
+        mapper(dicts[0])
+
+
+def test_an_image_the_resize_cannot_handle_is_named(tmp_path):
+    cv2.imwrite(str(tmp_path / "thin.png"), np.zeros((2000, 4, 3), np.uint8))
+    mapper = MultiLabelDatasetMapper(
+        True,
+        augmentations=[T.ResizeShortestEdge(112, 128)],
+        image_format="BGR",
+        num_classes=2,
+        load_proposals=False,
+    )
+    record = {"image_id": 7, "file_name": str(tmp_path / "thin.png"), "multi_labels": [0]}
+    with pytest.raises(ValueError, match=r"Image 7 \(.*thin.png\), 2000x4, cannot be resized"):
+        mapper(record)
+
+
 def test_proposal_generation_lists_every_bad_image_and_keeps_the_rest(datasets_dir, tmp_path):
     images = DatasetCatalog.get("tiny_shapes_train")[:6]
     jpeg = tmp_path / "half.jpg"
@@ -318,4 +368,5 @@ def test_proposal_generation_lists_every_bad_image_and_keeps_the_rest(datasets_d
         in str(error.value)
     )
     assert not os.path.exists(output)
-    assert sorted(os.listdir(output + ".partial")) == ["chunk_000001.npz", "manifest.json"]
+    partial = sorted(os.listdir(output + ".partial"))
+    assert partial == ["chunk_000001.npz", "lock", "manifest.json"]  # (the lock of this process)

@@ -314,6 +314,17 @@ def test_generate_proposals_resumes_after_sigkill(datasets_dir, tmp_path):
     assert c_ids == a_ids and all(
         np.abs(x - y).max() <= 0.125 for x, y in zip(a_boxes, c_boxes)
     )  # fp16 at < 256 px
+    # with --dataset: checked against its images, which the store then records
+    tool[-1] = str(tmp_path / "converted_checked")
+    subprocess.run([*tool, "--dataset", "synthetic_shapes_test"], env=env, check=True)
+    recorded = RaggedStore(tool[-1]).meta["image_names"]
+    assert recorded[0] == "test/" + os.path.basename(
+        DatasetCatalog.get("tiny_shapes_test")[0]["file_name"]
+    )
+    wrong = subprocess.run(
+        [*tool, "--dataset", "synthetic_shapes_val"], env=env, capture_output=True, text=True
+    )
+    assert wrong.returncode != 0 and "are not in synthetic_shapes_val" in wrong.stderr
 
 
 def test_unfinished_run_with_other_settings_is_rejected(datasets_dir, tmp_path):
@@ -322,6 +333,7 @@ def test_unfinished_run_with_other_settings_is_rejected(datasets_dir, tmp_path):
     os.makedirs(output + ".partial")
     with open(os.path.join(output + ".partial", "manifest.json"), "w") as f:
         f.write('{"method": "selective_search"}')
+    open(os.path.join(output + ".partial", "chunk_000000.npz"), "wb").close()  # it wrote some
     with pytest.raises(RuntimeError, match="unfinished run with other settings"):
         generate_proposal_file(dicts, output, "edge_boxes", {"max_proposals": 50})
     assert not os.path.exists(output)

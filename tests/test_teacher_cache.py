@@ -175,8 +175,11 @@ def test_cache_made_otherwise_is_refused_at_start(
             teacher_files, tiny_proposals["train"], "MODEL.DISTILL.TEACHER_CACHE", teacher_cache
         )
     )
-    with pytest.raises(ValueError, match="ids_sha1 is"):
+    with pytest.raises(ValueError, match="images_sha1 is"):
         open_teacher_cache(cfg, dicts[1:])
+    other_split = [dict(d, file_name=d["file_name"].replace("train", "val")) for d in dicts]
+    with pytest.raises(ValueError, match="images_sha1 is"):  # the same ids, other images
+        open_teacher_cache(cfg, other_split)
 
 
 def test_student_trains_from_the_cache_without_a_teacher(

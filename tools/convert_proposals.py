@@ -1,10 +1,12 @@
 #!/usr/bin/env python
 """Convert proposals into a proposal store (or, if --output ends with .pkl, a detectron2 pickle).
 
-From a detectron2 pickle (its ids are kept)::
+From a detectron2 pickle (its ids are kept), checked against the dataset it was made for
+(boxes inside their images) and recording its images' names and sizes, as a generated store
+does::
 
     python tools/convert_proposals.py --pickle coco_train_eb.pkl \\
-        --output output/proposals/coco_train_eb
+        --dataset coco_2014_train_multilabel --output output/proposals/coco_train_eb
 
 From a WSDDN/OICR ``.mat`` file, matched to a registered dataset by image name::
 
@@ -18,12 +20,14 @@ v7.3 files. Box order (x1,y1,x2,y2 or y1,x1,y2,x2) is detected from the image si
 
 import wsd_distill  # noqa: F401  isort: skip  (first: quiets detectron2's warnings; registers)
 import argparse
+import sys
 
 from detectron2.data import DatasetCatalog
 
 from wsd_distill.data.proposals import (
     image_records,
     load_mat_proposals,
+    load_proposals_into_dataset,
     read_proposals,
     save_proposals,
 )
@@ -37,7 +41,9 @@ if __name__ == "__main__":
         "--pickle", help="detectron2 proposal pickle (or a proposal store, to make a pickle)"
     )
     source.add_argument("--mat", help=".mat proposal file (needs --dataset)")
-    parser.add_argument("--dataset", help="registered dataset the .mat boxes belong to")
+    parser.add_argument(
+        "--dataset", help="registered dataset the boxes belong to (needed with --mat)"
+    )
     parser.add_argument(
         "--output", required=True, help="proposal store to write (a .pkl path: detectron2 pickle)"
     )
@@ -61,6 +67,23 @@ if __name__ == "__main__":
     else:
         ids, boxes, logits = read_proposals(args.pickle)
         images = {}
+        if args.dataset:  # checked (boxes inside their images) and recorded
+            by_id = {d["image_id"]: d for d in DatasetCatalog.get(args.dataset)}
+            unknown = [i for i in ids if i not in by_id]
+            if unknown:
+                raise SystemExit(
+                    f"{args.pickle}: {len(unknown)} image ids are not in {args.dataset} "
+                    f"(first: {unknown[0]!r})"
+                )
+            dicts = [by_id[i] for i in ids]
+            load_proposals_into_dataset(dicts, args.pickle, check_images=True)
+            images = image_records(dicts)
+        else:
+            print(
+                "No --dataset: the store records no image names or sizes, so it cannot be "
+                "checked against the images it is used with",
+                file=sys.stderr,
+            )
     meta = {"converted_from": args.mat or args.pickle, **images}
     save_proposals(args.output, ids, zip(boxes, logits), args.dtype, meta=meta)
     print(

@@ -62,11 +62,12 @@ def generate_proposal_file(
     and images (an error otherwise, so results of two settings never mix).
     Returns ``{"images", "seconds", "images_per_s", "images_per_s_per_worker"}`` for this run.
     """
-    ids = [d["image_id"] for d in dataset_dicts]
+    names = image_records(dataset_dicts)["image_names"]
+    images = [f"{d['image_id']}\t{name}" for d, name in zip(dataset_dicts, names)]
     keys = ("image_id", "file_name", "height", "width")
     items = [{k: d[k] for k in keys if k in d} for d in dataset_dicts]
     partial = f"{output}.partial"
-    manifest = {"method": method, "generator": generator_kwargs, "ids_sha1": ids_digest(ids)}
+    manifest = {"method": method, "generator": generator_kwargs, "images_sha1": ids_digest(images)}
     chunks = [
         (path, items[s:e])
         for path, s, e in open_partial_run(output, manifest, len(items), chunk_size)
@@ -112,6 +113,7 @@ def generate_proposal_file(
                 yield boxes, logits
 
     meta = {"method": method, "generator": generator_kwargs, **image_records(dataset_dicts)}
+    ids = [d["image_id"] for d in dataset_dicts]
     save_proposals(output, ids, proposals(), dtype, meta=meta)
     shutil.rmtree(partial)
     stats = {

@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 from ..modeling.teacher import TARGET_FIELDS
 from .augmentation import build_augmentation
 from .build import num_classes_of
-from .proposals import fetch_proposals
+from .proposals import check_proposal_boxes, fetch_proposals
 from .teacher_cache import fetch_teacher_targets
 
 logger = logging.getLogger(__name__)
@@ -151,7 +151,14 @@ class MultiLabelDatasetMapper:
         dataset_dict.setdefault("height", image.shape[0])  # (a label list gives no sizes)
         dataset_dict.setdefault("width", image.shape[1])
         aug_input = T.AugInput(image)
-        transforms = self.augmentations(aug_input)
+        try:
+            transforms = self.augmentations(aug_input)
+        except (ValueError, AssertionError) as e:  # e.g. a 10000 x 20 image resized to 0 rows
+            raise ValueError(
+                f"Image {dataset_dict['image_id']!r} ({dataset_dict['file_name']}), "
+                f"{image.shape[0]}x{image.shape[1]}, cannot be resized by the INPUT settings "
+                f"(MIN_SIZE_*, MAX_SIZE_*): {e}; leave it out or change them"
+            ) from e
         image = aug_input.image
         image_shape = image.shape[:2]
         dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
@@ -169,6 +176,7 @@ class MultiLabelDatasetMapper:
                 self.teacher_cache_fields,
             )
         if self.load_proposals:
+            source = dataset_dict.get("proposal_file", "the proposal pickle")
             fetch_proposals(dataset_dict, self._proposal_stores)
             if "proposal_boxes" not in dataset_dict:
                 raise KeyError(
@@ -181,6 +189,7 @@ class MultiLabelDatasetMapper:
                 dataset_dict["proposal_boxes"] = np.array([[0, 0, w, h]], dtype=np.float32)
                 dataset_dict["proposal_objectness_logits"] = np.ones(1, dtype=np.float32)
                 dataset_dict["proposal_bbox_mode"] = BoxMode.XYXY_ABS
+            check_proposal_boxes(dataset_dict, source)
             # transform_proposals keeps the first top-k: the best, whatever the file's order
             order = np.argsort(
                 -np.asarray(dataset_dict["proposal_objectness_logits"]), kind="stable"

@@ -205,6 +205,25 @@ def fetch_proposals(dataset_dict, stores):
     return dataset_dict
 
 
+def check_proposal_boxes(dataset_dict, source):
+    """An image's proposals (XYXY_ABS, after ``fetch_proposals``) must be finite and lie in the
+    image (2 pixels of slack): else proposals made for other images, or a broken file, would
+    train silently on the whole-image box that replaces boxes clipped away."""
+    boxes = np.asarray(dataset_dict["proposal_boxes"], dtype=np.float64).reshape(-1, 4)
+    mode = dataset_dict.get("proposal_bbox_mode", BoxMode.XYXY_ABS)
+    boxes = BoxMode.convert(boxes, mode, BoxMode.XYXY_ABS)
+    h, w = dataset_dict["height"], dataset_dict["width"]
+    where = f"{source}, image id {dataset_dict['image_id']!r} ({dataset_dict['file_name']})"
+    if not np.isfinite(boxes).all():
+        raise ValueError(f"Proposals of {where} are not all finite (NaN or inf): make them again")
+    if len(boxes) and (boxes[:, :2].min() < -2 or (boxes[:, 2:] - [w, h]).max() > 2):
+        raise ValueError(
+            f"Proposals of {where} reach ({boxes[:, 0].min():.0f}, {boxes[:, 1].min():.0f}) to "
+            f"({boxes[:, 2].max():.0f}, {boxes[:, 3].max():.0f}) in a {w}x{h} image: "
+            + _OTHER_IMAGES
+        )
+
+
 def read_proposals(path):
     """``(ids, boxes, objectness_logits)`` of a proposal store or a detectron2 pickle, in file
     order."""

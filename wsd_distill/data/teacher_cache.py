@@ -19,6 +19,7 @@ from ..modeling.teacher import TARGET_FIELDS, teacher_target_settings
 from ..utils.partial_run import ids_digest
 from ..utils.ragged_store import RaggedStore
 from .augmentation import resize_augmentation
+from .proposals import image_records
 
 
 def cache_variants(cfg):
@@ -85,7 +86,14 @@ def teacher_cache_settings(cfg, dataset_dicts):
         "teacher_feature_dim": d.TEACHER_FEATURE_DIM,
         "variants": cache_variants(cfg),
         "max_size": cfg.INPUT.MAX_SIZE_TRAIN,
-        "ids_sha1": ids_digest(sorted(str(d["image_id"]) for d in dataset_dicts)),
+        # the images by id and file (last two path parts): another split with the same ids
+        # is told apart, a moved dataset root is not
+        "images_sha1": ids_digest(
+            sorted(
+                f"{d['image_id']}\t{name}"
+                for d, name in zip(dataset_dicts, image_records(dataset_dicts)["image_names"])
+            )
+        ),
     }
 
 

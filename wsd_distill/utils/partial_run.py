@@ -1,20 +1,65 @@
 """Resumable chunked jobs (proposal generation, the teacher cache): each finished chunk of items
-is a file in ``<output>.partial/``, written atomically, beside a manifest of the job's settings.
-A killed job restarts at the first missing chunk; a job with other settings is refused."""
+is a file in ``<output>.partial/``, written atomically, beside a manifest of the job's settings
+and a lock naming the process at work. A killed job restarts at the first missing chunk; a job
+with other settings is refused (unless the other wrote no chunk), and so is a second process
+while the first is alive."""
 
+import glob
 import hashlib
 import io
 import json
+import logging
 import os
 
 import numpy as np
 
 from .atomic_write import atomic_write_bytes
 
+logger = logging.getLogger(__name__)
+
 
 def ids_digest(ids):
     """SHA-1 of a list of image ids (or keys): tells two datasets apart in a manifest or index."""
     return hashlib.sha1("\n".join(map(str, ids)).encode()).hexdigest()
+
+
+def lock_partial_run(partial):
+    """Take ``<partial>/lock`` (this process's id) unless a live process holds it: two jobs on
+    one output would redo and remove each other's chunks. A lock of a process that has ended
+    (killed, crashed) is taken over."""
+    os.makedirs(partial, exist_ok=True)
+    lock = os.path.join(partial, "lock")
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                with open(lock) as f:
+                    pid = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid == os.getpid():
+                return
+            if pid and _alive(pid):
+                raise RuntimeError(
+                    f"{partial} is being written by process {pid} (its lock file {lock}): wait "
+                    f"for it to finish, or stop it, before starting this run again"
+                )
+            os.remove(lock)  # its process has ended
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def open_partial_run(output, manifest, num_items, chunk_size):
@@ -24,6 +69,10 @@ def open_partial_run(output, manifest, num_items, chunk_size):
     partial = f"{output}.partial"
     manifest = {**manifest, "num_items": num_items, "chunk_size": chunk_size}
     manifest_file = os.path.join(partial, "manifest.json")
+    lock_partial_run(partial)
+    if os.path.exists(manifest_file) and not glob.glob(os.path.join(partial, "chunk_*.npz")):
+        logger.info(f"{partial}: the run started there wrote no chunk; starting this one")
+        os.remove(manifest_file)
     if os.path.exists(manifest_file):
         with open(manifest_file) as f:
             previous = json.load(f)
