@@ -86,6 +86,27 @@ def test_predict_on_a_folder_reports_the_corrupt_file_and_does_the_rest(photos, 
     assert runs["batched"] == runs["one_by_one"]
 
 
+def test_predict_refuses_an_input_without_images(tmp_path):
+    (tmp_path / "empty").mkdir()
+    done = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "tools", "predict.py"),
+            "--config-file",
+            os.path.join(ROOT, "configs", "Synthetic", "S-Cls.yaml"),
+            "--input",
+            str(tmp_path / "empty"),
+            str(tmp_path / "*.png"),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0 and "predict: no image in" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_default_predictor_runs_the_teacher_with_its_own_proposals(tmp_path):
     cfg = setup_cfg(
         os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml"),

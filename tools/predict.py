@@ -151,15 +151,15 @@ def main(args):
         "precomputed"
     ):
         cfg.MODEL.WSDDN.PROPOSALS_AT_TEST = "edge_boxes"
-    class_names = model_class_names(cfg)
-    model = build_model(cfg).eval()
-    load_trained_weights(model, cfg.MODEL.WEIGHTS)
-    os.makedirs(args.output, exist_ok=True)
     files = ImageFiles(list_images(args.input), cfg)
     if not len(files):
         raise SystemExit(
             f"predict: no image in {' '.join(args.input)} ({', '.join(IMAGE_EXTENSIONS)})"
         )
+    class_names = model_class_names(cfg)
+    model = build_model(cfg).eval()
+    load_trained_weights(model, cfg.MODEL.WEIGHTS)
+    os.makedirs(args.output, exist_ok=True)
     loader = torch.utils.data.DataLoader(
         files,
         batch_size=args.batch_size,
