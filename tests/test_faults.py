@@ -319,11 +319,13 @@ def test_one_output_one_job_and_a_run_that_wrote_nothing_gives_way(tmp_path):
         open_partial_run(output, {"a": 3}, 10, 5)
 
 
-@pytest.mark.parametrize("fault", ["outside", "nan"])
+@pytest.mark.parametrize("fault", ["outside", "nan", "inf score"])
 def test_proposals_outside_their_image_or_not_finite_are_named(datasets_dir, tmp_path, fault):
     dicts = DatasetCatalog.get("tiny_shapes_train")[:2]
     box = [10.0, 10.0, 700.0, 50.0] if fault == "outside" else [10.0, float("nan"), 30.0, 50.0]
-    proposals = [(np.array([[1.0, 1.0, 20.0, 20.0], box], np.float32), np.zeros(2))] * 2
+    box = [10.0, 10.0, 30.0, 50.0] if fault == "inf score" else box
+    scores = np.array([0.0, np.inf if fault == "inf score" else 0.0])
+    proposals = [(np.array([[1.0, 1.0, 20.0, 20.0], box], np.float32), scores)] * 2
     save_proposals(str(tmp_path / "store"), [d["image_id"] for d in dicts], proposals)
     dicts = load_proposals_into_dataset(dicts, str(tmp_path / "store"), check_images=False)
     mapper = MultiLabelDatasetMapper(
@@ -334,6 +336,26 @@ def test_proposals_outside_their_image_or_not_finite_are_named(datasets_dir, tmp
     )
     with pytest.raises(ValueError, match=f"store, image id {dicts[0]['image_id']!r} .*{message}"):
         mapper(dicts[0])
+
+
+@pytest.mark.parametrize(
+    "tool,argv",
+    [
+        ("generate_proposals.py", ["--dataset", "x", "--output", "y", "--chunk-size", "0"]),
+        ("generate_proposals.py", ["--dataset", "x", "--output", "y", "--max-proposals", "-5"]),
+        ("cache_teacher.py", ["--config-file", "c.yaml", "--output", "y", "--batch-size", "0"]),
+        ("predict.py", ["--config-file", "c", "--input", "i", "--output", "o", "--workers", "-1"]),
+    ],
+)
+def test_tool_arguments_are_checked_before_anything_is_written(tool, argv, tmp_path):
+    done = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", tool), *argv],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2 and "expected an integer >=" in done.stderr, done.stderr[-500:]
+    assert os.listdir(tmp_path) == []
 
 
 def test_an_image_the_resize_cannot_handle_is_named(tmp_path):

@@ -87,6 +87,11 @@ def test_trained_weights_load_strictly(tmp_path):
         load_trained_weights(student, weights)
     with pytest.raises(FileNotFoundError, match="MODEL.WEIGHTS: no such file 'nope.pth'"):
         load_trained_weights(student, "nope.pth")
+    with pytest.raises(ValueError, match="MODEL.WEIGHTS is empty: name the trained model's"):
+        load_trained_weights(student, "")  # the synthetic configs' value: not a random model
+    (tmp_path / "cut.pth").write_bytes(b"")
+    with pytest.raises(ValueError, match="cut.pth' cannot be read .*: a file cut short"):
+        load_trained_weights(student, str(tmp_path / "cut.pth"))
     teacher = build_model(setup_run_cfg(str(tmp_path / "teacher")))
     extra = load_trained_weights(teacher, weights)
     assert "model" not in extra

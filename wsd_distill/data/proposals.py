@@ -206,16 +206,21 @@ def fetch_proposals(dataset_dict, stores):
 
 
 def check_proposal_boxes(dataset_dict, source):
-    """An image's proposals (XYXY_ABS, after ``fetch_proposals``) must be finite and lie in the
-    image (2 pixels of slack): else proposals made for other images, or a broken file, would
-    train silently on the whole-image box that replaces boxes clipped away."""
+    """An image's proposals (after ``fetch_proposals``) must be finite, boxes and scores (a
+    score scales its RoI with SCALE_ROI_BY_PROPOSAL_SCORE), and lie in the image (2 pixels of
+    slack): else proposals made for other images, or a broken file, would train silently on
+    the whole-image box that replaces boxes clipped away."""
     boxes = np.asarray(dataset_dict["proposal_boxes"], dtype=np.float64).reshape(-1, 4)
     mode = dataset_dict.get("proposal_bbox_mode", BoxMode.XYXY_ABS)
     boxes = BoxMode.convert(boxes, mode, BoxMode.XYXY_ABS)
     h, w = dataset_dict["height"], dataset_dict["width"]
     where = f"{source}, image id {dataset_dict['image_id']!r} ({dataset_dict['file_name']})"
-    if not np.isfinite(boxes).all():
-        raise ValueError(f"Proposals of {where} are not all finite (NaN or inf): make them again")
+    scores = np.asarray(dataset_dict["proposal_objectness_logits"], dtype=np.float64)
+    if not (np.isfinite(boxes).all() and np.isfinite(scores).all()):
+        raise ValueError(
+            f"Proposals of {where} are not all finite (NaN or inf boxes or scores): make them "
+            f"again"
+        )
     if len(boxes) and (boxes[:, :2].min() < -2 or (boxes[:, 2:] - [w, h]).max() > 2):
         raise ValueError(
             f"Proposals of {where} reach ({boxes[:, 0].min():.0f}, {boxes[:, 1].min():.0f}) to "
