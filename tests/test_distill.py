@@ -20,6 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from wsd_distill import add_wsd_distill_config
 from wsd_distill.data.teacher_cache import teacher_cache_settings
+from wsd_distill.data.teacher_targets import TARGET_FIELDS
 from wsd_distill.engine import TeacherHook
 from wsd_distill.modeling import (
     box_average_pool,
@@ -31,7 +32,7 @@ from wsd_distill.modeling import (
 )
 from wsd_distill.modeling.box_head import wsddn_box_head_dim
 from wsd_distill.modeling.distill_losses import teacher_class_gate
-from wsd_distill.modeling.teacher import TARGET_FIELDS, get_teacher_cfg
+from wsd_distill.modeling.teacher import get_teacher_cfg
 from wsd_distill.modeling.wsddn import WSDDN
 
 L2, L3 = math.log(2), math.log(3)

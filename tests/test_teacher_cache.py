@@ -18,9 +18,9 @@ from test_distributed import assert_same_final_weights
 from wsd_distill import add_wsd_distill_config
 from wsd_distill.data import MultiLabelDatasetMapper, RaggedStore, get_multilabel_dataset_dicts
 from wsd_distill.data.teacher_cache import open_teacher_cache, variant_augmentations
+from wsd_distill.data.teacher_targets import TARGET_FIELDS
 from wsd_distill.engine import TeacherHook, Trainer
 from wsd_distill.modeling import build_teacher
-from wsd_distill.modeling.teacher import TARGET_FIELDS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "configs", "Synthetic")

@@ -58,9 +58,10 @@ from wsd_distill.data.proposals import (
     load_proposals_into_dataset,
     save_proposals,
 )
-from wsd_distill.data.teacher_cache_writer import write_teacher_cache
+from wsd_distill.data.teacher_targets import teacher_target_settings
 from wsd_distill.engine import Trainer, setup_cfg
-from wsd_distill.modeling.teacher import teacher_target_settings, teacher_targets
+from wsd_distill.engine.teacher_cache_writer import write_teacher_cache
+from wsd_distill.modeling.teacher import teacher_targets
 from wsd_distill.utils import atomic_write_bytes
 
 CACHED_STAGE_1 = "cached KD, stage 1 (L_f)"

@@ -21,8 +21,8 @@ import os
 
 from detectron2.utils.logger import setup_logger
 
-from wsd_distill.data.teacher_cache_writer import write_teacher_cache
 from wsd_distill.engine import positive_int, setup_cfg
+from wsd_distill.engine.teacher_cache_writer import write_teacher_cache
 
 
 def main(args):

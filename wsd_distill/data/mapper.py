@@ -12,11 +12,11 @@ from detectron2.structures import Boxes, BoxMode, Instances
 from detectron2.utils.file_io import PathManager
 from PIL import Image, ImageOps
 
-from ..modeling.teacher import TARGET_FIELDS
 from .augmentation import build_augmentation
 from .build import num_classes_of
 from .proposals import check_proposal_boxes, fetch_proposals
 from .teacher_cache import fetch_teacher_targets
+from .teacher_targets import TARGET_FIELDS
 
 logger = logging.getLogger(__name__)
 

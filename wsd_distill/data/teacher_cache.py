@@ -15,11 +15,11 @@ import json
 import numpy as np
 from detectron2.data import transforms as T
 
-from ..modeling.teacher import TARGET_FIELDS, teacher_target_settings
 from ..utils.partial_run import ids_digest
 from ..utils.ragged_store import RaggedStore
 from .augmentation import resize_augmentation
 from .proposals import image_records
+from .teacher_targets import TARGET_FIELDS, teacher_target_settings
 
 
 def cache_variants(cfg):
@@ -44,16 +44,6 @@ def variant_augmentations(cfg, size, flipped):
     if flipped:
         augmentations.append(T.RandomFlip(prob=1.0, horizontal=True, vertical=False))
     return augmentations
-
-
-def used_fields(cfg):
-    """The cached fields the student's losses read: ``soft_scores`` for L_p' (Eq. 10), the RoIs'
-    ``proposal_boxes``, ``proposal_scores`` and ``roi_features`` for L_f (Eq. 3); a stage that
-    has one of them off (the authors' two stages) loads nothing for it."""
-    d = cfg.MODEL.DISTILL
-    prediction = ("soft_scores",) if d.PREDICTION_WEIGHT > 0 else ()
-    feature = ("proposal_boxes", "proposal_scores", "roi_features") if d.FEATURE_WEIGHT > 0 else ()
-    return prediction + feature
 
 
 def cache_key(image_id, image_shape, flipped):

@@ -5,7 +5,8 @@ import time
 import torch
 from detectron2.engine import HookBase
 
-from ..modeling.teacher import build_teacher, teacher_target_settings, teacher_targets
+from ..data.teacher_targets import teacher_target_settings
+from ..modeling.teacher import build_teacher, teacher_targets
 
 
 class TeacherHook(HookBase):

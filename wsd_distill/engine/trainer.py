@@ -24,7 +24,8 @@ from ..config import check_config
 from ..data import MultiLabelDatasetMapper, get_multilabel_dataset_dicts
 from ..data.proposals import check_proposal_file
 from ..data.resumable_loader import build_resumable_train_loader
-from ..data.teacher_cache import open_teacher_cache, used_fields
+from ..data.teacher_cache import open_teacher_cache
+from ..data.teacher_targets import used_fields
 from ..evaluation import MultiLabelEvaluator, WSODEvaluator
 from .checkpointer import FiniteCheckpointer, load_trained_weights
 from .rng_state_hook import RNGStateHook

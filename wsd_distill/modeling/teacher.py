@@ -1,6 +1,6 @@
-"""The frozen teacher of a student config, and the one format in which it hands the student
-what to learn from (:func:`teacher_targets`): the same whether the teacher runs online
-(``TeacherHook``) or was cached beforehand (``tools/cache_teacher.py``)."""
+"""The frozen teacher of a student config, and its targets for the student
+(:func:`teacher_targets`, in the format of ``data.teacher_targets``): the same whether the
+teacher runs online (``TeacherHook``) or was cached beforehand (``tools/cache_teacher.py``)."""
 
 import os
 
@@ -14,8 +14,6 @@ from torch import nn
 from ..config import add_wsd_distill_config
 from .box_head import wsddn_box_head_dim
 from .wsddn import top_regions, wsddn_scores
-
-TARGET_FIELDS = ("soft_scores", "proposal_boxes", "proposal_scores", "roi_features")
 
 
 def wsddn_soft_scores(cls_logits, det_logits, num_regions, t_c, t_d, eps=1e-6):
@@ -59,21 +57,6 @@ def teacher_targets(outputs, cls_temperature=0.5, det_temperature=0.5, roi_topk=
             }
         )
     return targets
-
-
-def teacher_target_settings(cfg):
-    """The keyword arguments of :func:`teacher_targets` for a student config's ``MODEL.DISTILL``."""
-    d = cfg.MODEL.DISTILL
-    if d.ROI_SELECT not in ("all", "top"):
-        raise ValueError(f"MODEL.DISTILL.ROI_SELECT must be 'all' or 'top', got {d.ROI_SELECT!r}")
-    for key in ("TEACHER_CLS_TEMPERATURE", "TEACHER_DET_TEMPERATURE"):
-        if d[key] <= 0:
-            raise ValueError(f"MODEL.DISTILL.{key} must be > 0, got {d[key]}")
-    return {
-        "cls_temperature": d.TEACHER_CLS_TEMPERATURE,
-        "det_temperature": d.TEACHER_DET_TEMPERATURE,
-        "roi_topk": d.ROI_TOPK if d.ROI_SELECT == "top" else 0,
-    }
 
 
 def get_teacher_cfg(cfg):

@@ -1,4 +1,4 @@
-"""Writing the teacher cache (``tools/cache_teacher.py``; the format: ``teacher_cache.py``)."""
+"""Writing the teacher cache (``tools/cache_teacher.py``; the format: ``data/teacher_cache.py``)."""
 
 import json
 import logging
@@ -9,16 +9,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..modeling.teacher import build_teacher, teacher_target_settings, teacher_targets
+from ..data.build import get_multilabel_dataset_dicts
+from ..data.mapper import MultiLabelDatasetMapper
+from ..data.teacher_cache import (
+    cache_key,
+    cache_variants,
+    teacher_cache_settings,
+    variant_augmentations,
+)
+from ..data.teacher_targets import PER_ROI_FIELDS, target_store_fields, teacher_target_settings
+from ..modeling.teacher import build_teacher, teacher_targets
 from ..utils.partial_run import open_partial_run, read_chunk, write_chunk
 from ..utils.ragged_store import RaggedStoreWriter
-from .build import get_multilabel_dataset_dicts
-from .mapper import MultiLabelDatasetMapper
-from .teacher_cache import cache_key, cache_variants, teacher_cache_settings, variant_augmentations
 
 logger = logging.getLogger(__name__)
-
-PER_ROI = ("proposal_boxes", "proposal_scores", "roi_features")
 
 
 @torch.no_grad()
@@ -35,7 +39,7 @@ def write_records(path, records):
         "keys": np.array([json.dumps(k) for k in keys]),
         "soft_scores": torch.stack([t["soft_scores"] for t in targets]).cpu().numpy(),
     }
-    rows = {name: [t[name].cpu().numpy() for t in targets] for name in PER_ROI}
+    rows = {name: [t[name].cpu().numpy() for t in targets] for name in PER_ROI_FIELDS}
     rows["roi_features"] = [f.astype(np.float16) for f in rows["roi_features"]]
     write_chunk(path, per_item, rows)
 
@@ -72,17 +76,16 @@ def write_teacher_cache(cfg, output, batch_size=16, chunk_size=256):
             write_records(path, records)
             bar.update(end - start)
 
-    fields = {
-        "soft_scores": ("float32", (cfg.MODEL.STUDENT.NUM_CLASSES,), True),
-        "proposal_boxes": ("float32", (4,)),
-        "proposal_scores": ("float32", ()),
-        "roi_features": ("float16", (cfg.MODEL.DISTILL.TEACHER_FEATURE_DIM,)),
-    }
+    fields = target_store_fields(
+        cfg.MODEL.STUDENT.NUM_CLASSES, cfg.MODEL.DISTILL.TEACHER_FEATURE_DIM
+    )
     with RaggedStoreWriter(output, fields, meta=settings) as writer:
         for path, _, _ in chunks:
-            for key, soft, *per_roi in read_chunk(path, ("keys", "soft_scores"), PER_ROI):
+            for key, soft, *per_roi in read_chunk(path, ("keys", "soft_scores"), PER_ROI_FIELDS):
                 writer.append(
-                    tuple(json.loads(str(key))), soft_scores=soft, **dict(zip(PER_ROI, per_roi))
+                    tuple(json.loads(str(key))),
+                    soft_scores=soft,
+                    **dict(zip(PER_ROI_FIELDS, per_roi)),
                 )
     shutil.rmtree(f"{output}.partial")
     logger.info(f"Wrote {output}: {len(dicts)} images x {len(variants)} augmentations")
