@@ -94,6 +94,7 @@ def _check_ranks(output_dir, test_set):
     return reports[0]
 
 
+@pytest.mark.slow  # 30 s on 2 cores
 def test_two_process_cpu_training_of_teacher_and_student_with_kd(
     datasets_dir, tiny_proposals, tmp_path
 ):
@@ -208,7 +209,7 @@ def assert_same_final_weights(dir_a, dir_b):
         ("T-WDet.yaml", False, 1),
         ("T-WDet.yaml", True, 1),
         ("S-Cls_KD.yaml", False, 1),
-        ("T-WDet.yaml", False, 2),
+        pytest.param("T-WDet.yaml", False, 2, marks=pytest.mark.slow),  # 75 s on 2 cores
     ],
     ids=[
         "teacher_batches_from_workers",

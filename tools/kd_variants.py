@@ -98,6 +98,7 @@ VARIANTS = {  # name: function(pipeline, seed, teacher_cfg) -> the KD student's 
     "joint, teacher-gated classes": variant("joint-gated"),
     "two stages, teacher-gated classes": variant("two-stage-gated"),
     "weak teacher (150 steps), two stages": variant("two-stage", weak=True),
+    "weak teacher (150 steps), joint": variant("joint", weak=True),
     "weak teacher (150 steps), joint, teacher-gated classes": variant("joint-gated", weak=True),
 }
 
