@@ -77,7 +77,8 @@ class Trainer(DefaultTrainer):
         # detectron2 0.7's DefaultTrainer.__init__ line for line, with three changes: the
         # seeding; create_ddp_model_on_any_device for its `create_ddp_model(model,
         # broadcast_buffers=False)`, which gives DDP device_ids on CPU processes too; and the
-        # FiniteCheckpointer (detectron2 offers no hook point for these)
+        # FiniteCheckpointer (detectron2 offers no hook point for these; a test fails when
+        # detectron2's constructor changes: tests/test_structure.py)
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
