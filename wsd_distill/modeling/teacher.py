@@ -2,6 +2,7 @@
 (:func:`teacher_targets`, in the format of ``data.teacher_targets``): the same whether the
 teacher runs online (``TeacherHook``) or was cached beforehand (``tools/cache_teacher.py``)."""
 
+import logging
 import os
 
 import torch
@@ -84,8 +85,17 @@ def get_teacher_cfg(cfg):
 
 
 def check_teacher_fits(cfg, teacher_cfg):
-    """The teacher's classes and RoI-feature width must be the student's."""
+    """The teacher's classes and RoI-feature width must be the student's; a student that
+    pools its RoIs for L_f otherwise than the teacher (scaled by their proposal scores or not)
+    is warned."""
     d, classes = cfg.MODEL.DISTILL, cfg.MODEL.STUDENT.NUM_CLASSES
+    scaled = teacher_cfg.MODEL.WSDDN.SCALE_ROI_BY_PROPOSAL_SCORE
+    if d.FEATURE_WEIGHT > 0 and d.SCALE_ROI_BY_PROPOSAL_SCORE != scaled:
+        logging.getLogger(__name__).warning(
+            f"The teacher ({d.TEACHER_CONFIG}) has MODEL.WSDDN.SCALE_ROI_BY_PROPOSAL_SCORE "
+            f"{scaled} but the student MODEL.DISTILL.SCALE_ROI_BY_PROPOSAL_SCORE "
+            f"{d.SCALE_ROI_BY_PROPOSAL_SCORE}: L_f compares RoI features pooled two ways"
+        )
     if teacher_cfg.MODEL.WSDDN.NUM_CLASSES != classes:
         raise ValueError(
             f"The teacher ({d.TEACHER_CONFIG}) has MODEL.WSDDN.NUM_CLASSES "
