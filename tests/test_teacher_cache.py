@@ -20,6 +20,7 @@ from wsd_distill.data import MultiLabelDatasetMapper, RaggedStore, get_multilabe
 from wsd_distill.data.teacher_cache import open_teacher_cache, variant_augmentations
 from wsd_distill.data.teacher_targets import TARGET_FIELDS
 from wsd_distill.engine import TeacherHook, Trainer
+from wsd_distill.engine.teacher_cache_writer import cache_size, write_teacher_cache
 from wsd_distill.modeling import build_teacher
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -315,3 +316,20 @@ def test_cached_kd_student_resumes_to_the_same_weights(
         f.write("model_0000004.pth")
     assert run(resumed, resume=True) == 5
     assert_same_final_weights(straight, resumed)
+
+
+def test_a_cache_the_disk_cannot_hold_is_refused_before_it_starts(
+    datasets_dir, tiny_proposals, teacher_files, tmp_path, monkeypatch
+):
+    """The size is an upper bound by hand: entries x (p'_T + RoIs x (box, score, f16 feature));
+    with less free space than twice that, nothing is written and both numbers are named."""
+    cfg = kd_cfg(kd_opts(teacher_files, tiny_proposals["train"]))
+    size = cache_size(cfg, 24)
+    assert size["entries"] == 24 * 2 * 2 and size["rois"] == 8  # 2 sizes x flip; ROI_TOPK 8
+    assert size["bytes_per_entry"] == 12 * 4 + 8 * (4 * 4 + 4 + 2 * 256)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=1000))
+    output = str(tmp_path / "cache")
+    with pytest.raises(OSError, match=r"needs about 0.0 GiB while it is written, and .* has 0.0"):
+        write_teacher_cache(cfg, output)
+    assert not os.path.exists(output + ".partial")

@@ -18,7 +18,7 @@ from ..data.teacher_cache import (
     variant_augmentations,
 )
 from ..data.teacher_targets import PER_ROI_FIELDS, target_store_fields, teacher_target_settings
-from ..modeling.teacher import build_teacher, teacher_targets
+from ..modeling.teacher import build_teacher, get_teacher_cfg, teacher_targets
 from ..utils.partial_run import open_partial_run, read_chunk, write_chunk
 from ..utils.ragged_store import RaggedStoreWriter
 
@@ -44,6 +44,43 @@ def write_records(path, records):
     write_chunk(path, per_item, rows)
 
 
+def cache_size(cfg, num_images):
+    """An upper bound of a teacher cache's size for ``num_images`` training images:
+    {"entries": images x augmentations, "rois": RoIs per entry (the teacher's
+    MAX_PROPOSALS, at most PRECOMPUTED_PROPOSAL_TOPK_TRAIN and ROI_TOPK with ROI_SELECT "top"),
+    "bytes_per_entry", "bytes"}. Writing it needs about twice that at its end (the chunks and
+    the store, until the chunks are removed)."""
+    d, teacher = cfg.MODEL.DISTILL, get_teacher_cfg(cfg)
+    rois = min(teacher.MODEL.WSDDN.MAX_PROPOSALS, cfg.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TRAIN)
+    rois = min(rois, d.ROI_TOPK) if d.ROI_SELECT == "top" else rois
+    fields = target_store_fields(cfg.MODEL.STUDENT.NUM_CLASSES, d.TEACHER_FEATURE_DIM)
+    per_entry = sum(
+        np.dtype(dtype).itemsize * int(np.prod(shape)) * (1 if per_image else rois)
+        for dtype, shape, *per_image in fields.values()
+    )
+    entries = num_images * len(cache_variants(cfg))
+    return {
+        "entries": entries,
+        "rois": rois,
+        "bytes_per_entry": per_entry,
+        "bytes": entries * per_entry,
+    }
+
+
+def check_disk_space(output, needed):
+    """Refuse to start a job that needs ``needed`` bytes beside ``output`` when the disk has
+    less free (naming both)."""
+    folder = os.path.dirname(os.path.abspath(output))
+    os.makedirs(folder, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise OSError(
+            f"{output} needs about {needed / 2**30:.1f} GiB while it is written, and {folder} "
+            f"has {free / 2**30:.1f} GiB free: free space, write it elsewhere, or cache fewer "
+            f"RoIs (MODEL.DISTILL.ROI_SELECT top, ROI_TOPK) or train with the teacher online"
+        )
+
+
 def write_teacher_cache(cfg, output, batch_size=16, chunk_size=256):
     """Cache the teacher of the KD config ``cfg`` for its training set at ``output``
     (resumable: chunks in ``<output>.partial/``; the store appears when complete)."""
@@ -54,6 +91,7 @@ def write_teacher_cache(cfg, output, batch_size=16, chunk_size=256):
         check_proposal_images=cfg.DATASETS.PROPOSAL_FILES_CHECK,
     )
     settings = teacher_cache_settings(cfg, dicts)
+    check_disk_space(output, 2 * cache_size(cfg, len(dicts))["bytes"])
     chunks = open_partial_run(output, settings, len(dicts), chunk_size)
     todo = [c for c in chunks if not os.path.exists(c[0])]
     teacher = build_teacher(cfg)
