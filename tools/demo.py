@@ -26,7 +26,7 @@ import os
 
 from detectron2.utils.logger import setup_logger
 
-from wsd_distill.engine.pipeline import KD_VARIANTS, Pipeline, add_pipeline_arguments
+from wsd_distill.engine.pipeline import Pipeline, add_pipeline_arguments
 
 CONFIGS = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "Synthetic"
@@ -39,16 +39,8 @@ def get_parser():
     parser.add_argument(
         "--skip-training", action="store_true", help="stop after the data and proposals"
     )
-    parser.add_argument(
-        "--kd",
-        nargs="+",
-        default=list(DEFAULT_KD),
-        choices=list(KD_VARIANTS),
-        metavar="VARIANT",
-        help=f"the KD students of the table, one row each, of {', '.join(KD_VARIANTS)} "
-        f"(default: {' '.join(DEFAULT_KD)})",
-    )
-    add_pipeline_arguments(parser, "output/demo")
+    kd_help = f"one row each of the table; default: {' '.join(DEFAULT_KD)}"
+    add_pipeline_arguments(parser, "output/demo", list(DEFAULT_KD), kd_help)
     return parser
 
 

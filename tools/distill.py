@@ -51,15 +51,9 @@ def get_parser():
         metavar="FILE",
         help="a config whose DATASETS.REGISTER declares the datasets (passed to every run)",
     )
-    parser.add_argument(
-        "--kd",
-        nargs="+",
-        choices=list(KD_VARIANTS),
-        metavar="VARIANT",
-        help=f"the KD students, of {', '.join(KD_VARIANTS)} (default: joint-gated with --val, "
-        f"joint without)",
+    add_pipeline_arguments(
+        parser, "output/own", kd_help="default: joint-gated with --val, joint without"
     )
-    add_pipeline_arguments(parser, "output/own")
     return parser
 
 

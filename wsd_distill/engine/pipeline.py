@@ -58,9 +58,19 @@ def gain_row(variant):
     return f"KD gain ({variant})"
 
 
-def add_pipeline_arguments(parser, output):
-    """The arguments of a tool that runs a ``Pipeline`` (default folder ``output``)."""
+def add_pipeline_arguments(parser, output, kd=None, kd_help=""):
+    """The arguments of a tool that runs a ``Pipeline`` (default folder ``output``); with a
+    ``kd_help``, ``--kd``: the KD students of ``KD_VARIANTS`` it trains (default ``kd``)."""
     parser.add_argument("--output", default=output, help="folder for the runs and results")
+    if kd_help:
+        parser.add_argument(
+            "--kd",
+            nargs="+",
+            default=kd,
+            choices=list(KD_VARIANTS),
+            metavar="VARIANT",
+            help=f"the KD students, of {', '.join(KD_VARIANTS)} ({kd_help})",
+        )
     parser.add_argument(
         "--proposals-dir", default="output/proposals", help="folder for the proposal files"
     )
@@ -72,7 +82,7 @@ def add_pipeline_arguments(parser, output):
     )
     parser.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=max(1, min(os.cpu_count() or 1, 8)),
         help="processes making proposals",
     )

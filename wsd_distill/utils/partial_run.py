@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from .atomic_write import atomic_write_bytes
+from .ragged_store import is_running
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def lock_partial_run(partial):
                 pid = 0
             if pid == os.getpid():
                 return
-            if pid and _alive(pid):
+            if pid and is_running(pid):
                 raise RuntimeError(
                     f"{partial} is being written by process {pid} (its lock file {lock}): wait "
                     f"for it to finish, or stop it, before starting this run again"
@@ -50,16 +51,6 @@ def lock_partial_run(partial):
         with os.fdopen(fd, "w") as f:
             f.write(str(os.getpid()))
         return
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def open_partial_run(output, manifest, num_items, chunk_size):

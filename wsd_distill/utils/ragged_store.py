@@ -30,7 +30,8 @@ def is_ragged_store(path):
     return os.path.isfile(os.path.join(path, "index.json"))
 
 
-def _is_running(pid):
+def is_running(pid):
+    """Whether process ``pid`` exists (a stale temporary folder or lock names a dead one)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -60,7 +61,7 @@ class RaggedStoreWriter:
             f"{glob.escape(self.path)}.tmp-*"
         ):  # ours, or left by a killed writer
             pid = stale.rsplit("-", 1)[1]
-            if pid.isdigit() and (int(pid) == os.getpid() or not _is_running(int(pid))):
+            if pid.isdigit() and (int(pid) == os.getpid() or not is_running(int(pid))):
                 shutil.rmtree(stale, ignore_errors=True)
         os.makedirs(self.tmp)
         self.fields = {}
