@@ -241,9 +241,11 @@ def test_own_photos_declared_in_the_config_through_the_tools(photo_set, tmp_path
 
 
 def test_one_command_pipeline_on_own_photos(photo_set, tmp_path):
-    """tools/distill.py: proposals, teacher, plain student, the gated joint KD student and
-    Table 3 on the photos, a few steps each; run again, every step is found done."""
+    """tools/distill.py: proposals, teacher, plain student, the joint KD student (the default)
+    and the gated one, and Table 3 on the photos, a few steps each; run again, every step is
+    found done."""
     argv = ["--train", "mine_train", "--val", "mine_val", "--test", "mine_test"]
+    argv += ["--kd", "joint", "joint-gated"]
     argv += ["--output", tmp_path / "run", "--proposals-dir", tmp_path / "proposals"]
     argv += ["--max-proposals", 30, "--workers", 1, *register_opts(photo_set)]
     argv += ["SOLVER.MAX_ITER", 3, "SOLVER.IMS_PER_BATCH", 4, "SOLVER.WARMUP_ITERS", 1]
@@ -251,16 +253,19 @@ def test_one_command_pipeline_on_own_photos(photo_set, tmp_path):
     first = tool("distill.py", *argv)
     assert first.returncode == 0, first.stderr[-3000:]
     seed0 = tmp_path / "run" / "seed0"
-    for run in ("teacher", "student", "student_kd_gated_joint"):
+    for run in ("teacher", "student", "student_kd_joint", "student_kd_gated_joint"):
         assert (seed0 / run / "model_final.pth").exists(), run
     assert len(list((seed0 / "teacher" / "pictures").glob("*.jpg"))) == 6
     table = (tmp_path / "run" / "results.md").read_text()
-    assert "S-Cls w/ KD (joint-gated)" in table and "KD gain (joint-gated)" in table
+    for variant in ("joint", "joint-gated"):
+        assert f"S-Cls w/ KD ({variant})" in table and f"KD gain ({variant})" in table
     assert "hopper" in first.stdout  # the class table
     assert f"predict.py --config-file {seed0 / 'student_kd_gated_joint'}" in first.stdout
     again = tool("distill.py", *argv)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "(training)" not in again.stdout and again.stdout.count("(done before)") == 3
+    assert "(training)" not in again.stdout and again.stdout.count("(done before)") == 4
+    without_val = tool("distill.py", *[a for a in argv if a not in ("--val", "mine_val")])
+    assert without_val.returncode != 0 and "needs a held-out split: --val" in without_val.stderr
     assert (tmp_path / "run" / "results.md").read_text() == table
 
 
