@@ -193,7 +193,7 @@ class Pipeline:
                     workers=self.workers,
                 )
             dicts = load_proposals_into_dataset(DatasetCatalog.get(name), output)
-            has_boxes = all("annotations" in d for d in dicts)
+            has_boxes = any(d.get("annotations") for d in dicts)
             recall = proposal_recall(dicts) if has_boxes else {}
             speed = (
                 f"{stats['images_per_s']:.1f} ({stats['images_per_s_per_worker']:.1f})"
@@ -225,8 +225,8 @@ class Pipeline:
                 s["images"],
                 s["unlabeled_images"],
                 f"{s['labels_per_image']:.2f}",
-                f"{s['objects_per_image']:.2f}" if "objects_per_image" in s else "-",
-                f"{100 * s['small_object_fraction']:.1f}%" if "objects_per_image" in s else "-",
+                f"{s['objects_per_image']:.2f}" if s.get("objects_per_image") else "-",
+                f"{100 * s['small_object_fraction']:.1f}%" if s.get("objects_per_image") else "-",
             ]
             for name, s in summaries.items()
         ]
