@@ -21,6 +21,7 @@ from ..box_proposers.generate import generate_proposal_file
 from ..data import load_proposals_into_dataset, thing_classes_of
 from ..data.datasets import prepare_synthetic_shapes
 from ..data.statistics import dataset_summary, proposal_recall
+from ..modeling import WSDDN
 from ..modeling.distill_losses import teacher_class_gate
 from ..utils import atomic_write_bytes
 from ..visualization import plot_ap_gain, visualize_teacher
@@ -315,12 +316,12 @@ class Pipeline:
         if os.path.exists(results_file):
             with open(results_file) as f:
                 return json.load(f)
-        cfg = cfg.clone()
-        cfg.DATASETS.TEST = (self.val,)
-        if cfg.MODEL.META_ARCHITECTURE == "WSDDN":
-            cfg.DATASETS.PROPOSAL_FILES_TEST = (self.proposal_file(self.val),)
         model = Trainer.build_model(cfg)
         load_trained_weights(model, os.path.join(cfg.OUTPUT_DIR, RUN_WEIGHTS))
+        cfg = cfg.clone()
+        cfg.DATASETS.TEST = (self.val,)
+        if isinstance(model, WSDDN):  # (a student needs no proposals at test time)
+            cfg.DATASETS.PROPOSAL_FILES_TEST = (self.proposal_file(self.val),)
         results = Trainer.test(cfg, model)
         atomic_write_bytes(results_file, json.dumps(results, indent=1).encode())
         return results
