@@ -9,69 +9,24 @@ import sys
 import cv2
 import numpy as np
 import pytest
-import sklearn.datasets
 import torch
 import yaml
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from matplotlib import cbook
 
 from wsd_distill.data.datasets import load_label_list, register_declared_datasets
+from wsd_distill.data.datasets.sample_photos import CLASSES, write_sample_photo_set
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLASSES = ["china", "flower", "hopper"]
 SPLITS = ("val", "test")
-TRAIN_CSV = {}  # the photo set's train.csv, by folder
-
-
-def sample_photos():
-    """The real photographs scikit-learn and matplotlib ship, BGR, by class name."""
-    images = os.path.join(os.path.dirname(sklearn.datasets.__file__), "images")
-    with cbook.get_sample_data("grace_hopper.jpg") as f:
-        hopper = cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR)
-    return {
-        "china": cv2.imread(os.path.join(images, "china.jpg")),
-        "flower": cv2.imread(os.path.join(images, "flower.jpg")),
-        "hopper": hopper,
-    }
 
 
 @pytest.fixture(scope="module")
 def photo_set(tmp_path_factory):
     """12 training, 6 validation and 6 test collages (96 x 192: two 96 x 96 crops side by side,
     of one or two photos); train.csv (a label list with a header), val.json and test.json
-    (COCO, no bbox)."""
+    (COCO, no bbox): ``datasets/prepare_sample_photos.py``'s set, small."""
     root = tmp_path_factory.mktemp("photos")
-    (root / "images").mkdir()
-    photos, rng = sample_photos(), np.random.default_rng(0)
-    rows, categories = ["image,labels"], [{"id": i + 1, "name": c} for i, c in enumerate(CLASSES)]
-    coco = {s: {"images": [], "annotations": [], "categories": categories} for s in SPLITS}
-    for i in range(24):
-        names = [CLASSES[i % 3], CLASSES[(i + i // 3) % 3]]
-        crops = []
-        for name in names:
-            h, w = photos[name].shape[:2]
-            y, x = rng.integers(0, h - 200), rng.integers(0, w - 200)
-            crops.append(cv2.resize(photos[name][y : y + 200, x : x + 200], (96, 96)))
-        file_name = f"{i:03d}.jpg"
-        cv2.imwrite(str(root / "images" / file_name), np.concatenate(crops, axis=1))
-        labels = sorted(set(names), key=CLASSES.index)
-        if i < 12:
-            rows.append(f"{file_name},{';'.join(labels)}")
-            continue
-        split = coco["val" if i < 18 else "test"]
-        split["images"].append({"id": i, "file_name": file_name, "height": 96, "width": 192})
-        for name in labels:
-            split["annotations"].append(
-                {
-                    "id": len(split["annotations"]) + 1,
-                    "image_id": i,
-                    "category_id": 1 + CLASSES.index(name),
-                }
-            )
-    TRAIN_CSV[str(root)] = "\n".join(rows) + "\n"
-    (root / "train.csv").write_text(TRAIN_CSV[str(root)])
-    for name, split in coco.items():
-        (root / f"{name}.json").write_text(json.dumps(split))
+    write_sample_photo_set(str(root), (12, 6, 6), side=96, seed=0)
     return root
 
 
@@ -206,6 +161,7 @@ def test_own_photos_declared_in_the_config_through_the_tools(photo_set, tmp_path
     )
     # predict.py from the KD student's run folder alone, its datasets' files gone: the json's
     # class names in scores.csv
+    train_csv = (photo_set / "train.csv").read_text()
     os.remove(photo_set / "train.csv")  # (restored below)
     try:
         predicted = tool(
@@ -218,7 +174,7 @@ def test_own_photos_declared_in_the_config_through_the_tools(photo_set, tmp_path
             tmp_path / "predictions",
         )
     finally:
-        (photo_set / "train.csv").write_text(TRAIN_CSV[str(photo_set)])
+        (photo_set / "train.csv").write_text(train_csv)
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     header = (tmp_path / "predictions" / "scores.csv").read_text().splitlines()[0]
     assert header == "file_name,picture," + ",".join(CLASSES)
