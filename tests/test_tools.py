@@ -181,6 +181,7 @@ def test_check_dataset_lists_bad_images(datasets_dir, tmp_path):
     )
 
 
+@pytest.mark.slow  # 21 s on 2 cores: the tool is the demo's pipeline, tested above
 def test_kd_variants_table(datasets_dir, tmp_path):
     """tools/kd_variants.py on the tiny set: each variant's mAP is its student's own, the gain
     the difference with the plain student of the same seed."""
