@@ -159,20 +159,19 @@ def test_own_photos_declared_in_the_config_through_the_tools(photo_set, tmp_path
     assert [config["MODEL"]["DISTILL"][k] for k in ("TEACHER_CONFIG", "TEACHER_WEIGHTS")] == (
         teacher_files
     )
+
+    def predict(*output_and_opts):
+        run, images = tmp_path / "student_kd", photo_set / "images"
+        return tool(
+            "predict.py", "--config-file", run, "--input", images, "--output", *output_and_opts
+        )
+
     # predict.py from the KD student's run folder alone, its datasets' files gone: the json's
     # class names in scores.csv
     train_csv = (photo_set / "train.csv").read_text()
     os.remove(photo_set / "train.csv")  # (restored below)
     try:
-        predicted = tool(
-            "predict.py",
-            "--config-file",
-            tmp_path / "student_kd",
-            "--input",
-            photo_set / "images",
-            "--output",
-            tmp_path / "predictions",
-        )
+        predicted = predict(tmp_path / "predictions")
     finally:
         (photo_set / "train.csv").write_text(train_csv)
     assert predicted.returncode == 0, predicted.stderr[-3000:]
@@ -181,17 +180,7 @@ def test_own_photos_declared_in_the_config_through_the_tools(photo_set, tmp_path
     assert len(list((tmp_path / "predictions").glob("*.jpg"))) == 24
     # a teacher's weights for the student: refused, naming the keys, not predicted from a
     # half-loaded model
-    wrong = tool(
-        "predict.py",
-        "--config-file",
-        tmp_path / "student_kd",
-        "--input",
-        photo_set / "images",
-        "--output",
-        tmp_path / "wrong",
-        "MODEL.WEIGHTS",
-        tmp_path / "teacher",
-    )
+    wrong = predict(tmp_path / "wrong", "MODEL.WEIGHTS", tmp_path / "teacher")
     assert wrong.returncode != 0
     assert "does not fit the model of this config" in wrong.stderr, wrong.stderr[-2000:]
 

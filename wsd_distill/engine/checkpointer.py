@@ -109,9 +109,9 @@ class FiniteCheckpointer(DetectionCheckpointer):
         missing or cannot be read (a crash while an older version wrote it) is written again
         from the resumed model (``iteration``: its last step)."""
         path = os.path.join(self.save_dir, "model_final.pth")
-        if os.path.isfile(path) and readable(path) is None:
+        why = readable(path) if os.path.isfile(path) else "missing"
+        if why is None:
             return
-        why = readable(path) if os.path.exists(path) else "missing"
         logger.warning(f"{path} is {why}: writing it again from the resumed checkpoint")
         self.save("model_final", iteration=iteration)
 

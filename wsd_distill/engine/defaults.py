@@ -90,16 +90,15 @@ def fill_class_names(cfg):
         except KeyError:  # registered without class names: the loaders will say so
             pass
     names = cfg.MODEL.CLASS_NAMES
-    for key in ("MODEL.WSDDN.NUM_CLASSES", "MODEL.STUDENT.NUM_CLASSES"):
-        node, leaf = cfg.MODEL[key.split(".")[1]], "NUM_CLASSES"
-        if node[leaf] == 0 and not names:
+    for model in ("WSDDN", "STUDENT"):
+        if cfg.MODEL[model].NUM_CLASSES == 0 and not names:
             raise ValueError(
-                f"{key} is 0 (the training set's class count) but DATASETS.TRAIN "
-                f"{list(cfg.DATASETS.TRAIN)} names no registered dataset with class names: "
-                f"declare it (DATASETS.REGISTER) or set MODEL.CLASS_NAMES"
+                f"MODEL.{model}.NUM_CLASSES is 0 (the training set's class count) but "
+                f"DATASETS.TRAIN {list(cfg.DATASETS.TRAIN)} names no registered dataset with "
+                f"class names: declare it (DATASETS.REGISTER) or set MODEL.CLASS_NAMES"
             )
-        if node[leaf] == 0:
-            node[leaf] = len(names)
+        if cfg.MODEL[model].NUM_CLASSES == 0:
+            cfg.MODEL[model].NUM_CLASSES = len(names)
     model_key = {"WSDDN": "MODEL.WSDDN", "StudentClassifier": "MODEL.STUDENT"}.get(
         cfg.MODEL.META_ARCHITECTURE
     )
