@@ -13,7 +13,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import BoxMode
 from torch.nn import functional as F
 
-from wsd_distill import add_wsd_distill_config
+from wsd_distill import add_wsd_distill_config, check_config
 from wsd_distill.data import MultiLabelDatasetMapper, save_proposals
 from wsd_distill.data.augmentation import build_augmentation
 from wsd_distill.engine import Trainer, setup_cfg
@@ -178,7 +178,7 @@ def test_square_warp_scales_x_and_y_apart(tmp_path):
 
 
 def test_student_test_resize_in_the_loader_resizes_once(tmp_path, monkeypatch):
-    """MODEL.STUDENT.TEST_RESIZE "loader": the test loader warps the image straight to the
+    """INPUT.SQUARE_SIZE_TEST 64: the test loader warps the image straight to the
     student's 64 x 64, the student does not resize it again, and it sees nearly the picture
     of the default path (the loader's 128 px shortest edge, then the student's resize)."""
     record = _record(tmp_path, [[0, 0, 100, 60]])
@@ -186,10 +186,10 @@ def test_student_test_resize_in_the_loader_resizes_once(tmp_path, monkeypatch):
     interpolate = F.interpolate
     monkeypatch.setattr(F, "interpolate", lambda *a, **k: calls.append(1) or interpolate(*a, **k))
     inputs = {}
-    for where in ("model", "loader"):
+    for where, side in (("model", 0), ("loader", 64)):
         cfg = setup_cfg(
             os.path.join(ROOT, "configs", "Synthetic", "S-Cls.yaml"),
-            ["MODEL.STUDENT.TEST_RESIZE", where, "DATASETS.TRAIN", (), "DATASETS.TEST", ()],
+            ["INPUT.SQUARE_SIZE_TEST", side, "DATASETS.TRAIN", (), "DATASETS.TEST", ()],
         )
         image = _mapper(build_augmentation(cfg, is_train=False))(record)["image"]
         assert image.shape == ((3, 64, 64) if where == "loader" else (3, 128, 213))
@@ -200,6 +200,16 @@ def test_student_test_resize_in_the_loader_resizes_once(tmp_path, monkeypatch):
     pixels = (inputs["loader"] - inputs["model"]) * student.pixel_std
     assert pixels.abs().mean() < 2.0, pixels.abs().mean()  # grey levels, out of 255
 
-    cfg.MODEL.STUDENT.TEST_RESIZE = "once"  # refused when the student is built, before training
-    with pytest.raises(ValueError, match="MODEL.STUDENT.TEST_RESIZE must be 'model' or 'loader'"):
-        build_model(cfg)
+    cfg.INPUT.SQUARE_SIZE_TEST = -64  # refused with the config, before training
+    with pytest.raises(ValueError, match="INPUT.SQUARE_SIZE_TEST"):
+        check_config(cfg)
+
+
+def test_old_runs_test_resize_key_is_ignored(tmp_path):
+    """A run's config.yaml from before INPUT.SQUARE_SIZE_TEST (MODEL.STUDENT.TEST_RESIZE) still
+    loads, the old key ignored."""
+    path = tmp_path / "config.yaml"
+    path.write_text("MODEL:\n  STUDENT:\n    TEST_RESIZE: model\n")
+    cfg = add_wsd_distill_config(get_cfg())
+    cfg.merge_from_file(str(path))
+    assert "TEST_RESIZE" not in cfg.MODEL.STUDENT

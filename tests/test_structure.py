@@ -9,8 +9,10 @@ import inspect
 import os
 
 import pytest
+import yaml
 
-PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "wsd_distill")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.join(ROOT, "wsd_distill")
 LOWER = {"data": {"modeling", "engine", "evaluation"}, "utils": {"data", "modeling", "engine"}}
 LOWER["modeling"] = {"engine", "evaluation"}
 
@@ -55,3 +57,16 @@ def test_trainer_init_is_the_detectron2_constructor_it_copies():
 
 
 DEFAULT_TRAINER_INIT_SHA1 = "3f46fe9856cc262e3abe6a8eae6f71a2d910e3f6"  # sal-detectron2 0.7.2
+
+
+@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+def test_kd_stage_configs_inherit_the_shared_set_up_not_the_joint_stage(stage):
+    """Each of the authors' stages builds on Base-*_KD.yaml (teacher, proposals), not on the
+    joint config (whose L_f per dimension it would have to undo)."""
+    configs = glob.glob(os.path.join(ROOT, "configs", "**", f"*_KD_{stage}.yaml"), recursive=True)
+    assert len(configs) >= 9
+    for path in configs:
+        with open(path) as f:
+            base = yaml.safe_load(f)["_BASE_"]
+        expected = "Base-" + os.path.basename(path).replace(f"_{stage}", "")
+        assert base == expected, f"{os.path.relpath(path, ROOT)} inherits {base}"

@@ -27,6 +27,7 @@ import torch
 from detectron2.modeling import build_model
 
 from wsd_distill.engine import load_trained_weights, model_class_names, setup_run_cfg
+from wsd_distill.modeling import StudentClassifier
 from wsd_distill.modeling.student_export import ExportableStudent
 from wsd_distill.utils import atomic_write_bytes
 
@@ -59,9 +60,9 @@ def get_parser():
 
 def main(args):
     cfg = setup_run_cfg(args.config_file, [*args.opts, "MODEL.DEVICE", "cpu"], datasets=False)
-    if cfg.MODEL.META_ARCHITECTURE != "StudentClassifier":
-        raise ValueError(f"{args.config_file} is a {cfg.MODEL.META_ARCHITECTURE}, not a student")
     student = build_model(cfg)
+    if not isinstance(student, StudentClassifier):
+        raise ValueError(f"{args.config_file} is a {cfg.MODEL.META_ARCHITECTURE}, not a student")
     load_trained_weights(student, cfg.MODEL.WEIGHTS)
     model = ExportableStudent(student).eval()
     side = args.example_size or 2 * (cfg.MODEL.STUDENT.INPUT_SIZE or 112)

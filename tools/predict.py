@@ -147,10 +147,8 @@ def picture_name(file_name, used):
 
 def main(args):
     cfg = setup_run_cfg(args.config_file, args.opts, datasets=False)
-    if cfg.MODEL.META_ARCHITECTURE == "WSDDN" and cfg.MODEL.WSDDN.PROPOSALS_AT_TEST == (
-        "precomputed"
-    ):
-        cfg.MODEL.WSDDN.PROPOSALS_AT_TEST = "edge_boxes"
+    if cfg.MODEL.WSDDN.PROPOSALS_AT_TEST == "precomputed":  # photos come without proposals
+        cfg.MODEL.WSDDN.PROPOSALS_AT_TEST = "edge_boxes"  # (a student reads no MODEL.WSDDN key)
     files = ImageFiles(list_images(args.input), cfg)
     if not len(files):
         raise SystemExit(

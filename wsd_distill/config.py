@@ -35,6 +35,14 @@ def add_wsd_distill_config(cfg):
     # "shortest_edge": detectron2's resize (INPUT.MIN_SIZE_*, aspect ratio kept, MAX_SIZE_*);
     # "square": each image warped to S x S, S drawn from INPUT.MIN_SIZE_TRAIN (the authors')
     _C.INPUT.RESIZE = "shortest_edge"
+    # S > 0: each test image warped straight to S x S, whatever INPUT.RESIZE says (a student at
+    # its MODEL.STUDENT.INPUT_SIZE: one resize, what a deployed student costs; docs/inference.md).
+    # 0: INPUT.RESIZE to INPUT.MIN_SIZE_TEST, and a student resizes that tensor to its input
+    # size, as in training and as the TEST phase of the authors' kd/train_stage2.prototxt
+    # (672 x 672, then Interp to 224)
+    _C.INPUT.SQUARE_SIZE_TEST = 0
+    # replaced by INPUT.SQUARE_SIZE_TEST: ignored with a warning in the config.yaml of old runs
+    _C.register_deprecated_key("MODEL.STUDENT.TEST_RESIZE")
 
     # refuse proposal files made for other images (a store's recorded file names and sizes, a
     # pickle's boxes beyond their image); False: trust that the ids identify the images
@@ -84,12 +92,6 @@ def add_wsd_distill_config(cfg):
     _C.MODEL.STUDENT.NUM_CLASSES = 80  # the datasets' class count (0: MODEL.CLASS_NAMES's)
     _C.MODEL.STUDENT.IN_FEATURE = "res5"  # the backbone's last feature map, which the head pools
     _C.MODEL.STUDENT.INPUT_SIZE = 224  # each image is resized to this square (0: the loader's size)
-    # Who brings a test image to INPUT_SIZE: "model" (the loader resizes it as for the teacher,
-    # INPUT.MIN_SIZE_TEST, and the student resizes that tensor, as in training and as the TEST
-    # phase of the authors' kd/train_stage2.prototxt: 672 x 672, then Interp to 224) or
-    # "loader" (the test loader warps the decoded image straight to INPUT_SIZE squared: one
-    # resize, what a deployed student costs; docs/benchmarks.md)
-    _C.MODEL.STUDENT.TEST_RESIZE = "model"
     # "pool": global pooling -> linear; "fc": pooled to P x P -> fc6 -> fc7 -> linear (VGG-16)
     _C.MODEL.STUDENT.HEAD = "pool"
     _C.MODEL.STUDENT.POOLING = "avg"  # "avg" or "max": the image's pooling, and its RoIs' for L_f
@@ -219,6 +221,7 @@ def check_config(cfg):
         _check_number(cfg, key, low=1, integer=True)
     _check_number(cfg, w + "MAX_PROPOSALS", low=1, integer=True)
     _check_number(cfg, s + "INPUT_SIZE", low=0, integer=True)
+    _check_number(cfg, "INPUT.SQUARE_SIZE_TEST", low=0, integer=True)
     for key in (w + "NUM_CLASSES", s + "NUM_CLASSES"):  # (0 is resolved by setup_cfg)
         _check_number(cfg, key, low=1, integer=True)
     _check_number(cfg, w + "REFINE_ITERS", low=0, integer=True)
@@ -237,7 +240,6 @@ def check_config(cfg):
         (d + "ROI_SELECT", ("all", "top")),
         (s + "HEAD", ("pool", "fc")),
         (s + "POOLING", ("avg", "max")),
-        (s + "TEST_RESIZE", ("model", "loader")),
         (w + "BOX_HEAD", ("res5", "fc")),
         ("INPUT.RESIZE", ("shortest_edge", "square")),
         ("SOLVER.OPTIMIZER", ("SGD", "AdamW")),

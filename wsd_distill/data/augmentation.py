@@ -23,12 +23,11 @@ def resize_augmentation(cfg, sizes, is_train):
 
 def build_augmentation(cfg, is_train):
     """detectron2's ``build_augmentation`` (resize, then the random flip in training), with
-    the resize of ``INPUT.RESIZE``; at test, a student with ``MODEL.STUDENT.TEST_RESIZE``
-    "loader" gets its image warped straight to ``MODEL.STUDENT.INPUT_SIZE`` squared."""
-    student = cfg.MODEL.STUDENT  # (TEST_RESIZE is checked when the student is built)
-    is_student = cfg.MODEL.META_ARCHITECTURE == "StudentClassifier"
-    if not is_train and is_student and student.TEST_RESIZE == "loader" and student.INPUT_SIZE:
-        return [T.Resize((student.INPUT_SIZE, student.INPUT_SIZE))]
+    the resize of ``INPUT.RESIZE``; at test, ``INPUT.SQUARE_SIZE_TEST`` S > 0 warps each image
+    straight to S x S."""
+    if not is_train and cfg.INPUT.SQUARE_SIZE_TEST:
+        side = cfg.INPUT.SQUARE_SIZE_TEST
+        return [T.Resize((side, side))]
     augmentations = utils.build_augmentation(cfg, is_train)
     sizes = cfg.INPUT.MIN_SIZE_TRAIN if is_train else (cfg.INPUT.MIN_SIZE_TEST,)
     augmentations[0] = resize_augmentation(cfg, sizes, is_train)

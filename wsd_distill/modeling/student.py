@@ -125,10 +125,6 @@ class StudentClassifier(nn.Module):
                 f"({sorted(shapes)})"
             )
         check_dataset_class_count(cfg, s.NUM_CLASSES, "MODEL.STUDENT.NUM_CLASSES")
-        if s.TEST_RESIZE not in ("model", "loader"):  # read by the test loader, built later
-            raise ValueError(
-                f"MODEL.STUDENT.TEST_RESIZE must be 'model' or 'loader', got {s.TEST_RESIZE!r}"
-            )
         head = StudentHead(
             shapes[s.IN_FEATURE], s.HEAD, s.POOLING, s.POOLER_RESOLUTION, s.FC_DIM, s.DROPOUT
         )
@@ -166,7 +162,7 @@ class StudentClassifier(nn.Module):
             return images, torch.ones(len(batched_inputs), 2)
         size = (self.input_size, self.input_size)
         scales = torch.tensor([[size[1] / x.shape[2], size[0] / x.shape[1]] for x in images])
-        # an image the loader brought to the input size (MODEL.STUDENT.TEST_RESIZE) is kept
+        # an image the loader brought to the input size (INPUT.SQUARE_SIZE_TEST) is kept
         resized = torch.cat(
             [x[None] if x.shape[1:] == size else self.resize(x[None]) for x in images]
         )

@@ -8,13 +8,13 @@ import os
 import torch
 from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
-from detectron2.modeling import build_model
+from detectron2.modeling import META_ARCH_REGISTRY, build_model
 from detectron2.utils.file_io import PathManager
 from torch import nn
 
 from ..config import add_wsd_distill_config
 from .box_head import wsddn_box_head_dim
-from .wsddn import top_regions, wsddn_scores
+from .wsddn import WSDDN, top_regions, wsddn_scores
 
 
 def wsddn_soft_scores(cls_logits, det_logits, num_regions, t_c, t_d, eps=1e-6):
@@ -75,11 +75,9 @@ def get_teacher_cfg(cfg):
     teacher_cfg.merge_from_file(path)
     teacher_cfg.MODEL.WEIGHTS = cfg.MODEL.DISTILL.TEACHER_WEIGHTS
     teacher_cfg.MODEL.DEVICE = cfg.MODEL.DEVICE
-    if teacher_cfg.MODEL.META_ARCHITECTURE != "WSDDN":
-        raise ValueError(
-            f"MODEL.DISTILL.TEACHER_CONFIG '{path}' is a {teacher_cfg.MODEL.META_ARCHITECTURE}, "
-            f"not a WSDDN"
-        )
+    architecture = teacher_cfg.MODEL.META_ARCHITECTURE
+    if not issubclass(META_ARCH_REGISTRY.get(architecture), WSDDN):
+        raise ValueError(f"MODEL.DISTILL.TEACHER_CONFIG '{path}' is a {architecture}, not a WSDDN")
     teacher_cfg.freeze()
     return teacher_cfg
 
