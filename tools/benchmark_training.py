@@ -1,0 +1,238 @@
+#!/usr/bin/env python
+"""Training speed: wsd-distill's ``Trainer`` (detectron2's ``SimpleTrainer``/``AMPTrainer`` steps,
+the real data loader and mapper, the ``TeacherHook`` for online KD) on generated data, timed by
+detectron2's own ``time`` / ``data_time`` metrics (and the hook's ``teacher_time``). Parts:
+
+- training: the synthetic configs (batch 16): plain student, teacher, online KD (joint) and KD
+  from the teacher cache (stage 1, stage 2, joint), 256 generated images with 500 EdgeBoxes
+  proposals, random teacher weights; in rounds, each ratio taken within a round.
+- train_loader: the training data loader alone (no model), in-process and with 2 workers, with
+  and without aspect-ratio grouping.
+- paper: the paper's VGG-16 configs (configs/COCO/*VGG16*) at --batch (the authors' 32) on
+  640 x 480 JPEGs with 500 random proposals each (the teacher at 672, the student at 224):
+  teacher, plain student, online KD stage 1, stage 2 and joint; fp32 and, on a GPU, AMP (the
+  part ``make gpu-check`` runs).
+
+    python tools/benchmark_training.py --parts training train_loader --output output/benchmark
+"""
+
+import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+from detectron2.data import DatasetCatalog
+
+from wsd_distill.box_proposers.generate import generate_proposal_file
+from wsd_distill.data.datasets import generate_synthetic_shapes, register_synthetic_shapes
+from wsd_distill.engine import Trainer, setup_cfg
+from wsd_distill.engine.benchmark import (
+    describe_machine,
+    jpeg_dataset,
+    median_step_times,
+    random_teacher,
+    write_table,
+)
+from wsd_distill.engine.teacher_cache_writer import write_teacher_cache
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PLAIN, ONLINE = "plain student (S-Cls w/o KD)", "online KD, joint (teacher in the loop)"
+CACHED_STAGE_1 = "cached KD, stage 1 (L_f)"
+CACHED_STAGE_2 = "cached KD, stage 2 (L_p + L_p')"
+CACHED_JOINT = "cached KD, joint (L_p + L_p' + L_f)"
+NEVER = ["SOLVER.CHECKPOINT_PERIOD", 10**6, "DATASETS.TEST", (), "SEED", 0]
+
+
+def config(path, output_dir, opts):
+    return setup_cfg(os.path.join(ROOT, "configs", path), [*NEVER, "OUTPUT_DIR", output_dir, *opts])
+
+
+def synthetic_runs(args):
+    """The configs of the training part (data, proposals, random teacher weights and the teacher
+    cache are made on first use): {name: cfg}."""
+    folder = os.path.join(args.output, "training")
+    root = os.path.join(folder, "synthetic_shapes")
+    generate_synthetic_shapes(root, {"train": 256, "val": 8, "test": 8}, image_size=128, seed=0)
+    if "bench_shapes_train" not in DatasetCatalog:
+        register_synthetic_shapes(root, prefix="bench_shapes")
+    proposals = os.path.join(folder, "proposals_train")
+    if not os.path.exists(proposals):
+        dicts = DatasetCatalog.get("bench_shapes_train")
+        generate_proposal_file(dicts, proposals, "edge_boxes", {"max_proposals": 500})
+    cuda = args.device == "cuda"
+    data = [
+        *("MODEL.DEVICE", args.device, "DATASETS.TRAIN", ("bench_shapes_train",)),
+        *("DATASETS.PROPOSAL_FILES_TRAIN", (proposals,), "SOLVER.MAX_ITER", args.iters),
+        *("SOLVER.AMP.ENABLED", cuda, "MODEL.DISTILL.TEACHER_FP16", cuda),
+    ]
+    teacher_cfg = config("Synthetic/T-WDet.yaml", os.path.join(folder, "teacher_training"), data)
+    teacher = random_teacher(teacher_cfg, os.path.join(folder, "teacher"))
+    kd = [*data, "MODEL.DISTILL.TEACHER_CONFIG", teacher, "MODEL.DISTILL.TEACHER_WEIGHTS", ""]
+    cache = os.path.join(folder, "teacher_cache")
+    if not os.path.exists(cache):
+        write_teacher_cache(config("Synthetic/S-Cls_KD.yaml", folder, kd), cache)
+    cached = [*kd, "MODEL.DISTILL.TEACHER_CACHE", cache]
+    no_labels = ["MODEL.DISTILL.LABEL_WEIGHT", 0.0, "MODEL.DISTILL.PREDICTION_WEIGHT", 0.0]
+    return {
+        PLAIN: config("Synthetic/S-Cls.yaml", os.path.join(folder, "student"), data),
+        "teacher (T-WDet)": teacher_cfg,
+        ONLINE: config("Synthetic/S-Cls_KD.yaml", os.path.join(folder, "student_kd"), kd),
+        CACHED_STAGE_1: config(
+            "Synthetic/S-Cls_KD_cached.yaml", os.path.join(folder, "cached1"), [*cached, *no_labels]
+        ),
+        CACHED_STAGE_2: config(
+            "Synthetic/S-Cls_KD_cached.yaml",
+            os.path.join(folder, "cached2"),
+            [*cached, "MODEL.DISTILL.FEATURE_WEIGHT", 0.0],
+        ),
+        CACHED_JOINT: config(
+            "Synthetic/S-Cls_KD_cached.yaml", os.path.join(folder, "cached"), cached
+        ),
+    }
+
+
+def summary(values, digits):
+    """The median of ``values``, and their range when there are several."""
+    text = f"{np.median(values):.{digits}f}"
+    return text + (
+        f" ({min(values):.{digits}f}-{max(values):.{digits}f})" if len(values) > 1 else ""
+    )
+
+
+def benchmark_training(args):
+    runs = synthetic_runs(args)
+    # Rounds of all runs: this VM's speed drifts between runs, so each ratio is taken within a
+    # round and the table gives the median over rounds (and the range).
+    rounds = [
+        {name: median_step_times(cfg) for name, cfg in runs.items()} for _ in range(args.rounds)
+    ]
+    rows = []
+    for name in runs:
+        times = {k: [r[name][k] for r in rounds] for k in ("time", "data_time", "teacher_time")}
+        teacher = summary(times["teacher_time"], 3) if any(times["teacher_time"]) else "-"
+        rows.append([name, summary(times["time"], 3), summary(times["data_time"], 3), teacher])
+    ratio = [r[ONLINE]["time"] / (r[ONLINE]["teacher_time"] + r[PLAIN]["time"]) for r in rounds]
+    rows.append(["online KD / (teacher forward + plain step)", summary(ratio, 2), "", ""])
+    for cached in (CACHED_STAGE_1, CACHED_STAGE_2):
+        ratio = [r[cached]["time"] / r[PLAIN]["time"] for r in rounds]
+        rows.append([f"{cached} / plain step", summary(ratio, 2), "", ""])
+    headers = ["training step (batch 16, demo sizes)", "s/step", "data s/step", "teacher s/step"]
+    title = (
+        f"Training steps (Trainer), median of {args.iters - 5} after 5 warm-up, "
+        f"configs/Synthetic; median (range) of {args.rounds} rounds"
+    )
+    return title, headers, rows
+
+
+def benchmark_train_loader(args):
+    """The training data loader alone (no model): ms per batch of 16 for the plain student and
+    cached KD, in-process and with 2 workers, with and without aspect-ratio grouping."""
+    runs = synthetic_runs(args)
+    rows = []
+    for name in (PLAIN, CACHED_JOINT):
+        for workers, grouping in ((0, False), (2, True), (2, False)):
+            cfg = runs[name].clone()
+            cfg.defrost()
+            cfg.DATALOADER.NUM_WORKERS, cfg.DATALOADER.ASPECT_RATIO_GROUPING = workers, grouping
+            batches = iter(Trainer.build_train_loader(cfg))
+            for _ in range(5):
+                next(batches)
+            start = time.perf_counter()
+            for _ in range(60):
+                next(batches)
+            milliseconds = (time.perf_counter() - start) / 60 * 1e3
+            rows.append([name, workers, grouping, f"{milliseconds:.1f}"])
+    headers = ["training loader", "workers", "aspect-ratio grouping", "ms/batch"]
+    return "Training data loader alone, 60 batches of 16 after 5, configs/Synthetic", headers, rows
+
+
+def paper_runs(args, amp):
+    """The paper's VGG-16 configs on generated COCO-sized JPEGs: {name: cfg}."""
+    folder = os.path.join(args.output, "paper")
+    dataset, store = jpeg_dataset(os.path.join(folder, "jpegs"), 4 * args.batch, proposals=500)
+    data = [
+        *("MODEL.DEVICE", args.device, "MODEL.WEIGHTS", "", "DATASETS.TRAIN", (dataset,)),
+        *("DATASETS.PROPOSAL_FILES_TRAIN", (store,), "SOLVER.IMS_PER_BATCH", args.batch),
+        *("SOLVER.MAX_ITER", args.warmup + args.steps, "SOLVER.AMP.ENABLED", amp),
+        *("MODEL.DISTILL.TEACHER_FP16", amp, "DATALOADER.NUM_WORKERS", args.workers),
+    ]
+    teacher_cfg = config("COCO/T-WDet_VGG16.yaml", os.path.join(folder, "teacher_run"), data)
+    teacher = random_teacher(teacher_cfg, os.path.join(folder, "teacher"))
+    kd = [*data, "MODEL.DISTILL.TEACHER_CONFIG", teacher, "MODEL.DISTILL.TEACHER_WEIGHTS", ""]
+    return {
+        "teacher (T-WDet)": teacher_cfg,
+        "plain student (S-Cls w/o KD)": config("COCO/S-Cls_VGG16.yaml", folder, data),
+        "KD stage 1 (L_f), online": config("COCO/S-Cls_VGG16_KD_stage1.yaml", folder, kd),
+        "KD stage 2 (L_p + L_p'), online": config("COCO/S-Cls_VGG16_KD_stage2.yaml", folder, kd),
+        "KD joint (L_p + L_p' + L_f), online": config("COCO/S-Cls_VGG16_KD.yaml", folder, kd),
+    }
+
+
+def benchmark_paper(args):
+    """s/step of the paper's models and KD stages, with the teacher's forward (online KD) and
+    the wait for data, fp32 and (on a GPU) AMP."""
+    rows = []
+    for amp in (False, True) if args.device == "cuda" else (False,):
+        for name, cfg in paper_runs(args, amp).items():
+            t = median_step_times(cfg, warmup=args.warmup)
+            without_teacher = t["time"] - t["teacher_time"]
+            rows.append(
+                [
+                    *(name, "AMP" if amp else "fp32", f"{t['time']:.3f}"),
+                    *(f"{t['data_time']:.3f}", f"{t['teacher_time']:.3f}"),
+                    f"{without_teacher:.3f}",
+                    f"{args.batch / t['time']:.1f}",
+                    f"{t['peak_gib']:.1f}" if "peak_gib" in t else "",
+                ]
+            )
+    headers = [
+        "step at the paper's sizes (VGG-16)",
+        "precision",
+        "s/step",
+        "data s/step",
+        "teacher s/step",
+        "s/step without the teacher",
+        "images/s",
+        "peak GPU GiB",
+    ]
+    title = (
+        f"Training steps (Trainer) of configs/COCO/*VGG16*, batch {args.batch}, 640 x 480 JPEGs "
+        f"(teacher 672, student 224, 500 random proposals, {args.workers} loader workers); "
+        f"median of {args.steps} steps after {args.warmup}"
+    )
+    return title, headers, rows
+
+
+PARTS = {
+    "training": benchmark_training,
+    "train_loader": benchmark_train_loader,
+    "paper": benchmark_paper,
+}
+
+
+def main(args):
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    machine = describe_machine(args.device)
+    for part in args.parts:
+        write_table(args.output, part, *PARTS[part](args), machine)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--parts", nargs="+", choices=list(PARTS), default=["training"])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: its default)")
+    parser.add_argument("--output", default="output/benchmark")
+    parser.add_argument("--iters", type=int, default=50, help="steps per synthetic run")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the synthetic runs")
+    parser.add_argument("--batch", type=int, default=32, help="images per batch of 'paper'")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per run of 'paper'")
+    parser.add_argument(
+        "--warmup", type=int, default=3, help="untimed steps per run of 'paper' (>= 3)"
+    )
+    parser.add_argument("--workers", type=int, default=8, help="loader workers of 'paper'")
+    main(parser.parse_args())
