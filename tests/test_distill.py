@@ -402,7 +402,7 @@ def test_bad_distillation_settings_are_named(teacher_files):
         build_model(student_cfg(*teacher_files, TEMPERATURE=0.0))
     with pytest.raises(ValueError, match="TEACHER_CLS_TEMPERATURE must be > 0"):
         annotated_batch(student_cfg(*teacher_files, TEACHER_CLS_TEMPERATURE=-0.5))
-    with pytest.raises(ValueError, match="MODEL.STUDENT.HEAD must be 'pool' or 'fc'"):
+    with pytest.raises(ValueError, match="MODEL.STUDENT.HEAD must be 'pool', 'fc' or 'csra'"):
         build_model(student_cfg(*teacher_files, head="mlp"))
     for weights in ([1.0, 0.0], [1.0] * 4 + [float("nan")], [2.0] * 5):
         with pytest.raises(ValueError, match="PREDICTION_CLASS_WEIGHTS must be empty or 5"):
@@ -468,7 +468,9 @@ def test_student_configs_build_and_match_their_teacher(dataset, monkeypatch):
     width the student was told; each joint KD config has the authors' two stages beside it:
     stage 1 without label or prediction loss, stage 2 without feature loss, from stage 1."""
     monkeypatch.chdir(ROOT)  # configs name each other relative to the project root
-    names = [n for n in sorted(os.listdir(os.path.join("configs", dataset))) if "S-Cls" in n]
+    names = [
+        n for n in sorted(os.listdir(os.path.join("configs", dataset))) if n.startswith("S-Cls")
+    ]
     for joint in [n for n in names if n.endswith("KD.yaml")]:
         assert {joint.replace("KD", f"KD_stage{k}") for k in (1, 2)} <= set(names), joint
     for name in names:

@@ -95,10 +95,11 @@ def test_teacher_and_kd_student_with_detectron2s_own_trainer(
         get_multilabel_dataset_dicts(["tiny_shapes_test"], filter_unlabeled=False), mapper=mapper
     )
     results = inference_on_dataset(student, loader, MultiLabelEvaluator("tiny_shapes_test"))
-    # the same mAP from the model's own scores and scikit-learn
+    # the same mAP from the model's own logits (what the evaluator ranks: float32 sigmoids of
+    # large logits tie) and scikit-learn
     student.eval()
     with torch.no_grad():
-        scores = torch.cat([torch.stack([o["image_scores"] for o in student(b)]) for b in loader])
+        scores = torch.cat([torch.stack([o["image_logits"] for o in student(b)]) for b in loader])
     labels = torch.stack([x["multi_labels"] for b in loader for x in b]).numpy()
     present = labels.sum(0) > 0
     expected = average_precision_score(labels[:, present], scores.numpy()[:, present], average=None)

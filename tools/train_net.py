@@ -8,7 +8,7 @@ python tools/train_net.py --config-file ... --num-gpus 8 SOLVER.IMS_PER_BATCH 64
 
 import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.engine import default_argument_parser, default_setup, hooks, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
@@ -40,9 +40,16 @@ def main(args):
             )
         else:  # a trained model's weights, all of them (MODEL.WEIGHTS may name its run folder)
             load_trained_weights(model, cfg.MODEL.WEIGHTS)
-        return Trainer.test(cfg, model)
+        results = Trainer.test(cfg, model)
+        if cfg.TEST.AUG.ENABLED:  # the teacher with test-time augmentation too
+            results.update(Trainer.test_with_TTA(cfg, model))
+        return results
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
+    if cfg.TEST.AUG.ENABLED:
+        trainer.register_hooks(
+            [hooks.EvalHook(0, lambda: trainer.test_with_TTA(cfg, trainer.model))]
+        )
     return trainer.train()
 
 

@@ -53,6 +53,13 @@ def add_wsd_distill_config(cfg):
     # becomes their count); tools/predict.py then needs no registered dataset
     _C.MODEL.CLASS_NAMES = []
 
+    # An exponential moving average of the trained weights (beyond the paper; ASL's ModelEma):
+    # updated after every step, saved in every checkpoint (resumed exactly); evaluation, and
+    # every tool that loads the run's weights, use the average
+    _C.MODEL.EMA = CN()
+    _C.MODEL.EMA.ENABLED = False
+    _C.MODEL.EMA.DECAY = 0.9997  # ASL's (about 25k steps on COCO); a half-life of 2,310 steps
+
     # WSDDN teacher (T-WDet), MODEL.META_ARCHITECTURE "WSDDN".
     _C.MODEL.WSDDN = CN()
     _C.MODEL.WSDDN.NUM_CLASSES = 80  # the datasets' class count (0: MODEL.CLASS_NAMES's)
@@ -92,8 +99,18 @@ def add_wsd_distill_config(cfg):
     _C.MODEL.STUDENT.NUM_CLASSES = 80  # the datasets' class count (0: MODEL.CLASS_NAMES's)
     _C.MODEL.STUDENT.IN_FEATURE = "res5"  # the backbone's last feature map, which the head pools
     _C.MODEL.STUDENT.INPUT_SIZE = 224  # each image is resized to this square (0: the loader's size)
-    # "pool": global pooling -> linear; "fc": pooled to P x P -> fc6 -> fc7 -> linear (VGG-16)
+    # "pool": global pooling -> linear; "fc": pooled to P x P -> fc6 -> fc7 -> linear (VGG-16);
+    # "csra": class-specific residual attention on the map (Zhu & Wu, ICCV 2021; beyond the
+    # paper): per class, a normalized 1x1 conv's scores, their mean + CSRA_LAMBDA * their max
     _C.MODEL.STUDENT.HEAD = "pool"
+    _C.MODEL.STUDENT.CSRA_LAMBDA = 0.1  # lambda of the "csra" head (the reference's default)
+    # L_p: "bce" (the paper's) or "asl", the asymmetric loss (Ridnik et al., ICCV 2021; beyond
+    # the paper), divided by the batch size as the BCE; its focusing and clip (the reference's)
+    _C.MODEL.STUDENT.LABEL_LOSS = "bce"
+    _C.MODEL.STUDENT.ASL = CN()
+    _C.MODEL.STUDENT.ASL.GAMMA_NEG = 4.0
+    _C.MODEL.STUDENT.ASL.GAMMA_POS = 1.0
+    _C.MODEL.STUDENT.ASL.CLIP = 0.05
     _C.MODEL.STUDENT.POOLING = "avg"  # "avg" or "max": the image's pooling, and its RoIs' for L_f
     _C.MODEL.STUDENT.POOLER_RESOLUTION = 7  # P of the "fc" head (VGG-16's pool5: 7 x 7)
     _C.MODEL.STUDENT.FC_DIM = 4096  # width of fc6/fc7 of the "fc" head
@@ -119,6 +136,9 @@ def add_wsd_distill_config(cfg):
     # D (True: a mean over feature dimensions, so its scale does not grow with the teacher's width)
     _C.MODEL.DISTILL.FEATURE_LOSS_PER_DIM = False
     _C.MODEL.DISTILL.TEMPERATURE = 5.0  # t of the student's sigmoid(z / t) in L_p'
+    # L_p': "bce" (Eq. 10) or "mld", one binary KL per class (Yang et al., ICCV 2023; beyond the
+    # paper): the BCE minus the teacher's entropy, so the same gradients
+    _C.MODEL.DISTILL.PREDICTION_LOSS = "bce"
     # learn 1/t (initialised to 1 / TEMPERATURE, 10x the base lr, no decay), as the authors' code
     _C.MODEL.DISTILL.LEARN_TEMPERATURE = False
     # per-class weights of L_p' (K numbers in [0, 1]; empty: all 1). A departure from the paper:
@@ -222,6 +242,10 @@ def check_config(cfg):
     _check_number(cfg, w + "MAX_PROPOSALS", low=1, integer=True)
     _check_number(cfg, s + "INPUT_SIZE", low=0, integer=True)
     _check_number(cfg, "INPUT.SQUARE_SIZE_TEST", low=0, integer=True)
+    for key in ("ASL.GAMMA_NEG", "ASL.GAMMA_POS", "CSRA_LAMBDA"):
+        _check_number(cfg, s + key, low=0)
+    _check_number(cfg, s + "ASL.CLIP", low=0, high=1, high_open=True)
+    _check_number(cfg, "MODEL.EMA.DECAY", low=0, high=1, high_open=True)
     for key in (w + "NUM_CLASSES", s + "NUM_CLASSES"):  # (0 is resolved by setup_cfg)
         _check_number(cfg, key, low=1, integer=True)
     _check_number(cfg, w + "REFINE_ITERS", low=0, integer=True)
@@ -238,7 +262,9 @@ def check_config(cfg):
             _check_number(cfg, "DATASETS." + key, low=1, integer=True)
     for key, choices in (
         (d + "ROI_SELECT", ("all", "top")),
-        (s + "HEAD", ("pool", "fc")),
+        (s + "HEAD", ("pool", "fc", "csra")),
+        (s + "LABEL_LOSS", ("bce", "asl")),
+        (d + "PREDICTION_LOSS", ("bce", "mld")),
         (s + "POOLING", ("avg", "max")),
         (w + "BOX_HEAD", ("res5", "fc")),
         ("INPUT.RESIZE", ("shortest_edge", "square")),

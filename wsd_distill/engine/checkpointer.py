@@ -16,7 +16,8 @@ def load_trained_weights(model, path, key="MODEL.WEIGHTS", may_miss=()):
     """Load a trained model's weights (a checkpoint of a wsd-distill run) strictly: every
     parameter and buffer of ``model`` from ``path``, and nothing left over, or an error naming
     ``key``, the file and the keys (detectron2's loader only warns: a model with missing
-    weights would predict from its random initialisation). Returns the checkpoint's other
+    weights would predict from its random initialisation); a run with ``MODEL.EMA`` gives the
+    average of its weights, as its evaluation did. Returns the checkpoint's other
     entries (e.g. "iteration", "class_names"). ``may_miss``: names of parameters the file may
     lack (they keep their initialisation)."""
     if not path:
@@ -31,6 +32,9 @@ def load_trained_weights(model, path, key="MODEL.WEIGHTS", may_miss=()):
             f"cut short or not a checkpoint"
         ) from e
     state = checkpoint.pop("model", None) if isinstance(checkpoint, dict) else None
+    if isinstance(state, dict) and checkpoint.get("model_ema"):  # MODEL.EMA: the weights
+        state = checkpoint.pop("model_ema")  # its evaluation used
+        logger.info(f"{path}: the exponential moving average of its weights (MODEL.EMA)")
     if not isinstance(state, dict):
         raise ValueError(f"{key} '{path}' is not a checkpoint of a wsd-distill run (no 'model')")
     missing, unexpected = model.load_state_dict(state, strict=False)

@@ -14,6 +14,7 @@ from detectron2.engine import (
     TrainerBase,
     create_ddp_model,
 )
+from detectron2.engine.hooks import EvalHook
 from detectron2.evaluation import DatasetEvaluators
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
@@ -27,7 +28,10 @@ from ..data.resumable_loader import build_resumable_train_loader
 from ..data.teacher_cache import open_teacher_cache
 from ..data.teacher_targets import used_fields
 from ..evaluation import MultiLabelEvaluator, WSODEvaluator
+from ..modeling import WSDDN
+from ..modeling.wsddn_tta import WSDDNWithTTA
 from .checkpointer import FiniteCheckpointer, load_trained_weights
+from .ema import EMAHook, ModelEMA, unwrap
 from .rng_state_hook import RNGStateHook
 from .teacher_hook import TeacherHook
 
@@ -115,7 +119,26 @@ class Trainer(DefaultTrainer):
         checkpointers = [i for i, h in enumerate(hooks) if isinstance(h, PeriodicCheckpointer)]
         at = checkpointers[0] if checkpointers else len(hooks)
         hooks.insert(at, RNGStateHook(self.cfg.SOLVER.CHECKPOINT_PERIOD))
+        if self.cfg.MODEL.EMA.ENABLED:
+            hooks = self.ema_hooks(hooks, at)
         return hooks
+
+    def ema_hooks(self, hooks, at):
+        """``MODEL.EMA``: an :class:`EMAHook` at ``at`` (before the checkpointer, which saves
+        the average as "model_ema"), and the evaluation run on the average."""
+        ema = ModelEMA(self.cfg.MODEL.EMA.DECAY)
+        self.checkpointer.add_checkpointable("model_ema", ema)
+        hooks.insert(at, EMAHook(ema))
+
+        def test_the_average():  # DefaultTrainer's test_and_save_results, on the average
+            with ema.applied_to(self.model) as model:
+                self._last_eval_results = self.test(self.cfg, model)
+            return self._last_eval_results
+
+        return [
+            EvalHook(self.cfg.TEST.EVAL_PERIOD, test_the_average) if isinstance(h, EvalHook) else h
+            for h in hooks
+        ]
 
     def resume_or_load(self, resume=True):
         """DefaultTrainer's; on resume the data loader continues the interrupted run's stream,
@@ -152,6 +175,18 @@ class Trainer(DefaultTrainer):
             )
             return {}
         return super().test(cfg, model, evaluators)
+
+    @classmethod
+    def test_with_TTA(cls, cfg, model):
+        """As detectron2's projects: the teacher evaluated with ``TEST.AUG``
+        (:class:`WSDDNWithTTA`), its results named "<evaluation>_TTA"."""
+        if not isinstance(unwrap(model), WSDDN):
+            raise ValueError(
+                f"TEST.AUG.ENABLED: test-time augmentation is for the teacher (a WSDDN), not a "
+                f"{cfg.MODEL.META_ARCHITECTURE}"
+            )
+        results = cls.test(cfg, WSDDNWithTTA(cfg, unwrap(model)))
+        return {f"{name}_TTA": value for name, value in results.items()}
 
     @classmethod
     def build_optimizer(cls, cfg, model):

@@ -10,8 +10,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from .class_count import add_class_count_check, check_dataset_class_count
-from .distill_losses import prediction_distill_loss, roi_feature_distill_loss
-from .student_head import StudentHead
+from .distill_losses import (
+    binary_kl_distill_loss,
+    prediction_distill_loss,
+    roi_feature_distill_loss,
+)
+from .label_losses import label_loss
+from .student_head import CSRAClassifier, StudentHead
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +31,9 @@ class StudentClassifier(nn.Module):
     student's last feature map and passed through its own head, regress the teacher's RoI
     features). A loss whose weight is 0 is not computed: weights (0, 0, w) are the authors'
     stage 1, whose classifier is frozen (it has no loss); (w, w, 0) their stage 2.
+
+    Beyond the paper, as options: ASL as L_p (``label_loss`` "asl"), MLD as L_p'
+    (``prediction_loss`` "mld") and the CSRA classifier (a head of kind "csra").
     """
 
     @configurable
@@ -48,6 +56,10 @@ class StudentClassifier(nn.Module):
         feature_loss_per_dim=False,
         scale_rois_by_score=False,
         prediction_class_weights=(),
+        label_loss="bce",
+        asl=None,
+        prediction_loss="bce",
+        csra_lambda=0.1,
     ):
         """
         Args:
@@ -62,6 +74,9 @@ class StudentClassifier(nn.Module):
                 proposal scores, as the authors' RoI pooling.
             prediction_class_weights (sequence of float): per-class weights of L_p' [K], in
                 [0, 1] (empty: all 1), e.g. ``distill_losses.teacher_class_gate``.
+            label_loss (str): L_p, "bce" or "asl" (``asl``: {gamma_neg, gamma_pos, clip}).
+            prediction_loss (str): L_p', "bce" (Eq. 10) or "mld".
+            csra_lambda (float): lambda of the classifier of a "csra" head.
         """
         super().__init__()
         weights = (label_weight, prediction_weight, feature_weight)
@@ -86,9 +101,17 @@ class StudentClassifier(nn.Module):
         self.backbone = backbone
         self.in_feature = in_feature
         self.head = head
-        self.classifier = nn.Linear(head.output_dim, num_classes)
-        nn.init.normal_(self.classifier.weight, std=0.01)
-        nn.init.zeros_(self.classifier.bias)
+        if head.kind == "csra":
+            self.classifier = CSRAClassifier(head.output_dim, num_classes, csra_lambda)
+        else:
+            self.classifier = nn.Linear(head.output_dim, num_classes)
+            nn.init.normal_(self.classifier.weight, std=0.01)
+            nn.init.zeros_(self.classifier.bias)
+        self.label_loss = label_loss
+        self.asl = dict(asl or {})
+        self.prediction_loss = (
+            binary_kl_distill_loss if prediction_loss == "mld" else prediction_distill_loss
+        )
         if label_weight == 0 and prediction_weight == 0:
             self.classifier.requires_grad_(False)  # stage 1: no loss reaches it
         self.input_size = input_size
@@ -145,6 +168,14 @@ class StudentClassifier(nn.Module):
             "feature_loss_per_dim": d.FEATURE_LOSS_PER_DIM,
             "scale_rois_by_score": d.SCALE_ROI_BY_PROPOSAL_SCORE,
             "prediction_class_weights": d.PREDICTION_CLASS_WEIGHTS,
+            "label_loss": s.LABEL_LOSS,
+            "asl": {
+                "gamma_neg": s.ASL.GAMMA_NEG,
+                "gamma_pos": s.ASL.GAMMA_POS,
+                "clip": s.ASL.CLIP,
+            },
+            "prediction_loss": d.PREDICTION_LOSS,
+            "csra_lambda": s.CSRA_LAMBDA,
         }
 
     @property
@@ -213,11 +244,11 @@ class StudentClassifier(nn.Module):
             logits = self.classifier(self.head(feature))  # [B, K]
         if self.label_weight > 0:
             labels = torch.stack([x["multi_labels"] for x in batched_inputs]).to(self.device)
-            bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="sum")
-            losses["loss_cls"] = self.label_weight * bce / len(labels)
+            loss = label_loss(logits, labels, self.label_loss, **self.asl)
+            losses["loss_cls"] = self.label_weight * loss
         if self.prediction_weight > 0:
             soft = torch.stack([self._teacher(x, "soft_scores") for x in batched_inputs])
-            loss = prediction_distill_loss(
+            loss = self.prediction_loss(
                 logits, soft, self.inverse_temperature, self.prediction_class_weights
             )
             losses["loss_kd_pred"] = self.prediction_weight * loss

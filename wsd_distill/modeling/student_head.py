@@ -1,6 +1,8 @@
 """The student's head: what turns its last feature map into the classifier's input, for the whole
-image and, for feature distillation (L_f), for each of the teacher's RoIs on the same map."""
+image and, for feature distillation (L_f), for each of the teacher's RoIs on the same map; and
+the CSRA classifier, which classifies the map itself."""
 
+import torch
 from torch import nn
 from torch.nn import functional as F
 from torchvision.ops import roi_pool
@@ -12,6 +14,7 @@ from .box_head import FCBoxHead
 class StudentHead(nn.Module):
     """``kind`` "pool": the map's global average (or max) -> [C]. ``kind`` "fc" (VGG-16's): the
     map pooled to P x P (pool5) -> fc6 -> ReLU -> dropout -> fc7 -> ReLU -> dropout -> [fc_dim].
+    ``kind`` "csra": the map itself (for :class:`CSRAClassifier`), its RoIs pooled as "pool"'s.
 
     A RoI goes through the same layers, its box pooled where the image is pooled whole: the
     exact box average (:func:`box_average_pool`; for the whole image on a map whose sides are
@@ -21,7 +24,7 @@ class StudentHead(nn.Module):
 
     Args:
         input_shape (ShapeSpec): the map's channels and stride.
-        kind (str): "pool" or "fc".
+        kind (str): "pool", "fc" or "csra".
         pooling (str): "avg" or "max".
         resolution (int): P of the "fc" head ("pool" pools to 1 x 1).
         fc_dim (int), dropout (float): fc6 / fc7 of the "fc" head.
@@ -31,10 +34,11 @@ class StudentHead(nn.Module):
         self, input_shape, kind="pool", pooling="avg", resolution=7, fc_dim=4096, dropout=0.5
     ):
         super().__init__()
-        if kind not in ("pool", "fc"):
-            raise ValueError(f"MODEL.STUDENT.HEAD must be 'pool' or 'fc', got {kind!r}")
+        if kind not in ("pool", "fc", "csra"):
+            raise ValueError(f"MODEL.STUDENT.HEAD must be 'pool', 'fc' or 'csra', got {kind!r}")
         if pooling not in ("avg", "max"):
             raise ValueError(f"MODEL.STUDENT.POOLING must be 'avg' or 'max', got {pooling!r}")
+        self.kind = kind
         self.pooling = pooling
         self.resolution = resolution if kind == "fc" else 1
         self.scale = 1.0 / input_shape.stride
@@ -58,7 +62,9 @@ class StudentHead(nn.Module):
         return roi_pool(feature, [b.tensor for b in boxes], self.resolution, self.scale)
 
     def forward(self, feature):
-        """[B, C, H, W] -> [B, output_dim], the classifier's input."""
+        """[B, C, H, W] -> [B, output_dim], the classifier's input ("csra": the map itself)."""
+        if self.kind == "csra":
+            return feature
         return self.layers(self.pool_image(feature))
 
     def forward_rois(self, feature, boxes, box_scores=None):
@@ -68,3 +74,25 @@ class StudentHead(nn.Module):
         if box_scores is not None:
             pooled = pooled * box_scores.view(-1, 1, 1, 1).to(pooled.dtype)
         return self.layers(pooled)
+
+
+class CSRAClassifier(nn.Module):
+    """Class-specific residual attention (Zhu & Wu, "Residual Attention: A Simple but Effective
+    Method for Multi-Label Recognition", ICCV 2021), one head with T = infinity: the scores
+    s_k = w_k . x / ||w_k|| of a bias-free 1x1 conv at every position, and the logit
+    ``mean(s_k) + lam * max(s_k)`` over positions (the reference's ``CSRA``, ``T == 99``).
+
+    Args:
+        channels (int): C of the map; num_classes (int): K; lam (float): lambda.
+    """
+
+    def __init__(self, channels, num_classes, lam=0.1):
+        super().__init__()
+        self.head = nn.Conv2d(channels, num_classes, 1, bias=False)
+        self.lam = lam
+
+    def forward(self, feature):
+        """[B, C, H, W] -> logits [B, K]."""
+        norm = torch.linalg.vector_norm(self.head.weight.flatten(1), dim=1)  # [K]
+        scores = (self.head(feature) / norm.view(1, -1, 1, 1)).flatten(2)  # [B, K, HW]
+        return scores.mean(dim=2) + self.lam * scores.amax(dim=2)

@@ -166,8 +166,8 @@ def load_teacher_weights(teacher, weights):
         raise ValueError(
             f"{key} '{weights}' holds no 'model' weights: not a checkpoint of tools/train_net.py"
         )
-    try:
-        teacher.load_state_dict(checkpoint["model"], strict=True)
+    try:  # a teacher trained with MODEL.EMA: the average, which its evaluation used
+        teacher.load_state_dict(checkpoint.get("model_ema") or checkpoint["model"], strict=True)
     except RuntimeError as e:
         problems = str(e).split(":", 1)[-1].strip()
         raise ValueError(

@@ -306,11 +306,9 @@ class WSDDN(nn.Module):
             Instances}`` with ``pred_boxes``, ``scores``, ``pred_classes``.
         """
         out = self.teacher_outputs(batched_inputs)
-        refine_probs = [
-            F.softmax(layer(out["roi_features"]), dim=1) for layer in self.refine_scores
-        ]
         if not self.training:
-            return self.inference(batched_inputs, out, refine_probs)
+            return self.inference(batched_inputs, out, self.detection_scores(out))
+        refine_probs = self.refine_probs(out)
         labels = torch.stack([x["multi_labels"] for x in batched_inputs]).to(self.device)
         if not torch.isfinite(out["image_scores"]).all():  # (the BCE would fail unclearly)
             raise FloatingPointError(
@@ -365,13 +363,20 @@ class WSDDN(nn.Module):
             losses.append(-(weight * log_prob).mean())
         return torch.stack(losses).mean() if losses else probs.sum() * 0
 
-    def inference(self, batched_inputs, out, refine_probs):
-        # detection scores: the refined branches' mean when there are any (as OICR), else S
-        scores = (
-            torch.stack([p[:, 1:] for p in refine_probs]).mean(0)
-            if refine_probs
-            else out["region_scores"]
-        )
+    def refine_probs(self, out):
+        """The OICR branches' class probabilities [R, K+1] (background first), each branch."""
+        return [F.softmax(layer(out["roi_features"]), dim=1) for layer in self.refine_scores]
+
+    def detection_scores(self, out):
+        """[R, K]: the refined branches' mean when there are any (as OICR), else S."""
+        refine_probs = self.refine_probs(out)
+        if not refine_probs:
+            return out["region_scores"]
+        return torch.stack([p[:, 1:] for p in refine_probs]).mean(0)
+
+    def inference(self, batched_inputs, out, scores):
+        """Outputs of ``teacher_outputs`` and the detection scores [R, K] -> the results of
+        ``forward`` in inference."""
         results = []
         for x, proposals, image_size, region_scores, image_scores in zip(
             batched_inputs,

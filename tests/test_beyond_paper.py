@@ -1,0 +1,225 @@
+"""The options beyond the paper: ASL as L_p, MLD as L_p', the CSRA head, the EMA of the weights."""
+
+import os
+import shutil
+
+import pytest
+import torch
+from detectron2.data import transforms as T
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
+from torch.nn import functional as F
+from torchvision.ops import sigmoid_focal_loss
+
+from wsd_distill.engine import Trainer, load_trained_weights, setup_cfg
+from wsd_distill.modeling.distill_losses import binary_kl_distill_loss, prediction_distill_loss
+from wsd_distill.modeling.label_losses import asymmetric_loss, label_loss
+from wsd_distill.modeling.student_head import CSRAClassifier, StudentHead
+from wsd_distill.modeling.wsddn_tta import WSDDNWithTTA
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _logits_and_labels():
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(4, 6, generator=g) * 3).requires_grad_()
+    labels = (torch.rand(4, 6, generator=g) < 0.3).float()
+    return logits, labels
+
+
+def test_asl_at_gamma_0_and_clip_0_is_the_bce():
+    logits, labels = _logits_and_labels()
+    asl = asymmetric_loss(logits, labels, gamma_neg=0, gamma_pos=0, clip=0)
+    bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="sum") / 4
+    torch.testing.assert_close(asl, bce)
+    torch.testing.assert_close(label_loss(logits, labels, "bce"), bce)
+
+
+def test_asl_at_gamma_2_and_clip_0_is_the_focal_loss_gradients_too():
+    logits, labels = _logits_and_labels()
+    asl = asymmetric_loss(logits, labels, gamma_neg=2, gamma_pos=2, clip=0)
+    (asl_grad,) = torch.autograd.grad(asl, logits)
+    focal = sigmoid_focal_loss(logits, labels, alpha=-1, gamma=2, reduction="sum") / 4
+    (focal_grad,) = torch.autograd.grad(focal, logits)
+    torch.testing.assert_close(asl, focal)
+    torch.testing.assert_close(asl_grad, focal_grad)
+
+
+def test_asl_by_hand_with_its_defaults():
+    """One positive at logit 0 (p = 0.5): -log(0.5) * 0.5^1. One negative at logit 0: its
+    probability shifted by the clip, 1 - p_m = 0.55: -log(0.55) * 0.45^4."""
+    loss = asymmetric_loss(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]))
+    expected = -torch.log(torch.tensor(0.5)) * 0.5 - torch.log(torch.tensor(0.55)) * 0.45**4
+    torch.testing.assert_close(loss, expected)
+
+
+def test_mld_is_the_binary_kl_by_hand_with_the_bces_gradients():
+    """2 images x 3 classes: sum over classes of KL(p_T || p_S) + KL(1 - p_T || 1 - p_S),
+    p_S = sigmoid(z / t), averaged over the images; its gradient is L_p' (BCE)'s."""
+    z = torch.tensor([[2.0, -1.0, 0.5], [0.0, 3.0, -2.0]], requires_grad=True)
+    p_t = torch.tensor([[0.9, 0.2, 0.5], [0.3, 0.99, 0.05]])
+    p_s = torch.sigmoid(z.detach() / 5)
+    kl = p_t * torch.log(p_t / p_s) + (1 - p_t) * torch.log((1 - p_t) / (1 - p_s))
+    mld = binary_kl_distill_loss(z, p_t, 1 / 5)
+    torch.testing.assert_close(mld, kl.sum() / 2)
+    (mld_grad,) = torch.autograd.grad(mld, z)
+    (bce_grad,) = torch.autograd.grad(prediction_distill_loss(z, p_t, 1 / 5), z)
+    torch.testing.assert_close(mld_grad, bce_grad)
+
+
+def test_csra_is_mean_plus_lambda_max_of_normalized_scores():
+    """A 1 x C x 2 x 2 map, K = 2: s_k = w_k . x / ||w_k|| at each position, logit =
+    mean(s_k) + lambda * max(s_k)."""
+    csra = CSRAClassifier(3, 2, lam=0.5)
+    w = torch.tensor([[3.0, 0.0, 4.0], [0.0, 1.0, 0.0]])  # norms 5 and 1
+    csra.head.weight.data = w.view(2, 3, 1, 1)
+    x = torch.arange(12, dtype=torch.float32).view(1, 3, 2, 2)
+    scores = torch.einsum("kc,chw->khw", w, x[0]).flatten(1) / torch.tensor([[5.0], [1.0]])
+    expected = scores.mean(1) + 0.5 * scores.max(1).values
+    torch.testing.assert_close(csra(x), expected[None])
+
+
+def test_csra_student_classifies_the_map_and_distils_its_pooled_rois():
+    """A "csra" head hands the classifier the map, and L_f the RoIs pooled as the "pool" head
+    does ([N, C]); every loss reaches the backbone and the classifier."""
+    head = StudentHead(ShapeSpec(channels=8, stride=4), kind="csra")
+    feature = torch.randn(2, 8, 6, 6)
+    assert head(feature) is feature
+    boxes = [torch.tensor([[0.0, 0, 24, 24]]), torch.tensor([[4.0, 4, 12, 20]])]
+    rois = head.forward_rois(feature, [Boxes(b) for b in boxes])
+    torch.testing.assert_close(rois[0], feature[0].mean((1, 2)))
+    assert rois.shape == (2, 8)
+
+    cfg = setup_cfg(
+        os.path.join(ROOT, "configs", "Synthetic", "S-Cls.yaml"),
+        ["MODEL.STUDENT.HEAD", "csra", "DATASETS.TRAIN", (), "DATASETS.TEST", ()],
+    )
+    student = build_model(cfg)
+    assert isinstance(student.classifier, CSRAClassifier)
+    out = student.eval()([{"image": torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)}])
+    assert out[0]["image_scores"].shape == (12,)
+
+
+def _ema_cfg(output_dir, *opts):
+    return setup_cfg(
+        os.path.join(ROOT, "configs", "Synthetic", "S-Cls.yaml"),
+        [
+            *("DATASETS.TRAIN", ("tiny_shapes_train",), "DATASETS.TEST", ()),
+            *("MODEL.STUDENT.LABEL_LOSS", "asl", "MODEL.EMA.ENABLED", True),
+            *(
+                "MODEL.EMA.DECAY",
+                0.8,
+                "SOLVER.MAX_ITER",
+                8,
+                "SOLVER.CHECKPOINT_PERIOD",
+                4,
+                "SEED",
+                0,
+            ),
+            *("SOLVER.IMS_PER_BATCH", 4, "DATALOADER.NUM_WORKERS", 0, "OUTPUT_DIR", output_dir),
+            *opts,
+        ],
+    )
+
+
+def _train(cfg, resume=False):
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=resume)
+    trainer.train()
+    return trainer
+
+
+def test_ema_resumes_to_the_same_average_and_is_what_evaluation_loads(datasets_dir, tmp_path):
+    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+    _train(_ema_cfg(straight))
+    os.makedirs(resumed)
+    shutil.copy(os.path.join(straight, "model_0000003.pth"), resumed)
+    with open(os.path.join(resumed, "last_checkpoint"), "w") as f:
+        f.write("model_0000003.pth")
+    assert _train(_ema_cfg(resumed), resume=True).start_iter == 4
+    final = [torch.load(os.path.join(d, "model_final.pth")) for d in (straight, resumed)]
+    assert final[0]["model_ema"].keys() == final[0]["model"].keys()
+    for name, value in final[0]["model_ema"].items():  # to float rounding, as the weights
+        torch.testing.assert_close(final[1]["model_ema"][name], value, rtol=1e-5, atol=1e-6)
+    stats = "backbone.conv1.0.norm.running_var"  # (the average is far from the model's)
+    assert (final[0]["model_ema"][stats] - final[0]["model"][stats]).abs().max() > 0.1
+
+    model = build_model(_ema_cfg(straight))
+    load_trained_weights(model, os.path.join(straight, "model_final.pth"))
+    torch.testing.assert_close(model.state_dict()[stats], final[0]["model_ema"][stats])
+
+
+@pytest.mark.parametrize("key", ["MODEL.STUDENT.LABEL_LOSS", "MODEL.DISTILL.PREDICTION_LOSS"])
+def test_an_unknown_loss_is_refused_naming_the_key(key):
+    with pytest.raises(ValueError, match=key):
+        setup_cfg(os.path.join(ROOT, "configs", "Synthetic", "S-Cls.yaml"), [key, "kl"])
+
+
+def _tta_teacher(refine_iters=0, sizes=(48, 80), flip=True):
+    from test_wsddn import tiny_cfg
+
+    cfg = tiny_cfg(refine_iters=refine_iters)
+    cfg.TEST.AUG.MIN_SIZES, cfg.TEST.AUG.MAX_SIZE, cfg.TEST.AUG.FLIP = sizes, 1000, flip
+    torch.manual_seed(0)
+    return cfg, build_model(cfg).eval()
+
+
+@pytest.mark.parametrize("refine_iters", [0, 1])
+def test_tta_averages_exactly_the_rescaled_and_flipped_variants(refine_iters):
+    """The variants made by hand (the image resized to each shortest side, and mirrored with
+    its boxes mirrored): TTA's image scores are their mean, its detections come from the mean
+    of their detection scores on the input's proposals."""
+    from test_wsddn import make_input
+
+    cfg, model = _tta_teacher(refine_iters)
+    x = make_input(12, size=(64, 80))
+    image = x["image"].permute(1, 2, 0).numpy()
+    boxes = x["proposals"].proposal_boxes.tensor.numpy()
+    image_scores, detection_scores = [], []
+    with torch.no_grad():
+        for side, width in ((48, 60), (80, 100)):
+            resize = T.ResizeTransform(64, 80, side, width)
+            resized, resized_boxes = resize.apply_image(image), resize.apply_box(boxes)
+            mirrored = resized[:, ::-1].copy()
+            mirrored_boxes = resized_boxes.copy()
+            mirrored_boxes[:, [0, 2]] = width - resized_boxes[:, [2, 0]]
+            for img, b in ((resized, resized_boxes), (mirrored, mirrored_boxes)):
+                p = Instances(img.shape[:2])
+                p.proposal_boxes = Boxes(torch.as_tensor(b, dtype=torch.float32))
+                p.objectness_logits = x["proposals"].objectness_logits
+                out = model.teacher_outputs(
+                    [{"image": torch.as_tensor(img.transpose(2, 0, 1).copy()), "proposals": p}]
+                )
+                image_scores.append(out["image_scores"][0])
+                detection_scores.append(model.detection_scores(out))
+        tta = WSDDNWithTTA(cfg, model)([x])[0]
+        plain = model([x])[0]
+    torch.testing.assert_close(tta["image_scores"], torch.stack(image_scores).mean(0))
+    assert not torch.allclose(tta["image_scores"], plain["image_scores"])
+    top = torch.stack(detection_scores).mean(0).max(0)  # each class's best region
+    found = tta["class_top_regions"]
+    torch.testing.assert_close(found.scores, top.values)
+    expected_boxes = x["proposals"].proposal_boxes.tensor[top.indices]
+    expected_boxes = torch.minimum(expected_boxes, torch.tensor([80.0, 64, 80, 64])) * 2
+    torch.testing.assert_close(found.pred_boxes.tensor, expected_boxes)
+
+
+def test_tta_at_the_input_size_without_flip_is_the_model():
+    from test_wsddn import make_input
+
+    cfg, model = _tta_teacher(sizes=(64,), flip=False)
+    x = make_input(12, size=(64, 80))
+    with torch.no_grad():
+        tta, plain = WSDDNWithTTA(cfg, model)([x])[0], model([x])[0]
+    torch.testing.assert_close(tta["image_scores"], plain["image_scores"])
+    torch.testing.assert_close(tta["instances"].scores, plain["instances"].scores)
+
+
+def test_tta_is_refused_for_a_student():
+    cfg = setup_cfg(
+        os.path.join(ROOT, "configs", "Synthetic", "S-Cls.yaml"),
+        ["DATASETS.TRAIN", (), "DATASETS.TEST", ()],
+    )
+    with pytest.raises(ValueError, match="TEST.AUG.ENABLED"):
+        Trainer.test_with_TTA(cfg, build_model(cfg))

@@ -1,0 +1,68 @@
+"""WSDDN with test-time augmentation (``TEST.AUG``), as the WSOD codebases evaluate (pcl.pytorch,
+wetectron): every image at several scales and flipped, the same proposals in each, the image
+scores and the region scores averaged over the variants (beyond the paper)."""
+
+import numpy as np
+import torch
+from detectron2.data import transforms as T
+from detectron2.structures import Boxes, ImageList, Instances
+from torch import nn
+
+from .wsddn import select_proposals
+
+
+def tta_transforms(cfg, image_shape):
+    """The variants of ``TEST.AUG`` for an image (H, W) as the test loader gives it: one per
+    size of ``MIN_SIZES`` (resized as ``INPUT.RESIZE`` says: the shortest side to the size, the
+    longer at most ``TEST.AUG.MAX_SIZE``, or warped to a square) and, with ``FLIP``, each
+    flipped too. Returns a list of detectron2 transforms."""
+    transforms = []
+    for size in cfg.TEST.AUG.MIN_SIZES:
+        if cfg.INPUT.RESIZE == "square":
+            resize = T.Resize((size, size))
+        else:
+            resize = T.ResizeShortestEdge(size, cfg.TEST.AUG.MAX_SIZE)
+        tfm = resize.get_transform(np.zeros((*image_shape, 1), np.uint8))
+        transforms.append(T.TransformList([tfm]))
+        if cfg.TEST.AUG.FLIP:
+            transforms.append(T.TransformList([tfm, T.HFlipTransform(tfm.new_w)]))
+    return transforms
+
+
+class WSDDNWithTTA(nn.Module):
+    """Wraps a trained :class:`WSDDN` for inference: ``forward`` gives what WSDDN's gives
+    (``image_scores``, ``instances``, ``class_top_regions``), from the mean over the
+    :func:`tta_transforms` variants of its image scores [K] and its detection scores [R, K]
+    (the refined branches' mean with OICR), on the proposals of the unaugmented input."""
+
+    def __init__(self, cfg, model):
+        super().__init__()
+        self.cfg = cfg.clone()
+        self.model = model
+
+    def forward(self, batched_inputs):
+        return [self.one_image(x) for x in batched_inputs]
+
+    @torch.no_grad()
+    def one_image(self, x):
+        model = self.model
+        proposals = select_proposals([model.proposals_of(x).to(model.device)], model.max_proposals)
+        image = x["image"].permute(1, 2, 0).cpu().numpy()
+        boxes = proposals[0].proposal_boxes.tensor.cpu().numpy()
+        image_scores, detection_scores = [], []
+        for tfm in tta_transforms(self.cfg, image.shape[:2]):
+            variant = tfm.apply_image(image)
+            p = Instances(variant.shape[:2])
+            p.proposal_boxes = Boxes(torch.as_tensor(tfm.apply_box(boxes), dtype=torch.float32))
+            p.objectness_logits = proposals[0].objectness_logits.cpu()
+            tensor = torch.as_tensor(np.ascontiguousarray(variant.transpose(2, 0, 1)))
+            out = model.teacher_outputs([{"image": tensor, "proposals": p}])
+            image_scores.append(out["image_scores"])
+            detection_scores.append(model.detection_scores(out))
+        averaged = {
+            "proposals": proposals,
+            "images": ImageList(x["image"][None], [tuple(image.shape[:2])]),
+            "num_regions": [len(proposals[0])],
+            "image_scores": torch.stack(image_scores).mean(0),
+        }
+        return model.inference([x], averaged, torch.stack(detection_scores).mean(0))[0]
