@@ -3,6 +3,7 @@
 
 python tools/train_net.py --config-file configs/Synthetic/T-WDet.yaml
 python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/<run>  (its folder)
+python tools/train_net.py --eval-only --config-file output/<run>  (its config and weights)
 python tools/train_net.py --config-file ... --num-gpus 8 SOLVER.IMS_PER_BATCH 64
 """
 
@@ -13,11 +14,15 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from wsd_distill.data.datasets import prepare_synthetic_shapes
-from wsd_distill.engine import Trainer, load_trained_weights, setup_cfg
+from wsd_distill.engine import Trainer, load_trained_weights, run_files, setup_cfg, setup_run_cfg
 
 
 def setup(args):
-    cfg = setup_cfg(args.config_file, args.opts)
+    if args.eval_only:  # --config-file may name a run folder (config.yaml, model_final.pth)
+        cfg = setup_run_cfg(args.config_file, args.opts)
+        args.config_file = run_files(args.config_file)[0]  # (default_setup logs its text)
+    else:
+        cfg = setup_cfg(args.config_file, args.opts)
     cfg.freeze()
     default_setup(cfg, args)
     # wsd-distill's own messages (dataset counts, the per-class AP table, skipped evaluations)
