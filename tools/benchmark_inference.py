@@ -15,7 +15,6 @@ mapper (``Trainer.build_test_loader``) from generated JPEGs, random weights. Par
 """
 
 import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
-import argparse
 import itertools
 import os
 import time
@@ -29,11 +28,11 @@ from wsd_distill.box_proposers.generate import generate_proposal_file
 from wsd_distill.data.build import get_multilabel_dataset_dicts
 from wsd_distill.engine import Trainer, setup_cfg
 from wsd_distill.engine.benchmark import (
-    describe_machine,
+    benchmark_parser,
     jpeg_dataset,
     loader_inputs,
+    run_parts,
     seconds_per_call,
-    write_table,
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -184,23 +183,10 @@ PARTS = {
 }
 
 
-def main(args):
-    torch.set_num_threads(args.threads or torch.get_num_threads())
-    machine = describe_machine(args.device)
-    for part in args.parts:
-        write_table(args.output, part, *PARTS[part](args), machine)
-
-
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--parts", nargs="+", choices=list(PARTS), default=["inference"])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: its default)")
-    parser.add_argument("--output", default="output/benchmark")
+    parser = benchmark_parser(__doc__, PARTS, ["inference"])
     parser.add_argument("--steps", type=int, default=10, help="timed calls per row")
     parser.add_argument("--batch", type=int, default=32, help="the larger batch of 'paper'")
     parser.add_argument("--jpeg-images", type=int, default=200, help="JPEGs of jpeg_to_scores")
     parser.add_argument("--workers", type=int, default=2, help="loader workers (and 0)")
-    main(parser.parse_args())
+    run_parts(parser.parse_args(), PARTS)

@@ -11,7 +11,6 @@
 """
 
 import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
-import argparse
 import multiprocessing as mp
 import os
 import pickle
@@ -31,7 +30,7 @@ from detectron2.structures import BoxMode
 from wsd_distill.box_proposers.generate import generate_proposal_file
 from wsd_distill.data.datasets.synthetic import render_image
 from wsd_distill.data.proposals import fetch_proposals, load_proposals_into_dataset, save_proposals
-from wsd_distill.engine.benchmark import describe_machine, write_table
+from wsd_distill.engine.benchmark import benchmark_parser, run_parts
 
 
 def simulate_proposal_files(folder, num_images, boxes_per_image, store_dtype):
@@ -271,18 +270,8 @@ def benchmark_generation(args):
 PARTS = {"loading": benchmark_loading, "generation": benchmark_generation}
 
 
-def main(args):
-    machine = describe_machine("cpu")
-    for part in args.parts:
-        write_table(args.output, part, *PARTS[part](args), machine)
-
-
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--parts", nargs="+", choices=list(PARTS), default=["generation"])
-    parser.add_argument("--output", default="output/benchmark")
+    parser = benchmark_parser(__doc__, PARTS, ["generation"])
     parser.add_argument(
         "--loading-dir",
         default="output/benchmark/proposals",
@@ -301,4 +290,4 @@ if __name__ == "__main__":
         help="keep the simulated files for the next run",
     )
     parser.add_argument("--store-dtype", choices=["float16", "float32"], default="float16")
-    main(parser.parse_args())
+    run_parts(parser.parse_args(), PARTS)

@@ -17,23 +17,21 @@ detectron2's own ``time`` / ``data_time`` metrics (and the hook's ``teacher_time
 """
 
 import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
-import argparse
 import os
 import time
 
 import numpy as np
-import torch
 from detectron2.data import DatasetCatalog
 
 from wsd_distill.box_proposers.generate import generate_proposal_file
 from wsd_distill.data.datasets import generate_synthetic_shapes, register_synthetic_shapes
 from wsd_distill.engine import Trainer, setup_cfg
 from wsd_distill.engine.benchmark import (
-    describe_machine,
+    benchmark_parser,
     jpeg_dataset,
     median_step_times,
     random_teacher,
-    write_table,
+    run_parts,
 )
 from wsd_distill.engine.teacher_cache_writer import write_teacher_cache
 
@@ -212,21 +210,8 @@ PARTS = {
 }
 
 
-def main(args):
-    torch.set_num_threads(args.threads or torch.get_num_threads())
-    machine = describe_machine(args.device)
-    for part in args.parts:
-        write_table(args.output, part, *PARTS[part](args), machine)
-
-
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--parts", nargs="+", choices=list(PARTS), default=["training"])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: its default)")
-    parser.add_argument("--output", default="output/benchmark")
+    parser = benchmark_parser(__doc__, PARTS, ["training"])
     parser.add_argument("--iters", type=int, default=50, help="steps per synthetic run")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the synthetic runs")
     parser.add_argument("--batch", type=int, default=32, help="images per batch of 'paper'")
@@ -235,4 +220,4 @@ if __name__ == "__main__":
         "--warmup", type=int, default=3, help="untimed steps per run of 'paper' (>= 3)"
     )
     parser.add_argument("--workers", type=int, default=8, help="loader workers of 'paper'")
-    main(parser.parse_args())
+    run_parts(parser.parse_args(), PARTS)

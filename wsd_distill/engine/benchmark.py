@@ -1,6 +1,7 @@
 """What ``tools/benchmark_*.py`` time, on generated data: the real trainer (its hooks, the
 ``TeacherHook`` included), the real test loader and mapper; and how each table is written."""
 
+import argparse
 import json
 import os
 import platform
@@ -39,6 +40,28 @@ def write_table(output, part, title, headers, rows, machine):
     atomic_write_bytes(os.path.join(output, f"{part}.md"), text.encode())
     table = {"title": title, "machine": machine, "headers": headers, "rows": rows}
     atomic_write_bytes(os.path.join(output, f"{part}.json"), json.dumps(table, indent=1).encode())
+
+
+def benchmark_parser(description, parts, default):
+    """The arguments of every ``tools/benchmark_*.py``: --parts (of ``parts``, ``default``),
+    --device, --threads, --output."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--parts", nargs="+", choices=list(parts), default=default)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: its default)")
+    parser.add_argument("--output", default="output/benchmark")
+    return parser
+
+
+def run_parts(args, parts):
+    """Each part of ``args.parts``: ``parts[name](args)`` -> (title, headers, rows), written by
+    :func:`write_table`."""
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    machine = describe_machine(args.device)
+    for name in args.parts:
+        write_table(args.output, name, *parts[name](args), machine)
 
 
 def seconds_per_call(fn, steps, device, warmup=2):
