@@ -6,10 +6,15 @@ import os
 import torch
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
+from detectron2.modeling import META_ARCH_REGISTRY
 
 from ..config import add_wsd_distill_config, check_config
 from ..data.build import thing_classes_of
 from ..data.datasets import register_declared_datasets
+from ..modeling import WSDDN, StudentClassifier
+
+# the config node of each meta-architecture (and of its subclasses)
+MODEL_KEYS = ((WSDDN, "MODEL.WSDDN"), (StudentClassifier, "MODEL.STUDENT"))
 
 RUN_CONFIG, RUN_WEIGHTS = "config.yaml", "model_final.pth"  # what a run leaves in OUTPUT_DIR
 
@@ -99,9 +104,8 @@ def fill_class_names(cfg):
             )
         if cfg.MODEL[model].NUM_CLASSES == 0:
             cfg.MODEL[model].NUM_CLASSES = len(names)
-    model_key = {"WSDDN": "MODEL.WSDDN", "StudentClassifier": "MODEL.STUDENT"}.get(
-        cfg.MODEL.META_ARCHITECTURE
-    )
+    architecture = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)  # (a subclass counts)
+    model_key = next((key for cls, key in MODEL_KEYS if issubclass(architecture, cls)), None)
     count = cfg.MODEL[model_key.split(".")[1]].NUM_CLASSES if model_key else len(names)
     if names and count != len(names):
         raise ValueError(
