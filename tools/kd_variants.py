@@ -17,7 +17,8 @@ for the KD student; the teachers and plain students are the demo's runs, reused 
 - "weak teacher (150 steps), ...": the same from the demo's teacher trained 150 steps, not
   500 (teacher_150/): does KD copy a teacher weaker than the plain student?
 - beyond the paper, each without KD and with joint KD: "ASL" (the asymmetric loss as L_p),
-  "CSRA head", "EMA" (of the weights, decay 0.993), and "MLD as L_p'" (joint): a second table
+  "CSRA head" (and its joint student with L_p' gated against the CSRA student w/o KD), "EMA"
+  (of the weights, decay 0.993), and "MLD as L_p'" (joint): a second table
   pairs each with its own student without KD, the joint and the two-stage KD students.
 
     python tools/kd_variants.py --output output/demo --seeds 0 1 2
@@ -100,6 +101,18 @@ def joint(folder, extra):
     return train
 
 
+def gated_joint(folder, extra, student_folder):
+    """The joint KD student with ``extra``, L_p' gated per class against the student w/o KD
+    with the same ``extra`` (``student_folder``, trained if missing), into ``folder``_joint."""
+
+    def train(pipeline, seed, teacher_cfg):
+        _, student_cfg = pipeline.run("student", student_folder, seed, extra)
+        gate = pipeline.class_gate_options(teacher_cfg, student_cfg)
+        return pipeline.kd_student(seed, teacher_cfg, "joint", folder, [*extra, *gate])
+
+    return train
+
+
 def variant(name, weak=False):
     """The pipeline's KD student ``name``; ``weak``: from the teacher trained 150 steps, not
     500 (teacher_150/), into kd_weak_*."""
@@ -132,6 +145,7 @@ VARIANTS = {  # name: function(pipeline, seed, teacher_cfg) -> the KD student's 
     "MLD as L_p', joint": joint("kd_mld", MLD),
     "CSRA head, without KD": without_kd("student_csra", CSRA),
     "CSRA head, joint": joint("kd_csra", CSRA),
+    "CSRA head, joint, teacher-gated classes": gated_joint("kd_csra_gated", CSRA, "student_csra"),
     "EMA, without KD": without_kd("student_ema", EMA),
     "EMA, joint": joint("kd_ema", EMA),
 }
@@ -139,6 +153,7 @@ VARIANTS = {  # name: function(pipeline, seed, teacher_cfg) -> the KD student's 
 WITHOUT_KD = {
     "ASL, joint": "ASL, without KD",
     "CSRA head, joint": "CSRA head, without KD",
+    "CSRA head, joint, teacher-gated classes": "CSRA head, without KD",
     "EMA, joint": "EMA, without KD",
     "MLD as L_p', joint": PLAIN,
 }
