@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from torchvision.ops import sigmoid_focal_loss
 
 from wsd_distill.engine import Trainer, load_trained_weights, setup_cfg
+from wsd_distill.engine.pipeline import train_and_evaluate
 from wsd_distill.modeling.distill_losses import binary_kl_distill_loss, prediction_distill_loss
 from wsd_distill.modeling.label_losses import asymmetric_loss, label_loss
 from wsd_distill.modeling.student_head import CSRAClassifier, StudentHead
@@ -223,3 +224,17 @@ def test_tta_is_refused_for_a_student():
     )
     with pytest.raises(ValueError, match="TEST.AUG.ENABLED"):
         Trainer.test_with_TTA(cfg, build_model(cfg))
+
+
+def test_a_pipeline_run_with_ema_is_evaluated_on_the_average(datasets_dir, tmp_path):
+    """The results a pipeline run records are those of its model_final.pth as the tools load
+    it: with MODEL.EMA, the average, not the last weights."""
+    cfg = _ema_cfg(str(tmp_path / "run"), "DATASETS.TEST", ("tiny_shapes_test",))
+    results = train_and_evaluate(cfg)
+    checkpoint = torch.load(tmp_path / "run" / "model_final.pth", weights_only=False)
+    mAP = {}
+    for name in ("model", "model_ema"):
+        model = build_model(cfg)
+        model.load_state_dict(checkpoint[name])
+        mAP[name] = Trainer.test(cfg, model)["multilabel"]["mAP"]
+    assert results["multilabel"]["mAP"] == mAP["model_ema"] != mAP["model"]

@@ -27,6 +27,7 @@ from ..utils import atomic_write_bytes
 from ..visualization import plot_ap_gain, visualize_teacher
 from .checkpointer import load_trained_weights
 from .defaults import RUN_CONFIG, RUN_WEIGHTS, positive_int, setup_cfg
+from .ema import unwrap
 from .trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -100,7 +101,8 @@ def add_pipeline_arguments(parser, output, kd=None, kd_help=""):
 def train_and_evaluate(cfg):
     """Train (resuming from the last checkpoint of ``cfg.OUTPUT_DIR``, the config saved there
     as config.yaml), then evaluate on ``DATASETS.TEST`` ({} without test sets); the results
-    are kept in ``results.json`` and returned."""
+    are kept in ``results.json`` and returned. The evaluated weights are those of the run's
+    model_final.pth as every tool loads them (with ``MODEL.EMA``, their average)."""
     results_file = os.path.join(cfg.OUTPUT_DIR, "results.json")
     if os.path.exists(results_file):
         with open(results_file) as f:
@@ -112,7 +114,11 @@ def train_and_evaluate(cfg):
     trainer = Trainer(train_cfg)
     trainer.resume_or_load(resume=True)
     trainer.train()
-    results = Trainer.test(cfg, trainer.model) if cfg.DATASETS.TEST else {}
+    results = {}
+    if cfg.DATASETS.TEST:  # what the run leaves for the next step: model_final.pth (with
+        model = trainer.model  # MODEL.EMA, the average of the weights, as load_trained_weights)
+        load_trained_weights(unwrap(model), os.path.join(cfg.OUTPUT_DIR, RUN_WEIGHTS))
+        results = Trainer.test(cfg, model)
     atomic_write_bytes(results_file, json.dumps(results, indent=1).encode())
     return results
 
