@@ -54,9 +54,12 @@ CSRA = ["MODEL.STUDENT.HEAD", "csra"]
 EMA = ["MODEL.EMA.ENABLED", True, "MODEL.EMA.DECAY", 0.993]
 
 
-def two_stages(folder, extra=()):
+def kd(schedule, folder, extra=()):
+    """The KD student of ``schedule`` ("two-stage" or "joint") with the config overrides
+    ``extra``, into ``folder``_stage1/2 or ``folder``_joint."""
+
     def train(pipeline, seed, teacher_cfg):
-        return pipeline.kd_student(seed, teacher_cfg, "two-stage", folder, extra)
+        return pipeline.kd_student(seed, teacher_cfg, schedule, folder, extra)
 
     return train
 
@@ -64,7 +67,7 @@ def two_stages(folder, extra=()):
 def scaled(pipeline, seed, teacher_cfg):
     teacher_scaled = ["MODEL.WSDDN.SCALE_ROI_BY_PROPOSAL_SCORE", True]
     _, teacher_cfg = pipeline.teacher(seed, "teacher_scaled", teacher_scaled)
-    return two_stages("kd_scaled", SCALED)(pipeline, seed, teacher_cfg)
+    return kd("two-stage", "kd_scaled", SCALED)(pipeline, seed, teacher_cfg)
 
 
 def stage2_alone(pipeline, seed, teacher_cfg):
@@ -88,15 +91,6 @@ def without_kd(folder, extra):
 
     def train(pipeline, seed, teacher_cfg):
         return pipeline.run("student", folder, seed, extra)[0]
-
-    return train
-
-
-def joint(folder, extra):
-    """The joint KD student with the config overrides ``extra``, into ``folder``_joint."""
-
-    def train(pipeline, seed, teacher_cfg):
-        return pipeline.kd_student(seed, teacher_cfg, "joint", folder, extra)
 
     return train
 
@@ -129,9 +123,9 @@ def variant(name, weak=False):
 
 VARIANTS = {  # name: function(pipeline, seed, teacher_cfg) -> the KD student's results
     "two stages, all RoIs": variant("two-stage"),
-    "two stages, top-16 RoIs": two_stages("kd_top16", TOP_16),
+    "two stages, top-16 RoIs": kd("two-stage", "kd_top16", TOP_16),
     "two stages, RoIs x proposal score": scaled,
-    "two stages, teacher dropout": two_stages("kd_teacher_dropout", TEACHER_DROPOUT),
+    "two stages, teacher dropout": kd("two-stage", "kd_teacher_dropout", TEACHER_DROPOUT),
     "joint": variant("joint"),
     "stage 2 alone (L_p + L_p')": stage2_alone,
     "stage 1, then L_p alone": stage1_then_labels,
@@ -141,13 +135,13 @@ VARIANTS = {  # name: function(pipeline, seed, teacher_cfg) -> the KD student's 
     "weak teacher (150 steps), joint": variant("joint", weak=True),
     "weak teacher (150 steps), joint, teacher-gated classes": variant("joint-gated", weak=True),
     "ASL, without KD": without_kd("student_asl", ASL),
-    "ASL, joint": joint("kd_asl", ASL),
-    "MLD as L_p', joint": joint("kd_mld", MLD),
+    "ASL, joint": kd("joint", "kd_asl", ASL),
+    "MLD as L_p', joint": kd("joint", "kd_mld", MLD),
     "CSRA head, without KD": without_kd("student_csra", CSRA),
-    "CSRA head, joint": joint("kd_csra", CSRA),
+    "CSRA head, joint": kd("joint", "kd_csra", CSRA),
     "CSRA head, joint, teacher-gated classes": gated_joint("kd_csra_gated", CSRA, "student_csra"),
     "EMA, without KD": without_kd("student_ema", EMA),
-    "EMA, joint": joint("kd_ema", EMA),
+    "EMA, joint": kd("joint", "kd_ema", EMA),
 }
 # Paired comparisons of the variants beyond the paper: variant -> its student without KD
 WITHOUT_KD = {

@@ -88,9 +88,8 @@ def jpeg_dataset(folder, count, height=480, width=640, num_classes=80, proposals
         file_name = os.path.join(folder, f"{height}x{width}_{i:05d}.jpg")
         if not os.path.exists(file_name):
             os.makedirs(folder, exist_ok=True)
-            image = render_image(np.random.default_rng(i), max(height, width), distractors=(6, 12))[
-                0
-            ]
+            rng = np.random.default_rng(i)
+            image, _ = render_image(rng, max(height, width), distractors=(6, 12))
             cv2.imwrite(file_name, image[:height, :width], [cv2.IMWRITE_JPEG_QUALITY, 90])
         labels = np.random.default_rng(i).choice(num_classes, 1 + i % 3, replace=False)
         dicts.append(
