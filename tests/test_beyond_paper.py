@@ -1,4 +1,5 @@
-"""The options beyond the paper: ASL as L_p, MLD as L_p', the CSRA head, the EMA of the weights."""
+"""The options beyond the paper: ASL as L_p, MLD as L_p', the CSRA head, the EMA of the weights,
+the teacher's test-time augmentation (its evaluation and its KD targets)."""
 
 import os
 import shutil
@@ -17,6 +18,12 @@ from wsd_distill.engine.pipeline import train_and_evaluate
 from wsd_distill.modeling.distill_losses import binary_kl_distill_loss, prediction_distill_loss
 from wsd_distill.modeling.label_losses import asymmetric_loss, label_loss
 from wsd_distill.modeling.student_head import CSRAClassifier, StudentHead
+from wsd_distill.modeling.teacher import (
+    batch_teacher_targets,
+    get_teacher_tta_cfg,
+    teacher_targets,
+    wsddn_soft_scores,
+)
 from wsd_distill.modeling.wsddn_tta import WSDDNWithTTA
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -166,34 +173,42 @@ def _tta_teacher(refine_iters=0, sizes=(48, 80), flip=True):
     return cfg, build_model(cfg).eval()
 
 
+def _hand_variants(x):
+    """The variants of ``_tta_teacher``'s TEST.AUG made by hand for a 64 x 80 input: the image
+    resized to each shortest side (48, 80), and mirrored with its boxes mirrored."""
+    image = x["image"].permute(1, 2, 0).numpy()
+    boxes = x["proposals"].proposal_boxes.tensor.numpy()
+    variants = []
+    for side, width in ((48, 60), (80, 100)):
+        resize = T.ResizeTransform(64, 80, side, width)
+        resized, resized_boxes = resize.apply_image(image), resize.apply_box(boxes)
+        mirrored = resized[:, ::-1].copy()
+        mirrored_boxes = resized_boxes.copy()
+        mirrored_boxes[:, [0, 2]] = width - resized_boxes[:, [2, 0]]
+        for img, b in ((resized, resized_boxes), (mirrored, mirrored_boxes)):
+            p = Instances(img.shape[:2])
+            p.proposal_boxes = Boxes(torch.as_tensor(b, dtype=torch.float32))
+            p.objectness_logits = x["proposals"].objectness_logits
+            variants.append(
+                {"image": torch.as_tensor(img.transpose(2, 0, 1).copy()), "proposals": p}
+            )
+    return variants
+
+
 @pytest.mark.parametrize("refine_iters", [0, 1])
 def test_tta_averages_exactly_the_rescaled_and_flipped_variants(refine_iters):
-    """The variants made by hand (the image resized to each shortest side, and mirrored with
-    its boxes mirrored): TTA's image scores are their mean, its detections come from the mean
-    of their detection scores on the input's proposals."""
+    """TTA's image scores are the mean of the hand-made variants', its detections come from the
+    mean of their detection scores on the input's proposals."""
     from test_wsddn import make_input
 
     cfg, model = _tta_teacher(refine_iters)
     x = make_input(12, size=(64, 80))
-    image = x["image"].permute(1, 2, 0).numpy()
-    boxes = x["proposals"].proposal_boxes.tensor.numpy()
     image_scores, detection_scores = [], []
     with torch.no_grad():
-        for side, width in ((48, 60), (80, 100)):
-            resize = T.ResizeTransform(64, 80, side, width)
-            resized, resized_boxes = resize.apply_image(image), resize.apply_box(boxes)
-            mirrored = resized[:, ::-1].copy()
-            mirrored_boxes = resized_boxes.copy()
-            mirrored_boxes[:, [0, 2]] = width - resized_boxes[:, [2, 0]]
-            for img, b in ((resized, resized_boxes), (mirrored, mirrored_boxes)):
-                p = Instances(img.shape[:2])
-                p.proposal_boxes = Boxes(torch.as_tensor(b, dtype=torch.float32))
-                p.objectness_logits = x["proposals"].objectness_logits
-                out = model.teacher_outputs(
-                    [{"image": torch.as_tensor(img.transpose(2, 0, 1).copy()), "proposals": p}]
-                )
-                image_scores.append(out["image_scores"][0])
-                detection_scores.append(model.detection_scores(out))
+        for variant in _hand_variants(x):
+            out = model.teacher_outputs([variant])
+            image_scores.append(out["image_scores"][0])
+            detection_scores.append(model.detection_scores(out))
         tta = WSDDNWithTTA(cfg, model)([x])[0]
         plain = model([x])[0]
     torch.testing.assert_close(tta["image_scores"], torch.stack(image_scores).mean(0))
@@ -204,6 +219,59 @@ def test_tta_averages_exactly_the_rescaled_and_flipped_variants(refine_iters):
     expected_boxes = x["proposals"].proposal_boxes.tensor[top.indices]
     expected_boxes = torch.minimum(expected_boxes, torch.tensor([80.0, 64, 80, 64])) * 2
     torch.testing.assert_close(found.pred_boxes.tensor, expected_boxes)
+
+
+def test_tta_kd_targets_are_the_means_over_the_variants():
+    """``MODEL.DISTILL.TEACHER_TTA``: p'_T, each RoI's fc7 and its objectness (which picks the
+    top RoIs) are the means over the hand-made variants; the boxes stay the input's."""
+    from test_wsddn import make_input
+
+    cfg, model = _tta_teacher()
+    inputs = [make_input(12, size=(64, 80), seed=s) for s in (0, 1)]
+    with torch.no_grad():
+        targets = batch_teacher_targets(model, inputs, cfg, roi_topk=3)
+        plain = batch_teacher_targets(model, inputs, None, roi_topk=3)
+        for x, found, without in zip(inputs, targets, plain):
+            soft, features, objectness = [], [], []
+            for variant in _hand_variants(x):
+                out = model.teacher_outputs([variant])
+                cls_logits, det_logits = out["cls_logits"], out["det_logits"]
+                soft.append(wsddn_soft_scores(cls_logits, det_logits, [12], 0.5, 0.5)[0])
+                scores = F.softmax(cls_logits, 1) * F.softmax(det_logits, 0)
+                objectness.append(scores.max(1).values)
+                features.append(out["roi_features"])
+            top = torch.stack(objectness).mean(0).topk(3).indices
+            torch.testing.assert_close(found["soft_scores"], torch.stack(soft).mean(0))
+            torch.testing.assert_close(found["roi_features"], torch.stack(features).mean(0)[top])
+            boxes = x["proposals"].proposal_boxes.tensor[top]
+            torch.testing.assert_close(found["proposal_boxes"], boxes)
+            assert not torch.allclose(found["soft_scores"], without["soft_scores"])
+
+
+def test_tta_kd_targets_at_the_input_size_without_flip_are_the_plain_ones():
+    from test_wsddn import make_input
+
+    cfg, model = _tta_teacher(sizes=(64,), flip=False)
+    inputs = [make_input(12, size=(64, 80), seed=s) for s in (0, 1)]
+    with torch.no_grad():
+        tta = batch_teacher_targets(model, inputs, cfg, roi_topk=4)
+        plain = teacher_targets(model.teacher_outputs(inputs), roi_topk=4)
+    for a, b in zip(tta, plain):
+        assert a.keys() == b.keys()
+        for name in a:
+            torch.testing.assert_close(a[name], b[name])
+
+
+def test_tta_kd_targets_need_the_teachers_test_aug_sizes(tmp_path):
+    teacher = tmp_path / "teacher.yaml"
+    base = os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml")
+    teacher.write_text(f"_BASE_: {base}\nTEST:\n  AUG:\n    MIN_SIZES: ()\n")
+    cfg = setup_cfg(
+        os.path.join(ROOT, "configs", "Synthetic", "S-Cls_KD.yaml"),
+        ["MODEL.DISTILL.TEACHER_CONFIG", str(teacher), "MODEL.DISTILL.TEACHER_TTA", True],
+    )
+    with pytest.raises(ValueError, match="TEACHER_TTA .* has no TEST.AUG.MIN_SIZES"):
+        get_teacher_tta_cfg(cfg)
 
 
 def test_tta_at_the_input_size_without_flip_is_the_model():

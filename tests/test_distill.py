@@ -439,15 +439,14 @@ def test_mismatched_teacher_fails_clearly(teacher_files, tmp_path):
     wider = tiny_cfg()
     wider.MODEL.WSDDN.FC_DIM = 48
     DetectionCheckpointer(build_model(wider), str(tmp_path)).save("wider")
-    for name, what in [("a_student", "Missing key"), ("wider", "size mismatch")]:
+    for name, what in [("a_student", r"\d+ missing"), ("wider", "size mismatch")]:
         with pytest.raises(
             ValueError, match=f"TEACHER_WEIGHTS '.*{name}.pth' does not fit .*{what}"
         ):
             build_teacher(student_cfg(config_file, str(tmp_path / f"{name}.pth")))
     (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint at all")
-    with pytest.raises(ValueError, match="garbage.pth' is not a checkpoint") as error:
+    with pytest.raises(ValueError, match="garbage.pth' cannot be read .* not a checkpoint"):
         build_teacher(student_cfg(config_file, str(tmp_path / "garbage.pth")))
-    assert "weights_only" not in str(error.value)
 
 
 def test_student_builds_without_reading_its_teachers_config(teacher_files, tmp_path):

@@ -18,8 +18,11 @@ for the KD student; the teachers and plain students are the demo's runs, reused 
   500 (teacher_150/): does KD copy a teacher weaker than the plain student?
 - beyond the paper, each without KD and with joint KD: "ASL" (the asymmetric loss as L_p),
   "CSRA head" (and its joint student with L_p' gated against the CSRA student w/o KD), "EMA"
-  (of the weights, decay 0.993), and "MLD as L_p'" (joint): a second table
-  pairs each with its own student without KD, the joint and the two-stage KD students.
+  (of the weights, decay 0.993), "MLD as L_p'" and "teacher TTA targets" (p'_T and the RoI
+  features averaged over the teacher's TEST.AUG variants; both joint): a second table
+  pairs each with its own student without KD, the joint and the two-stage KD students;
+- "joint, teacher cache (float16)" and "(uint8)": the joint student trained from
+  tools/cache_teacher.py's store, its RoI features in float16 or in 8 bits per RoI.
 
     python tools/kd_variants.py --output output/demo --seeds 0 1 2
 
@@ -37,6 +40,7 @@ from detectron2.utils.logger import setup_logger
 from tabulate import tabulate
 
 from wsd_distill.engine.pipeline import PLAIN, Pipeline, add_pipeline_arguments
+from wsd_distill.engine.teacher_cache_writer import write_teacher_cache
 from wsd_distill.utils import atomic_write_bytes
 
 CONFIGS = os.path.join(
@@ -52,6 +56,7 @@ ASL = ["MODEL.STUDENT.LABEL_LOSS", "asl"]
 MLD = ["MODEL.DISTILL.PREDICTION_LOSS", "mld"]
 CSRA = ["MODEL.STUDENT.HEAD", "csra"]
 EMA = ["MODEL.EMA.ENABLED", True, "MODEL.EMA.DECAY", 0.993]
+TTA_TARGETS = ["MODEL.DISTILL.TEACHER_TTA", True]
 
 
 def kd(schedule, folder, extra=()):
@@ -84,6 +89,23 @@ def stage1_then_labels(pipeline, seed, teacher_cfg):
     extra = ["MODEL.DISTILL.TEACHER_CONFIG", teacher_cfg.OUTPUT_DIR, "MODEL.WEIGHTS", stage1]
     extra += ["MODEL.DISTILL.PREDICTION_WEIGHT", 0.0]
     return pipeline.run("kd_stage2", "kd_stage1_then_labels", seed, extra)[0]
+
+
+def cached_joint(encoding):
+    """The joint KD student from a teacher cache (tools/cache_teacher.py's, written into
+    seed<seed>/teacher_cache_<encoding> if missing) holding the RoI features in ``encoding``
+    (``MODEL.DISTILL.TEACHER_CACHE_FEATURES``), into kd_cached_<encoding>_joint."""
+
+    def train(pipeline, seed, teacher_cfg):
+        kd = ["MODEL.DISTILL.TEACHER_CONFIG", teacher_cfg.OUTPUT_DIR]
+        kd += ["MODEL.DISTILL.TEACHER_CACHE_FEATURES", encoding]
+        cache = os.path.join(pipeline.output, f"seed{seed}", f"teacher_cache_{encoding}")
+        if not os.path.isdir(cache):
+            write_teacher_cache(pipeline.config("kd_joint", "", seed, kd), cache)
+        cached = [*kd, "MODEL.DISTILL.TEACHER_CACHE", cache, "MODEL.LOAD_PROPOSALS", False]
+        return pipeline.run("kd_joint", f"kd_cached_{encoding}_joint", seed, cached)[0]
+
+    return train
 
 
 def without_kd(folder, extra):
@@ -142,6 +164,9 @@ VARIANTS = {  # name: function(pipeline, seed, teacher_cfg) -> the KD student's 
     "CSRA head, joint, teacher-gated classes": gated_joint("kd_csra_gated", CSRA, "student_csra"),
     "EMA, without KD": without_kd("student_ema", EMA),
     "EMA, joint": kd("joint", "kd_ema", EMA),
+    "teacher TTA targets, joint": kd("joint", "kd_tta", TTA_TARGETS),
+    "joint, teacher cache (float16)": cached_joint("float16"),
+    "joint, teacher cache (uint8)": cached_joint("uint8"),
 }
 # Paired comparisons of the variants beyond the paper: variant -> its student without KD
 WITHOUT_KD = {
@@ -150,6 +175,7 @@ WITHOUT_KD = {
     "CSRA head, joint, teacher-gated classes": "CSRA head, without KD",
     "EMA, joint": "EMA, without KD",
     "MLD as L_p', joint": PLAIN,
+    "teacher TTA targets, joint": PLAIN,
 }
 
 

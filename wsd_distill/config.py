@@ -128,6 +128,10 @@ def add_wsd_distill_config(cfg):
     # dropout at every step, as the teacher branch of the authors' kd/train_stage1/2.prototxt
     # (drop6, drop7 in TRAIN phase); False: the teacher runs in eval mode. Not with TEACHER_CACHE
     _C.MODEL.DISTILL.TEACHER_DROPOUT = False
+    # the teacher's targets (p'_T, each RoI's objectness and fc7) averaged over the variants of
+    # its config's TEST.AUG (MIN_SIZES x FLIP) of each training image, as its TTA evaluation
+    # (beyond the paper; the teacher runs once per variant)
+    _C.MODEL.DISTILL.TEACHER_TTA = False
     _C.MODEL.DISTILL.TEACHER_FEATURE_DIM = 4096  # D of the teacher's RoI features (checked)
     _C.MODEL.DISTILL.LABEL_WEIGHT = 1.0  # weight of loss_cls, BCE with the labels (L_p)
     _C.MODEL.DISTILL.PREDICTION_WEIGHT = 1.0  # weight of loss_kd_pred (L_p', Eq. 10); 0: off
@@ -153,6 +157,9 @@ def add_wsd_distill_config(cfg):
     _C.MODEL.DISTILL.SCALE_ROI_BY_PROPOSAL_SCORE = False
     # a store of the teacher's outputs (tools/cache_teacher.py): train without the teacher
     _C.MODEL.DISTILL.TEACHER_CACHE = ""
+    # how tools/cache_teacher.py stores the RoI features: "float16", or "uint8" with each RoI's
+    # offset and scale (half the size; beyond the paper, docs/benchmarks.md). Reading adapts
+    _C.MODEL.DISTILL.TEACHER_CACHE_FEATURES = "float16"
 
     # VGG backbone (MODEL.BACKBONE.NAME "build_vgg_backbone"); the default is VGG-16.
     _C.MODEL.VGG = CN()
@@ -265,6 +272,7 @@ def check_config(cfg):
         (s + "HEAD", ("pool", "fc", "csra")),
         (s + "LABEL_LOSS", ("bce", "asl")),
         (d + "PREDICTION_LOSS", ("bce", "mld")),
+        (d + "TEACHER_CACHE_FEATURES", ("float16", "uint8")),
         (s + "POOLING", ("avg", "max")),
         (w + "BOX_HEAD", ("res5", "fc")),
         ("INPUT.RESIZE", ("shortest_edge", "square")),

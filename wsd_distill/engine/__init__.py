@@ -1,4 +1,4 @@
-from .checkpointer import load_trained_weights
+from ..modeling.trained_weights import load_trained_weights
 from .defaults import (
     add_dataset_config_arguments,
     model_class_names,

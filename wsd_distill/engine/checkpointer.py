@@ -12,46 +12,6 @@ from ..utils import atomic_write, atomic_write_bytes
 logger = logging.getLogger(__name__)
 
 
-def load_trained_weights(model, path, key="MODEL.WEIGHTS", may_miss=()):
-    """Load a trained model's weights (a checkpoint of a wsd-distill run) strictly: every
-    parameter and buffer of ``model`` from ``path``, and nothing left over, or an error naming
-    ``key``, the file and the keys (detectron2's loader only warns: a model with missing
-    weights would predict from its random initialisation); a run with ``MODEL.EMA`` gives the
-    average of its weights, as its evaluation did. Returns the checkpoint's other
-    entries (e.g. "iteration", "class_names"). ``may_miss``: names of parameters the file may
-    lack (they keep their initialisation)."""
-    if not path:
-        raise ValueError(f"{key} is empty: name the trained model's weights (or its run folder)")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{key}: no such file '{path}'")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # torch.load's errors for a cut or foreign file vary
-        raise ValueError(
-            f"{key} '{path}' cannot be read ({e.__class__.__name__}: {str(e)[:200]}): a file "
-            f"cut short or not a checkpoint"
-        ) from e
-    state = checkpoint.pop("model", None) if isinstance(checkpoint, dict) else None
-    if isinstance(state, dict) and checkpoint.get("model_ema"):  # MODEL.EMA: the weights
-        state = checkpoint.pop("model_ema")  # its evaluation used
-        logger.info(f"{path}: the exponential moving average of its weights (MODEL.EMA)")
-    if not isinstance(state, dict):
-        raise ValueError(f"{key} '{path}' is not a checkpoint of a wsd-distill run (no 'model')")
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k not in may_miss]
-    if missing or unexpected:
-        raise ValueError(
-            f"{key} '{path}' does not fit the model of this config: "
-            + "; ".join(
-                f"{len(keys)} {what} ({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''})"
-                for what, keys in (("missing", missing), ("unexpected", unexpected))
-                if keys
-            )
-            + ": weights of another architecture or config (use the run's own config.yaml)"
-        )
-    return checkpoint
-
-
 def readable(path):
     """None when ``torch.load`` reads the file ``path``, else why not (a short message)."""
     try:

@@ -23,9 +23,9 @@ from ..data.datasets import prepare_synthetic_shapes
 from ..data.statistics import dataset_summary, proposal_recall
 from ..modeling import WSDDN
 from ..modeling.distill_losses import teacher_class_gate
+from ..modeling.trained_weights import load_trained_weights
 from ..utils import atomic_write_bytes
 from ..visualization import plot_ap_gain, visualize_teacher
-from .checkpointer import load_trained_weights
 from .defaults import RUN_CONFIG, RUN_WEIGHTS, positive_int, setup_cfg
 from .ema import unwrap
 from .trainer import Trainer

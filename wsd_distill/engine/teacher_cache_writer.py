@@ -17,8 +17,18 @@ from ..data.teacher_cache import (
     teacher_cache_settings,
     variant_augmentations,
 )
-from ..data.teacher_targets import PER_ROI_FIELDS, target_store_fields, teacher_target_settings
-from ..modeling.teacher import build_teacher, get_teacher_cfg, teacher_targets
+from ..data.teacher_targets import (
+    PER_ROI_FIELDS,
+    encode_uint8,
+    target_store_fields,
+    teacher_target_settings,
+)
+from ..modeling.teacher import (
+    batch_teacher_targets,
+    build_teacher,
+    get_teacher_cfg,
+    get_teacher_tta_cfg,
+)
 from ..utils.partial_run import open_partial_run, read_chunk, write_chunk
 from ..utils.ragged_store import RaggedStoreWriter
 
@@ -26,22 +36,34 @@ logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def teacher_records(teacher, batch, flipped, target_settings):
+def teacher_records(teacher, batch, flipped, tta_cfg, target_settings):
     """The cache records of one batch of mapped inputs: (key, ``teacher_targets`` dict)."""
-    targets = teacher_targets(teacher.teacher_outputs(batch), **target_settings)
+    targets = batch_teacher_targets(teacher, batch, tta_cfg, **target_settings)
     for x, t in zip(batch, targets):
         yield cache_key(x["image_id"], x["image"].shape[1:], flipped), t
 
 
-def write_records(path, records):
+def write_records(path, records, feature_encoding):
     keys, targets = zip(*records)
     per_item = {
         "keys": np.array([json.dumps(k) for k in keys]),
         "soft_scores": torch.stack([t["soft_scores"] for t in targets]).cpu().numpy(),
     }
     rows = {name: [t[name].cpu().numpy() for t in targets] for name in PER_ROI_FIELDS}
-    rows["roi_features"] = [f.astype(np.float16) for f in rows["roi_features"]]
+    if feature_encoding == "uint8":
+        codes, offsets, scales = zip(*map(encode_uint8, rows["roi_features"]))
+        rows.update(roi_features=codes, roi_feature_offset=offsets, roi_feature_scale=scales)
+    else:
+        rows["roi_features"] = [f.astype(np.float16) for f in rows["roi_features"]]
     write_chunk(path, per_item, rows)
+
+
+def store_fields(cfg):
+    """The fields of the teacher cache of ``cfg`` (``target_store_fields``)."""
+    d = cfg.MODEL.DISTILL
+    return target_store_fields(
+        cfg.MODEL.STUDENT.NUM_CLASSES, d.TEACHER_FEATURE_DIM, d.TEACHER_CACHE_FEATURES
+    )
 
 
 def cache_size(cfg, num_images):
@@ -53,7 +75,7 @@ def cache_size(cfg, num_images):
     d, teacher = cfg.MODEL.DISTILL, get_teacher_cfg(cfg)
     rois = min(teacher.MODEL.WSDDN.MAX_PROPOSALS, cfg.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TRAIN)
     rois = min(rois, d.ROI_TOPK) if d.ROI_SELECT == "top" else rois
-    fields = target_store_fields(cfg.MODEL.STUDENT.NUM_CLASSES, d.TEACHER_FEATURE_DIM)
+    fields = store_fields(cfg)
     per_entry = sum(
         np.dtype(dtype).itemsize * int(np.prod(shape)) * (1 if per_image else rois)
         for dtype, shape, *per_image in fields.values()
@@ -90,11 +112,13 @@ def write_teacher_cache(cfg, output, batch_size=16, chunk_size=256):
         proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN,
         check_proposal_images=cfg.DATASETS.PROPOSAL_FILES_CHECK,
     )
-    settings = teacher_cache_settings(cfg, dicts)
+    encoding = cfg.MODEL.DISTILL.TEACHER_CACHE_FEATURES
+    # the encoding is the store's own business (reading adapts), but a resumed run keeps it
+    settings = {**teacher_cache_settings(cfg, dicts), "roi_feature_encoding": encoding}
     check_disk_space(output, 2 * cache_size(cfg, len(dicts))["bytes"])
     chunks = open_partial_run(output, settings, len(dicts), chunk_size)
     todo = [c for c in chunks if not os.path.exists(c[0])]
-    teacher = build_teacher(cfg)
+    teacher, tta_cfg = build_teacher(cfg), get_teacher_tta_cfg(cfg)
     target_settings = teacher_target_settings(cfg)
     variants = cache_variants(cfg)
     mappers = {
@@ -110,20 +134,17 @@ def write_teacher_cache(cfg, output, batch_size=16, chunk_size=256):
             for (size, flipped), mapper in mappers.items():
                 for b in range(start, end, batch_size):
                     batch = [mapper(dicts[i]) for i in range(b, min(b + batch_size, end))]
-                    records += teacher_records(teacher, batch, flipped, target_settings)
-            write_records(path, records)
+                    records += teacher_records(teacher, batch, flipped, tta_cfg, target_settings)
+            write_records(path, records, encoding)
             bar.update(end - start)
 
-    fields = target_store_fields(
-        cfg.MODEL.STUDENT.NUM_CLASSES, cfg.MODEL.DISTILL.TEACHER_FEATURE_DIM
-    )
+    fields = store_fields(cfg)
+    per_roi = [name for name, spec in fields.items() if len(spec) == 2]
     with RaggedStoreWriter(output, fields, meta=settings) as writer:
         for path, _, _ in chunks:
-            for key, soft, *per_roi in read_chunk(path, ("keys", "soft_scores"), PER_ROI_FIELDS):
+            for key, soft, *rows in read_chunk(path, ("keys", "soft_scores"), per_roi):
                 writer.append(
-                    tuple(json.loads(str(key))),
-                    soft_scores=soft,
-                    **dict(zip(PER_ROI_FIELDS, per_roi)),
+                    tuple(json.loads(str(key))), soft_scores=soft, **dict(zip(per_roi, rows))
                 )
     shutil.rmtree(f"{output}.partial")
     logger.info(f"Wrote {output}: {len(dicts)} images x {len(variants)} augmentations")

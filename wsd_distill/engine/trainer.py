@@ -29,8 +29,9 @@ from ..data.teacher_cache import open_teacher_cache
 from ..data.teacher_targets import used_fields
 from ..evaluation import MultiLabelEvaluator, WSODEvaluator
 from ..modeling import WSDDN
+from ..modeling.trained_weights import load_trained_weights
 from ..modeling.wsddn_tta import WSDDNWithTTA
-from .checkpointer import FiniteCheckpointer, load_trained_weights
+from .checkpointer import FiniteCheckpointer
 from .ema import EMAHook, ModelEMA, unwrap
 from .rng_state_hook import RNGStateHook
 from .teacher_hook import TeacherHook

@@ -9,12 +9,13 @@ import torch
 from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY, build_model
-from detectron2.utils.file_io import PathManager
 from torch import nn
 
 from ..config import add_wsd_distill_config
 from .box_head import wsddn_box_head_dim
-from .wsddn import WSDDN, top_regions, wsddn_scores
+from .trained_weights import load_trained_weights
+from .wsddn import WSDDN, region_objectness, top_regions, wsddn_scores
+from .wsddn_tta import tta_teacher_outputs
 
 
 def wsddn_soft_scores(cls_logits, det_logits, num_regions, t_c, t_d, eps=1e-6):
@@ -31,7 +32,7 @@ def wsddn_soft_scores(cls_logits, det_logits, num_regions, t_c, t_d, eps=1e-6):
     return wsddn_scores(cls_logits / t_c, det_logits / t_d, num_regions, eps)[1]
 
 
-def teacher_targets(outputs, cls_temperature=0.5, det_temperature=0.5, roi_topk=0):
+def teacher_targets(outputs, cls_temperature=0.5, det_temperature=0.5, roi_topk=0, proposals=None):
     """What the student distils from, per image, from ``WSDDN.teacher_outputs``:
 
     - ``soft_scores`` [K]: p'_T at the teacher's temperatures (Eq. 10), the target of L_p';
@@ -39,25 +40,49 @@ def teacher_targets(outputs, cls_temperature=0.5, det_temperature=0.5, roi_topk=
       proposal scores, e.g. EdgeBoxes') and ``roi_features`` [N, D] (the teacher's RoI fc7):
       the N RoIs of L_f (Eq. 3), all of them, or the ``roi_topk`` best by ``max_k S_rk``.
 
+    Args:
+        outputs: one dict of ``teacher_outputs``, or an iterable of them for the same regions
+            in several variants of the images (:func:`tta_teacher_outputs`): p'_T, each
+            region's ``max_k S_rk`` and its feature are then the means over the variants.
+        proposals (list[Instances]): the regions in the student's input pixels; by default
+            those of ``outputs``.
     Returns a list of such dicts of float32 tensors, one per image.
     """
-    n = outputs["num_regions"]
-    cls_logits, det_logits = outputs["cls_logits"].float(), outputs["det_logits"].float()
-    soft = wsddn_soft_scores(cls_logits, det_logits, n, cls_temperature, det_temperature)
-    keep = top_regions(cls_logits, det_logits, n, roi_topk)
+    sums, count = None, 0
+    for out in [outputs] if isinstance(outputs, dict) else outputs:
+        n = out["num_regions"]
+        cls_logits, det_logits = out["cls_logits"].float(), out["det_logits"].float()
+        parts = (
+            wsddn_soft_scores(cls_logits, det_logits, n, cls_temperature, det_temperature),
+            region_objectness(wsddn_scores(cls_logits, det_logits, n, 0.0)[0]),
+            out["roi_features"].float(),
+        )
+        sums = parts if sums is None else [a + b for a, b in zip(sums, parts)]
+        count += 1
+    soft, objectness, features = (s / count for s in sums)
+    keep = top_regions(objectness, n, roi_topk)
     targets = []
-    for proposals, k, s, f in zip(
-        outputs["proposals"], keep, soft, outputs["roi_features"].split(n)
+    for p, k, s, f in zip(
+        out["proposals"] if proposals is None else proposals, keep, soft, features.split(n)
     ):
         targets.append(
             {
                 "soft_scores": s,
-                "proposal_boxes": proposals.proposal_boxes.tensor[k].float(),
-                "proposal_scores": proposals.objectness_logits[k].float(),
-                "roi_features": f[k].float(),
+                "proposal_boxes": p.proposal_boxes.tensor[k].float(),
+                "proposal_scores": p.objectness_logits[k].float(),
+                "roi_features": f[k],
             }
         )
     return targets
+
+
+def batch_teacher_targets(teacher, batched_inputs, tta_cfg=None, **target_settings):
+    """:func:`teacher_targets` of a batch of input dicts: from ``teacher`` on the inputs, or with
+    ``tta_cfg`` (:func:`get_teacher_tta_cfg`) averaged over its ``TEST.AUG`` variants."""
+    if tta_cfg is None:
+        return teacher_targets(teacher.teacher_outputs(batched_inputs), **target_settings)
+    proposals, outputs = tta_teacher_outputs(tta_cfg, teacher, batched_inputs)
+    return teacher_targets(outputs, proposals=proposals, **target_settings)
 
 
 def get_teacher_cfg(cfg):
@@ -79,6 +104,27 @@ def get_teacher_cfg(cfg):
     if not issubclass(META_ARCH_REGISTRY.get(architecture), WSDDN):
         raise ValueError(f"MODEL.DISTILL.TEACHER_CONFIG '{path}' is a {architecture}, not a WSDDN")
     teacher_cfg.freeze()
+    return teacher_cfg
+
+
+def get_teacher_tta_cfg(cfg):
+    """With ``MODEL.DISTILL.TEACHER_TTA``, the teacher's config, whose ``TEST.AUG`` variants its
+    KD targets are averaged over; None without."""
+    if not cfg.MODEL.DISTILL.TEACHER_TTA:
+        return None
+    teacher_cfg = get_teacher_cfg(cfg)
+    if not teacher_cfg.TEST.AUG.MIN_SIZES:
+        raise ValueError(
+            f"MODEL.DISTILL.TEACHER_TTA averages the teacher's targets over the TEST.AUG variants "
+            f"of its config, but {cfg.MODEL.DISTILL.TEACHER_CONFIG} has no TEST.AUG.MIN_SIZES"
+        )
+    aug = teacher_cfg.TEST.AUG
+    logging.getLogger(__name__).info(
+        f"MODEL.DISTILL.TEACHER_TTA: the teacher runs {len(aug.MIN_SIZES) * (1 + aug.FLIP)} "
+        f"times per image, at the shortest sides {tuple(aug.MIN_SIZES)} (at most "
+        f"{aug.MAX_SIZE}){', each flipped too' if aug.FLIP else ''} (TEST.AUG of "
+        f"{cfg.MODEL.DISTILL.TEACHER_CONFIG})"
+    )
     return teacher_cfg
 
 
@@ -127,10 +173,6 @@ def build_teacher(cfg):
         raise ValueError(
             "MODEL.DISTILL.TEACHER_WEIGHTS is empty: name the trained teacher's checkpoint"
         )
-    if "://" not in weights and not os.path.isfile(weights):
-        raise FileNotFoundError(
-            f"MODEL.DISTILL.TEACHER_WEIGHTS: no such file '{weights}' (train the teacher first)"
-        )
     check_teacher_fits(cfg, teacher_cfg)
     if not cfg.MODEL.LOAD_PROPOSALS:
         raise ValueError(
@@ -141,36 +183,10 @@ def build_teacher(cfg):
     # random stream (the student's dropout) stays as it would be without a teacher
     with torch.random.fork_rng(devices=[]):
         teacher = build_model(teacher_cfg)
-    load_teacher_weights(teacher, weights)
+    load_trained_weights(teacher, weights, "MODEL.DISTILL.TEACHER_WEIGHTS")
     teacher.eval().requires_grad_(False)
     if cfg.MODEL.DISTILL.TEACHER_DROPOUT:  # dropout only: batch norm keeps its statistics
         for module in teacher.modules():
             if isinstance(module, nn.Dropout):
                 module.train()
     return teacher
-
-
-def load_teacher_weights(teacher, weights):
-    """Load a trained teacher's checkpoint strictly: a missing, unexpected or misshapen key
-    (another architecture, a student's checkpoint) is an error naming the file, where a
-    lenient load would leave random heads and distil from them."""
-    key = "MODEL.DISTILL.TEACHER_WEIGHTS"
-    try:
-        with PathManager.open(weights, "rb") as f:
-            checkpoint = torch.load(f, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(
-            f"{key} '{weights}' is not a checkpoint of tools/train_net.py ({e.__class__.__name__})"
-        ) from None
-    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
-        raise ValueError(
-            f"{key} '{weights}' holds no 'model' weights: not a checkpoint of tools/train_net.py"
-        )
-    try:  # a teacher trained with MODEL.EMA: the average, which its evaluation used
-        teacher.load_state_dict(checkpoint.get("model_ema") or checkpoint["model"], strict=True)
-    except RuntimeError as e:
-        problems = str(e).split(":", 1)[-1].strip()
-        raise ValueError(
-            f"{key} '{weights}' does not fit the teacher of MODEL.DISTILL.TEACHER_CONFIG: "
-            f"{problems[:500]}"
-        ) from None

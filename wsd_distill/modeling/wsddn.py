@@ -35,12 +35,11 @@ def region_objectness(region_scores):
     return region_scores.max(dim=1).values
 
 
-def top_regions(cls_logits, det_logits, num_regions, topk):
-    """Indices of each image's ``topk`` regions by objectness (all of them for ``topk`` 0):
-    list of [min(topk, R_i)] tensors indexing that image's rows of the [R, K] logits."""
+def top_regions(objectness, num_regions, topk):
+    """Indices of each image's ``topk`` regions by ``objectness`` [R] (all of them for ``topk``
+    0): list of [min(topk, R_i)] tensors indexing that image's rows of the R regions."""
     if not topk:
-        return [torch.arange(n, device=cls_logits.device) for n in num_regions]
-    objectness = region_objectness(wsddn_scores(cls_logits, det_logits, num_regions, 0.0)[0])
+        return [torch.arange(n, device=objectness.device) for n in num_regions]
     return [o.topk(min(topk, len(o))).indices for o in objectness.split(num_regions)]
 
 

@@ -1,6 +1,8 @@
 """WSDDN with test-time augmentation (``TEST.AUG``), as the WSOD codebases evaluate (pcl.pytorch,
-wetectron): every image at several scales and flipped, the same proposals in each, the image
-scores and the region scores averaged over the variants (beyond the paper)."""
+wetectron): every image at several scales and flipped, the same proposals in each, the scores
+averaged over the variants (beyond the paper). Used for the teacher's evaluation
+(:class:`WSDDNWithTTA`) and, with ``MODEL.DISTILL.TEACHER_TTA``, for its KD targets
+(:func:`tta_teacher_outputs`)."""
 
 import numpy as np
 import torch
@@ -29,6 +31,38 @@ def tta_transforms(cfg, image_shape):
     return transforms
 
 
+def tta_variants(cfg, x, proposals):
+    """The :func:`tta_transforms` variants of an input dict ``x`` whose (selected) proposals are
+    the Instances ``proposals``: a list of ``{"image", "proposals"}`` dicts, the same proposals
+    in the same order in each, their boxes transformed with the image."""
+    image = x["image"].permute(1, 2, 0).cpu().numpy()
+    boxes = proposals.proposal_boxes.tensor.cpu().numpy()
+    variants = []
+    for tfm in tta_transforms(cfg, image.shape[:2]):
+        variant = tfm.apply_image(image)
+        p = Instances(variant.shape[:2])
+        p.proposal_boxes = Boxes(torch.as_tensor(tfm.apply_box(boxes), dtype=torch.float32))
+        p.objectness_logits = proposals.objectness_logits.cpu()
+        tensor = torch.as_tensor(np.ascontiguousarray(variant.transpose(2, 0, 1)))
+        variants.append({"image": tensor, "proposals": p})
+    return variants
+
+
+def tta_teacher_outputs(cfg, model, batched_inputs):
+    """Run a WSDDN ``model`` on the ``TEST.AUG`` variants of a batch of input dicts.
+
+    Returns ``(proposals, outputs)``: each input's proposals as the model selects them
+    (list[Instances], in the pixels of its ``image``), and a generator of
+    ``model.teacher_outputs`` for each variant of the whole batch, in the order of
+    :func:`tta_transforms`, whose regions are those proposals in the same order."""
+    proposals = select_proposals(
+        [model.proposals_of(x).to(model.device) for x in batched_inputs], model.max_proposals
+    )
+    variants = [tta_variants(cfg, x, p) for x, p in zip(batched_inputs, proposals)]
+    outputs = (model.teacher_outputs(list(batch)) for batch in zip(*variants))
+    return proposals, outputs
+
+
 class WSDDNWithTTA(nn.Module):
     """Wraps a trained :class:`WSDDN` for inference: ``forward`` gives what WSDDN's gives
     (``image_scores``, ``instances``, ``class_top_regions``), from the mean over the
@@ -46,22 +80,14 @@ class WSDDNWithTTA(nn.Module):
     @torch.no_grad()
     def one_image(self, x):
         model = self.model
-        proposals = select_proposals([model.proposals_of(x).to(model.device)], model.max_proposals)
-        image = x["image"].permute(1, 2, 0).cpu().numpy()
-        boxes = proposals[0].proposal_boxes.tensor.cpu().numpy()
+        proposals, outputs = tta_teacher_outputs(self.cfg, model, [x])
         image_scores, detection_scores = [], []
-        for tfm in tta_transforms(self.cfg, image.shape[:2]):
-            variant = tfm.apply_image(image)
-            p = Instances(variant.shape[:2])
-            p.proposal_boxes = Boxes(torch.as_tensor(tfm.apply_box(boxes), dtype=torch.float32))
-            p.objectness_logits = proposals[0].objectness_logits.cpu()
-            tensor = torch.as_tensor(np.ascontiguousarray(variant.transpose(2, 0, 1)))
-            out = model.teacher_outputs([{"image": tensor, "proposals": p}])
+        for out in outputs:
             image_scores.append(out["image_scores"])
             detection_scores.append(model.detection_scores(out))
         averaged = {
             "proposals": proposals,
-            "images": ImageList(x["image"][None], [tuple(image.shape[:2])]),
+            "images": ImageList(x["image"][None], [tuple(x["image"].shape[1:])]),
             "num_regions": [len(proposals[0])],
             "image_scores": torch.stack(image_scores).mean(0),
         }
