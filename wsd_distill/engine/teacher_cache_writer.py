@@ -1,5 +1,6 @@
 """Writing the teacher cache (``tools/cache_teacher.py``; the format: ``data/teacher_cache.py``)."""
 
+import functools
 import json
 import logging
 import os
@@ -41,6 +42,11 @@ def teacher_records(teacher, batch, flipped, tta_cfg, target_settings):
     targets = batch_teacher_targets(teacher, batch, tta_cfg, **target_settings)
     for x, t in zip(batch, targets):
         yield cache_key(x["image_id"], x["image"].shape[1:], flipped), t
+
+
+def map_variants(dicts, mappers, indices):
+    """The images ``indices`` of ``dicts`` through each variant's mapper: [variant][image]."""
+    return [[mapper(dicts[i]) for i in indices] for mapper in mappers]
 
 
 def write_records(path, records, feature_encoding):
@@ -131,10 +137,17 @@ def write_teacher_cache(cfg, output, batch_size=16, chunk_size=256):
     with tqdm(total=len(dicts), initial=done, desc="teacher cache", unit="img") as bar:
         for path, start, end in todo:
             records = []
-            for (size, flipped), mapper in mappers.items():
-                for b in range(start, end, batch_size):
-                    batch = [mapper(dicts[i]) for i in range(b, min(b + batch_size, end))]
-                    records += teacher_records(teacher, batch, flipped, tta_cfg, target_settings)
+            # the images are read and augmented in DATALOADER.NUM_WORKERS processes, while
+            # the teacher runs on the previous batch
+            loader = torch.utils.data.DataLoader(
+                range(start, end),
+                batch_size=batch_size,
+                num_workers=cfg.DATALOADER.NUM_WORKERS,
+                collate_fn=functools.partial(map_variants, dicts, list(mappers.values())),
+            )
+            for batch in loader:  # [variant][image]
+                for (_, flipped), inputs in zip(mappers, batch):
+                    records += teacher_records(teacher, inputs, flipped, tta_cfg, target_settings)
             write_records(path, records, encoding)
             bar.update(end - start)
 
