@@ -28,6 +28,7 @@ from wsd_distill.modeling import (
     prediction_distill_loss,
     roi_feature_distill_loss,
     teacher_targets,
+    wsddn_scores,
     wsddn_soft_scores,
 )
 from wsd_distill.modeling.box_head import wsddn_box_head_dim
@@ -261,6 +262,7 @@ def test_teacher_targets_one_format_and_top_roi(teacher_files):
         "cls_logits": cls_logits,
         "det_logits": det_logits,
         "roi_features": torch.arange(10, dtype=torch.float).view(5, 2),
+        "region_scores": wsddn_scores(cls_logits, det_logits, [3, 2], 1e-6)[0],
     }
     top = teacher_targets(outputs, roi_topk=1)
     assert [set(t) for t in top] == [set(TARGET_FIELDS)] * 2

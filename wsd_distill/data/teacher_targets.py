@@ -7,8 +7,7 @@ import numpy as np
 
 PER_ROI_FIELDS = ("proposal_boxes", "proposal_scores", "roi_features")
 TARGET_FIELDS = ("soft_scores", *PER_ROI_FIELDS)
-# how a teacher cache stores the RoI features (MODEL.DISTILL.TEACHER_CACHE_FEATURES)
-FEATURE_ENCODINGS = ("float16", "uint8")
+# each RoI's offset and scale in a cache of MODEL.DISTILL.TEACHER_CACHE_FEATURES "uint8"
 UINT8_FIELDS = ("roi_feature_offset", "roi_feature_scale")
 
 

@@ -54,7 +54,7 @@ def teacher_targets(outputs, cls_temperature=0.5, det_temperature=0.5, roi_topk=
         cls_logits, det_logits = out["cls_logits"].float(), out["det_logits"].float()
         parts = (
             wsddn_soft_scores(cls_logits, det_logits, n, cls_temperature, det_temperature),
-            region_objectness(wsddn_scores(cls_logits, det_logits, n, 0.0)[0]),
+            region_objectness(out["region_scores"].float()),
             out["roi_features"].float(),
         )
         sums = parts if sums is None else [a + b for a, b in zip(sums, parts)]
