@@ -27,7 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def write_coco(path):
     """Category ids with gaps (1, 3, 7); image 10: two boxes and a crowd box; 20: only a crowd
-    box; 30: only a 2-point polygon, which detectron2's loader drops; 40: no annotation."""
+    box; 30: only a 2-point polygon, which detectron2's loader drops; 40: no annotation. Empty
+    image files beside it (the image root): the loaders check that every image is there."""
 
     def annotation(i, image_id, category_id, iscrowd=0, **extra):
         box = {"bbox": [1, 2, 30, 40], "area": 1200, "iscrowd": iscrowd}
@@ -53,6 +54,8 @@ def write_coco(path):
     }
     with open(path, "w") as f:
         json.dump(coco, f)
+    for image in coco["images"]:
+        open(os.path.join(os.path.dirname(path), image["file_name"]), "wb").close()
 
 
 def test_coco_labels_from_every_annotation_crowd_included(tmp_path):
@@ -77,10 +80,10 @@ def test_coco_labels_from_every_annotation_crowd_included(tmp_path):
     assert labels == {10: [0, 2], 20: [], 30: [0], 40: []}
 
 
-def test_a_dataset_without_any_label_is_named_with_the_key_that_drops_its_images():
-    DatasetCatalog.register(
-        "test_unlabelled", lambda: [{"file_name": "a.jpg", "image_id": 1, "multi_labels": []}]
-    )
+def test_a_dataset_without_any_label_is_named_with_the_key_that_drops_its_images(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"")
+    image = {"file_name": str(tmp_path / "a.jpg"), "image_id": 1, "multi_labels": []}
+    DatasetCatalog.register("test_unlabelled", lambda: [image])
     with pytest.raises(ValueError, match=r"test_unlabelled.*DATALOADER.FILTER_EMPTY_ANNOTATIONS"):
         get_multilabel_dataset_dicts("test_unlabelled")
     assert len(get_multilabel_dataset_dicts("test_unlabelled", filter_unlabeled=False)) == 1

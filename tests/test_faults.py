@@ -244,10 +244,13 @@ def test_unreadable_training_images_are_named(datasets_dir, tmp_path):
             mapper(dict(good, file_name=str(path), image_id=f"x-{name}"))
 
 
-def test_repeated_ids_and_bad_boxes_are_named_before_anything_reads_them(tmp_path):
+def test_repeated_ids_and_bad_boxes_are_named_before_anything_reads_them(
+    datasets_dir, tiny_proposals, tmp_path
+):
     """A json giving one id to two images is refused (COCO tools keep one of them, the other's
-    labels going to it); a box of negative width, or not finite, is named by the loader and by
-    tools/check_dataset.py, which lists every bad image in one run."""
+    labels going to it); a box of negative width, or not finite, and a missing image are named
+    by the loader, by Trainer before training (also for a test set) and by
+    tools/check_dataset.py, which lists every bad image and list in one run."""
     for name in ("a", "b", "c", "d"):
         cv2.imwrite(str(tmp_path / f"{name}.jpg"), np.zeros((20, 30, 3), np.uint8))
     images = [
@@ -272,24 +275,38 @@ def test_repeated_ids_and_bad_boxes_are_named_before_anything_reads_them(tmp_pat
     register_coco_multilabel("faults_bad_boxes", str(tmp_path / "boxes.json"), str(tmp_path))
     with pytest.raises(ValueError, match=r"image 1 \(.*b.jpg\): box \[10, 2, -4, 6\] \(XYWH_ABS\)"):
         get_multilabel_dataset_dicts(["faults_bad_boxes"])
-    register = f"[['faults_bad_boxes', '{tmp_path / 'boxes.json'}', '{tmp_path}']]"
+    missing = f"Dataset 'faults_bad_boxes', image 3: no image file {tmp_path / 'd.jpg'}"
+    with pytest.raises(ValueError, match=re.escape(missing)):
+        Trainer(
+            teacher_cfg(tmp_path / "run", tiny_proposals, "DATASETS.TEST", ("faults_bad_boxes",))
+        )
+    assert not os.path.exists(tmp_path / "run" / "last_checkpoint")
+    (tmp_path / "list.csv").write_text("a.jpg,thing\nb.jpg,thing;nothing\n")
+    register = [
+        ["faults_bad_list", str(tmp_path / "list.csv"), str(tmp_path), str(tmp_path / "c.txt")],
+        ["faults_bad_boxes", str(tmp_path / "boxes.json"), str(tmp_path)],
+    ]
+    (tmp_path / "c.txt").write_text("thing\n")
     checked = subprocess.run(
         [
             sys.executable,
             os.path.join(ROOT, "tools", "check_dataset.py"),
-            "--dataset",
-            "faults_bad_boxes",
             "--workers",
             "1",
+            "--dataset",  # its names, then the overrides
+            "faults_bad_list",
+            "faults_bad_boxes",
             "DATASETS.REGISTER",
-            register,
+            repr(register),
         ],
         capture_output=True,
         text=True,
     )
     assert checked.returncode == 1, checked.stderr[-2000:]
+    assert "faults_bad_list: cannot be loaded" in checked.stdout
+    assert "entry 2 (b.jpg): unknown classes ['nothing']" in checked.stdout
     assert "faults_bad_boxes: 4 images, 3 bad" in checked.stdout
-    for culprit in ("b.jpg): box [10, 2, -4, 6]", "c.jpg): box [1, 1, nan, 3]", "d.jpg"):
+    for culprit in ("b.jpg): box [10, 2, -4, 6]", "c.jpg): box [1, 1, nan, 3]", missing):
         assert culprit in checked.stdout, culprit
 
 

@@ -13,6 +13,7 @@ import torch
 import yaml
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from wsd_distill.data.build import dataset_problems
 from wsd_distill.data.datasets import load_label_list, register_declared_datasets
 from wsd_distill.data.datasets.sample_photos import CLASSES, write_sample_photo_set
 
@@ -54,19 +55,24 @@ def test_label_list_format(tmp_path):
     dicts = load_label_list(str(tmp_path / "list.tsv"), str(tmp_path), "test_tsv_list")
     assert [d["multi_labels"] for d in dicts] == [[0, 1], []]  # classes sorted: cat, dog
     (tmp_path / "classes.txt").write_text("dog\ncat\n")
-    (tmp_path / "bad.csv").write_text("a.jpg,dog;horse\n")
-    with pytest.raises(
-        ValueError, match=r"bad.csv, entry 1 \(a.jpg\): unknown classes \['horse'\]"
-    ):
+    (tmp_path / "bad.csv").write_text("a.jpg,dog;horse\nb.jpg,cat\na.jpg,cow\n")
+    with pytest.raises(ValueError) as error:  # every bad entry in one message
         load_label_list(
             str(tmp_path / "bad.csv"), str(tmp_path), "test_bad_list", str(tmp_path / "classes.txt")
         )
-    (tmp_path / "twice.csv").write_text("a.jpg,dog\na.jpg,cat\n")
-    with pytest.raises(ValueError, match="entry 2: image a.jpg is listed twice"):
-        load_label_list(str(tmp_path / "twice.csv"), str(tmp_path), "test_twice_list")
-    (tmp_path / "gone.csv").write_text("c.jpg,dog\n")
-    with pytest.raises(FileNotFoundError, match="entry 1: no image file"):
-        load_label_list(str(tmp_path / "gone.csv"), str(tmp_path), "test_gone_list")
+    assert str(error.value).splitlines() == [
+        f"{tmp_path / 'bad.csv'} (the classes of {tmp_path / 'classes.txt'}):",
+        "entry 1 (a.jpg): unknown classes ['horse']",
+        "entry 3 (a.jpg): unknown classes ['cow']",
+        "entry 3: image a.jpg is listed twice",
+    ]
+    # a spreadsheet's "CSV UTF-8": a byte order mark before the header, CRLF line ends
+    (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbfimage,labels\r\na.jpg,cat\r\nc.jpg,dog\r\n")
+    dicts = load_label_list(str(tmp_path / "excel.csv"), str(tmp_path), "test_excel_list")
+    assert [(d["image_id"], d["multi_labels"]) for d in dicts] == [("a.jpg", [0]), ("c.jpg", [1])]
+    assert dataset_problems("test_excel_list", dicts) == [  # c.jpg is not there
+        f"Dataset 'test_excel_list', image 'c.jpg': no image file {tmp_path / 'c.jpg'}"
+    ]
 
 
 def test_own_photos_declared_in_the_config_through_the_tools(photo_set, tmp_path):
@@ -205,7 +211,19 @@ def test_one_command_pipeline_on_own_photos(photo_set, tmp_path):
     for variant in ("joint", "joint-gated"):
         assert f"S-Cls w/ KD ({variant})" in table and f"KD gain ({variant})" in table
     assert "hopper" in first.stdout  # the class table
-    assert f"predict.py --config-file {seed0 / 'student_kd_gated_joint'}" in first.stdout
+    # the student to deploy: the best val mAP, the student without KD first among equals
+    students = {"S-Cls w/o KD": "student", "S-Cls w/ KD (joint)": "student_kd_joint"}
+    students["S-Cls w/ KD (joint-gated)"] = "student_kd_gated_joint"
+    val_map = {
+        name: json.loads((seed0 / run / "val_results.json").read_text())["multilabel"]["mAP"]
+        for name, run in students.items()
+    }
+    chosen = max(val_map, key=val_map.get)
+    summary = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert summary["chosen_on_val"]["0"] == [chosen, val_map]
+    assert summary["per_seed"]["0"]["S-Cls chosen on val"] == summary["per_seed"]["0"][chosen]
+    assert f"- seed 0: {chosen} (S-Cls w/o KD {val_map['S-Cls w/o KD']:.1f}," in table
+    assert f"predict.py --config-file {seed0 / students[chosen]}" in first.stdout
     again = tool("distill.py", *argv)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "(training)" not in again.stdout and again.stdout.count("(done before)") == 4

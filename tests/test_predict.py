@@ -3,6 +3,7 @@ DefaultPredictor on the teacher with on-the-fly proposals."""
 
 import csv
 import os
+import runpy
 import subprocess
 import sys
 
@@ -71,7 +72,7 @@ def test_predict_on_a_folder_reports_the_corrupt_file_and_does_the_rest(photos, 
         assert done.returncode == 1, done.stderr[-2000:]  # one file could not be read
         assert "broken.jpg" in done.stderr and "notes.txt" not in done.stderr
         assert (output / "unreadable.txt").read_text().startswith(str(photos / "broken.jpg"))
-        assert "1 file could not be read" in done.stderr
+        assert "1 of 3 images could not be read" in done.stderr
         pictures = ["colour.jpg.jpg", "grey.png.jpg"]
         assert sorted(os.listdir(output)) == [*pictures, "scores.csv", "unreadable.txt"]
         with open(output / "scores.csv") as f:
@@ -84,6 +85,66 @@ def test_predict_on_a_folder_reports_the_corrupt_file_and_does_the_rest(photos, 
         assert ((scores > 0) & (scores < 1)).all()
         assert cv2.imread(str(output / "colour.jpg.jpg")).shape[0] >= 160  # the drawing
     assert runs["batched"] == runs["one_by_one"]
+
+
+def test_a_stopped_prediction_resumes_where_it_stopped(photos, tmp_path, capsys):
+    """Stopped after two chunks of one image (the model fails on the third image), the same
+    command goes on from there: the finished chunks' pictures are not drawn again and scores.csv
+    is that of a run never stopped; other settings on the unfinished output are refused. The
+    overrides may follow --input's folders directly."""
+    weights = random_checkpoint("S-Cls.yaml", tmp_path)
+    tool = runpy.run_path(os.path.join(ROOT, "tools", "predict.py"))
+    main, predict = tool["main"], tool["predict"]
+
+    def args(output, *more):
+        argv = ["--config-file", os.path.join(ROOT, "configs", "Synthetic", "S-Cls.yaml")]
+        argv += ["--output", str(output), "--chunk-size", "1", "--batch-size", "1", *more]
+        argv += ["--workers", "0", "--input", str(photos), "MODEL.WEIGHTS", weights]
+        return tool["parse_args_with_overrides"](tool["get_parser"](), "input", argv)
+
+    assert main(args(tmp_path / "whole")) == 1  # broken.jpg
+    calls = []
+
+    def stopped(model, inputs):  # (broken.jpg, the first in order, calls no model)
+        calls.append(inputs)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return predict(model, inputs)
+
+    main.__globals__["predict"] = stopped
+    with pytest.raises(KeyboardInterrupt):
+        main(args(tmp_path / "stopped"))
+    main.__globals__["predict"] = predict
+    assert sorted(os.listdir(tmp_path / "stopped")) == ["colour.jpg.jpg", "scores.csv.partial"]
+    drawn = os.stat(tmp_path / "stopped" / "colour.jpg.jpg").st_mtime_ns
+    with pytest.raises(RuntimeError, match="holds an unfinished run with other settings"):
+        main(args(tmp_path / "stopped", "--top-k", "2"))
+    capsys.readouterr()
+    assert main(args(tmp_path / "stopped")) == 1
+    assert "predict: resuming, 2 of 3 images done before" in capsys.readouterr().err
+    assert os.stat(tmp_path / "stopped" / "colour.jpg.jpg").st_mtime_ns == drawn
+    for name in ("scores.csv", "unreadable.txt"):
+        assert (tmp_path / "stopped" / name).read_text() == (tmp_path / "whole" / name).read_text()
+    assert not (tmp_path / "stopped" / "scores.csv.partial").exists()
+
+
+def test_a_folder_is_read_with_its_subfolders_and_pictures_keep_their_paths(tmp_path):
+    tool = runpy.run_path(os.path.join(ROOT, "tools", "predict.py"))
+    for name in ("b/x.JPG", "a/x.png", "x.png", "a/notes.txt", "c/d/y.gif"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    found = tool["list_images"]([str(tmp_path), str(tmp_path / "a" / "*.png")])
+    names = ["a/x.png", "b/x.JPG", "c/d/y.gif", "x.png", "x.png"]
+    assert found == [(str(tmp_path / n), n) for n in names[:4]] + [
+        (str(tmp_path / "a/x.png"), "x.png")
+    ]
+    assert tool["picture_names"](names) == [
+        "a/x.png.jpg",
+        "b/x.JPG.jpg",
+        "c/d/y.gif.jpg",
+        "x.png.jpg",
+        "x.png_2.jpg",
+    ]
 
 
 def test_predict_refuses_an_input_without_images(tmp_path):

@@ -16,6 +16,7 @@ VALUE`` overrides).
 import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
 import argparse
 import multiprocessing as mp
+import os
 import sys
 
 import numpy as np
@@ -26,7 +27,12 @@ from tqdm import tqdm
 from wsd_distill.data import thing_classes_of
 from wsd_distill.data.build import dataset_problems
 from wsd_distill.data.mapper import read_image
-from wsd_distill.engine import add_dataset_config_arguments, positive_int, setup_cfg
+from wsd_distill.engine import (
+    add_dataset_config_arguments,
+    parse_args_with_overrides,
+    positive_int,
+    setup_cfg,
+)
 
 
 def check(dataset_dict):
@@ -57,10 +63,16 @@ def main(args):
     bad = []
     with mp.get_context("spawn").Pool(args.workers) as pool:  # one start for every dataset
         for name in names:
-            dicts = DatasetCatalog.get(name)
-            results = pool.imap(check, dicts, chunksize=16)
-            errors = dataset_problems(name, dicts)
-            errors += [e for e in tqdm(results, total=len(dicts), desc=name, unit="img") if e]
+            try:
+                dicts = DatasetCatalog.get(name)
+            except (OSError, ValueError, KeyError) as e:  # the list or json itself is wrong
+                print(f"{name}: cannot be loaded")
+                bad.append(f"Dataset '{name}': {e}")
+                continue
+            errors = dataset_problems(name, dicts)  # missing files among them: not read again
+            present = [d for d in dicts if os.path.isfile(d["file_name"])]
+            results = pool.imap(check, present, chunksize=16)
+            errors += [e for e in tqdm(results, total=len(present), desc=name, unit="img") if e]
             print(f"{name}: {len(dicts)} images, {len(errors)} bad")
             print_class_counts(name, dicts)
             bad += errors
@@ -77,4 +89,4 @@ if __name__ == "__main__":
     )
     parser.add_argument("--workers", type=positive_int, default=mp.cpu_count())
     add_dataset_config_arguments(parser)
-    sys.exit(main(parser.parse_args()))
+    sys.exit(main(parse_args_with_overrides(parser, "dataset")))

@@ -13,8 +13,11 @@ scratch, offline; configs/OwnData/VGG16: the paper's, after the weight converter
 student by default is "joint" (L_p + L_p' + L_f in one stage: on the synthetic benchmark it
 gained over the plain student on every seed, also from a teacher below that student, and beat
 the authors' "two-stage" schedule on every seed); "joint-gated" (L_p' only on the classes
-where the teacher's AP on --val is at least the plain student's) needs --val. Each run folder (<output>/seed<k>/<run>) is enough for
-tools/predict.py, tools/visualize.py and tools/export_student.py.
+where the teacher's AP on --val is at least the plain student's) needs --val. With --val, the
+students (without KD and with) are also evaluated on it, and the one with the best val mAP is
+named as the one to deploy: a KD student that copied a weak teacher is not. Each run folder
+(<output>/seed<k>/<run>) is enough for tools/predict.py, tools/visualize.py and
+tools/export_student.py.
 """
 
 import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
@@ -38,7 +41,9 @@ def get_parser():
     parser.add_argument("--train", required=True, help="training dataset (name)")
     parser.add_argument("--test", required=True, help="dataset of the results table (name)")
     parser.add_argument(
-        "--val", default="", help="held-out dataset a gated KD student chooses classes on"
+        "--val",
+        default="",
+        help="held-out dataset: the student to deploy is chosen on it (and a gated one's classes)",
     )
     parser.add_argument(
         "--config-dir",
@@ -82,13 +87,18 @@ def main(args):
     summary, table = pipeline.run_all(args.seeds, variants)
     print("\n" + table)
     seed = args.seeds[0]
-    runs = {v: pipeline.kd_folder(seed, v) for v in variants}
+    folders = pipeline.student_folders(seed, variants)
     print(f"Results in {args.output}/results.md (and .json); the students, seed {seed}:")
-    for variant, folder in runs.items():
-        mAP = summary["per_seed"][seed][kd_row(variant)]["mAP"]
-        print(f"  {kd_row(variant)}, mAP {mAP:.1f}: {folder}")
+    for name, folder in folders.items():
+        print(f"  {name}, mAP {summary['per_seed'][seed][name]['mAP']:.1f}: {folder}")
+    if args.val:
+        chosen = summary["chosen_on_val"][seed][0]
+        print(f"The best on {args.val}: {chosen}")
+    else:
+        chosen = kd_row(variants[-1])
+        print("(give --val to choose the student to deploy on a held-out split)")
     print(
-        f"Predict with one: python tools/predict.py --config-file {runs[variants[-1]]} "
+        f"Predict with it: python tools/predict.py --config-file {folders[chosen]} "
         f"--input <photos> --output <folder>"
     )
     return summary

@@ -8,21 +8,26 @@ shape of detectron2's demo/demo.py.
 --config-file is a run folder (its config.yaml and model_final.pth), a run's config.yaml or a
 config file with MODEL.WEIGHTS; the class names are the config's (a run's names its own).
 
-For each image it writes ``<output>/<name>.jpg``: the student's top-k labels with their scores;
+A folder is read with its subfolders. For each image it writes ``<output>/<name>.jpg`` (name:
+the image's path in its folder; ``--no-pictures`` skips them): the student's top-k labels with their scores;
 the teacher's top-10 proposals ranked by max_k S_rk and its top-k labels (the teacher proposes
 its own boxes: ``MODEL.WSDDN.PROPOSALS_AT_TEST`` is "edge_boxes" unless set). The labels of a
 photo without ground truth are drawn as predictions (white), not as right or wrong. All scores
 go to ``<output>/scores.csv`` (one row per image, one column per class). Files that cannot be
 read are listed at the end and in ``<output>/unreadable.txt``, and the exit code is then 1; the
-other images are still done.
+other images are still done. A stopped run resumes: the same command goes on from the last
+finished chunk of images (``<output>/scores.csv.partial/``); scores.csv appears when all are
+done.
 """
 
 import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
 import argparse
 import csv
 import glob
+import hashlib
 import io
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -39,14 +44,16 @@ from wsd_distill.engine import (
     load_trained_weights,
     model_class_names,
     non_negative_int,
+    parse_args_with_overrides,
     positive_int,
     setup_run_cfg,
 )
 from wsd_distill.modeling import WSDDN
 from wsd_distill.utils import atomic_write_bytes
+from wsd_distill.utils.partial_run import ids_digest, open_partial_run, read_chunk, write_chunk
 from wsd_distill.visualization import draw_teacher_view
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def get_parser():
@@ -66,23 +73,38 @@ def get_parser():
         "--workers", type=non_negative_int, default=2, help="processes reading images"
     )
     parser.add_argument(
+        "--pictures",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="draw each image's labels (and a teacher's boxes) into <output>/<name>.jpg",
+    )
+    parser.add_argument(
+        "--chunk-size", type=positive_int, default=500, help="images per resumable chunk"
+    )
+    parser.add_argument(
         "opts", nargs=argparse.REMAINDER, help="config overrides, e.g. MODEL.WEIGHTS model.pth"
     )
     return parser
 
 
 def list_images(inputs):
-    """Files named by ``inputs`` (files, globs, folders: their images, sorted), in order."""
-    files = []
+    """[(file, name)] of the images named by ``inputs`` (files, globs, folders: their images and
+    their subfolders', sorted), in order; a name is the file's path in its folder (a file's or a
+    glob's: its base name)."""
+    found = []
     for item in inputs:
         if os.path.isdir(item):
-            names = sorted(n for n in os.listdir(item) if n.lower().endswith(IMAGE_EXTENSIONS))
-            files += [os.path.join(item, n) for n in names]
-        elif glob.has_magic(item):
-            files += sorted(glob.glob(item))
-        else:
-            files.append(item)  # (a missing one is reported as unreadable)
-    return files
+            names = sorted(
+                os.path.relpath(os.path.join(root, n), item)
+                for root, _, files in os.walk(item)
+                for n in files
+                if n.lower().endswith(IMAGE_EXTENSIONS)
+            )
+            found += [(os.path.join(item, n), n) for n in names]
+        else:  # (a missing file is reported as unreadable)
+            files = sorted(glob.glob(item)) if glob.has_magic(item) else [item]
+            found += [(f, os.path.basename(f)) for f in files]
+    return found
 
 
 class ImageFiles(torch.utils.data.Dataset):
@@ -132,67 +154,128 @@ def predict(model, inputs):
     return results
 
 
-def picture_name(file_name, used):
-    """The picture of ``file_name``: its base name, extension included, + ".jpg" (photo.png ->
-    photo.png.jpg), numbered when another input had the same name (photo.png_2.jpg); ``used``
-    (a set) collects the names given."""
-    base = os.path.basename(file_name)
-    name, k = f"{base}.jpg", 1
-    while name in used:  # the same name in two folders
-        k += 1
-        name = f"{base}_{k}.jpg"
-    used.add(name)
-    return name
+def picture_names(names):
+    """The picture of each image name: the name + ".jpg" (photo.png -> photo.png.jpg), numbered
+    when an earlier input had the same name (photo.png_2.jpg)."""
+    used, pictures = set(), []
+    for name in names:
+        picture, k = f"{name}.jpg", 1
+        while picture in used:  # the same name in two inputs
+            k += 1
+            picture = f"{name}_{k}.jpg"
+        used.add(picture)
+        pictures.append(picture)
+    return pictures
+
+
+def run_settings(cfg, files, args):
+    """What a resumed run shares with the run it continues: the model (its config, its weights
+    file's path, size and time), the images and the pictures."""
+    weights = os.stat(cfg.MODEL.WEIGHTS) if os.path.isfile(cfg.MODEL.WEIGHTS) else None
+    return {
+        "config_sha1": hashlib.sha1(cfg.dump().encode()).hexdigest(),
+        "weights": [cfg.MODEL.WEIGHTS, weights and weights.st_size, weights and weights.st_mtime],
+        "images_sha1": ids_digest(files),
+        "top_k": args.top_k,
+        "pictures": args.pictures,
+    }
+
+
+def image_results(model, loader):
+    """(file name, scores [K], a teacher's (boxes, region scores) or None, the image RGB) or
+    (file name, None, why it cannot be read, None) of each image of ``loader``, in order."""
+    for batch in loader:
+        readable = [b for b in batch if b[1] is not None]
+        outputs = iter(predict(model, [inputs for _, inputs, _ in readable]) if readable else [])
+        for file_name, inputs, image_or_error in batch:
+            if inputs is None:
+                yield file_name, None, image_or_error, None
+            else:
+                yield (file_name, *next(outputs), image_or_error)
+
+
+def write_scores(output, chunks, files, pictures, class_names):
+    """scores.csv (and unreadable.txt, or none) from the finished chunks; the unreadable files."""
+    rows, unreadable = [], []
+    for path, s, _ in chunks:
+        for i, (scores, error) in enumerate(read_chunk(path, ("scores", "errors"), ()), start=s):
+            if error:
+                unreadable.append(f"{files[i]}: {error}")
+            else:
+                rows.append([files[i], pictures[i], *(f"{x:.5f}" for x in scores)])
+    table = io.StringIO()
+    csv.writer(table).writerows([["file_name", "picture", *class_names], *rows])
+    atomic_write_bytes(os.path.join(output, "scores.csv"), table.getvalue().encode())
+    unreadable_file = os.path.join(output, "unreadable.txt")
+    if unreadable:
+        atomic_write_bytes(unreadable_file, ("\n".join(unreadable) + "\n").encode())
+    elif os.path.exists(unreadable_file):  # an earlier run's
+        os.remove(unreadable_file)
+    return rows, unreadable
 
 
 def main(args):
     cfg = setup_run_cfg(args.config_file, args.opts, datasets=False)
     if cfg.MODEL.WSDDN.PROPOSALS_AT_TEST == "precomputed":  # photos come without proposals
         cfg.MODEL.WSDDN.PROPOSALS_AT_TEST = "edge_boxes"  # (a student reads no MODEL.WSDDN key)
-    files = ImageFiles(list_images(args.input), cfg)
-    if not len(files):
+    found = list_images(args.input)
+    if not found:
         raise SystemExit(
             f"predict: no image in {' '.join(args.input)} ({', '.join(IMAGE_EXTENSIONS)})"
         )
+    files, pictures = [f for f, _ in found], picture_names([n for _, n in found])
     class_names = model_class_names(cfg)
     model = build_model(cfg).eval()
     load_trained_weights(model, cfg.MODEL.WEIGHTS)
-    os.makedirs(args.output, exist_ok=True)
-    loader = torch.utils.data.DataLoader(
-        files,
-        batch_size=args.batch_size,
-        num_workers=args.workers,
-        collate_fn=lambda batch: batch,
+    scores_file = os.path.join(args.output, "scores.csv")
+    settings = run_settings(cfg, files, args)
+    chunks = open_partial_run(scores_file, settings, len(files), args.chunk_size)
+    todo = [c for c in chunks if not os.path.exists(c[0])]
+    done = len(files) - sum(e - s for _, s, e in todo)
+    if done:
+        print(f"predict: resuming, {done} of {len(files)} images done before", file=sys.stderr)
+    images = torch.utils.data.Subset(
+        ImageFiles(files, cfg), [i for _, s, e in todo for i in range(s, e)]
     )
-    rows, unreadable, used = [], [], set()
+    loader = torch.utils.data.DataLoader(
+        images, batch_size=args.batch_size, num_workers=args.workers, collate_fn=lambda b: b
+    )
+    results = image_results(model, loader)
     no_proposals = (np.zeros((0, 4)), np.zeros((0, len(class_names))))
-    with tqdm(total=len(files), desc="predict", unit="img") as bar:
-        for batch in loader:
-            for file_name, _, error in (b for b in batch if b[1] is None):
-                unreadable.append(f"{file_name}: {error}")
-            batch = [b for b in batch if b[1] is not None]
-            outputs = predict(model, [inputs for _, inputs, _ in batch]) if batch else []
-            for (file_name, _, image), (scores, proposals) in zip(batch, outputs):
-                boxes, region_scores = proposals or no_proposals
-                drawing = draw_teacher_view(
-                    image, boxes, region_scores, scores, class_names, num_labels=args.top_k
-                )
-                picture = picture_name(file_name, used)
-                Image.fromarray(drawing).save(os.path.join(args.output, picture))
-                rows.append([file_name, picture, *(f"{s:.5f}" for s in scores)])
-            bar.update(len(batch))
-    table = io.StringIO()
-    csv.writer(table).writerows([["file_name", "picture", *class_names], *rows])
-    atomic_write_bytes(os.path.join(args.output, "scores.csv"), table.getvalue().encode())
-    print(f"{len(rows)} images: pictures and scores.csv in {args.output}")
+    with tqdm(total=len(files), initial=done, desc="predict", unit="img") as bar:
+        for path, s, e in todo:  # a chunk's pictures, then its scores and errors
+            scores, errors = np.zeros((e - s, len(class_names)), np.float32), []
+            for i, (_, image_scores, proposals_or_error, image) in zip(range(s, e), results):
+                error = proposals_or_error if image_scores is None else ""
+                if not error:
+                    scores[i - s] = image_scores
+                if not error and args.pictures:
+                    boxes, region_scores = proposals_or_error or no_proposals
+                    drawing = draw_teacher_view(
+                        image,
+                        boxes,
+                        region_scores,
+                        image_scores,
+                        class_names,
+                        num_labels=args.top_k,
+                    )
+                    picture = os.path.join(args.output, pictures[i])
+                    os.makedirs(os.path.dirname(picture), exist_ok=True)
+                    Image.fromarray(drawing).save(picture)
+                errors.append(error)
+                bar.update()
+            write_chunk(path, {"scores": scores, "errors": np.array(errors, str)}, {})
+    rows, unreadable = write_scores(args.output, chunks, files, pictures, class_names)
+    shutil.rmtree(f"{scores_file}.partial")
+    print(f"{len(rows)} images: scores.csv{' and pictures' * args.pictures} in {args.output}")
     if unreadable:
-        text = "\n".join(unreadable) + "\n"
-        atomic_write_bytes(os.path.join(args.output, "unreadable.txt"), text.encode())
-        files = "file" if len(unreadable) == 1 else "files"
-        print(f"{len(unreadable)} {files} could not be read:\n{text}", file=sys.stderr)
+        text = "\n".join(unreadable)
+        print(
+            f"{len(unreadable)} of {len(files)} images could not be read:\n{text}", file=sys.stderr
+        )
         return 1
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_parser().parse_args()))
+    sys.exit(main(parse_args_with_overrides(get_parser(), "input")))

@@ -4,6 +4,7 @@ import collections
 import itertools
 import logging
 import math
+import os
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.build import check_metadata_consistency
@@ -15,10 +16,14 @@ logger = logging.getLogger(__name__)
 
 
 def dataset_problems(name, dicts):
-    """What makes the dicts of dataset ``name`` unusable, one line each: an image id given to
-    more than one image (proposals, caches and evaluation are keyed by it), a ground-truth box
-    that is not finite or has a negative width or height."""
-    problems = []
+    """What makes the dicts of dataset ``name`` unusable, one line each: a missing image file,
+    an image id given to more than one image (proposals, caches and evaluation are keyed by
+    it), a ground-truth box that is not finite or has a negative width or height."""
+    problems = [
+        f"Dataset '{name}', image {d['image_id']!r}: no image file {d['file_name']}"
+        for d in dicts
+        if not os.path.isfile(d["file_name"])
+    ]
     files = collections.defaultdict(list)
     for d in dicts:
         files[d["image_id"]].append(d["file_name"])
@@ -41,6 +46,14 @@ def dataset_problems(name, dicts):
                     f"width or height"
                 )
     return problems
+
+
+def check_dataset_dicts(name, dicts):
+    """Raise a ValueError naming the first ``dataset_problems`` of dataset ``name``, if any."""
+    problems = dataset_problems(name, dicts)
+    if problems:
+        more = f"\n... and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise ValueError("\n".join(problems[:5]) + more + "\n(tools/check_dataset.py lists all)")
 
 
 def get_multilabel_dataset_dicts(
@@ -75,12 +88,7 @@ def get_multilabel_dataset_dicts(
         dicts = DatasetCatalog.get(name)
         if not dicts:
             raise ValueError(f"Dataset '{name}' is empty")
-        problems = dataset_problems(name, dicts)
-        if problems:
-            more = f"\n... and {len(problems) - 5} more" if len(problems) > 5 else ""
-            raise ValueError(
-                "\n".join(problems[:5]) + more + "\n(tools/check_dataset.py lists all)"
-            )
+        check_dataset_dicts(name, dicts)
         if proposal_files is not None:
             dicts = load_proposals_into_dataset(dicts, proposal_files[i], check_proposal_images)
         all_dicts.append(dicts)

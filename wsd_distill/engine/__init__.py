@@ -3,6 +3,7 @@ from .defaults import (
     add_dataset_config_arguments,
     model_class_names,
     non_negative_int,
+    parse_args_with_overrides,
     positive_int,
     run_files,
     setup_cfg,

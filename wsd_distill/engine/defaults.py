@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import re
 
 import torch
 from detectron2.config import get_cfg
@@ -17,6 +18,7 @@ from ..modeling import WSDDN, StudentClassifier
 MODEL_KEYS = ((WSDDN, "MODEL.WSDDN"), (StudentClassifier, "MODEL.STUDENT"))
 
 RUN_CONFIG, RUN_WEIGHTS = "config.yaml", "model_final.pth"  # what a run leaves in OUTPUT_DIR
+CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+")  # MODEL.WEIGHTS, SOLVER.MAX_ITER
 
 
 def setup_cfg(config_file, opts=(), datasets=True):
@@ -147,6 +149,22 @@ def _int_at_least(text, low):
     if value < low:
         raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
     return value
+
+
+def parse_args_with_overrides(parser, list_option, argv=None):
+    """``parser.parse_args(argv)`` for a tool whose option ``list_option`` (``nargs="+"``) may
+    come just before the trailing ``KEY VALUE`` overrides (``opts``): argparse gives those to the
+    list (``--input photos/ MODEL.DEVICE cpu`` would be three inputs); from the first item that
+    is a config key on, they go back to ``opts``."""
+    args = parser.parse_args(argv)
+    values = getattr(args, list_option) or []
+    k = next((i for i, v in enumerate(values) if CONFIG_KEY.fullmatch(v)), len(values))
+    if k == 0 and values:
+        parser.error(f"--{list_option.replace('_', '-')}: expected a value before {values[0]}")
+    if k < len(values):
+        setattr(args, list_option, values[:k])
+        args.opts = values[k:] + args.opts
+    return args
 
 
 def add_dataset_config_arguments(parser):

@@ -47,7 +47,7 @@ KD_VARIANTS = {
     "joint-gated": ("joint", True),  # and L_p' only on the classes the teacher gets right
     "two-stage-gated": ("two-stage", True),
 }
-PLAIN, TEACHER = "S-Cls w/o KD", "T-WDet"
+PLAIN, TEACHER, CHOSEN = "S-Cls w/o KD", "T-WDet", "S-Cls chosen on val"
 METRICS = ("mAP", "CF1", "OF1", "CF1_top3", "OF1_top3", "CorLoc")
 HEADERS = ["mAP", "CF1", "OF1", "CF1 top-3", "OF1 top-3", "CorLoc"]
 
@@ -371,6 +371,22 @@ class Pipeline:
         gate = self.class_gate_options(teacher_cfg, student_cfg)
         return self.kd_student(seed, teacher_cfg, schedule, f"{folder}_gated", gate)
 
+    def student_folders(self, seed, variants):
+        """{PLAIN or kd_row(v): the run folder of that student of ``seed``}."""
+        folders = {PLAIN: os.path.join(self.output, f"seed{seed}", "student")}
+        return {**folders, **{kd_row(v): self.kd_folder(seed, v) for v in variants}}
+
+    def chosen_on_val(self, seed, variants):
+        """The trained student of ``seed`` to deploy: the one with the best mAP on the val
+        split, the student without KD first among equals (a KD student that copied a weak
+        teacher loses to it there). Returns (its name, {student: val mAP})."""
+        val_map = {}
+        for name, folder in self.student_folders(seed, variants).items():
+            cfg = setup_cfg(os.path.join(folder, RUN_CONFIG))
+            cfg.OUTPUT_DIR = folder
+            val_map[name] = self.evaluate_on_val(cfg)["multilabel"]["mAP"]
+        return max(val_map, key=val_map.get), val_map
+
     def run_seed(self, seed, variants):
         """Every model of one seed: {model: test results} (``PLAIN``, ``TEACHER``,
         ``kd_row(v)``)."""
@@ -387,8 +403,9 @@ class Pipeline:
         AP gain over S-Cls w/o KD, classes in the order of ``chart_frequency``, images per
         class of the training set); returns (summary, the tables as text)."""
         runs = {seed: self.run_seed(seed, variants) for seed in seeds}
-        summary = summarize(runs, variants)
-        table = results_tables(summary, self.test)
+        chosen = {seed: self.chosen_on_val(seed, variants) for seed in seeds} if self.val else {}
+        summary = summarize(runs, variants, chosen)
+        table = results_tables(summary, self.test, self.val)
         atomic_write_bytes(os.path.join(self.output, "results.md"), table.encode())
         atomic_write_bytes(
             os.path.join(self.output, "results.json"), json.dumps(summary, indent=1).encode()
@@ -422,18 +439,24 @@ def metrics(results):
     return values
 
 
-def summarize(runs, variants):
+def summarize(runs, variants, chosen=None):
     """``runs`` {seed: {model: results}} (models: PLAIN, TEACHER and ``kd_row(v)`` for each
-    of ``variants``) -> {"per_seed": {seed: {model: metrics, gain_row(v): w/ KD - w/o KD}},
-    "mean": {model: {metric: [mean, std]}}, "paired_gain": {variant: {metric: [mean, std]}}
-    of the per-seed gains}: the numbers of the Table 3s."""
-    models = [PLAIN, TEACHER, *(kd_row(v) for v in variants)]
+    of ``variants``) and, with a val split, ``chosen`` {seed: (the student chosen on it, {student:
+    val mAP})} -> {"per_seed": {seed: {model: metrics, gain_row(v): w/ KD - w/o KD, and CHOSEN:
+    the chosen student's metrics}}, "mean": {model: {metric: [mean, std]}}, "paired_gain":
+    {variant (or CHOSEN): {metric: [mean, std]}} of the per-seed gains, "chosen_on_val": {seed:
+    [student, {student: val mAP}]}}: the numbers of the Table 3s."""
+    models = [PLAIN, TEACHER, *(kd_row(v) for v in variants)] + [CHOSEN] * bool(chosen)
+    gains = [*variants, CHOSEN] if chosen else list(variants)
     per_seed = {}
     for seed, results in runs.items():
-        rows = {name: metrics(results[name]) for name in models}
+        rows = {name: metrics(results[name]) for name in models if name != CHOSEN}
+        if chosen:
+            rows[CHOSEN] = rows[chosen[seed][0]]
         without = rows[PLAIN]
-        for v in variants:
-            rows[gain_row(v)] = {k: rows[kd_row(v)][k] - without[k] for k in without}
+        for v in gains:
+            model = CHOSEN if v == CHOSEN else kd_row(v)
+            rows[gain_row(v)] = {k: rows[model][k] - without[k] for k in without}
         per_seed[seed] = rows
 
     def mean_std(name):
@@ -446,13 +469,15 @@ def summarize(runs, variants):
     return {
         "per_seed": per_seed,
         "mean": {name: mean_std(name) for name in models},
-        "paired_gain": {v: mean_std(gain_row(v)) for v in variants},
+        "paired_gain": {v: mean_std(gain_row(v)) for v in gains},
+        "chosen_on_val": {seed: list(c) for seed, c in (chosen or {}).items()},
     }
 
 
-def results_tables(summary, test_set):
+def results_tables(summary, test_set, val_set=""):
     """The paper's Table 3 per seed (with the KD gain), then mean ± std over the seeds and the
-    paired KD gain (mean ± std of the per-seed differences), as Markdown."""
+    paired KD gain (mean ± std of the per-seed differences), and the students chosen on
+    ``val_set``, as Markdown."""
 
     def cells(values, fmt):
         return [fmt(values[k]) if k in values else "-" for k in METRICS]
@@ -475,9 +500,20 @@ def results_tables(summary, test_set):
     ]
     mean = tabulate(rows, headers=["model", *HEADERS], tablefmt="github", disable_numparse=True)
     seeds = list(summary["per_seed"])
+    choices = "".join(
+        f"- seed {seed}: {name} ("
+        + ", ".join(f"{student} {value:.1f}" for student, value in val_map.items())
+        + ")\n"
+        for seed, (name, val_map) in summary["chosen_on_val"].items()
+    )
+    if choices:
+        choices = (
+            f"\n{CHOSEN}: the student with the best mAP on {val_set} (val mAP of each), the "
+            f"one to deploy:\n\n{choices}"
+        )
     return (
         f"Multi-label classification on {test_set}, per seed (only the students' rows cost a "
         f"plain classifier at test time):\n\n{per_seed}\n\n"
         f"Mean ± std over seeds {seeds}; KD gain (paired): mean ± std of the per-seed "
-        f"differences:\n\n{mean}\n"
+        f"differences:\n\n{mean}\n{choices}"
     )

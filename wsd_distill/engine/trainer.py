@@ -5,7 +5,7 @@ import os
 import weakref
 
 import torch
-from detectron2.data import MetadataCatalog, build_detection_test_loader
+from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
 from detectron2.engine import (
     AMPTrainer,
     DefaultTrainer,
@@ -23,6 +23,7 @@ from detectron2.utils.logger import setup_logger
 
 from ..config import check_config
 from ..data import MultiLabelDatasetMapper, get_multilabel_dataset_dicts
+from ..data.build import check_dataset_dicts
 from ..data.proposals import check_proposal_file
 from ..data.resumable_loader import build_resumable_train_loader
 from ..data.teacher_cache import open_teacher_cache
@@ -94,6 +95,7 @@ class Trainer(DefaultTrainer):
         if cfg.DETERMINISTIC:
             use_deterministic_algorithms()
         for name in cfg.DATASETS.TEST:  # found now rather than after the training schedule
+            check_dataset_dicts(name, DatasetCatalog.get(name))
             for proposal_file in test_proposal_files(cfg, name) or ():
                 check_proposal_file(proposal_file)
         model = self.build_model(cfg)

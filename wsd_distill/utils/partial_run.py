@@ -84,8 +84,9 @@ def open_partial_run(output, manifest, num_items, chunk_size):
 
 def write_chunk(path, per_item, rows):
     """Write one chunk file atomically: ``per_item`` {name: [N, ...] array, one entry per item} and
-    ``rows`` {name: N arrays [R_i, ...]}, each concatenated, with the items' row ``counts``."""
-    counts = [len(a) for a in next(iter(rows.values()))]
+    ``rows`` {name: N arrays [R_i, ...]} (or {}), each concatenated, with the items' row
+    ``counts``."""
+    counts = [len(a) for a in next(iter(rows.values()), ())]
     buffer = io.BytesIO()
     np.savez(
         buffer,

@@ -5,7 +5,8 @@ One line per image, ``image<sep>label;label;...`` (``,`` in a ``.csv``, a tab in
 header. An image without labels has an empty second column. Classes come from a class file
 (one name per line; the order gives the class indices) or, without one, are the labels found
 in the list, sorted: give the same class file to every split of a dataset, so that a split
-missing a class still has the same classes.
+missing a class still has the same classes. Both are read as UTF-8, with or without the byte
+order mark that spreadsheets write.
 """
 
 import csv
@@ -22,7 +23,7 @@ LIST_EXTENSIONS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
 
 def read_class_file(path):
     """The class names of a class file, one per line (blank lines skipped), unique."""
-    with PathManager.open(path) as f:
+    with PathManager.open(path, encoding="utf-8-sig") as f:
         names = [line.strip() for line in f if line.strip()]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if not names or duplicates:
@@ -38,7 +39,7 @@ def read_label_list(list_file):
     delimiter = LIST_EXTENSIONS.get(os.path.splitext(list_file)[1].lower())
     if delimiter is None:
         raise ValueError(f"{list_file}: a label list ends with one of {sorted(LIST_EXTENSIONS)}")
-    with PathManager.open(list_file) as f:
+    with PathManager.open(list_file, encoding="utf-8-sig", newline="") as f:
         rows = [r for r in csv.reader(f, delimiter=delimiter) if r and any(c.strip() for c in r)]
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["image", "labels"]:
         rows = rows[1:]
@@ -56,27 +57,30 @@ def read_label_list(list_file):
 
 def load_label_list(list_file, image_root, dataset_name, class_file=""):
     """detectron2 dicts (``file_name``, ``image_id`` = the listed path, ``multi_labels``) of a
-    label list; sets the dataset's ``thing_classes``. Unknown labels (with a class file),
-    duplicate images and missing image files are errors naming the file and entry."""
+    label list; sets the dataset's ``thing_classes``. Entries with unknown labels (with a class
+    file) or an image listed twice are all named in one error. Missing image files are found
+    with every dataset's other problems (``data.build.dataset_problems``)."""
     entries = read_label_list(list_file)
     if class_file:
         classes = read_class_file(class_file)
     else:
         classes = sorted({n for _, names in entries for n in names})
     index = {c: i for i, c in enumerate(classes)}
-    dicts, seen = [], set()
+    dicts, problems, seen = [], [], set()
     for line, (path, names) in enumerate(entries, start=1):
         unknown = sorted(set(names) - set(index))
         if unknown:
-            raise ValueError(f"{list_file}, entry {line} ({path}): unknown classes {unknown}")
+            problems.append(f"entry {line} ({path}): unknown classes {unknown}")
         if path in seen:
-            raise ValueError(f"{list_file}, entry {line}: image {path} is listed twice")
+            problems.append(f"entry {line}: image {path} is listed twice")
         seen.add(path)
+        labels = sorted({index[n] for n in names if n in index})
         file_name = os.path.join(image_root, path)
-        if not os.path.isfile(file_name):
-            raise FileNotFoundError(f"{list_file}, entry {line}: no image file {file_name}")
-        labels = sorted({index[n] for n in names})
         dicts.append({"file_name": file_name, "image_id": path, "multi_labels": labels})
+    if problems:
+        more = f"\n... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        known = f" (the classes of {class_file})" if class_file else ""
+        raise ValueError(f"{list_file}{known}:\n" + "\n".join(problems[:10]) + more)
     MetadataCatalog.get(dataset_name).set(thing_classes=classes)
     logger.info(
         f"{dataset_name}: {len(dicts)} images, {sum(not d['multi_labels'] for d in dicts)} "
