@@ -8,6 +8,10 @@ detectron2's own ``time`` / ``data_time`` metrics (and the hook's ``teacher_time
   proposals, random teacher weights; in rounds, each ratio taken within a round.
 - train_loader: the training data loader alone (no model), in-process and with 2 workers, with
   and without aspect-ratio grouping.
+- cache_mapping: the teacher cache writer's reading and mapping of images (``map_variants``:
+  each 640 x 480 JPEG read once, then mapped with its 500 proposals through every (size, flip)
+  variant of configs/COCO/S-Cls_VGG16_KD.yaml), in one process: what one loader worker feeds
+  the cache's teacher.
 - paper: the paper's VGG-16 configs (configs/COCO/*VGG16*) at --batch (the authors' 32) on
   640 x 480 JPEGs with 500 random proposals each (the teacher at 672, the student at 224):
   teacher, plain student, online KD stage 1, stage 2 and joint; fp32 and, on a GPU, AMP (the
@@ -24,6 +28,7 @@ import numpy as np
 from detectron2.data import DatasetCatalog
 
 from wsd_distill.box_proposers.generate import generate_proposal_file
+from wsd_distill.data import get_multilabel_dataset_dicts
 from wsd_distill.data.datasets import generate_synthetic_shapes, register_synthetic_shapes
 from wsd_distill.engine import Trainer, setup_cfg
 from wsd_distill.engine.benchmark import (
@@ -33,7 +38,11 @@ from wsd_distill.engine.benchmark import (
     random_teacher,
     run_parts,
 )
-from wsd_distill.engine.teacher_cache_writer import write_teacher_cache
+from wsd_distill.engine.teacher_cache_writer import (
+    map_variants,
+    variant_mappers,
+    write_teacher_cache,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLAIN, ONLINE = "plain student (S-Cls w/o KD)", "online KD, joint (teacher in the loop)"
@@ -203,9 +212,31 @@ def benchmark_paper(args):
     return title, headers, rows
 
 
+def benchmark_cache_mapping(args):
+    """Images/s and ms per cache entry of the cache writer's ``map_variants`` in one process."""
+    cfg = paper_runs(args, False)["KD joint (L_p + L_p' + L_f), online"]
+    dicts = get_multilabel_dataset_dicts(
+        cfg.DATASETS.TRAIN, proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN
+    )
+    mappers = list(variant_mappers(cfg).values())
+    map_variants(dicts, mappers, range(2))  # warm-up: the proposal store opened
+    start = time.perf_counter()
+    for s in range(0, len(dicts), 16):
+        map_variants(dicts, mappers, range(s, min(s + 16, len(dicts))))
+    seconds = time.perf_counter() - start
+    ms_per_entry = seconds / len(dicts) / len(mappers) * 1e3
+    rows = [[len(mappers), len(dicts), f"{len(dicts) / seconds:.1f}", f"{ms_per_entry:.2f}"]]
+    title = (
+        "Teacher cache writer, reading and mapping (map_variants) in one process: 640 x 480 "
+        "JPEGs with 500 proposals, configs/COCO/S-Cls_VGG16_KD.yaml's (size, flip) variants"
+    )
+    return title, ["variants", "images", "images/s", "ms per entry"], rows
+
+
 PARTS = {
     "training": benchmark_training,
     "train_loader": benchmark_train_loader,
+    "cache_mapping": benchmark_cache_mapping,
     "paper": benchmark_paper,
 }
 

@@ -145,9 +145,12 @@ class MultiLabelDatasetMapper:
         labels[list(indices)] = 1.0
         return labels
 
-    def __call__(self, dataset_dict):
+    def __call__(self, dataset_dict, image=None):
+        """``image``: the dict's image as ``read_image`` gives it, when the caller has read it
+        (the teacher cache writer maps each image through several mappers)."""
         dataset_dict = copy.deepcopy(dataset_dict)
-        image = read_image(dataset_dict, self.image_format)
+        if image is None:
+            image = read_image(dataset_dict, self.image_format)
         dataset_dict.setdefault("height", image.shape[0])  # (a label list gives no sizes)
         dataset_dict.setdefault("width", image.shape[1])
         aug_input = T.AugInput(image)

@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from ..data.build import get_multilabel_dataset_dicts
-from ..data.mapper import MultiLabelDatasetMapper
+from ..data.mapper import MultiLabelDatasetMapper, read_image
 from ..data.teacher_cache import (
     cache_key,
     cache_variants,
@@ -45,8 +45,18 @@ def teacher_records(teacher, batch, flipped, tta_cfg, target_settings):
 
 
 def map_variants(dicts, mappers, indices):
-    """The images ``indices`` of ``dicts`` through each variant's mapper: [variant][image]."""
-    return [[mapper(dicts[i]) for i in indices] for mapper in mappers]
+    """The images ``indices`` of ``dicts``, each read once, through each variant's mapper:
+    [variant][image]."""
+    images = [read_image(dicts[i], mappers[0].image_format) for i in indices]
+    return [[mapper(dicts[i], x) for i, x in zip(indices, images)] for mapper in mappers]
+
+
+def variant_mappers(cfg):
+    """{(size, flipped): the training mapper with that augmentation} of ``cache_variants``."""
+    return {
+        v: MultiLabelDatasetMapper(cfg, True, augmentations=variant_augmentations(cfg, *v))
+        for v in cache_variants(cfg)
+    }
 
 
 def write_records(path, records, feature_encoding):
@@ -126,11 +136,7 @@ def write_teacher_cache(cfg, output, batch_size=16, chunk_size=256):
     todo = [c for c in chunks if not os.path.exists(c[0])]
     teacher, tta_cfg = build_teacher(cfg), get_teacher_tta_cfg(cfg)
     target_settings = teacher_target_settings(cfg)
-    variants = cache_variants(cfg)
-    mappers = {
-        v: MultiLabelDatasetMapper(cfg, True, augmentations=variant_augmentations(cfg, *v))
-        for v in variants
-    }
+    mappers = variant_mappers(cfg)
     done = len(dicts) - sum(e - s for _, s, e in todo)
     if done:
         logger.info(f"Resuming {output}: {done} of {len(dicts)} images already done")
@@ -160,4 +166,4 @@ def write_teacher_cache(cfg, output, batch_size=16, chunk_size=256):
                     tuple(json.loads(str(key))), soft_scores=soft, **dict(zip(per_roi, rows))
                 )
     shutil.rmtree(f"{output}.partial")
-    logger.info(f"Wrote {output}: {len(dicts)} images x {len(variants)} augmentations")
+    logger.info(f"Wrote {output}: {len(dicts)} images x {len(mappers)} augmentations")
