@@ -230,6 +230,23 @@ def test_one_command_pipeline_on_own_photos(photo_set, tmp_path):
     without_val = tool("distill.py", *[a for a in argv if a not in ("--val", "mine_val")])
     assert without_val.returncode != 0 and "needs a held-out split: --val" in without_val.stderr
     assert (tmp_path / "run" / "results.md").read_text() == table
+    # other settings, or a training set edited since: refused, not silently reused (the files
+    # may move: the training sets are compared by their images and labels)
+    longer = tool("distill.py", *argv, "SOLVER.MAX_ITER", 4)
+    assert longer.returncode != 0
+    assert f"{seed0 / 'teacher'} was trained with other settings" in longer.stderr
+    assert "SOLVER.MAX_ITER: 3 there, 4 now" in longer.stderr
+    lines = (photo_set / "train.csv").read_text().splitlines()
+    (tmp_path / "train.csv").write_text("\n".join(lines[:-1]))  # the last image left out
+    edited = [
+        str(a).replace(str(photo_set / "train.csv"), str(tmp_path / "train.csv")) for a in argv
+    ]
+    relabelled = tool("distill.py", *edited)
+    assert relabelled.returncode != 0
+    assert (
+        "the images or labels of 'mine_train' (changed since)" in relabelled.stderr
+    ), relabelled.stderr[-1500:]
+    assert (tmp_path / "run" / "results.md").read_text() == table
 
 
 def test_declared_datasets_are_checked(photo_set):
