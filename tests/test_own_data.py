@@ -16,6 +16,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from wsd_distill.data.build import dataset_problems
 from wsd_distill.data.datasets import load_label_list, register_declared_datasets
 from wsd_distill.data.datasets.sample_photos import CLASSES, write_sample_photo_set
+from wsd_distill.engine.pipeline import Pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPLITS = ("val", "test")
@@ -247,6 +248,20 @@ def test_one_command_pipeline_on_own_photos(photo_set, tmp_path):
         "the images or labels of 'mine_train' (changed since)" in relabelled.stderr
     ), relabelled.stderr[-1500:]
     assert (tmp_path / "run" / "results.md").read_text() == table
+
+
+def test_held_out_splits_must_hold_other_images(photo_set):
+    """The pipeline refuses a val or test set that is, or shares images with, the training set
+    (before anything is made)."""
+    images = str(photo_set / "images")
+    for name in ("again_train", "mine_train_copy"):
+        register_declared_datasets([[name, str(photo_set / "train.csv"), images]])
+    for test, message in [
+        ("again_train", "'again_train' is the training set: --val and --test must be others"),
+        ("mine_train_copy", "'mine_train_copy' shares 12 image files with the training set"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            Pipeline(os.path.join(ROOT, "configs", "OwnData"), "unused", "again_train", test)
 
 
 def test_declared_datasets_are_checked(photo_set):

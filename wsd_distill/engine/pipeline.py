@@ -167,6 +167,24 @@ def check_run_settings(cfg):
         atomic_write_bytes(datasets_file, json.dumps(datasets, indent=1).encode())
 
 
+def check_held_out(train, held_out):
+    """Refuse held-out datasets (val, test) that share image files with the training set
+    ``train``: their numbers, and the student chosen on val, would be the training set's."""
+    trained = {os.path.realpath(d["file_name"]) for d in DatasetCatalog.get(train)}
+    for name in held_out:
+        shared = [
+            d["file_name"]
+            for d in DatasetCatalog.get(name)
+            if os.path.realpath(d["file_name"]) in trained
+        ]
+        if shared:
+            raise ValueError(
+                f"Dataset '{name}' shares {len(shared)} image files with the training set "
+                f"'{train}' ({', '.join(shared[:3])}, ...): a held-out split must hold other "
+                f"images"
+            )
+
+
 def train_and_evaluate(cfg):
     """Train (resuming from the last checkpoint of ``cfg.OUTPUT_DIR``, the config saved there
     as config.yaml; ``check_run_settings`` first), then evaluate on ``DATASETS.TEST`` ({}
@@ -227,6 +245,9 @@ class Pipeline:
                     f"Dataset '{name}' is not registered: declare it with DATASETS.REGISTER "
                     f"(see datasets/README.md) or use a builtin name"
                 )
+        if train in (val, test):
+            raise ValueError(f"'{train}' is the training set: --val and --test must be others")
+        check_held_out(train, [n for n in dict.fromkeys((val, test)) if n])
 
     @classmethod
     def synthetic(cls, config_dir, args):
