@@ -79,6 +79,7 @@ def main(args):
         proposals_dir=args.proposals_dir,
         method=args.method,
         max_proposals=args.max_proposals,
+        max_side=args.max_side,
         workers=args.workers,
         opts=opts,
     )

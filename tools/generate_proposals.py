@@ -64,7 +64,7 @@ def get_parser():
         type=positive_int,
         default=None,
         help="downscale images whose longer side exceeds this before proposing "
-        "(default: none for edge_boxes, 500 for selective_search)",
+        "(default: 1333 for edge_boxes, 500 for selective_search)",
     )
     parser.add_argument(
         "--sed-model",

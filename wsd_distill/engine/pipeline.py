@@ -85,6 +85,13 @@ def add_pipeline_arguments(parser, output, kd=None, kd_help=""):
         "--max-proposals", type=positive_int, default=500, help="proposals per image"
     )
     parser.add_argument(
+        "--max-side",
+        type=positive_int,
+        default=None,
+        help="proposals on images downscaled to this longer side at most (default: the "
+        "method's, 1333 for edge_boxes, 500 for selective_search)",
+    )
+    parser.add_argument(
         "--workers",
         type=positive_int,
         default=max(1, min(os.cpu_count() or 1, 8)),
@@ -215,7 +222,8 @@ class Pipeline:
     """Proposals, teacher, students and Table 3 on the datasets ``train`` (training), ``test``
     (the table) and ``val`` (held out: the "-gated" KD students choose their classes on it;
     "" for none), with the five configs of ``config_dir`` (``CONFIG_FILES``) and the config
-    overrides ``opts`` for every run. Proposals (``method``, ``max_proposals`` per image,
+    overrides ``opts`` for every run. Proposals (``method``, ``max_proposals`` per image, on
+    images downscaled to ``max_side`` pixels at most (None: the method's default),
     ``workers`` processes) are kept in ``proposals_dir/<dataset>_<method>``."""
 
     def __init__(
@@ -228,6 +236,7 @@ class Pipeline:
         proposals_dir="output/proposals",
         method="edge_boxes",
         max_proposals=500,
+        max_side=None,
         workers=1,
         opts=(),
     ):
@@ -237,6 +246,7 @@ class Pipeline:
         self.config_dir, self.output = config_dir, output
         self.train, self.test, self.val = train, test, val
         self.proposals_dir, self.method, self.max_proposals = proposals_dir, method, max_proposals
+        self.max_side = max_side
         self.workers, self.opts = workers, list(opts)
         setup_cfg("", self.opts)  # registers the declared datasets
         for name in filter(None, (train, val, test)):
@@ -265,6 +275,7 @@ class Pipeline:
             proposals_dir=args.proposals_dir,
             method=args.method,
             max_proposals=args.max_proposals,
+            max_side=args.max_side,
             workers=args.workers,
             opts=args.opts,
         )
@@ -287,7 +298,8 @@ class Pipeline:
                     DatasetCatalog.get(name),
                     output,
                     self.method,
-                    {"max_proposals": self.max_proposals},
+                    {"max_proposals": self.max_proposals}
+                    | ({"max_side": self.max_side} if self.max_side else {}),
                     workers=self.workers,
                 )
             dicts = load_proposals_into_dataset(DatasetCatalog.get(name), output)
