@@ -9,15 +9,15 @@ shape of detectron2's demo/demo.py.
 config file with MODEL.WEIGHTS; the class names are the config's (a run's names its own).
 
 A folder is read with its subfolders. For each image it writes ``<output>/<name>.jpg`` (name:
-the image's path in its folder; ``--no-pictures`` skips them): the student's top-k labels with their scores;
-the teacher's top-10 proposals ranked by max_k S_rk and its top-k labels (the teacher proposes
-its own boxes: ``MODEL.WSDDN.PROPOSALS_AT_TEST`` is "edge_boxes" unless set). The labels of a
-photo without ground truth are drawn as predictions (white), not as right or wrong. All scores
-go to ``<output>/scores.csv`` (one row per image, one column per class). Files that cannot be
-read are listed at the end and in ``<output>/unreadable.txt``, and the exit code is then 1; the
-other images are still done. A stopped run resumes: the same command goes on from the last
-finished chunk of images (``<output>/scores.csv.partial/``); scores.csv appears when all are
-done.
+the image's path in its folder; ``--no-pictures`` skips them): the student's top-k labels with
+their scores; the teacher's top-10 proposals ranked by max_k S_rk and its top-k labels (the
+teacher proposes its own boxes: ``MODEL.WSDDN.PROPOSALS_AT_TEST`` is "edge_boxes" unless
+set). The labels of a photo without ground truth are drawn as predictions (white), not as right
+or wrong. All scores go to ``<output>/scores.csv`` (one row per image, one column per class).
+Files that cannot be read are listed at the end and in ``<output>/unreadable.txt``, and the
+exit code is then 1; the other images are still done. A stopped run resumes: the same command
+goes on from the last finished chunk of images (``<output>/scores.csv.partial/``); scores.csv
+appears when all are done.
 """
 
 import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
