@@ -14,7 +14,6 @@ import logging
 import os
 
 import numpy as np
-import yaml
 from detectron2.data import DatasetCatalog
 from tabulate import tabulate
 
@@ -26,10 +25,10 @@ from ..modeling import WSDDN
 from ..modeling.distill_losses import teacher_class_gate
 from ..modeling.trained_weights import load_trained_weights
 from ..utils import atomic_write_bytes
-from ..utils.partial_run import ids_digest
 from ..visualization import plot_ap_gain, visualize_teacher
 from .defaults import RUN_CONFIG, RUN_WEIGHTS, positive_int, setup_cfg
 from .ema import unwrap
+from .pipeline_checks import check_held_out, check_run_settings
 from .trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -105,91 +104,6 @@ def add_pipeline_arguments(parser, output, kd=None, kd_help=""):
         nargs=argparse.REMAINDER,
         help="config overrides for every run, e.g. SOLVER.MAX_ITER 100",
     )
-
-
-# config keys that may differ between a run and its resumption: where it computes and where its
-# files lie, not what it computes (its training sets are compared by their images and labels)
-RESUMABLE_KEYS = ("OUTPUT_DIR", "MODEL.DEVICE", "DATALOADER.NUM_WORKERS", "DATASETS.REGISTER")
-
-
-def flat_config(text):
-    """{"A.B.C": value} of a config dumped as YAML."""
-
-    def items(node, prefix):
-        for key, value in node.items():
-            if isinstance(value, dict):
-                yield from items(value, f"{prefix}{key}.")
-            else:
-                yield f"{prefix}{key}", value
-
-    return dict(items(yaml.safe_load(text), ""))
-
-
-def training_sets_digest(cfg):
-    """{training set: SHA-1 of its image ids and labels}: tells a dataset whose images or
-    labels were edited since a run from the one it was trained on."""
-    return {
-        name: ids_digest(
-            f"{d['image_id']}\t{sorted(d['multi_labels'])}" for d in DatasetCatalog.get(name)
-        )
-        for name in cfg.DATASETS.TRAIN
-    }
-
-
-def check_run_settings(cfg):
-    """Refuse to reuse or resume the run in ``cfg.OUTPUT_DIR`` when it was started with another
-    config (its config.yaml; keys it lacks, added since, are not compared, nor
-    ``RESUMABLE_KEYS``) or on training images or labels that have changed since (its
-    datasets.json): its models would silently be another config's. A run without datasets.json
-    gets it."""
-    config_file = os.path.join(cfg.OUTPUT_DIR, RUN_CONFIG)
-    datasets_file = os.path.join(cfg.OUTPUT_DIR, "datasets.json")
-    datasets = training_sets_digest(cfg)
-    if os.path.exists(config_file):
-        with open(config_file) as f:
-            before = flat_config(f.read())
-        now = flat_config(cfg.dump())
-        changed = [
-            f"{k}: {before[k]!r} there, {now[k]!r} now"
-            for k in before
-            if k in now and before[k] != now[k] and k not in RESUMABLE_KEYS
-        ]
-        if os.path.exists(datasets_file):
-            with open(datasets_file) as f:
-                trained_on = json.load(f)
-            changed += [
-                f"the images or labels of '{name}' (changed since)"
-                for name, digest in datasets.items()
-                if trained_on.get(name, digest) != digest
-            ]
-        if changed:
-            raise ValueError(
-                f"{cfg.OUTPUT_DIR} was trained with other settings:\n  "
-                + "\n  ".join(changed[:10])
-                + f"\nDelete {cfg.OUTPUT_DIR} (and the runs made from it) to train it again, or "
-                "give another --output"
-            )
-    if not os.path.exists(datasets_file):
-        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-        atomic_write_bytes(datasets_file, json.dumps(datasets, indent=1).encode())
-
-
-def check_held_out(train, held_out):
-    """Refuse held-out datasets (val, test) that share image files with the training set
-    ``train``: their numbers, and the student chosen on val, would be the training set's."""
-    trained = {os.path.realpath(d["file_name"]) for d in DatasetCatalog.get(train)}
-    for name in held_out:
-        shared = [
-            d["file_name"]
-            for d in DatasetCatalog.get(name)
-            if os.path.realpath(d["file_name"]) in trained
-        ]
-        if shared:
-            raise ValueError(
-                f"Dataset '{name}' shares {len(shared)} image files with the training set "
-                f"'{train}' ({', '.join(shared[:3])}, ...): a held-out split must hold other "
-                f"images"
-            )
 
 
 def train_and_evaluate(cfg):
