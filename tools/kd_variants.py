@@ -57,6 +57,7 @@ MLD = ["MODEL.DISTILL.PREDICTION_LOSS", "mld"]
 CSRA = ["MODEL.STUDENT.HEAD", "csra"]
 EMA = ["MODEL.EMA.ENABLED", True, "MODEL.EMA.DECAY", 0.993]
 TTA_TARGETS = ["MODEL.DISTILL.TEACHER_TTA", True]
+NO_L_F, NO_L_P2 = ["MODEL.DISTILL.FEATURE_WEIGHT", 0.0], ["MODEL.DISTILL.PREDICTION_WEIGHT", 0.0]
 
 
 def kd(schedule, folder, extra=()):
@@ -162,6 +163,8 @@ VARIANTS = {  # name: function(pipeline, seed, teacher_cfg) -> the KD student's 
     "CSRA head, without KD": without_kd("student_csra", CSRA),
     "CSRA head, joint": kd("joint", "kd_csra", CSRA),
     "CSRA head, joint, teacher-gated classes": gated_joint("kd_csra_gated", CSRA, "student_csra"),
+    "CSRA head, joint without L_f": kd("joint", "kd_csra_no_lf", [*CSRA, *NO_L_F]),
+    "CSRA head, joint without L_p'": kd("joint", "kd_csra_no_lp2", [*CSRA, *NO_L_P2]),
     "EMA, without KD": without_kd("student_ema", EMA),
     "EMA, joint": kd("joint", "kd_ema", EMA),
     "teacher TTA targets, joint": kd("joint", "kd_tta", TTA_TARGETS),
@@ -173,6 +176,8 @@ WITHOUT_KD = {
     "ASL, joint": "ASL, without KD",
     "CSRA head, joint": "CSRA head, without KD",
     "CSRA head, joint, teacher-gated classes": "CSRA head, without KD",
+    "CSRA head, joint without L_f": "CSRA head, without KD",
+    "CSRA head, joint without L_p'": "CSRA head, without KD",
     "EMA, joint": "EMA, without KD",
     "MLD as L_p', joint": PLAIN,
     "teacher TTA targets, joint": PLAIN,
