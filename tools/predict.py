@@ -109,11 +109,11 @@ def list_images(inputs):
 
 class ImageFiles(torch.utils.data.Dataset):
     """Image files read and preprocessed as the test loader does (``INPUT.FORMAT``, the test
-    resize): item i is (file name, the model's input dict, the image RGB [H, W, 3]), or (file
-    name, None, why it cannot be read)."""
+    resize): item i is (file name, the model's input dict, the image RGB [H, W, 3], or None
+    without ``pictures``), or (file name, None, why it cannot be read)."""
 
-    def __init__(self, files, cfg):
-        self.files, self.format = files, cfg.INPUT.FORMAT
+    def __init__(self, files, cfg, pictures=True):
+        self.files, self.format, self.pictures = files, cfg.INPUT.FORMAT, pictures
         self.augmentation = T.AugmentationList(build_augmentation(cfg, is_train=False))
 
     def __len__(self):
@@ -128,7 +128,8 @@ class ImageFiles(torch.utils.data.Dataset):
         self.augmentation(aug_input)
         tensor = torch.as_tensor(np.ascontiguousarray(aug_input.image.transpose(2, 0, 1)))
         inputs = {"image": tensor, "height": image.shape[0], "width": image.shape[1]}
-        return self.files[i], inputs, utils.convert_image_to_rgb(image, self.format)
+        rgb = utils.convert_image_to_rgb(image, self.format) if self.pictures else None
+        return self.files[i], inputs, rgb  # (no full-size copy through the workers unless drawn)
 
 
 @torch.no_grad()
@@ -182,16 +183,16 @@ def run_settings(cfg, files, args):
 
 
 def image_results(model, loader):
-    """(file name, scores [K], a teacher's (boxes, region scores) or None, the image RGB) or
-    (file name, None, why it cannot be read, None) of each image of ``loader``, in order."""
+    """(scores [K], a teacher's (boxes, region scores) or None, the image RGB or None) or
+    (None, why it cannot be read, None) of each image of ``loader``, in order."""
     for batch in loader:
         readable = [b for b in batch if b[1] is not None]
         outputs = iter(predict(model, [inputs for _, inputs, _ in readable]) if readable else [])
-        for file_name, inputs, image_or_error in batch:
+        for _, inputs, image_or_error in batch:
             if inputs is None:
-                yield file_name, None, image_or_error, None
+                yield None, image_or_error, None
             else:
-                yield (file_name, *next(outputs), image_or_error)
+                yield (*next(outputs), image_or_error)
 
 
 def write_scores(output, chunks, files, pictures, class_names):
@@ -235,7 +236,7 @@ def main(args):
     if done:
         print(f"predict: resuming, {done} of {len(files)} images done before", file=sys.stderr)
     images = torch.utils.data.Subset(
-        ImageFiles(files, cfg), [i for _, s, e in todo for i in range(s, e)]
+        ImageFiles(files, cfg, args.pictures), [i for _, s, e in todo for i in range(s, e)]
     )
     loader = torch.utils.data.DataLoader(
         images, batch_size=args.batch_size, num_workers=args.workers, collate_fn=lambda b: b
@@ -245,7 +246,7 @@ def main(args):
     with tqdm(total=len(files), initial=done, desc="predict", unit="img") as bar:
         for path, s, e in todo:  # a chunk's pictures, then its scores and errors
             scores, errors = np.zeros((e - s, len(class_names)), np.float32), []
-            for i, (_, image_scores, proposals_or_error, image) in zip(range(s, e), results):
+            for i, (image_scores, proposals_or_error, image) in zip(range(s, e), results):
                 error = proposals_or_error if image_scores is None else ""
                 if not error:
                     scores[i - s] = image_scores
