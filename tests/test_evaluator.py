@@ -6,6 +6,7 @@ import torch
 from sklearn.metrics import average_precision_score
 
 from wsd_distill.evaluation import MultiLabelEvaluator, compute_multilabel_metrics
+from wsd_distill.evaluation.multilabel import bootstrap_map
 
 # 4 images, 2 classes (worked out by hand in the test below)
 SCORES = np.array([[0.9, 0.2], [0.8, 0.6], [0.3, 0.7], [0.1, 0.4]])
@@ -104,3 +105,20 @@ def test_ignored_pairs_are_left_out_of_ap_and_count_as_negatives_in_f1(datasets_
             [{"image_scores": torch.tensor(row[0])}],
         )
     assert evaluator.evaluate()["multilabel"]["mAP"] == pytest.approx(kept["mAP"])
+
+
+def test_bootstrap_map_is_paired_and_hand_checkable():
+    """The full-set mAP is the evaluator's; resamples draw images with replacement, the same
+    for every model: a model against itself gains exactly 0 on every resample, a perfect
+    ranking scores 100 on all of them, and a class absent from a resample is left out."""
+    labels = np.array([[1, 0], [0, 1], [1, 0], [0, 0]])
+    perfect = labels + 0.1 * np.arange(4)[:, None]
+    noisy = np.array([[0.2, 0.9], [0.8, 0.1], [0.6, 0.3], [0.1, 0.5]])
+    point, resampled = bootstrap_map([perfect, noisy, noisy], labels, [0, 1], resamples=200)
+    assert point[0] == 100 and resampled.shape == (3, 200) and (resampled[0] == 100).all()
+    expected = compute_multilabel_metrics(noisy, labels)["mAP"]
+    assert point[1] == pytest.approx(expected)
+    assert point[1] == pytest.approx(100 * ((1 / 2 + 2 / 3) / 2 + 1 / 4) / 2)  # APs 7/12, 1/4
+    assert (resampled[1] == resampled[2]).all() and resampled[1].std() > 0
+    only_first = bootstrap_map([noisy], labels, [0], resamples=5)[0]
+    assert only_first[0] == pytest.approx(100 * 7 / 12)

@@ -212,6 +212,10 @@ def test_one_command_pipeline_on_own_photos(photo_set, tmp_path):
     for variant in ("joint", "joint-gated"):
         assert f"S-Cls w/ KD ({variant})" in table and f"KD gain ({variant})" in table
     assert "hopper" in first.stdout  # the class table
+    intervals = json.loads((tmp_path / "run" / "results.json").read_text())["intervals"]
+    for name, (value, low, high) in intervals["per_seed"]["0"].items():
+        assert low <= high, name
+    assert "95% interval over 1000 bootstrap resamples" in table
     # the student to deploy: the best val mAP, the student without KD first among equals
     students = {"S-Cls w/o KD": "student", "S-Cls w/ KD (joint)": "student_kd_joint"}
     students["S-Cls w/ KD (joint-gated)"] = "student_kd_gated_joint"
@@ -280,8 +284,12 @@ def test_declared_datasets_are_checked(photo_set):
     (photo_set / "labels.xml").write_text("<x/>")
     with pytest.raises(ValueError, match="is not a COCO json \\(.json\\), a label list"):
         register_declared_datasets([["decl_z", str(photo_set / "labels.xml"), images]])
+    with pytest.raises(ValueError, match="is a folder without Annotations/: a VOC-style"):
+        register_declared_datasets([["decl_voc", str(photo_set), "trainval"]])
+    (photo_set / "Annotations").mkdir()
     with pytest.raises(FileNotFoundError, match="third item is its split, but there is no"):
         register_declared_datasets([["decl_voc", str(photo_set), "trainval"]])
+    (photo_set / "Annotations").rmdir()
 
 
 def test_a_voc_style_folder_is_declared(tmp_path):

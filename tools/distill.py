@@ -70,19 +70,7 @@ def main(args):
     variants = args.kd
     if not args.val and any(KD_VARIANTS[v][1] for v in variants):
         raise SystemExit("A gated KD student (--kd ...-gated) needs a held-out split: --val")
-    pipeline = Pipeline(
-        args.config_dir,
-        args.output,
-        train=args.train,
-        test=args.test,
-        val=args.val,
-        proposals_dir=args.proposals_dir,
-        method=args.method,
-        max_proposals=args.max_proposals,
-        max_side=args.max_side,
-        workers=args.workers,
-        opts=opts,
-    )
+    pipeline = Pipeline.from_args(args.config_dir, args, args.train, args.test, args.val, opts)
     print(pipeline.dataset_tables()[0] + "\n\n" + pipeline.make_proposals())
     setup_logger(args.output, name="detectron2")
     summary, table = pipeline.run_all(args.seeds, variants)

@@ -66,10 +66,14 @@ def add_wsd_distill_config(cfg):
     _C.MODEL.WSDDN.IN_FEATURE = "res4"  # backbone feature map the RoIs are pooled from
     _C.MODEL.WSDDN.POOLER_RESOLUTION = 14  # RoI pooling output size (14 for a res5 head, 7 for fc)
     _C.MODEL.WSDDN.POOLER_SAMPLING_RATIO = 0  # ROIAlign sampling points per bin (0: adaptive)
-    _C.MODEL.WSDDN.POOLER_TYPE = "ROIAlignV2"  # any detectron2 ROIPooler type ("ROIPool": max)
+    # any detectron2 ROIPooler type ("ROIPool": max), or "BoxAverage", each bin's exact mean
+    # (box_average_pool: what a student's "avg" pooling does to the same RoIs for L_f)
+    _C.MODEL.WSDDN.POOLER_TYPE = "ROIAlignV2"
     # multiply each pooled RoI by its proposal score (e.g. EdgeBoxes'), as the authors' RoI pooling
     _C.MODEL.WSDDN.SCALE_ROI_BY_PROPOSAL_SCORE = False
-    _C.MODEL.WSDDN.BOX_HEAD = "res5"  # "res5" (ResNet C4 stage) or "fc" (fc6/fc7, as VGG-16)
+    # "res5" (ResNet C4 stage), "fc" (fc6/fc7, as VGG-16) or "pool" (each pooled RoI averaged:
+    # no new layer before the two streams, for a pretrained map such as a timm backbone's)
+    _C.MODEL.WSDDN.BOX_HEAD = "res5"
     _C.MODEL.WSDDN.FC_DIM = 4096  # width of fc6/fc7 for the "fc" head
     _C.MODEL.WSDDN.DROPOUT = 0.5  # dropout after fc6 and fc7
     _C.MODEL.WSDDN.MAX_PROPOSALS = 500  # proposals per image, best by objectness (authors: 500)
@@ -173,6 +177,16 @@ def add_wsd_distill_config(cfg):
     _C.MODEL.VGG.NORM = ""  # "" as VGG-16, or "BN" to train a narrow VGG from scratch
     _C.MODEL.VGG.OUT_FEATURES = ["conv5"]  # stages returned (conv_i has stride 2**(i-1))
 
+    # timm backbone (MODEL.BACKBONE.NAME "build_timm_backbone"): any timm model without its
+    # classifier, e.g. ImageNet's EfficientNet-Lite0 (weights: MODEL.WEIGHTS, a file of
+    # tools/convert_timm_weights.py). Its configs set INPUT.FORMAT "RGB" and MODEL.PIXEL_MEAN and
+    # PIXEL_STD to [] (setup_cfg fills in the model's pretrained normalization)
+    _C.MODEL.TIMM = CN()
+    _C.MODEL.TIMM.NAME = "tf_efficientnet_lite0"  # the timm model
+    # maps returned: "features" (forward_features, the last map) or "stage<i>" (timm's i-th)
+    _C.MODEL.TIMM.OUT_FEATURES = ["features"]
+    _C.MODEL.TIMM.NORM = "FrozenBN"  # BatchNorm: "FrozenBN" (as detectron2's ResNets) or "BN"
+
     # Bitwise-repeatable GPU training (CPU runs always are): cuDNN's deterministic algorithms and
     # torch.use_deterministic_algorithms (warn only). Slower; torchvision's RoIPool and ROIAlign
     # have no deterministic CUDA backward, so the teacher and students with
@@ -274,7 +288,8 @@ def check_config(cfg):
         (d + "PREDICTION_LOSS", ("bce", "mld")),
         (d + "TEACHER_CACHE_FEATURES", ("float16", "uint8")),
         (s + "POOLING", ("avg", "max")),
-        (w + "BOX_HEAD", ("res5", "fc")),
+        (w + "BOX_HEAD", ("res5", "fc", "pool")),
+        ("MODEL.TIMM.NORM", ("FrozenBN", "BN")),
         ("INPUT.RESIZE", ("shortest_edge", "square")),
         ("SOLVER.OPTIMIZER", ("SGD", "AdamW")),
     ):

@@ -21,6 +21,7 @@ from ..box_proposers.generate import generate_proposal_file
 from ..data import load_proposals_into_dataset, thing_classes_of
 from ..data.datasets import prepare_synthetic_shapes
 from ..data.statistics import dataset_summary, proposal_recall
+from ..evaluation.multilabel import bootstrap_map
 from ..modeling import WSDDN
 from ..modeling.distill_losses import teacher_class_gate
 from ..modeling.trained_weights import load_trained_weights
@@ -100,6 +101,13 @@ def add_pipeline_arguments(parser, output, kd=None, kd_help=""):
         "--seeds", type=int, nargs="+", default=[0], help="train every model once per seed"
     )
     parser.add_argument(
+        "--min-test-positives",
+        type=positive_int,
+        default=1,
+        help="the test mAPs' bootstrap intervals count the classes with this many positive "
+        "test images (the others are listed)",
+    )
+    parser.add_argument(
         "opts",
         nargs=argparse.REMAINDER,
         help="config overrides for every run, e.g. SOLVER.MAX_ITER 100",
@@ -138,7 +146,8 @@ class Pipeline:
     "" for none), with the five configs of ``config_dir`` (``CONFIG_FILES``) and the config
     overrides ``opts`` for every run. Proposals (``method``, ``max_proposals`` per image, on
     images downscaled to ``max_side`` pixels at most (None: the method's default),
-    ``workers`` processes) are kept in ``proposals_dir/<dataset>_<method>``."""
+    ``workers`` processes) are kept in ``proposals_dir/<dataset>_<method>``. The test mAPs'
+    bootstrap intervals count the classes with ``min_test_positives`` positive test images."""
 
     def __init__(
         self,
@@ -153,6 +162,7 @@ class Pipeline:
         max_side=None,
         workers=1,
         opts=(),
+        min_test_positives=1,
     ):
         missing = [f for f in CONFIG_FILES.values() if not os.path.isfile(f"{config_dir}/{f}")]
         if missing:
@@ -162,6 +172,7 @@ class Pipeline:
         self.proposals_dir, self.method, self.max_proposals = proposals_dir, method, max_proposals
         self.max_side = max_side
         self.workers, self.opts = workers, list(opts)
+        self.min_test_positives = min_test_positives
         setup_cfg("", self.opts)  # registers the declared datasets
         for name in filter(None, (train, val, test)):
             if name not in DatasetCatalog:
@@ -174,25 +185,32 @@ class Pipeline:
         check_held_out(train, [n for n in dict.fromkeys((val, test)) if n])
 
     @classmethod
+    def from_args(cls, config_dir, args, train, test, val="", opts=None):
+        """The pipeline of the arguments of ``add_pipeline_arguments`` (``opts``: theirs)."""
+        return cls(
+            config_dir,
+            args.output,
+            train=train,
+            test=test,
+            val=val,
+            proposals_dir=args.proposals_dir,
+            method=args.method,
+            max_proposals=args.max_proposals,
+            max_side=args.max_side,
+            workers=args.workers,
+            opts=args.opts if opts is None else opts,
+            min_test_positives=args.min_test_positives,
+        )
+
+    @classmethod
     def synthetic(cls, config_dir, args):
         """The pipeline of the synthetic shapes benchmark, generated first (sized by the
         DATASETS.SYNTHETIC keys of ``args.opts``), with the arguments of
         ``add_pipeline_arguments``."""
         cfg = setup_cfg(os.path.join(config_dir, CONFIG_FILES["teacher"]), args.opts)
         logger.info(f"Synthetic shapes benchmark in {prepare_synthetic_shapes(cfg)}")
-        return cls(
-            config_dir,
-            args.output,
-            train="synthetic_shapes_train",
-            test="synthetic_shapes_test",
-            val="synthetic_shapes_val",
-            proposals_dir=args.proposals_dir,
-            method=args.method,
-            max_proposals=args.max_proposals,
-            max_side=args.max_side,
-            workers=args.workers,
-            opts=args.opts,
-        )
+        splits = [f"synthetic_shapes_{s}" for s in ("train", "test", "val")]
+        return cls.from_args(config_dir, args, *splits)
 
     @property
     def datasets(self):
@@ -404,6 +422,46 @@ class Pipeline:
             val_map[name] = self.evaluate_on_val(cfg)["multilabel"]["mAP"]
         return max(val_map, key=val_map.get), val_map
 
+    def test_intervals(self, summary, variants, resamples=1000):
+        """Each model's test mAP over the classes with at least ``min_test_positives`` positive
+        test images, with a 95% interval over bootstrap resamples of the test images, and each
+        KD gain's paired interval: {"classes", "excluded", "per_seed": {seed: {model or
+        gain_row(v): [mAP, low, high]}}}, read from each run's saved test scores."""
+        class_names = thing_classes_of(self.test)
+        per_seed, classes, excluded = {}, None, []
+        for seed in summary["per_seed"]:
+            folders = self.student_folders(seed, variants)
+            folders[TEACHER] = os.path.join(self.output, f"seed{seed}", "teacher")
+            if summary["chosen_on_val"]:
+                folders[CHOSEN] = folders[summary["chosen_on_val"][seed][0]]
+            scores, labels = {}, None
+            for name, folder in folders.items():
+                path = os.path.join(folder, "inference", self.test, "multilabel_scores.npz")
+                with np.load(path) as saved:  # (ignored pairs rank last, as in the evaluation)
+                    ignored = saved["ignored_labels"] > 0
+                    scores[name] = np.where(ignored, -np.inf, saved["ranking_scores"])
+                    labels = (saved["labels"] > 0) & ~ignored
+            positives = labels.sum(axis=0)
+            classes = np.flatnonzero(positives >= self.min_test_positives)
+            excluded = [class_names[k] for k in np.flatnonzero(positives > 0) if k not in classes]
+            names = list(scores)
+            point, maps = bootstrap_map([scores[n] for n in names], labels, classes, resamples)
+            row = {n: [point[i], *np.percentile(maps[i], [2.5, 97.5])] for i, n in enumerate(names)}
+            for v in [*variants, CHOSEN] if CHOSEN in names else variants:
+                kd = names.index(CHOSEN if v == CHOSEN else kd_row(v))
+                gain = maps[kd] - maps[names.index(PLAIN)]
+                row[gain_row(v)] = [
+                    row[names[kd]][0] - row[PLAIN][0],
+                    *np.percentile(gain, [2.5, 97.5]),
+                ]
+            per_seed[seed] = {k: [float(x) for x in v] for k, v in row.items()}
+        return {
+            "min_positives": self.min_test_positives,
+            "classes": len(classes),
+            "excluded": excluded,
+            "per_seed": per_seed,
+        }
+
     def run_seed(self, seed, variants):
         """Every model of one seed: {model: test results} (``PLAIN``, ``TEACHER``,
         ``kd_row(v)``)."""
@@ -422,6 +480,7 @@ class Pipeline:
         runs = {seed: self.run_seed(seed, variants) for seed in seeds}
         chosen = {seed: self.chosen_on_val(seed, variants) for seed in seeds} if self.val else {}
         summary = summarize(runs, variants, chosen)
+        summary["intervals"] = self.test_intervals(summary, variants)
         table = results_tables(summary, self.test, self.val)
         atomic_write_bytes(os.path.join(self.output, "results.md"), table.encode())
         atomic_write_bytes(
@@ -532,5 +591,32 @@ def results_tables(summary, test_set, val_set=""):
         f"Multi-label classification on {test_set}, per seed (only the students' rows cost a "
         f"plain classifier at test time):\n\n{per_seed}\n\n"
         f"Mean ± std over seeds {seeds}; KD gain (paired): mean ± std of the per-seed "
-        f"differences:\n\n{mean}\n{choices}"
+        f"differences:\n\n{mean}\n{choices}{interval_table(summary.get('intervals'), test_set)}"
+    )
+
+
+def interval_table(intervals, test_set):
+    """The ``Pipeline.test_intervals`` as Markdown ("" without them)."""
+    if not intervals:
+        return ""
+    rows = [
+        [seed, name, f"{v[0]:{'+' if name.startswith('KD gain') else ''}.1f}",
+         f"[{v[1]:.1f}, {v[2]:.1f}]"]
+        for seed, models in intervals["per_seed"].items()
+        for name, v in models.items()
+    ]  # fmt: skip
+    excluded = intervals["excluded"]
+    return (
+        f"\nmAP on the {intervals['classes']} classes with at least "
+        f"{intervals['min_positives']} positive images in {test_set} (excluded, with fewer: "
+        f"{', '.join(excluded) if excluded else 'none'}), with its 95% "
+        f"interval over 1000 bootstrap resamples of the test images (KD gains: paired, the "
+        f"same resamples):\n\n"
+        + tabulate(
+            rows,
+            headers=["seed", "model", "mAP", "95% interval"],
+            tablefmt="github",
+            disable_numparse=True,
+        )
+        + "\n"
     )

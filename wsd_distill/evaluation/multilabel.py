@@ -120,6 +120,25 @@ def compute_multilabel_metrics(
     return results
 
 
+def bootstrap_map(ranking_scores, labels, classes, resamples=1000, seed=0):
+    """mAP (percent) of each model on the test images and on ``resamples`` bootstrap resamples
+    of them, the same resamples for every model (so differences are paired): ``ranking_scores``
+    a list of [N, K] arrays (one per model) against binary ``labels`` [N, K]; mAP over the
+    ``classes`` (indices) that have a positive in the images drawn. Returns (mAPs [models],
+    resampled mAPs [models, resamples])."""
+    labels = np.asarray(labels)[:, classes] > 0
+    scores = [np.asarray(s)[:, classes] for s in ranking_scores]
+
+    def maps(images):
+        present = labels[images].any(axis=0)
+        aps = [average_precision_per_class(s[images], labels[images])[present] for s in scores]
+        return [100 * float(np.mean(ap)) for ap in aps]
+
+    draws = np.random.default_rng(seed).integers(0, len(labels), size=(resamples, len(labels)))
+    resampled = np.array([maps(images) for images in draws]).reshape(resamples, len(scores))
+    return np.array(maps(np.arange(len(labels)))), resampled.T
+
+
 class MultiLabelEvaluator(DatasetEvaluator):
     """Evaluate ``{"image_scores": Tensor[K]}`` outputs against the inputs' ``multi_labels``;
     AP ranks the outputs' ``image_logits`` where they have them (the student's).

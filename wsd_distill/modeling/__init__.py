@@ -1,4 +1,4 @@
-from .backbone import VGG, build_vgg_backbone
+from .backbone import VGG, TimmBackbone, build_timm_backbone, build_vgg_backbone
 from .box_average_pool import box_average_pool
 from .distill_losses import prediction_distill_loss, roi_feature_distill_loss
 from .student import StudentClassifier

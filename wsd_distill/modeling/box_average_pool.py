@@ -1,6 +1,7 @@
 """Exact RoI average pooling: the mean of a feature map over each bin of each box."""
 
 import torch
+from torch import nn
 
 
 def _bin_weights(start, end, resolution, length):
@@ -57,3 +58,16 @@ def box_average_pool(feature, boxes, scale, resolution=1):
     pooled = torch.bmm(padded.view(batch, most * p * p, -1), feature.flatten(2).transpose(1, 2))
     pooled = pooled.view(batch, most, p, p, channels)[image, slot]  # [N, P, P, C]
     return pooled.permute(0, 3, 1, 2)
+
+
+class BoxAveragePooler(nn.Module):
+    """detectron2's ``ROIPooler`` interface, one level, on :func:`box_average_pool`
+    (``MODEL.WSDDN.POOLER_TYPE`` "BoxAverage"): ([feature [B, C, H, W]], list[Boxes]) ->
+    [N, C, P, P]."""
+
+    def __init__(self, output_size, scale):
+        super().__init__()
+        self.output_size, self.scale = output_size, scale
+
+    def forward(self, features, boxes):
+        return box_average_pool(features[0], boxes, self.scale, self.output_size)

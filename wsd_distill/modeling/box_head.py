@@ -1,5 +1,6 @@
 """Box heads that turn pooled RoI features [R, C, S, S] into vectors [R, D]."""
 
+from detectron2.modeling import build_backbone
 from detectron2.modeling.roi_heads import Res5ROIHeads
 from torch import nn
 
@@ -30,6 +31,13 @@ class Res5BoxHead(nn.Module):
         return self.res5(x).mean(dim=(2, 3))
 
 
+class AveragePoolBoxHead(nn.Sequential):
+    """Each pooled RoI averaged over its bins, then dropout: [R, C, S, S] -> [R, C]."""
+
+    def __init__(self, dropout):
+        super().__init__(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout))
+
+
 def wsddn_box_head_dim(cfg):
     """Width D of the RoI features [R, D] the box head of ``MODEL.WSDDN.BOX_HEAD`` outputs."""
     kind = cfg.MODEL.WSDDN.BOX_HEAD
@@ -37,11 +45,15 @@ def wsddn_box_head_dim(cfg):
         return cfg.MODEL.WSDDN.FC_DIM
     if kind == "res5":
         return cfg.MODEL.RESNETS.RES2_OUT_CHANNELS * 8  # as Res5ROIHeads._build_res5_block
-    raise ValueError(f"MODEL.WSDDN.BOX_HEAD must be 'fc' or 'res5', got {kind!r}")
+    if kind == "pool":  # the width of the map it pools
+        return build_backbone(cfg).output_shape()[cfg.MODEL.WSDDN.IN_FEATURE].channels
+    raise ValueError(f"MODEL.WSDDN.BOX_HEAD must be 'fc', 'res5' or 'pool', got {kind!r}")
 
 
 def build_wsddn_box_head(cfg, input_shape):
-    """Returns (head, output dim) for ``MODEL.WSDDN.BOX_HEAD`` ("fc" or "res5")."""
+    """Returns (head, output dim) for ``MODEL.WSDDN.BOX_HEAD`` ("fc", "res5" or "pool")."""
+    if cfg.MODEL.WSDDN.BOX_HEAD == "pool":
+        return AveragePoolBoxHead(cfg.MODEL.WSDDN.DROPOUT), input_shape.channels
     dim = wsddn_box_head_dim(cfg)
     if cfg.MODEL.WSDDN.BOX_HEAD == "fc":
         in_dim = input_shape.channels * input_shape.height * input_shape.width

@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..box_proposers import PROPOSAL_METHODS, build_box_proposer
+from .box_average_pool import BoxAveragePooler
 from .box_head import build_wsddn_box_head
 from .class_count import add_class_count_check, check_dataset_class_count
 
@@ -168,12 +169,15 @@ class WSDDN(nn.Module):
             )
         shape = shapes[in_feature]
         resolution = cfg.MODEL.WSDDN.POOLER_RESOLUTION
-        pooler = ROIPooler(
-            output_size=resolution,
-            scales=(1.0 / shape.stride,),
-            sampling_ratio=cfg.MODEL.WSDDN.POOLER_SAMPLING_RATIO,
-            pooler_type=cfg.MODEL.WSDDN.POOLER_TYPE,
-        )
+        if cfg.MODEL.WSDDN.POOLER_TYPE == "BoxAverage":
+            pooler = BoxAveragePooler(resolution, 1.0 / shape.stride)
+        else:
+            pooler = ROIPooler(
+                output_size=resolution,
+                scales=(1.0 / shape.stride,),
+                sampling_ratio=cfg.MODEL.WSDDN.POOLER_SAMPLING_RATIO,
+                pooler_type=cfg.MODEL.WSDDN.POOLER_TYPE,
+            )
         box_head, head_dim = build_wsddn_box_head(
             cfg, ShapeSpec(channels=shape.channels, height=resolution, width=resolution)
         )

@@ -8,8 +8,12 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from .coco_multilabel import register_coco_multilabel
 from .label_list import LIST_EXTENSIONS, read_class_file, register_label_list
 from .voc import VOC_CLASSES, register_voc_multilabel
+from .yolo import YAML_EXTENSIONS, register_yolo
 
-FORMATS = "a COCO json (.json), a label list (.csv, .tsv, .txt) or a VOC-style folder"
+FORMATS = (
+    "a COCO json (.json), a label list (.csv, .tsv, .txt), a VOC-style folder, a YOLO labels "
+    "folder or an Ultralytics data.yaml"
+)
 
 
 def register_declared_datasets(entries):
@@ -21,7 +25,10 @@ def register_declared_datasets(entries):
       ``.txt``: tab-separated; ``class_file`` optional, may be "");
     - ``[name, folder, split, class_file]``: a VOC-style folder (``Annotations/*.xml``,
       ``ImageSets/Main/<split>.txt``, ``JPEGImages/``), boxes and difficult flags included;
-      ``class_file`` optional (default: VOC's 20 classes).
+      ``class_file`` optional (default: VOC's 20 classes);
+    - ``[name, data.yaml, split]``: an Ultralytics/YOLO dataset (``yolo``), boxes included;
+    - ``[name, labels_folder, image_root, class_file]``: YOLO label files beside a folder of
+      images, ``class_file`` a names file or a data.yaml.
 
     A name registered already with the same entry is left as it is (tools set up a config
     more than once); with another entry, or a builtin name, it is an error."""
@@ -30,8 +37,9 @@ def register_declared_datasets(entries):
         if len(entry) not in (3, 4):
             raise ValueError(
                 f"DATASETS.REGISTER: each entry is [name, annotation_file, image_root], "
-                f"[name, label_list, image_root, class_file] or [name, voc_folder, split, "
-                f"class_file], got {entry}"
+                f"[name, label_list, image_root, class_file], [name, voc_folder, split, "
+                f"class_file], [name, data.yaml, split] or [name, yolo_labels_folder, "
+                f"image_root, class_file], got {entry}"
             )
         name, annotation_file, image_root = entry[:3]
         class_file = entry[3] if len(entry) == 4 else ""
@@ -43,12 +51,23 @@ def register_declared_datasets(entries):
                     f"{declared or 'a builtin dataset'}: choose another name"
                 )
             continue
-        is_voc = os.path.isdir(annotation_file)
-        for path in (annotation_file, class_file) if is_voc else entry[1:]:
+        is_folder = os.path.isdir(annotation_file)
+        is_voc = is_folder and os.path.isdir(os.path.join(annotation_file, "Annotations"))
+        extension = os.path.splitext(annotation_file)[1].lower()
+        is_data_yaml = extension in YAML_EXTENSIONS
+        if is_folder and not is_voc and not class_file:
+            raise ValueError(
+                f"DATASETS.REGISTER, dataset '{name}': {annotation_file} is a folder without "
+                f"Annotations/: a VOC-style folder has Annotations/, ImageSets/Main/ and "
+                f"JPEGImages/; a YOLO labels folder is [name, labels_folder, image_root, "
+                f"class_file]"
+            )
+        for path in (annotation_file, class_file) if is_voc or is_data_yaml else entry[1:]:
             if path and not os.path.exists(path):
                 raise FileNotFoundError(f"DATASETS.REGISTER, dataset '{name}': no {path}")
-        extension = os.path.splitext(annotation_file)[1].lower()
-        if is_voc:
+        if is_data_yaml or (is_folder and not is_voc):
+            register_yolo(name, annotation_file, image_root, class_file)
+        elif is_voc:
             split_file = os.path.join(annotation_file, "ImageSets", "Main", image_root + ".txt")
             if not os.path.isfile(split_file):
                 raise FileNotFoundError(
