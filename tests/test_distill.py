@@ -21,7 +21,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from wsd_distill import add_wsd_distill_config
 from wsd_distill.data.teacher_cache import teacher_cache_settings
 from wsd_distill.data.teacher_targets import TARGET_FIELDS
-from wsd_distill.engine import TeacherHook
+from wsd_distill.engine import TeacherHook, setup_cfg
 from wsd_distill.modeling import (
     box_average_pool,
     build_teacher,
@@ -356,6 +356,33 @@ def test_learned_temperature_starts_at_one_over_t_and_learns_faster(teacher_file
     assert group["lr"] == pytest.approx(10 * cfg.SOLVER.BASE_LR) and group["weight_decay"] == 0
 
 
+def test_new_layers_take_their_lr_factor(teacher_files):
+    """SOLVER.NEW_LAYER_LR_FACTOR 10 and BIAS_LR_FACTOR 2, the authors' lr_mult: the student's
+    classifier at 10x (its bias 20x), the rest at 1x (biases 2x); the teacher's two streams
+    alike."""
+    from wsd_distill.engine import Trainer
+
+    cfg = student_cfg(*teacher_files)
+    cfg.SOLVER.NEW_LAYER_LR_FACTOR, cfg.SOLVER.BIAS_LR_FACTOR = 10.0, 2.0
+    student = build_model(cfg)
+    lr = {
+        id(p): g["lr"] / cfg.SOLVER.BASE_LR
+        for g in Trainer.build_optimizer(cfg, student).param_groups
+        for p in g["params"]
+    }
+    assert lr[id(student.classifier.weight)] == 10 and lr[id(student.classifier.bias)] == 20
+    layers = student.head.layers[1]  # fc6
+    assert lr[id(layers.weight)] == 1 and lr[id(layers.bias)] == 2
+    teacher_cfg = tiny_cfg()
+    teacher_cfg.SOLVER.NEW_LAYER_LR_FACTOR = 10.0
+    teacher = build_model(teacher_cfg)
+    groups = Trainer.build_optimizer(teacher_cfg, teacher).param_groups
+    lr = {id(p): g["lr"] / teacher_cfg.SOLVER.BASE_LR for g in groups for p in g["params"]}
+    for layer in (teacher.cls_score, teacher.det_score):
+        assert lr[id(layer.weight)] == 10
+    assert {lr[id(p)] for p in teacher.backbone.parameters()} == {1}
+
+
 class _OpLog(TorchDispatchMode):
     def __init__(self):
         super().__init__()
@@ -458,12 +485,12 @@ def test_student_builds_without_reading_its_teachers_config(teacher_files, tmp_p
 
 
 def load(dataset, name):
-    cfg = add_wsd_distill_config(get_cfg())
-    cfg.merge_from_file(os.path.join("configs", dataset, name))
-    return cfg
+    return setup_cfg(os.path.join("configs", dataset, name))
 
 
-@pytest.mark.parametrize("dataset", ["COCO", "NUS-WIDE", "VOC", "Synthetic"])
+@pytest.mark.parametrize(
+    "dataset", ["COCO", "NUS-WIDE", "VOC", "Synthetic", "Synthetic/Pretrained"]
+)
 def test_student_configs_build_and_match_their_teacher(dataset, monkeypatch):
     """Every student config builds; a KD config's teacher has the same classes and the RoI-feature
     width the student was told; each joint KD config has the authors' two stages beside it:

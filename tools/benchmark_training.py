@@ -12,6 +12,9 @@ detectron2's own ``time`` / ``data_time`` metrics (and the hook's ``teacher_time
   each 640 x 480 JPEG read once, then mapped with its 500 proposals through every (size, flip)
   variant of configs/COCO/S-Cls_VGG16_KD.yaml), in one process: what one loader worker feeds
   the cache's teacher.
+- own_data: configs/OwnData (narrow VGG from scratch) against configs/OwnData/Pretrained
+  (ImageNet EfficientNet-Lite0), each at its own sizes and batch, on 640 x 480 JPEGs with 500
+  random proposals: teacher, plain student, online joint KD.
 - paper: the paper's VGG-16 configs (configs/COCO/*VGG16*) at --batch (the authors' 32) on
   640 x 480 JPEGs with 500 random proposals each (the teacher at 672, the student at 224):
   teacher, plain student, online KD stage 1, stage 2 and joint; fp32 and, on a GPU, AMP (the
@@ -212,6 +215,43 @@ def benchmark_paper(args):
     return title, headers, rows
 
 
+def benchmark_own_data(args):
+    """s/step and images/s of the own-data configs, from scratch and pretrained."""
+    folder = os.path.join(args.output, "own_data")
+    dataset, store = jpeg_dataset(os.path.join(folder, "jpegs"), 64, proposals=500)
+    data = [
+        *("MODEL.DEVICE", args.device, "MODEL.WEIGHTS", "", "DATASETS.TRAIN", (dataset,)),
+        *("DATASETS.PROPOSAL_FILES_TRAIN", (store,), "SOLVER.MAX_ITER", args.warmup + args.steps),
+    ]
+    rows = []
+    for config_dir in ("OwnData", "OwnData/Pretrained"):
+        run = os.path.join(folder, config_dir.replace("/", "_"))
+        teacher_cfg = config(f"{config_dir}/T-WDet.yaml", run + "_teacher_run", data)
+        teacher = random_teacher(teacher_cfg, run + "_teacher")
+        kd = [*data, "MODEL.DISTILL.TEACHER_CONFIG", teacher, "MODEL.DISTILL.TEACHER_WEIGHTS", ""]
+        runs = {
+            "teacher (T-WDet)": teacher_cfg,
+            "plain student (S-Cls w/o KD)": config(f"{config_dir}/S-Cls.yaml", run, data),
+            "KD joint, online": config(f"{config_dir}/S-Cls_KD.yaml", run, kd),
+        }
+        for name, cfg in runs.items():
+            t = median_step_times(cfg, warmup=args.warmup)
+            batch = cfg.SOLVER.IMS_PER_BATCH
+            rows.append(
+                [
+                    *(f"configs/{config_dir}", name, batch, f"{t['time']:.2f}"),
+                    *(f"{t['data_time']:.3f}", f"{t['teacher_time']:.2f}"),
+                    f"{batch / t['time']:.1f}",
+                ]
+            )
+    headers = ["configs", "run", "batch", "s/step", "data s/step", "teacher s/step", "images/s"]
+    title = (
+        f"Training steps (Trainer) of the own-data configs on 640 x 480 JPEGs with 500 random "
+        f"proposals, each at its sizes and batch; median of {args.steps} steps after {args.warmup}"
+    )
+    return title, headers, rows
+
+
 def benchmark_cache_mapping(args):
     """Images/s and ms per cache entry of the cache writer's ``map_variants`` in one process."""
     cfg = paper_runs(args, False)["KD joint (L_p + L_p' + L_f), online"]
@@ -237,6 +277,7 @@ PARTS = {
     "training": benchmark_training,
     "train_loader": benchmark_train_loader,
     "cache_mapping": benchmark_cache_mapping,
+    "own_data": benchmark_own_data,
     "paper": benchmark_paper,
 }
 

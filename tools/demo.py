@@ -40,6 +40,12 @@ def get_parser():
     parser.add_argument(
         "--skip-training", action="store_true", help="stop after the data and proposals"
     )
+    parser.add_argument(
+        "--config-dir",
+        default=CONFIGS,
+        help="folder of the benchmark's five configs (configs/Synthetic/Pretrained: ImageNet "
+        "EfficientNet-Lite0, after tools/convert_timm_weights.py)",
+    )
     kd_help = f"one row each of the table; default: {' '.join(DEFAULT_KD)}"
     add_pipeline_arguments(parser, "output/demo", list(DEFAULT_KD), kd_help)
     return parser
@@ -48,7 +54,7 @@ def get_parser():
 def main(args):
     """Runs the demo; returns the summary of ``summarize`` (also in <output>/results.json)."""
     setup_logger(name="wsd_distill")
-    pipeline = Pipeline.synthetic(CONFIGS, args)
+    pipeline = Pipeline.synthetic(args.config_dir, args)
     text, train_summary = pipeline.dataset_tables()
     print(text + "\n\n" + pipeline.make_proposals())
     if args.skip_training:

@@ -196,6 +196,10 @@ def add_wsd_distill_config(cfg):
     # Optimizer of the Trainer: "SGD" (detectron2's, with SOLVER.MOMENTUM/NESTEROV) or "AdamW"
     # (with SOLVER.BASE_LR and SOLVER.WEIGHT_DECAY*; it trains small models from scratch faster).
     _C.SOLVER.OPTIMIZER = "SGD"
+    # lr factor of the layers a pretrained file does not hold (the student's classifier, the
+    # teacher's two streams: the models' NEW_LAYERS), times SOLVER.BIAS_LR_FACTOR for their
+    # biases: the authors' prototxts give fc8 lr_mult 10 (its bias 20)
+    _C.SOLVER.NEW_LAYER_LR_FACTOR = 1.0
 
     # Multi-label evaluation (MultiLabelEvaluator).
     _C.TEST.MULTILABEL = CN()
@@ -267,6 +271,7 @@ def check_config(cfg):
         _check_number(cfg, s + key, low=0)
     _check_number(cfg, s + "ASL.CLIP", low=0, high=1, high_open=True)
     _check_number(cfg, "MODEL.EMA.DECAY", low=0, high=1, high_open=True)
+    _check_number(cfg, "SOLVER.NEW_LAYER_LR_FACTOR", low=0, low_open=True)
     for key in (w + "NUM_CLASSES", s + "NUM_CLASSES"):  # (0 is resolved by setup_cfg)
         _check_number(cfg, key, low=1, integer=True)
     _check_number(cfg, w + "REFINE_ITERS", low=0, integer=True)

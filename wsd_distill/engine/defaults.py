@@ -1,11 +1,9 @@
 """The config set-up every wsd-distill tool shares."""
 
 import argparse
-import logging
 import os
 import re
 
-import numpy as np
 import torch
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
@@ -15,7 +13,7 @@ from ..config import add_wsd_distill_config, check_config
 from ..data.build import thing_classes_of
 from ..data.datasets import register_declared_datasets
 from ..modeling import WSDDN, StudentClassifier
-from ..modeling.backbone.timm_backbone import pretrained_normalization
+from ..modeling.backbone.timm_backbone import fill_pretrained_normalization
 
 # the config node of each meta-architecture (and of its subclasses)
 MODEL_KEYS = ((WSDDN, "MODEL.WSDDN"), (StudentClassifier, "MODEL.STUDENT"))
@@ -119,28 +117,6 @@ def fill_class_names(cfg):
             f"(from {'DATASETS.TRAIN ' + repr(train) if train else 'the config'}): set "
             f"{model_key}.NUM_CLASSES to {len(names)}, or 0 to follow the names"
         )
-
-
-def fill_pretrained_normalization(cfg):
-    """With a timm backbone, an empty MODEL.PIXEL_MEAN / PIXEL_STD becomes the normalization of
-    the model's pretrained config (RGB, 0-255 values); values that differ from it are warned."""
-    if cfg.MODEL.BACKBONE.NAME != "build_timm_backbone":
-        return
-    if cfg.INPUT.FORMAT != "RGB":
-        raise ValueError(
-            f"INPUT.FORMAT is {cfg.INPUT.FORMAT!r} but the timm backbone {cfg.MODEL.TIMM.NAME} "
-            f"reads RGB images: set INPUT.FORMAT RGB"
-        )
-    for key, value in zip(
-        ("PIXEL_MEAN", "PIXEL_STD"), pretrained_normalization(cfg.MODEL.TIMM.NAME)
-    ):
-        if not cfg.MODEL[key]:
-            cfg.MODEL[key] = [round(v, 4) for v in value]
-        elif not np.allclose(cfg.MODEL[key], value, atol=0.01):
-            logging.getLogger(__name__).warning(
-                f"MODEL.{key} {list(cfg.MODEL[key])} is not the pretrained normalization of "
-                f"{cfg.MODEL.TIMM.NAME} ({[round(v, 4) for v in value]}): set it to [] to use that"
-            )
 
 
 def model_class_names(cfg):

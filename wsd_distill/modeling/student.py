@@ -36,6 +36,8 @@ class StudentClassifier(nn.Module):
     (``prediction_loss`` "mld") and the CSRA classifier (a head of kind "csra").
     """
 
+    NEW_LAYERS = ("classifier", "feature_projection")  # (SOLVER.NEW_LAYER_LR_FACTOR)
+
     @configurable
     def __init__(
         self,

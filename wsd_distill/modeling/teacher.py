@@ -12,6 +12,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_model
 from torch import nn
 
 from ..config import add_wsd_distill_config
+from .backbone.timm_backbone import fill_pretrained_normalization
 from .box_head import wsddn_box_head_dim
 from .trained_weights import load_trained_weights
 from .wsddn import WSDDN, region_objectness, top_regions, wsddn_scores
@@ -100,6 +101,7 @@ def get_teacher_cfg(cfg):
     teacher_cfg.merge_from_file(path)
     teacher_cfg.MODEL.WEIGHTS = cfg.MODEL.DISTILL.TEACHER_WEIGHTS
     teacher_cfg.MODEL.DEVICE = cfg.MODEL.DEVICE
+    fill_pretrained_normalization(teacher_cfg)
     architecture = teacher_cfg.MODEL.META_ARCHITECTURE
     if not issubclass(META_ARCH_REGISTRY.get(architecture), WSDDN):
         raise ValueError(f"MODEL.DISTILL.TEACHER_CONFIG '{path}' is a {architecture}, not a WSDDN")

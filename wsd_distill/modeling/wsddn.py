@@ -91,6 +91,8 @@ class WSDDN(nn.Module):
     :meth:`teacher_outputs` gives what the student distils from.
     """
 
+    NEW_LAYERS = ("cls_score", "det_score", "refine_scores")  # (SOLVER.NEW_LAYER_LR_FACTOR)
+
     @configurable
     def __init__(
         self,

@@ -1,11 +1,16 @@
 """Any timm model as a detectron2 backbone (ImageNet-pretrained backbones of the multi-label
 literature: EfficientNet, ResNet, TResNet, ConvNeXt, ...)."""
 
+import logging
+
+import numpy as np
 import timm
 import torch
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from timm.layers import freeze_batch_norm_2d
+
+logger = logging.getLogger(__name__)
 
 FINAL = "features"  # the output of the model's forward_features: its last map, before pooling
 
@@ -94,6 +99,28 @@ def pretrained_normalization(model_name):
     return [255 * m for m in config["mean"]], [255 * s for s in config["std"]]
 
 
+def fill_pretrained_normalization(cfg):
+    """With a timm backbone, an empty MODEL.PIXEL_MEAN / PIXEL_STD becomes the normalization of
+    the model's pretrained config (RGB, 0-255 values); values that differ from it are warned."""
+    if cfg.MODEL.BACKBONE.NAME != "build_timm_backbone":
+        return
+    if cfg.INPUT.FORMAT != "RGB":
+        raise ValueError(
+            f"INPUT.FORMAT is {cfg.INPUT.FORMAT!r} but the timm backbone {cfg.MODEL.TIMM.NAME} "
+            f"reads RGB images: set INPUT.FORMAT RGB"
+        )
+    for key, value in zip(
+        ("PIXEL_MEAN", "PIXEL_STD"), pretrained_normalization(cfg.MODEL.TIMM.NAME)
+    ):
+        if not cfg.MODEL[key]:
+            cfg.MODEL[key] = [round(v, 4) for v in value]
+        elif not np.allclose(cfg.MODEL[key], value, atol=0.01):
+            logger.warning(
+                f"MODEL.{key} {list(cfg.MODEL[key])} is not the pretrained normalization of "
+                f"{cfg.MODEL.TIMM.NAME} ({[round(v, 4) for v in value]}): set it to [] to use that"
+            )
+
+
 def imagenet_state_dict(model_name, weights_file=""):
     """The ImageNet weights of a timm model, as a :class:`TimmBackbone`'s state dict (timm's
     names, no classifier): timm's own download by name (internet) or ``weights_file``, a
@@ -150,6 +177,11 @@ def build_timm_backbone(cfg, input_shape):
         raise ValueError(
             f"MODEL.BACKBONE.FREEZE_AT is {cfg.MODEL.BACKBONE.FREEZE_AT}: a timm backbone "
             f"trains every layer (set it to 0)"
+        )
+    if not input_shape.channels:
+        raise ValueError(
+            "MODEL.PIXEL_MEAN is empty: fill_pretrained_normalization(cfg) (called by every "
+            "tool's setup_cfg) sets it to the timm model's pretrained normalization"
         )
     return TimmBackbone(
         cfg.MODEL.TIMM.NAME, cfg.MODEL.TIMM.OUT_FEATURES, cfg.MODEL.TIMM.NORM, input_shape.channels
