@@ -1,6 +1,7 @@
 """A user's own photos through the command-line tools, declared in the config alone
 (``DATASETS.REGISTER``): a label list (CSV) and a COCO json with image-level labels only."""
 
+import ast
 import json
 import os
 import subprocess
@@ -220,7 +221,9 @@ def test_one_command_pipeline_on_own_photos(photo_set, tmp_path):
     students = {"S-Cls w/o KD": "student", "S-Cls w/ KD (joint)": "student_kd_joint"}
     students["S-Cls w/ KD (joint-gated)"] = "student_kd_gated_joint"
     val_map = {
-        name: json.loads((seed0 / run / "val_results.json").read_text())["multilabel"]["mAP"]
+        name: json.loads((seed0 / run / "val_results.json").read_text())["results"]["multilabel"][
+            "mAP"
+        ]
         for name, run in students.items()
     }
     chosen = max(val_map, key=val_map.get)
@@ -252,6 +255,21 @@ def test_one_command_pipeline_on_own_photos(photo_set, tmp_path):
         "the images or labels of 'mine_train' (changed since)" in relabelled.stderr
     ), relabelled.stderr[-1500:]
     assert (tmp_path / "run" / "results.md").read_text() == table
+    # another val split: the students are evaluated on it, not given the old split's numbers
+    val = json.loads((photo_set / "val.json").read_text())
+    kept = {i["id"] for i in val["images"][:3]}
+    val["images"] = [i for i in val["images"] if i["id"] in kept]
+    val["annotations"] = [a for a in val["annotations"] if a["image_id"] in kept]
+    (tmp_path / "val_half.json").write_text(json.dumps(val))
+    entries = ast.literal_eval(register_opts(photo_set)[1])
+    entries.append(["mine_val_half", str(tmp_path / "val_half.json"), str(photo_set / "images")])
+    other = [a if a != "mine_val" else "mine_val_half" for a in argv if a != "joint-gated"]
+    other[other.index("DATASETS.REGISTER") + 1] = repr(entries)
+    other_val = tool("distill.py", *other)
+    assert other_val.returncode == 0, other_val.stderr[-3000:]
+    for run in ("student", "student_kd_joint"):  # (the gated one's classes came from val)
+        kept_results = json.loads((seed0 / run / "val_results.json").read_text())
+        assert kept_results["split"]["dataset"] == "mine_val_half", run
 
 
 def test_held_out_splits_must_hold_other_images(photo_set):
@@ -266,6 +284,15 @@ def test_held_out_splits_must_hold_other_images(photo_set):
     ]:
         with pytest.raises(ValueError, match=message):
             Pipeline(os.path.join(ROOT, "configs", "OwnData"), "unused", "again_train", test)
+    # the student chosen on val must not be chosen on test images
+    register_declared_datasets([["val_again", str(photo_set / "val.json"), images]])
+    register_declared_datasets([["mine_val", str(photo_set / "val.json"), images]])
+    for val, message in [
+        ("val_again", "'mine_val' shares 6 image files with the val split"),
+        ("mine_val", "'mine_val' is both --val and --test: the student chosen on val"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            Pipeline(os.path.join(ROOT, "configs", "OwnData"), "x", "again_train", "mine_val", val)
 
 
 def test_declared_datasets_are_checked(photo_set):
@@ -317,3 +344,17 @@ def test_a_voc_style_folder_is_declared(tmp_path):
     assert dicts[0]["ignored_labels"] == [0]  # the dog of "a" is difficult only
     assert dicts[0]["annotations"][0]["bbox"] == [1.0, 2.0, 10.0, 12.0]
     assert MetadataCatalog.get("decl_voc_train").thing_classes == ["dog", "cat"]
+
+
+def test_overrides_may_follow_the_kd_list():
+    """``--kd joint DATASETS.REGISTER ...``: the override is not taken for a KD variant."""
+    import argparse
+
+    from wsd_distill.engine.pipeline import add_pipeline_arguments, parse_pipeline_args
+
+    parser = argparse.ArgumentParser()
+    add_pipeline_arguments(parser, "out", ["joint"], "help")
+    args = parse_pipeline_args(parser, ["--kd", "joint", "two-stage", "SOLVER.MAX_ITER", "3"])
+    assert args.kd == ["joint", "two-stage"] and args.opts == ["SOLVER.MAX_ITER", "3"]
+    with pytest.raises(SystemExit):
+        parse_pipeline_args(parser, ["--kd", "jont"])

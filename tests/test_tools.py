@@ -136,7 +136,9 @@ def test_demo_end_to_end_and_the_same_seed_gives_the_same_numbers(datasets_dir, 
             assert row[0] == value and row[-1] == last, (seed, name, row)
         # the gate: L_p' on the classes where the teacher's val AP >= the plain student's
         val_ap = [
-            json.loads((first / f"seed{seed}" / m / "val_results.json").read_text())["multilabel"]
+            json.loads((first / f"seed{seed}" / m / "val_results.json").read_text())["results"][
+                "multilabel"
+            ]
             for m in ("teacher", "student")
         ]
         kd_config = (first / f"seed{seed}" / "student_kd_gated_joint" / "config.yaml").read_text()

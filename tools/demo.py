@@ -27,7 +27,7 @@ import os
 
 from detectron2.utils.logger import setup_logger
 
-from wsd_distill.engine.pipeline import Pipeline, add_pipeline_arguments
+from wsd_distill.engine.pipeline import Pipeline, add_pipeline_arguments, parse_pipeline_args
 
 CONFIGS = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "Synthetic"
@@ -71,4 +71,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(get_parser().parse_args())
+    main(parse_pipeline_args(get_parser()))

@@ -27,7 +27,13 @@ import os
 from detectron2.utils.logger import setup_logger
 
 from wsd_distill.engine import setup_cfg
-from wsd_distill.engine.pipeline import KD_VARIANTS, Pipeline, add_pipeline_arguments, kd_row
+from wsd_distill.engine.pipeline import (
+    KD_VARIANTS,
+    Pipeline,
+    add_pipeline_arguments,
+    kd_row,
+    parse_pipeline_args,
+)
 
 CONFIGS = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "OwnData"
@@ -94,4 +100,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(get_parser().parse_args())
+    main(parse_pipeline_args(get_parser()))

@@ -27,9 +27,15 @@ from ..modeling.distill_losses import teacher_class_gate
 from ..modeling.trained_weights import load_trained_weights
 from ..utils import atomic_write_bytes
 from ..visualization import plot_ap_gain, visualize_teacher
-from .defaults import RUN_CONFIG, RUN_WEIGHTS, positive_int, setup_cfg
+from .defaults import (
+    RUN_CONFIG,
+    RUN_WEIGHTS,
+    parse_args_with_overrides,
+    positive_int,
+    setup_cfg,
+)
 from .ema import unwrap
-from .pipeline_checks import check_held_out, check_run_settings
+from .pipeline_checks import check_held_out, check_run_settings, dataset_digest
 from .trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -62,6 +68,16 @@ def gain_row(variant):
     return f"KD gain ({variant})"
 
 
+def parse_pipeline_args(parser, argv=None):
+    """The arguments of a tool of ``add_pipeline_arguments``: the overrides after ``--kd ...``
+    are the overrides' (``parse_args_with_overrides``), then each variant is checked."""
+    args = parse_args_with_overrides(parser, "kd", argv)
+    unknown = [v for v in getattr(args, "kd", None) or [] if v not in KD_VARIANTS]
+    if unknown:
+        parser.error(f"--kd: expected some of {list(KD_VARIANTS)}, got {unknown}")
+    return args
+
+
 def add_pipeline_arguments(parser, output, kd=None, kd_help=""):
     """The arguments of a tool that runs a ``Pipeline`` (default folder ``output``); with a
     ``kd_help``, ``--kd``: the KD students of ``KD_VARIANTS`` it trains (default ``kd``)."""
@@ -71,7 +87,6 @@ def add_pipeline_arguments(parser, output, kd=None, kd_help=""):
             "--kd",
             nargs="+",
             default=kd,
-            choices=list(KD_VARIANTS),
             metavar="VARIANT",
             help=f"the KD students, of {', '.join(KD_VARIANTS)} ({kd_help})",
         )
@@ -182,7 +197,7 @@ class Pipeline:
                 )
         if train in (val, test):
             raise ValueError(f"'{train}' is the training set: --val and --test must be others")
-        check_held_out(train, [n for n in dict.fromkeys((val, test)) if n])
+        check_held_out(train, val, test)
 
     @classmethod
     def from_args(cls, config_dir, args, train, test, val="", opts=None):
@@ -352,11 +367,16 @@ class Pipeline:
         return self.run("student", "student", seed)
 
     def evaluate_on_val(self, cfg):
-        """A trained run evaluated on the val split, once (kept in its val_results.json)."""
+        """A trained run evaluated on the val split, once for that split: kept in its
+        val_results.json with the split's name and the digest of its images and labels, so
+        that another --val, or the same one edited, is evaluated anew."""
         results_file = os.path.join(cfg.OUTPUT_DIR, "val_results.json")
+        split = {"dataset": self.val, "digest": dataset_digest(self.val)}
         if os.path.exists(results_file):
             with open(results_file) as f:
-                return json.load(f)
+                kept = json.load(f)
+            if kept.get("split") == split:
+                return kept["results"]
         model = Trainer.build_model(cfg)
         load_trained_weights(model, os.path.join(cfg.OUTPUT_DIR, RUN_WEIGHTS))
         cfg = cfg.clone()
@@ -364,7 +384,8 @@ class Pipeline:
         if isinstance(model, WSDDN):  # (a student needs no proposals at test time)
             cfg.DATASETS.PROPOSAL_FILES_TEST = (self.proposal_file(self.val),)
         results = Trainer.test(cfg, model)
-        atomic_write_bytes(results_file, json.dumps(results, indent=1).encode())
+        kept = {"split": split, "results": results}
+        atomic_write_bytes(results_file, json.dumps(kept, indent=1).encode())
         return results
 
     def class_gate_options(self, teacher_cfg, student_cfg):

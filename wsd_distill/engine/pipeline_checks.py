@@ -33,12 +33,7 @@ def flat_config(text):
 def training_sets_digest(cfg):
     """{training set: SHA-1 of its image ids and labels}: tells a dataset whose images or
     labels were edited since a run from the one it was trained on."""
-    return {
-        name: ids_digest(
-            f"{d['image_id']}\t{sorted(d['multi_labels'])}" for d in DatasetCatalog.get(name)
-        )
-        for name in cfg.DATASETS.TRAIN
-    }
+    return {name: dataset_digest(name) for name in cfg.DATASETS.TRAIN}
 
 
 def check_run_settings(cfg):
@@ -79,19 +74,34 @@ def check_run_settings(cfg):
         atomic_write_bytes(datasets_file, json.dumps(datasets, indent=1).encode())
 
 
-def check_held_out(train, held_out):
-    """Refuse held-out datasets (val, test) that share image files with the training set
-    ``train``: their numbers, and the student chosen on val, would be the training set's."""
-    trained = {os.path.realpath(d["file_name"]) for d in DatasetCatalog.get(train)}
-    for name in held_out:
-        shared = [
-            d["file_name"]
-            for d in DatasetCatalog.get(name)
-            if os.path.realpath(d["file_name"]) in trained
-        ]
+def dataset_digest(name):
+    """SHA-1 of a dataset's image ids and labels: tells it from an edited or other dataset."""
+    return ids_digest(
+        f"{d['image_id']}\t{sorted(d['multi_labels'])}" for d in DatasetCatalog.get(name)
+    )
+
+
+def check_held_out(train, val, test):
+    """Refuse held-out datasets that are, or share image files with, the training set or each
+    other: the numbers would be the training set's, or the student chosen on val would be
+    chosen on the test set."""
+    if val and val == test:
+        raise ValueError(
+            f"'{val}' is both --val and --test: the student chosen on val would be chosen on "
+            f"the test set; give a held-out split of its own"
+        )
+    files = {
+        name: {os.path.realpath(d["file_name"]): d["file_name"] for d in DatasetCatalog.get(name)}
+        for name in filter(None, (train, val, test))
+    }
+    pairs = [(train, val, "the training set"), (train, test, "the training set")]
+    pairs.append((val, test, "the val split (the student would be chosen on test images)"))
+    for first, second, what in pairs:
+        if not first or not second:
+            continue
+        shared = [files[second][f] for f in files[second] if f in files[first]]
         if shared:
             raise ValueError(
-                f"Dataset '{name}' shares {len(shared)} image files with the training set "
-                f"'{train}' ({', '.join(shared[:3])}, ...): a held-out split must hold other "
-                f"images"
+                f"Dataset '{second}' shares {len(shared)} image files with {what} '{first}' "
+                f"({', '.join(shared[:3])}, ...): a held-out split must hold other images"
             )
