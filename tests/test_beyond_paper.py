@@ -44,21 +44,25 @@ def test_asl_at_gamma_0_and_clip_0_is_the_bce():
     torch.testing.assert_close(label_loss(logits, labels, "bce"), bce)
 
 
-def test_asl_at_gamma_2_and_clip_0_is_the_focal_loss_gradients_too():
+def test_asl_at_gamma_2_and_clip_0_is_the_focal_loss_with_constant_weights():
+    """The focal loss's value; its gradient is the BCE's, each term times its focal weight
+    (the weights are constants of the backward pass, as the reference's)."""
     logits, labels = _logits_and_labels()
     asl = asymmetric_loss(logits, labels, gamma_neg=2, gamma_pos=2, clip=0)
     (asl_grad,) = torch.autograd.grad(asl, logits)
     focal = sigmoid_focal_loss(logits, labels, alpha=-1, gamma=2, reduction="sum") / 4
-    (focal_grad,) = torch.autograd.grad(focal, logits)
     torch.testing.assert_close(asl, focal)
-    torch.testing.assert_close(asl_grad, focal_grad)
+    p = torch.sigmoid(logits.detach())
+    p_t = p * labels + (1 - p) * (1 - labels)
+    torch.testing.assert_close(asl_grad, (p - labels) * (1 - p_t) ** 2 / 4)
 
 
 def test_asl_by_hand_with_its_defaults():
-    """One positive at logit 0 (p = 0.5): -log(0.5) * 0.5^1. One negative at logit 0: its
-    probability shifted by the clip, 1 - p_m = 0.55: -log(0.55) * 0.45^4."""
+    """The reference's COCO settings (gamma- 4, gamma+ 0, clip 0.05). One positive at logit 0
+    (p = 0.5): -log(0.5). One negative at logit 0: its probability shifted by the clip,
+    1 - p_m = 0.55: -log(0.55) * 0.45^4."""
     loss = asymmetric_loss(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]))
-    expected = -torch.log(torch.tensor(0.5)) * 0.5 - torch.log(torch.tensor(0.55)) * 0.45**4
+    expected = -torch.log(torch.tensor(0.5)) - torch.log(torch.tensor(0.55)) * 0.45**4
     torch.testing.assert_close(loss, expected)
 
 

@@ -1,5 +1,5 @@
 """The metrics and losses against the code users compare with, on random and hand-made inputs:
-ML-GCN's AveragePrecisionMeter and F1s, ASL's mAP, sklearn, pcl.pytorch's mil_losses, OICR
+ML-GCN's AveragePrecisionMeter and F1s, ASL's mAP and AsymmetricLoss, sklearn, pcl.pytorch's mil_losses, OICR
 pseudo labels and CorLoc, detectron2's voc_eval conventions. The reference functions below are
 transcribed from those repositories (the file and function named in each docstring)."""
 
@@ -8,13 +8,16 @@ import math
 import numpy as np
 import pytest
 import torch
+from detectron2.config import get_cfg
 from detectron2.evaluation.pascal_voc_evaluation import voc_ap
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances, pairwise_iou
 from sklearn.metrics import average_precision_score
 from test_wsddn import make_input, tiny_cfg
 
+from wsd_distill import add_wsd_distill_config
 from wsd_distill.evaluation import compute_multilabel_metrics, corloc, detection_ap
+from wsd_distill.modeling.label_losses import label_loss
 from wsd_distill.modeling.wsddn import class_top_regions, wsddn_scores
 
 
@@ -66,6 +69,37 @@ def asl_average_precision(output, target):
     total = pos_count[-1]
     pos_count[~sorted_target] = 0
     return np.sum(pos_count / total_count) / (total + 1e-8)
+
+
+class ASLAsymmetricLoss(torch.nn.Module):
+    """Alibaba-MIIL/ASL src/loss_functions/losses.py, ``AsymmetricLoss``, transcribed."""
+
+    def __init__(self, gamma_neg=4, gamma_pos=1, clip=0.05, eps=1e-8, disable_grad=True):
+        super().__init__()
+        self.gamma_neg, self.gamma_pos, self.clip = gamma_neg, gamma_pos, clip
+        self.disable_torch_grad_focal_loss, self.eps = disable_grad, eps  # (name shortened)
+
+    def forward(self, x, y):
+        x_sigmoid = torch.sigmoid(x)
+        xs_pos = x_sigmoid
+        xs_neg = 1 - x_sigmoid
+        if self.clip is not None and self.clip > 0:
+            xs_neg = (xs_neg + self.clip).clamp(max=1)
+        los_pos = y * torch.log(xs_pos.clamp(min=self.eps))
+        los_neg = (1 - y) * torch.log(xs_neg.clamp(min=self.eps))
+        loss = los_pos + los_neg
+        if self.gamma_neg > 0 or self.gamma_pos > 0:
+            if self.disable_torch_grad_focal_loss:
+                torch.set_grad_enabled(False)
+            pt0 = xs_pos * y
+            pt1 = xs_neg * (1 - y)
+            pt = pt0 + pt1
+            one_sided_gamma = self.gamma_pos * y + self.gamma_neg * (1 - y)
+            one_sided_w = torch.pow(1 - pt, one_sided_gamma)
+            if self.disable_torch_grad_focal_loss:
+                torch.set_grad_enabled(True)
+            loss *= one_sided_w
+        return -loss.sum()
 
 
 def pcl_mil_losses(cls_score, labels):
@@ -280,3 +314,22 @@ def test_teacher_scores_are_wsddn_formula():
     for i, (a, b) in enumerate(((0, 4), (4, 9))):
         expected = (cls_logits[a:b].softmax(1) * det_logits[a:b].softmax(0)).sum(0)
         torch.testing.assert_close(image[i], expected)
+
+
+def test_asl_equals_the_references_coco_training():
+    """MODEL.STUDENT.LABEL_LOSS "asl" with its defaults is the reference's train.py criterion,
+    AsymmetricLoss(gamma_neg=4, gamma_pos=0, clip=0.05, disable_torch_grad_focal_loss=True),
+    divided by the batch size: values and gradients (logits within the reference's log clamp)."""
+    cfg = add_wsd_distill_config(get_cfg())
+    asl = cfg.MODEL.STUDENT.ASL
+    reference = ASLAsymmetricLoss(gamma_neg=4, gamma_pos=0, clip=0.05)
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(8, 20, generator=g, dtype=torch.float64) * 4).requires_grad_()
+    labels = (torch.rand(8, 20, generator=g) < 0.2).double()
+    ours = label_loss(logits, labels, "asl", gamma_neg=asl.GAMMA_NEG, gamma_pos=asl.GAMMA_POS,
+                      clip=asl.CLIP)  # fmt: skip
+    theirs = reference(logits, labels) / len(labels)
+    torch.testing.assert_close(ours, theirs)
+    torch.testing.assert_close(
+        torch.autograd.grad(ours, logits)[0], torch.autograd.grad(theirs, logits)[0]
+    )

@@ -109,11 +109,12 @@ def add_wsd_distill_config(cfg):
     _C.MODEL.STUDENT.HEAD = "pool"
     _C.MODEL.STUDENT.CSRA_LAMBDA = 0.1  # lambda of the "csra" head (the reference's default)
     # L_p: "bce" (the paper's) or "asl", the asymmetric loss (Ridnik et al., ICCV 2021; beyond
-    # the paper), divided by the batch size as the BCE; its focusing and clip (the reference's)
+    # the paper), divided by the batch size as the BCE; its focusing and clip (the reference's
+    # COCO training: gamma- 4, gamma+ 0, clip 0.05, focal weights without gradient)
     _C.MODEL.STUDENT.LABEL_LOSS = "bce"
     _C.MODEL.STUDENT.ASL = CN()
     _C.MODEL.STUDENT.ASL.GAMMA_NEG = 4.0
-    _C.MODEL.STUDENT.ASL.GAMMA_POS = 1.0
+    _C.MODEL.STUDENT.ASL.GAMMA_POS = 0.0
     _C.MODEL.STUDENT.ASL.CLIP = 0.05
     _C.MODEL.STUDENT.POOLING = "avg"  # "avg" or "max": the image's pooling, and its RoIs' for L_f
     _C.MODEL.STUDENT.POOLER_RESOLUTION = 7  # P of the "fc" head (VGG-16's pool5: 7 x 7)

@@ -7,13 +7,13 @@ import torch
 from torch.nn import functional as F
 
 
-def asymmetric_loss(logits, labels, gamma_neg=4.0, gamma_pos=1.0, clip=0.05, eps=1e-8):
-    """ASL (the reference's ``AsymmetricLoss``; its defaults): each negative's probability
-    shifted down by ``clip`` (p_m = max(p - clip, 0)), then focal weights (1 - p_t)^gamma with
-    gamma_pos for the positives and gamma_neg for the negatives; gradients flow through the
-    weights, as the reference's. Divided by the batch size (the reference sums over
-    everything). gamma 0 and clip 0 give the BCE; gamma_pos = gamma_neg = 2, clip 0 the focal
-    loss (without alpha).
+def asymmetric_loss(logits, labels, gamma_neg=4.0, gamma_pos=0.0, clip=0.05, eps=1e-8):
+    """ASL as the reference trains COCO (``AsymmetricLoss(gamma_neg=4, gamma_pos=0, clip=0.05,
+    disable_torch_grad_focal_loss=True)`` in its train.py): each negative's probability shifted
+    down by ``clip`` (p_m = max(p - clip, 0)), then focal weights (1 - p_t)^gamma, gamma_pos for
+    the positives and gamma_neg for the negatives, computed without gradient (constants of the
+    backward pass, as the reference's). Divided by the batch size (the reference sums over
+    everything). gamma 0 and clip 0 give the BCE.
 
     Args:
         logits: [B, K]; labels: [B, K] in {0, 1}.
@@ -30,9 +30,11 @@ def asymmetric_loss(logits, labels, gamma_neg=4.0, gamma_pos=1.0, clip=0.05, eps
         q, log_neg = 1 - p, F.logsigmoid(-logits)
     loss = labels * log_pos + (1 - labels) * log_neg
     if gamma_neg > 0 or gamma_pos > 0:
-        p_t = p * labels + q * (1 - labels)
-        gamma = gamma_pos * labels + gamma_neg * (1 - labels)
-        loss = loss * torch.pow(1 - p_t, gamma)
+        with torch.no_grad():
+            p_t = p * labels + q * (1 - labels)
+            gamma = gamma_pos * labels + gamma_neg * (1 - labels)
+            weight = torch.pow(1 - p_t, gamma)
+        loss = loss * weight
     return -loss.sum() / len(logits)
 
 
