@@ -344,6 +344,13 @@ def test_a_voc_style_folder_is_declared(tmp_path):
     assert dicts[0]["ignored_labels"] == [0]  # the dog of "a" is difficult only
     assert dicts[0]["annotations"][0]["bbox"] == [1.0, 2.0, 10.0, 12.0]
     assert MetadataCatalog.get("decl_voc_train").thing_classes == ["dog", "cat"]
+    assert MetadataCatalog.get("decl_voc_train").year == 0  # all-point AP50
+    voc2007 = tmp_path / "VOC2007"
+    voc2007.symlink_to(tmp_path, target_is_directory=True)
+    register_declared_datasets(
+        [["decl_voc07", str(voc2007) + "/", "train", tmp_path / "classes.txt"]]
+    )
+    assert MetadataCatalog.get("decl_voc07").year == 2007  # VOC 2007's 11-point, as the builtin
 
 
 def test_overrides_may_follow_the_kd_list():

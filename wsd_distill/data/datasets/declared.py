@@ -2,6 +2,7 @@
 a user's own data."""
 
 import os
+import re
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
@@ -16,6 +17,14 @@ FORMATS = (
 )
 
 
+def voc_year(folder):
+    """The year of a VOC-style folder from its name, as detectron2's ``VOC2007`` / ``VOC2012``
+    (2007 is scored with VOC 2007's 11-point AP50, as the builtin sets; TEST.WSOD.AP_METRIC
+    chooses otherwise); 0 for any other name (all-point AP)."""
+    match = re.fullmatch(r"VOC(\d{4})", os.path.basename(os.path.normpath(folder)))
+    return int(match.group(1)) if match else 0
+
+
 def register_declared_datasets(entries):
     """Register each entry of ``DATASETS.REGISTER``; the annotation file says the format:
 
@@ -25,7 +34,8 @@ def register_declared_datasets(entries):
       ``.txt``: tab-separated; ``class_file`` optional, may be "");
     - ``[name, folder, split, class_file]``: a VOC-style folder (``Annotations/*.xml``,
       ``ImageSets/Main/<split>.txt``, ``JPEGImages/``), boxes and difficult flags included;
-      ``class_file`` optional (default: VOC's 20 classes);
+      ``class_file`` optional (default: VOC's 20 classes); a folder named ``VOC2007`` is
+      scored with VOC 2007's 11-point AP50 (``voc_year``);
     - ``[name, data.yaml, split]``: an Ultralytics/YOLO dataset (``yolo``), boxes included;
     - ``[name, labels_folder, image_root, class_file]``: YOLO label files beside a folder of
       images, ``class_file`` a names file or a data.yaml.
@@ -75,7 +85,9 @@ def register_declared_datasets(entries):
                     f"its split, but there is no {split_file}"
                 )
             classes = read_class_file(class_file) if class_file else VOC_CLASSES
-            register_voc_multilabel(name, annotation_file, image_root, 0, classes)
+            register_voc_multilabel(
+                name, annotation_file, image_root, voc_year(annotation_file), classes
+            )
         elif extension == ".json" and not class_file:
             register_coco_multilabel(name, annotation_file, image_root)
         elif extension in LIST_EXTENSIONS:
