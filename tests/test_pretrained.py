@@ -239,3 +239,21 @@ def test_pretrained_pipeline_through_distill(lite0_weights, tmp_path):
     log = (tmp_path / "run" / "log.txt").read_text()
     assert f"Loading from {lite0_weights}" in log
     assert "S-Cls w/ KD (joint)" in (tmp_path / "run" / "results.md").read_text()
+
+
+def test_pipeline_names_missing_pretrained_weights(tmp_path):
+    """Before any proposal is made: the pretrained configs' weights file is missing."""
+    root = tmp_path / "photos"
+    write_sample_photo_set(str(root), (2, 2, 2), side=64, seed=0)
+    entries = [
+        [f"miss_{s}", str(root / f"{s}.json"), str(root / "images")] for s in ("val", "test")
+    ]
+    out = tool(
+        "distill.py",
+        *("--train", "miss_val", "--test", "miss_test", "--config-dir", PRETRAINED),
+        *("--output", tmp_path / "run", "DATASETS.REGISTER", repr(entries)),
+        *("MODEL.WEIGHTS", tmp_path / "nowhere.pth"),
+    )
+    assert out.returncode != 0
+    assert f"T-WDet.yaml: its MODEL.WEIGHTS {tmp_path / 'nowhere.pth'} does not exist" in out.stderr
+    assert not (tmp_path / "run").exists()

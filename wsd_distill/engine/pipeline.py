@@ -198,6 +198,14 @@ class Pipeline:
         if train in (val, test):
             raise ValueError(f"'{train}' is the training set: --val and --test must be others")
         check_held_out(train, val, test)
+        for name in ("teacher", "student"):  # pretrained weights, before anything is made
+            weights = self.config(name, name, 0).MODEL.WEIGHTS
+            if weights and "://" not in weights and not os.path.exists(weights):
+                raise FileNotFoundError(
+                    f"{config_dir}/{CONFIG_FILES[name]}: its MODEL.WEIGHTS {weights} does not "
+                    f"exist: make it first (the config's comment says how, e.g. "
+                    f"tools/convert_timm_weights.py), or set MODEL.WEIGHTS"
+                )
 
     @classmethod
     def from_args(cls, config_dir, args, train, test, val="", opts=None):
