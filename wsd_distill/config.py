@@ -2,6 +2,7 @@
 
 import math
 
+import yaml
 from detectron2.config import CfgNode as CN
 
 
@@ -221,6 +222,25 @@ def add_wsd_distill_config(cfg):
     # "11_point" or "all_point"
     _C.TEST.WSOD.AP_METRIC = ""
     return cfg
+
+
+def merge_config_file(cfg, path):
+    """``cfg.merge_from_file(path)`` reading plain YAML only, its ``_BASE_`` files too
+    (detectron2's default would run what a ``!!python/object/apply`` tag names: a config file,
+    a run folder's config.yaml, is what users send each other); a file that is not a YAML
+    mapping of config keys is an error naming it."""
+    try:
+        cfg.merge_from_file(path, allow_unsafe=False)
+    except yaml.YAMLError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise ValueError(
+            f"{path} (or a _BASE_ of it) is not a plain YAML config ({first}); Python tags "
+            f"are refused, nothing of it was run"
+        ) from None
+    except (AttributeError, TypeError) as e:  # (a file of YAML that is not a mapping)
+        raise ValueError(
+            f"{path} (or a _BASE_ of it) is not a YAML mapping of config keys ({e})"
+        ) from None
 
 
 def _value(cfg, key):

@@ -28,7 +28,7 @@ class Detectron2Proposer:
         self, config_file, weights="", max_proposals=500, min_size=4.0, device="cpu", opts=()
     ):
         cfg = get_cfg()
-        cfg.merge_from_file(config_file)
+        cfg.merge_from_file(config_file, allow_unsafe=False)  # (plain YAML only)
         cfg.merge_from_list(list(opts))
         cfg.MODEL.WEIGHTS, cfg.MODEL.DEVICE = weights, device
         cfg.MODEL.RPN.POST_NMS_TOPK_TEST = max(cfg.MODEL.RPN.POST_NMS_TOPK_TEST, max_proposals)

@@ -15,11 +15,11 @@ import os
 import pickle
 
 import numpy as np
-from detectron2.data import load_proposals_into_dataset as _d2_load_proposals_into_dataset
 from detectron2.structures import BoxMode
 
 from ..utils import atomic_write_bytes
 from ..utils.ragged_store import RaggedStore, RaggedStoreWriter, is_ragged_store
+from ..utils.safe_pickle import load_data_pickle
 
 PICKLE_KEYS = ("ids", "boxes", "objectness_logits")
 
@@ -88,6 +88,27 @@ def check_proposal_file(proposal_file):
         raise ValueError(f"Proposal file {proposal_file} is empty (0 bytes): make it again")
 
 
+def load_pickle_proposals(dataset_dicts, proposal_file):
+    """detectron2's ``load_proposals_into_dataset`` on a pickle read as plain data (a proposal
+    file from elsewhere runs no code): each record gets its image's ``proposal_boxes`` and
+    ``proposal_objectness_logits``, best first, and ``proposal_bbox_mode``."""
+    with open(proposal_file, "rb") as f:
+        proposals = load_data_pickle(f, proposal_file)
+    for old, new in (("indexes", "ids"), ("scores", "objectness_logits")):
+        if old in proposals:
+            proposals[new] = proposals.pop(old)
+    wanted = {str(d["image_id"]) for d in dataset_dicts}
+    index = {str(i): k for k, i in enumerate(proposals["ids"]) if str(i) in wanted}
+    mode = BoxMode(proposals.get("bbox_mode", BoxMode.XYXY_ABS))
+    for d in dataset_dicts:
+        k = index[str(d["image_id"])]
+        order = np.asarray(proposals["objectness_logits"][k]).argsort()[::-1]
+        d["proposal_boxes"] = np.asarray(proposals["boxes"][k])[order]
+        d["proposal_objectness_logits"] = np.asarray(proposals["objectness_logits"][k])[order]
+        d["proposal_bbox_mode"] = mode
+    return dataset_dicts
+
+
 def load_proposals_into_dataset(dataset_dicts, proposal_file, check_images=True):
     """Give every dataset dict its proposals: ``proposal_file`` and ``proposal_index`` for a
     proposal store (read lazily by the mapper), the boxes themselves for a detectron2 pickle
@@ -101,7 +122,7 @@ def load_proposals_into_dataset(dataset_dicts, proposal_file, check_images=True)
         return attach_proposal_store(dataset_dicts, proposal_file, check_images)
     check_proposal_file(proposal_file)
     try:
-        dicts = _d2_load_proposals_into_dataset(dataset_dicts, proposal_file)
+        dicts = load_pickle_proposals(dataset_dicts, proposal_file)
     except (EOFError, pickle.UnpicklingError, TypeError) as e:
         raise ValueError(
             f"Proposal file {proposal_file} is not a detectron2 proposal pickle "
@@ -241,7 +262,7 @@ def read_proposals(path):
             [store.get(i, "objectness_logits", np.float32) for i in range(len(store))],
         )
     with open(path, "rb") as f:
-        data = pickle.load(f, encoding="latin1")
+        data = load_data_pickle(f, path)
     if data.get("bbox_mode", BoxMode.XYXY_ABS) != BoxMode.XYXY_ABS:
         data["boxes"] = [
             BoxMode.convert(b, data["bbox_mode"], BoxMode.XYXY_ABS) for b in data["boxes"]

@@ -17,7 +17,7 @@ import numpy as np
 from detectron2.config import get_cfg
 from detectron2.data import transforms as T
 
-from ..config import add_wsd_distill_config
+from ..config import add_wsd_distill_config, merge_config_file
 from ..utils.partial_run import ids_digest
 from ..utils.ragged_store import RaggedStore
 from .augmentation import resize_augmentation
@@ -72,7 +72,7 @@ def teacher_tta_settings(cfg):
     if not cfg.MODEL.DISTILL.TEACHER_TTA:
         return None
     teacher = add_wsd_distill_config(get_cfg())
-    teacher.merge_from_file(cfg.MODEL.DISTILL.TEACHER_CONFIG)
+    merge_config_file(teacher, cfg.MODEL.DISTILL.TEACHER_CONFIG)
     aug = teacher.TEST.AUG
     return {
         "min_sizes": [int(size) for size in aug.MIN_SIZES],

@@ -2,21 +2,26 @@
 
 import logging
 import os
+import pickle
 import re
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from ..utils import atomic_write, atomic_write_bytes
+from ..utils.safe_pickle import load_data_pickle, refusal
 
 logger = logging.getLogger(__name__)
 
 
 def readable(path):
-    """None when ``torch.load`` reads the file ``path``, else why not (a short message)."""
+    """None when ``torch.load`` reads the file ``path`` as tensors and plain data, else why
+    not (a short message)."""
     try:
         with open(path, "rb") as f:
-            torch.load(f, map_location="cpu", weights_only=False)
+            torch.load(f, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        return f"refused: more than tensors and plain data ({refusal(e)})"
     except Exception as e:  # torch.load's errors for a cut file vary by where it stops
         return f"unreadable: {e.__class__.__name__}: {str(e)[:200]}"
     return None
@@ -63,6 +68,31 @@ class FiniteCheckpointer(DetectionCheckpointer):
         self.logger.info(f"Saving checkpoint to {path}")
         atomic_write(path, lambda f: torch.save(data, f))
         self.tag_last_checkpoint(f"{name}.pth")
+
+    def _torch_load(self, f):
+        """A checkpoint read as tensors and plain data only (``weights_only``): a crafted
+        file runs no code; what cannot be read so is refused, naming the file."""
+        try:
+            with self.path_manager.open(f, "rb") as file:
+                return torch.load(file, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise ValueError(
+                f"{f} holds more than tensors and plain data ({refusal(e)}): "
+                f"refused, nothing of it was run"
+            ) from None
+
+    def _load_file(self, filename):
+        """detectron2's loader, its model-zoo ``.pkl`` (NumPy arrays) read as plain data
+        (``load_data_pickle``), other files by :meth:`_torch_load`."""
+        if not filename.endswith(".pkl"):
+            return super()._load_file(filename)
+        with self.path_manager.open(filename, "rb") as f:
+            data = load_data_pickle(f, filename)
+        if "model" in data and "__author__" in data:  # detectron2's model zoo format
+            return data
+        data = data.get("blobs", data)  # Caffe2 / Detectron1 (ImageNet models have no blobs)
+        data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
+        return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
 
     def tag_last_checkpoint(self, last_filename_basename):
         path = os.path.join(self.save_dir, "last_checkpoint")

@@ -9,7 +9,7 @@ from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import META_ARCH_REGISTRY
 
-from ..config import add_wsd_distill_config, check_config
+from ..config import add_wsd_distill_config, check_config, merge_config_file
 from ..data.build import thing_classes_of
 from ..data.datasets import register_declared_datasets
 from ..modeling import WSDDN, StudentClassifier
@@ -32,7 +32,7 @@ def setup_cfg(config_file, opts=(), datasets=True):
     classes, so that a run folder works without its training files."""
     cfg = add_wsd_distill_config(get_cfg())
     if config_file:
-        cfg.merge_from_file(config_file)
+        merge_config_file(cfg, config_file)
     cfg.merge_from_list(list(opts))
     resolve_run_folders(cfg)
     if datasets or not cfg.MODEL.CLASS_NAMES:

@@ -11,7 +11,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY, build_model
 from torch import nn
 
-from ..config import add_wsd_distill_config
+from ..config import add_wsd_distill_config, merge_config_file
 from .backbone.timm_backbone import fill_pretrained_normalization
 from .box_head import wsddn_box_head_dim
 from .trained_weights import load_trained_weights
@@ -98,7 +98,7 @@ def get_teacher_cfg(cfg):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"MODEL.DISTILL.TEACHER_CONFIG: no such file '{path}'")
     teacher_cfg = add_wsd_distill_config(get_cfg())
-    teacher_cfg.merge_from_file(path)
+    merge_config_file(teacher_cfg, path)
     teacher_cfg.MODEL.WEIGHTS = cfg.MODEL.DISTILL.TEACHER_WEIGHTS
     teacher_cfg.MODEL.DEVICE = cfg.MODEL.DEVICE
     fill_pretrained_normalization(teacher_cfg)

@@ -3,9 +3,12 @@ the teacher."""
 
 import logging
 import os
+import pickle
 
 import torch
 from detectron2.utils.file_io import PathManager
+
+from ..utils.safe_pickle import refusal
 
 logger = logging.getLogger(__name__)
 
@@ -23,9 +26,14 @@ def load_trained_weights(model, path, key="MODEL.WEIGHTS", may_miss=()):
         raise ValueError(f"{key} is empty: name the trained model's weights (or its run folder)")
     if "://" not in path and not os.path.isfile(path):
         raise FileNotFoundError(f"{key}: no such file '{path}'")
-    try:
+    try:  # (tensors and plain data only: a crafted file runs no code)
         with PathManager.open(path, "rb") as f:
-            checkpoint = torch.load(f, map_location="cpu", weights_only=False)
+            checkpoint = torch.load(f, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(
+            f"{key} '{path}' holds more than tensors and plain data ({refusal(e)}): "
+            f"refused, nothing of it was run"
+        ) from None
     except Exception as e:  # torch.load's errors for a cut or foreign file vary
         raise ValueError(
             f"{key} '{path}' cannot be read ({e.__class__.__name__}: {str(e)[:200]}): a file "

@@ -1,0 +1,108 @@
+"""Files users send each other run no code: proposal pickles, checkpoints (a run's
+model_final.pth, MODEL.WEIGHTS, a resumed last checkpoint) and configs (a --config-file, a run
+folder's config.yaml, MODEL.DISTILL.TEACHER_CONFIG, a _BASE_). Each crafted file is refused,
+naming it, and the command it carries never runs."""
+
+import io
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from detectron2.modeling import build_model
+from test_wsddn import tiny_cfg
+
+from wsd_distill.data import load_proposals_into_dataset
+from wsd_distill.engine import setup_cfg
+from wsd_distill.engine.checkpointer import FiniteCheckpointer, UnreadableCheckpointError
+from wsd_distill.modeling.teacher import get_teacher_cfg
+from wsd_distill.modeling.trained_weights import load_trained_weights
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Payload:
+    """Unpickled, it would create the file ``flag``."""
+
+    def __init__(self, flag):
+        self.flag = str(flag)
+
+    def __reduce__(self):
+        return (open, (self.flag, "w"))
+
+
+def test_a_proposal_pickle_that_runs_code_is_refused(tmp_path):
+    flag = tmp_path / "ran"
+    path = tmp_path / "proposals.pkl"
+    data = {"ids": [0], "boxes": [np.zeros((1, 4))], "objectness_logits": [Payload(flag)]}
+    path.write_bytes(pickle.dumps(data))
+    with pytest.raises(ValueError, match=r"proposals.pkl: it asks for io.open.*refused"):
+        load_proposals_into_dataset([{"image_id": 0}], str(path), check_images=False)
+    assert not flag.exists()
+    # plain data (detectron2's own format, BoxMode included) is read as before
+    good = {"ids": [0], "boxes": [np.ones((2, 4))], "objectness_logits": [np.array([0.1, 0.9])]}
+    from detectron2.structures import BoxMode
+
+    good["bbox_mode"] = BoxMode.XYXY_ABS
+    path.write_bytes(pickle.dumps(good))
+    (d,) = load_proposals_into_dataset([{"image_id": 0}], str(path), check_images=False)
+    assert d["proposal_objectness_logits"].tolist() == [0.9, 0.1]
+
+
+def crafted_checkpoint(path, flag, model):
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "iteration": 3, "x": Payload(flag)}, buffer)
+    path.write_bytes(buffer.getvalue())
+
+
+def test_a_checkpoint_that_runs_code_is_refused(tmp_path):
+    """load_trained_weights (predict, export, KD, stage 2), MODEL.WEIGHTS at the start of
+    training and --resume's last checkpoint all read tensors and plain data only."""
+    model = build_model(tiny_cfg())
+    flag = tmp_path / "ran"
+    crafted = tmp_path / "model_final.pth"
+    crafted_checkpoint(crafted, flag, model)
+    with pytest.raises(ValueError, match="model_final.pth' holds more than tensors .* refused"):
+        load_trained_weights(model, str(crafted))
+
+    def checkpointer():  # (detectron2's is not reusable after a failed load)
+        return FiniteCheckpointer(model, str(tmp_path))
+
+    with pytest.raises(ValueError, match="model_final.pth holds more than tensors"):
+        checkpointer().resume_or_load(str(crafted), resume=False)
+    (tmp_path / "last_checkpoint").write_text("model_final.pth")
+    with pytest.raises(UnreadableCheckpointError):  # the only checkpoint: nothing to resume
+        checkpointer().resume_or_load("", resume=True)
+    assert not flag.exists()
+    # a detectron2 model-zoo .pkl (NumPy arrays) still loads, as plain data
+    zoo = tmp_path / "zoo.pkl"
+    arrays = {k: v.numpy() for k, v in model.state_dict().items()}
+    zoo.write_bytes(pickle.dumps({"model": arrays, "__author__": "test"}, protocol=2))
+    checkpointer().resume_or_load(str(zoo), resume=False)
+    evil_zoo = tmp_path / "evil.pkl"
+    evil_zoo.write_bytes(pickle.dumps({"model": {"a": Payload(flag)}, "__author__": "x"}))
+    with pytest.raises(ValueError, match="evil.pkl: it asks for io.open"):
+        checkpointer().resume_or_load(str(evil_zoo), resume=False)
+    assert not flag.exists()
+
+
+def test_a_config_that_runs_code_is_refused(tmp_path):
+    flag = tmp_path / "ran"
+    tag = f"!!python/object/apply:os.system ['touch {flag}']"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"_BASE_: {ROOT}/configs/Synthetic/T-WDet.yaml\nSEED: {tag}\n")
+    with pytest.raises(ValueError, match="bad.yaml .* is not a plain YAML config.*refused"):
+        setup_cfg(str(bad))
+    base = tmp_path / "child.yaml"
+    base.write_text(f"_BASE_: {bad}\n")
+    with pytest.raises(ValueError, match="child.yaml \\(or a _BASE_ of it\\) is not a plain"):
+        setup_cfg(str(base))
+    student = setup_cfg(os.path.join(ROOT, "configs", "Synthetic", "S-Cls_KD.yaml"))
+    student.MODEL.DISTILL.TEACHER_CONFIG = str(bad)
+    with pytest.raises(ValueError, match="is not a plain YAML config"):
+        get_teacher_cfg(student)
+    assert not flag.exists()
+    (tmp_path / "text.yaml").write_text("just words\n")
+    with pytest.raises(ValueError, match="text.yaml .* is not a YAML mapping of config keys"):
+        setup_cfg(str(tmp_path / "text.yaml"))

@@ -1,0 +1,52 @@
+"""Reading pickles that other people made (proposal files, detectron2 model-zoo weights)
+without running their code: only plain data is rebuilt."""
+
+import pickle
+
+# what a detectron2 proposal pickle or a model-zoo .pkl holds besides built-in types: NumPy
+# arrays, scalars and dtypes, ordered dicts, and detectron2's BoxMode
+SAFE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),  # (pickle protocol 5)
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("collections", "OrderedDict"),
+    ("_codecs", "encode"),  # how Python 3 pickles bytes at protocol 2
+    ("detectron2.structures.boxes", "BoxMode"),
+}
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle asked for something other than plain data."""
+
+
+class _DataUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) not in SAFE_GLOBALS:
+            raise UnsafePickleError(
+                f"it asks for {module}.{name}, which a pickle of plain data (arrays, lists, "
+                f"dicts, numbers) does not: refused, nothing of it was run"
+            )
+        return super().find_class(module, name)
+
+
+def load_data_pickle(f, path, encoding="latin1"):
+    """``pickle.load`` of the open binary file ``f`` (the file ``path``, for the message),
+    rebuilding only ``SAFE_GLOBALS`` besides built-in types; anything else is refused with a
+    ValueError naming the file."""
+    try:
+        return _DataUnpickler(f, encoding=encoding).load()
+    except UnsafePickleError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def refusal(error):
+    """The reason in ``torch.load(weights_only=True)``'s refusal, e.g. "Unsupported global:
+    GLOBAL print" (its message is mostly advice to load the file unsafely)."""
+    lines = str(error).splitlines()
+    reason = next((line for line in lines if "Unpickler error" in line), lines[0] if lines else "")
+    return reason.strip().removeprefix("WeightsUnpickler error: ").split(" was not ")[0][:200]
