@@ -106,3 +106,21 @@ def test_a_config_that_runs_code_is_refused(tmp_path):
     (tmp_path / "text.yaml").write_text("just words\n")
     with pytest.raises(ValueError, match="text.yaml .* is not a YAML mapping of config keys"):
         setup_cfg(str(tmp_path / "text.yaml"))
+
+
+def test_pictures_stay_in_their_folder_and_links_are_not_followed(tmp_path):
+    """A listed image "../x.jpg" or "/abs/y.png" gets a picture inside the output folder; a
+    link planted where a picture goes is replaced, its target left as it was."""
+    from wsd_distill.visualization import picture_names, write_picture
+
+    names = picture_names(["../../x.jpg", "/etc/y.png", "sub/z.jpg", "x.jpg", "a/../../w.jpg"])
+    assert names == ["x.jpg.jpg", "y.png.jpg", "sub/z.jpg.jpg", "x.jpg_2.jpg", "w.jpg.jpg"]
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    out = tmp_path / "pictures"
+    out.mkdir()
+    (out / "x.jpg.jpg").symlink_to(target)
+    write_picture(str(out / "x.jpg.jpg"), np.zeros((8, 8, 3), np.uint8))
+    assert target.read_text() == "keep me" and not (out / "x.jpg.jpg").is_symlink()
+    with pytest.raises(OSError, match="Cannot encode the picture"):
+        write_picture(str(out / "empty.jpg"), np.zeros((0, 8, 3), np.uint8))

@@ -35,7 +35,6 @@ import torch
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
-from PIL import Image
 from tqdm import tqdm
 
 from wsd_distill.data.augmentation import build_augmentation
@@ -51,7 +50,7 @@ from wsd_distill.engine import (
 from wsd_distill.modeling import WSDDN
 from wsd_distill.utils import atomic_write_bytes
 from wsd_distill.utils.partial_run import ids_digest, open_partial_run, read_chunk, write_chunk
-from wsd_distill.visualization import draw_teacher_view
+from wsd_distill.visualization import draw_teacher_view, picture_names, write_picture
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -155,20 +154,6 @@ def predict(model, inputs):
     return results
 
 
-def picture_names(names):
-    """The picture of each image name: the name + ".jpg" (photo.png -> photo.png.jpg), numbered
-    when an earlier input had the same name (photo.png_2.jpg)."""
-    used, pictures = set(), []
-    for name in names:
-        picture, k = f"{name}.jpg", 1
-        while picture in used:  # the same name in two inputs
-            k += 1
-            picture = f"{name}_{k}.jpg"
-        used.add(picture)
-        pictures.append(picture)
-    return pictures
-
-
 def run_settings(cfg, files, args):
     """What a resumed run shares with the run it continues: the model (its config, its weights
     file's path, size and time), the images and the pictures."""
@@ -260,9 +245,7 @@ def main(args):
                         class_names,
                         num_labels=args.top_k,
                     )
-                    picture = os.path.join(args.output, pictures[i])
-                    os.makedirs(os.path.dirname(picture), exist_ok=True)
-                    Image.fromarray(drawing).save(picture)
+                    write_picture(os.path.join(args.output, pictures[i]), drawing)
                 errors.append(error)
                 bar.update()
             write_chunk(path, {"scores": scores, "errors": np.array(errors, str)}, {})

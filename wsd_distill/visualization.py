@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from .data.build import thing_classes_of
 from .data.mapper import read_image_file
+from .utils import atomic_write_bytes
 
 CORRECT, WRONG, UNKNOWN = "lime", "red", "white"
 
@@ -66,16 +67,48 @@ def draw_teacher_view(
     return visualizer.output.get_image()
 
 
+def picture_names(names, used=None):
+    """The picture of each image name (a path relative to a folder the user named, or a file
+    name): the name + ".jpg" (photo.png -> photo.png.jpg), numbered when an earlier one had the
+    same (photo.png_2.jpg); a name that would leave the output folder (absolute, or with "..")
+    keeps only its file name. ``used``: the pictures named so far (updated)."""
+    used = set() if used is None else used
+    pictures = []
+    for name in names:
+        name = os.path.normpath(name)
+        if os.path.isabs(name) or name.split(os.sep)[0] == "..":
+            name = os.path.basename(name)
+        picture, k = f"{name}.jpg", 1
+        while picture in used:  # the same name in two inputs
+            k += 1
+            picture = f"{name}_{k}.jpg"
+        used.add(picture)
+        pictures.append(picture)
+    return pictures
+
+
+def write_picture(path, rgb):
+    """An RGB picture [H, W, 3] as a JPEG at ``path``, written atomically: a link already at
+    ``path`` is replaced, never followed; a picture that cannot be encoded is an error."""
+    try:
+        ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]))
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise OSError(f"Cannot encode the picture {path} ({rgb.shape}) as a JPEG")
+    atomic_write_bytes(path, jpeg.tobytes())
+
+
 def visualize_teacher(model, data_loader, dataset_name, output_dir, num_images=20):
-    """Write ``<image_id>.jpg`` pictures of a WSDDN's view of ``num_images`` images to
-    ``output_dir``.
+    """Write pictures of a WSDDN's view of ``num_images`` images to ``output_dir``, each named
+    by its image's file name (``picture_names``).
 
     ``data_loader`` yields mapper dicts (e.g. ``Trainer.build_test_loader(cfg, dataset_name)``).
     Returns the paths written.
     """
     class_names = thing_classes_of(dataset_name)
     os.makedirs(output_dir, exist_ok=True)
-    written = []
+    written, used = [], set()
     model.eval()
     with torch.no_grad(), tqdm(total=num_images, desc="visualize") as bar:
         for batch in data_loader:
@@ -98,8 +131,9 @@ def visualize_teacher(model, data_loader, dataset_name, output_dir, num_images=2
                     class_names,
                     x["multi_labels"].numpy(),
                 )
-                written.append(os.path.join(output_dir, f"{x['image_id']}.jpg"))
-                cv2.imwrite(written[-1], drawing[:, :, ::-1])
+                (name,) = picture_names([os.path.basename(x["file_name"])], used)
+                written.append(os.path.join(output_dir, name))
+                write_picture(written[-1], drawing)
                 bar.update(1)
                 if len(written) >= num_images:
                     return written
