@@ -409,3 +409,25 @@ def test_proposal_generation_lists_every_bad_image_and_keeps_the_rest(datasets_d
     assert not os.path.exists(output)
     partial = sorted(os.listdir(output + ".partial"))
     assert partial == ["chunk_000001.npz", "lock", "manifest.json"]  # (the lock of this process)
+
+
+def test_a_refusal_is_one_message_without_traceback(tmp_path):
+    """A tool refusing its input exits 2 with one line naming the culprit, as argparse does
+    (WSD_DISTILL_TRACEBACK=1 shows the traceback)."""
+    argv = [sys.executable, os.path.join(ROOT, "tools", "distill.py"), "--train", "nope"]
+    argv += ["--test", "nope_test"]
+    out = subprocess.run(argv, capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert (
+        out.stderr.strip()
+        .splitlines()[-1]
+        .startswith("distill.py: error: Dataset 'nope' is not registered")
+    )
+    missing = [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file"]
+    out = subprocess.run([*missing, str(tmp_path / "x.yaml")], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.strip() == (
+        f"train_net.py: error: No config file {tmp_path / 'x.yaml'}"
+    )
+    env = dict(os.environ, WSD_DISTILL_TRACEBACK="1")
+    out = subprocess.run(argv, capture_output=True, text=True, env=env)
+    assert "Traceback" in out.stderr

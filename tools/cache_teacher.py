@@ -27,7 +27,7 @@ import shutil
 from detectron2.utils.logger import setup_logger
 
 from wsd_distill.data import get_multilabel_dataset_dicts
-from wsd_distill.engine import positive_int, setup_cfg
+from wsd_distill.engine import positive_int, run_tool, setup_cfg
 from wsd_distill.engine.teacher_cache_writer import cache_size, write_teacher_cache
 
 
@@ -72,4 +72,4 @@ if __name__ == "__main__":
         "--dry-run", action="store_true", help="print the cache's size and the free space, exit"
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides")
-    main(parser.parse_args())
+    run_tool(main, parser.parse_args())

@@ -31,6 +31,7 @@ from wsd_distill.engine import (
     add_dataset_config_arguments,
     parse_args_with_overrides,
     positive_int,
+    run_tool,
     setup_cfg,
 )
 
@@ -89,4 +90,4 @@ if __name__ == "__main__":
     )
     parser.add_argument("--workers", type=positive_int, default=mp.cpu_count())
     add_dataset_config_arguments(parser)
-    sys.exit(main(parse_args_with_overrides(parser, "dataset")))
+    sys.exit(run_tool(main, parse_args_with_overrides(parser, "dataset"), resume=""))

@@ -27,6 +27,7 @@ import os
 
 from detectron2.utils.logger import setup_logger
 
+from wsd_distill.engine import run_tool
 from wsd_distill.engine.pipeline import Pipeline, add_pipeline_arguments, parse_pipeline_args
 
 CONFIGS = os.path.join(
@@ -71,4 +72,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(parse_pipeline_args(get_parser()))
+    run_tool(main, parse_pipeline_args(get_parser()))

@@ -26,7 +26,7 @@ import os
 
 from detectron2.utils.logger import setup_logger
 
-from wsd_distill.engine import setup_cfg
+from wsd_distill.engine import run_tool, setup_cfg
 from wsd_distill.engine.pipeline import (
     KD_VARIANTS,
     Pipeline,
@@ -100,4 +100,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(parse_pipeline_args(get_parser()))
+    run_tool(main, parse_pipeline_args(get_parser()))

@@ -26,7 +26,12 @@ import numpy as np
 import torch
 from detectron2.modeling import build_model
 
-from wsd_distill.engine import load_trained_weights, model_class_names, setup_run_cfg
+from wsd_distill.engine import (
+    load_trained_weights,
+    model_class_names,
+    run_tool,
+    setup_run_cfg,
+)
 from wsd_distill.modeling import StudentClassifier
 from wsd_distill.modeling.student_export import ExportableStudent
 from wsd_distill.utils import atomic_write_bytes
@@ -116,4 +121,4 @@ def check(name, scores, reference):
 
 
 if __name__ == "__main__":
-    main(get_parser().parse_args())
+    run_tool(main, get_parser().parse_args(), resume="")

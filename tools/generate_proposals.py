@@ -28,6 +28,7 @@ from wsd_distill.engine import (
     add_dataset_config_arguments,
     non_negative_int,
     positive_int,
+    run_tool,
     setup_cfg,
 )
 
@@ -154,4 +155,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(get_parser().parse_args())
+    run_tool(main, get_parser().parse_args())

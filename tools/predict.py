@@ -45,6 +45,7 @@ from wsd_distill.engine import (
     non_negative_int,
     parse_args_with_overrides,
     positive_int,
+    run_tool,
     setup_run_cfg,
 )
 from wsd_distill.modeling import WSDDN
@@ -262,4 +263,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    sys.exit(main(parse_args_with_overrides(get_parser(), "input")))
+    sys.exit(run_tool(main, parse_args_with_overrides(get_parser(), "input")))

@@ -14,7 +14,14 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from wsd_distill.data.datasets import prepare_synthetic_shapes
-from wsd_distill.engine import Trainer, load_trained_weights, run_files, setup_cfg, setup_run_cfg
+from wsd_distill.engine import (
+    Trainer,
+    load_trained_weights,
+    run_files,
+    run_tool,
+    setup_cfg,
+    setup_run_cfg,
+)
 
 
 def setup(args):
@@ -61,11 +68,14 @@ def main(args):
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
     print("Command Line Args:", args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
+    run_tool(
+        lambda: launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        ),
+        resume="add --resume to the same command to continue from its last checkpoint",
     )

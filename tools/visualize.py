@@ -13,7 +13,13 @@ image score, green (+) when in the ground truth, red (x) when not.
 import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
 import argparse
 
-from wsd_distill.engine import Trainer, load_trained_weights, positive_int, setup_run_cfg
+from wsd_distill.engine import (
+    Trainer,
+    load_trained_weights,
+    positive_int,
+    run_tool,
+    setup_run_cfg,
+)
 from wsd_distill.visualization import visualize_teacher
 
 
@@ -49,4 +55,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(get_parser().parse_args())
+    run_tool(main, get_parser().parse_args(), resume="")

@@ -1,6 +1,7 @@
 """Config keys added by wsd-distill; every key has its default and a one-line comment."""
 
 import math
+import os
 
 import yaml
 from detectron2.config import CfgNode as CN
@@ -229,6 +230,8 @@ def merge_config_file(cfg, path):
     (detectron2's default would run what a ``!!python/object/apply`` tag names: a config file,
     a run folder's config.yaml, is what users send each other); a file that is not a YAML
     mapping of config keys is an error naming it."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No config file {path}")
     try:
         cfg.merge_from_file(path, allow_unsafe=False)
     except yaml.YAMLError as e:

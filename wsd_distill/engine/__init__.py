@@ -6,6 +6,7 @@ from .defaults import (
     parse_args_with_overrides,
     positive_int,
     run_files,
+    run_tool,
     setup_cfg,
     setup_run_cfg,
 )

@@ -3,6 +3,7 @@
 import argparse
 import os
 import re
+import sys
 
 import torch
 from detectron2.config import get_cfg
@@ -183,3 +184,23 @@ def add_dataset_config_arguments(parser):
         nargs=argparse.REMAINDER,
         help="config overrides, e.g. DATASETS.REGISTER \"[['mine', 'train.json', 'images']]\"",
     )
+
+
+def run_tool(main, *args, resume="the same command continues where it stopped"):
+    """``main(*args)`` of a command-line tool: a refusal of the user's input (a ValueError,
+    KeyError or FileNotFoundError, which name the file, key or image) is one message on stderr
+    and exit status 2, as argparse's errors, not a traceback (WSD_DISTILL_TRACEBACK=1 shows
+    it); Ctrl-C says how to go on (``resume``; "" for a tool that keeps nothing). Returns what
+    ``main`` returns."""
+    tool = os.path.basename(sys.argv[0])
+    try:
+        return main(*args)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        if os.environ.get("WSD_DISTILL_TRACEBACK"):
+            raise
+        message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        sys.stderr.write(f"{tool}: error: {message}\n")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\n{tool}: stopped{': ' + resume if resume else ''}\n")
+        sys.exit(130)
