@@ -21,6 +21,8 @@ def readable(path):
         with open(path, "rb") as f:
             torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if refusal(e) is None:
+            return f"unreadable: {e.__class__.__name__}: not a checkpoint, or cut short"
         return f"refused: more than tensors and plain data ({refusal(e)})"
     except Exception as e:  # torch.load's errors for a cut file vary by where it stops
         return f"unreadable: {e.__class__.__name__}: {str(e)[:200]}"
@@ -76,10 +78,15 @@ class FiniteCheckpointer(DetectionCheckpointer):
             with self.path_manager.open(f, "rb") as file:
                 return torch.load(file, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
-            raise ValueError(
-                f"{f} holds more than tensors and plain data ({refusal(e)}): "
-                f"refused, nothing of it was run"
-            ) from None
+            what = (
+                "is not a checkpoint, or is cut short"
+                if refusal(e) is None
+                else (
+                    f"holds more than tensors and plain data ({refusal(e)}): refused, nothing of "
+                    f"it was run"
+                )
+            )
+            raise ValueError(f"{f} {what}") from None
 
     def _load_file(self, filename):
         """detectron2's loader, its model-zoo ``.pkl`` (NumPy arrays) read as plain data

@@ -30,6 +30,11 @@ def load_trained_weights(model, path, key="MODEL.WEIGHTS", may_miss=()):
         with PathManager.open(path, "rb") as f:
             checkpoint = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if refusal(e) is None:  # not a pickle: below
+            raise ValueError(
+                f"{key} '{path}' cannot be read ({e.__class__.__name__}): a file cut short or "
+                f"not a checkpoint"
+            ) from None
         raise ValueError(
             f"{key} '{path}' holds more than tensors and plain data ({refusal(e)}): "
             f"refused, nothing of it was run"

@@ -45,8 +45,10 @@ def load_data_pickle(f, path, encoding="latin1"):
 
 
 def refusal(error):
-    """The reason in ``torch.load(weights_only=True)``'s refusal, e.g. "Unsupported global:
-    GLOBAL print" (its message is mostly advice to load the file unsafely)."""
-    lines = str(error).splitlines()
-    reason = next((line for line in lines if "Unpickler error" in line), lines[0] if lines else "")
-    return reason.strip().removeprefix("WeightsUnpickler error: ").split(" was not ")[0][:200]
+    """The reason in ``torch.load(weights_only=True)``'s refusal of code in a file, e.g.
+    "Unsupported global: GLOBAL print" (its message is mostly advice to load the file unsafely);
+    None when the file is not a pickle at all (cut short, or another format)."""
+    for line in str(error).splitlines():
+        if "Unsupported global" in line:
+            return line.split("error: ")[-1].split(" was not ")[0].strip()[:200]
+    return None
