@@ -582,3 +582,16 @@ def test_torchvision_vgg16_converts_into_the_papers_teacher_and_student(tmp_path
             else:
                 torch.testing.assert_close(ours.box_head[1].weight, vgg.classifier[0].weight)
                 torch.testing.assert_close(ours.box_head[4].weight, vgg.classifier[3].weight)
+
+
+def test_a_teacher_with_another_class_order_is_refused(teacher_files, tmp_path):
+    """The teacher's run names its classes (MODEL.CLASS_NAMES): in another order than the
+    student's, its soft scores would teach the wrong classes."""
+    config_file, weights = teacher_files
+    teacher_cfg = tiny_cfg()
+    teacher_cfg.MODEL.CLASS_NAMES = ["a", "b", "c", "d", "e"]
+    (tmp_path / "config.yaml").write_text(teacher_cfg.dump())
+    cfg = student_cfg(str(tmp_path / "config.yaml"), weights)
+    cfg.MODEL.CLASS_NAMES = ["b", "a", "c", "d", "e"]
+    with pytest.raises(ValueError, match=r"another order, or others: .*\(0, 'b', 'a'\)"):
+        build_teacher(cfg)

@@ -365,3 +365,26 @@ def test_overrides_may_follow_the_kd_list():
     assert args.kd == ["joint", "two-stage"] and args.opts == ["SOLVER.MAX_ITER", "3"]
     with pytest.raises(SystemExit):
         parse_pipeline_args(parser, ["--kd", "jont"])
+
+
+def test_a_test_set_with_another_class_order_is_refused(photo_set, tmp_path):
+    """A json whose categories come in another order than the training set's would be scored
+    against the model's other outputs (hopper's AP swapped with another class's): refused, by
+    the model's builder and by the evaluator, naming both."""
+    from detectron2.modeling import build_model
+
+    from wsd_distill.engine import Trainer, setup_cfg
+
+    val = json.loads((photo_set / "val.json").read_text())
+    first, second = sorted(val["categories"], key=lambda c: c["id"])[:2]
+    first["name"], second["name"] = second["name"], first["name"]
+    (tmp_path / "swapped.json").write_text(json.dumps(val))
+    entries = ast.literal_eval(register_opts(photo_set)[1])
+    entries.append(["mine_swapped", str(tmp_path / "swapped.json"), str(photo_set / "images")])
+    opts = ["DATASETS.REGISTER", repr(entries), "DATASETS.TRAIN", "('mine_train',)"]
+    cfg = setup_cfg(os.path.join(ROOT, "configs", "OwnData", "S-Cls.yaml"), opts)
+    with pytest.raises(ValueError, match="'mine_swapped' has its classes in another order"):
+        Trainer.build_evaluator(cfg, "mine_swapped")
+    cfg.DATASETS.TEST = ("mine_swapped",)
+    with pytest.raises(ValueError, match=r"first differences \(index, model, dataset\): \[\(0, "):
+        build_model(cfg)

@@ -30,6 +30,7 @@ from ..data.teacher_cache import open_teacher_cache
 from ..data.teacher_targets import used_fields
 from ..evaluation import MultiLabelEvaluator, WSODEvaluator
 from ..modeling import WSDDN
+from ..modeling.class_count import check_class_order
 from ..modeling.trained_weights import load_trained_weights
 from ..modeling.wsddn_tta import WSDDNWithTTA
 from .checkpointer import FiniteCheckpointer
@@ -282,6 +283,7 @@ class Trainer(DefaultTrainer):
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        check_class_order(cfg.MODEL.CLASS_NAMES, dataset_name)  # the model's, in order
         evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", "multilabel")
         if evaluator_type != "multilabel":
             raise NotImplementedError(

@@ -23,9 +23,25 @@ def add_class_count_check(module, num_classes, config_key):
     module._register_load_state_dict_pre_hook(check)
 
 
+def check_class_order(class_names, dataset_name):
+    """A registered dataset's classes must be the model's ``class_names`` (MODEL.CLASS_NAMES;
+    empty: not checked), in the same order: a test set whose classes come in another order
+    would be scored against the model's other outputs."""
+    classes = list(thing_classes_of(dataset_name))
+    if class_names and classes != list(class_names):
+        differ = [(k, a, b) for k, (a, b) in enumerate(zip(class_names, classes)) if a != b]
+        raise ValueError(
+            f"Dataset '{dataset_name}' has its classes in another order (or others) than the "
+            f"model's MODEL.CLASS_NAMES: first differences (index, model, dataset): "
+            f"{differ[:5]}; give it the same class list (the training set's class file, or "
+            f"its json's categories)"
+        )
+
+
 def check_dataset_class_count(cfg, num_classes, config_key):
     """``num_classes`` must be the class count (``thing_classes``) of every registered dataset
-    of ``DATASETS.TRAIN`` and ``DATASETS.TEST``."""
+    of ``DATASETS.TRAIN`` and ``DATASETS.TEST``, and their classes MODEL.CLASS_NAMES, in order
+    (``check_class_order``)."""
     for name in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST):
         if name not in DatasetCatalog:
             continue  # named before it is registered: the data loader will say so
@@ -34,3 +50,4 @@ def check_dataset_class_count(cfg, num_classes, config_key):
             raise ValueError(
                 f"Dataset '{name}' has {len(classes)} classes but {config_key} is {num_classes}"
             )
+        check_class_order(cfg.MODEL.CLASS_NAMES, name)

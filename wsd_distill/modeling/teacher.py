@@ -154,6 +154,14 @@ def check_teacher_fits(cfg, teacher_cfg):
             f"The teacher ({d.TEACHER_CONFIG}) has RoI features of width {width} but "
             f"MODEL.DISTILL.TEACHER_FEATURE_DIM is {d.TEACHER_FEATURE_DIM}: set it to {width}"
         )
+    mine, other = list(cfg.MODEL.CLASS_NAMES), list(teacher_cfg.MODEL.CLASS_NAMES)
+    if mine and other and mine != other:
+        differ = [(k, a, b) for k, (a, b) in enumerate(zip(mine, other)) if a != b]
+        raise ValueError(
+            f"The teacher ({d.TEACHER_CONFIG}) has its classes (MODEL.CLASS_NAMES) in another "
+            f"order, or others: first differences (index, student, teacher): {differ[:5]}: its "
+            f"soft scores would teach the wrong classes"
+        )
     for name in cfg.DATASETS.TRAIN:
         mine = MetadataCatalog.get(name).get("thing_classes")
         for teacher_name in teacher_cfg.DATASETS.TRAIN:
