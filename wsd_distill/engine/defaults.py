@@ -1,6 +1,7 @@
 """The config set-up every wsd-distill tool shares."""
 
 import argparse
+import logging
 import os
 import re
 import sys
@@ -83,6 +84,12 @@ def resolve_run_folders(cfg):
         d.TEACHER_CONFIG, weights = run_files(d.TEACHER_CONFIG)
         run = os.path.dirname(os.path.abspath(d.TEACHER_CONFIG))
         if weights and os.path.dirname(os.path.abspath(d.TEACHER_WEIGHTS or ".")) != run:
+            if d.TEACHER_WEIGHTS and os.path.abspath(d.TEACHER_WEIGHTS) != weights:
+                logging.getLogger(__name__).warning(
+                    f"MODEL.DISTILL.TEACHER_WEIGHTS {d.TEACHER_WEIGHTS} is replaced by {weights}: "
+                    f"MODEL.DISTILL.TEACHER_CONFIG names the run folder {run} (name a checkpoint "
+                    f"in that folder to use another)"
+                )
             d.TEACHER_WEIGHTS = weights
     for node, key in ((cfg.MODEL, "WEIGHTS"), (d, "TEACHER_WEIGHTS")):
         if node[key] and os.path.isdir(node[key]):
