@@ -413,6 +413,7 @@ class Pipeline:
         <folder>_stage1, then <folder>_stage2 from its weights) or one joint stage
         (<folder>_joint); returns the final student's results."""
         kd = ["MODEL.DISTILL.TEACHER_CONFIG", teacher_cfg.OUTPUT_DIR, *extra]
+        kd += ["MODEL.DISTILL.TEACHER_WEIGHTS", os.path.join(teacher_cfg.OUTPUT_DIR, RUN_WEIGHTS)]
         if schedule == "joint":
             return self.run("kd_joint", f"{folder}_joint", seed, kd)[0]
         _, stage1 = self.run("kd_stage1", f"{folder}_stage1", seed, kd)
