@@ -18,7 +18,11 @@ from test_wsddn import make_input, tiny_cfg
 from wsd_distill import add_wsd_distill_config
 from wsd_distill.evaluation import compute_multilabel_metrics, corloc, detection_ap
 from wsd_distill.modeling.label_losses import label_loss
-from wsd_distill.modeling.wsddn import class_top_regions, wsddn_scores
+from wsd_distill.modeling.wsddn import (
+    class_top_regions,
+    wsddn_log_image_scores,
+    wsddn_scores,
+)
 
 
 def ml_gcn_average_precision(output, target):
@@ -314,6 +318,30 @@ def test_teacher_scores_are_wsddn_formula():
     for i, (a, b) in enumerate(((0, 4), (4, 9))):
         expected = (cls_logits[a:b].softmax(1) * det_logits[a:b].softmax(0)).sum(0)
         torch.testing.assert_close(image[i], expected)
+
+
+def test_teacher_ranks_its_unclamped_image_scores():
+    """The teacher's mAP ranks the logits of its unclamped image scores, in log space: equal to
+    the formula's log y and log(1 - y), and apart where the clamped scores tie (class margins
+    15 and 20 both give 0.99999899 clamped)."""
+    g = torch.Generator().manual_seed(0)
+    cls_logits, det_logits = torch.randn(9, 4, generator=g), torch.randn(9, 4, generator=g)
+    log_y, log_not_y = wsddn_log_image_scores(cls_logits, det_logits, [4, 5])
+    _, image = wsddn_scores(cls_logits, det_logits, [4, 5], eps=1e-10)
+    torch.testing.assert_close(log_y.exp(), image)
+    torch.testing.assert_close(log_not_y.exp(), 1 - image)
+    logits, clamped = [], []
+    for margin in (15.0, 20.0):
+        cls, det = torch.tensor([[margin, 0.0]]), torch.zeros(1, 2)  # one region
+        log_y, log_not_y = wsddn_log_image_scores(cls, det, [1])
+        logits.append((log_y - log_not_y)[0, 0].item())
+        clamped.append(wsddn_scores(cls, det, [1], eps=1e-6)[1][0, 0].item())
+    assert clamped[0] == clamped[1] and logits == pytest.approx([15.0, 20.0])
+    # the evaluation ranks them: the model's inference gives them as image_logits
+    model = build_model(tiny_cfg()).eval()
+    with torch.no_grad():
+        (out,) = model([make_input(6, seed=0)])
+    torch.testing.assert_close(torch.sigmoid(out["image_logits"]), out["image_scores"])
 
 
 def test_asl_equals_the_references_coco_training():

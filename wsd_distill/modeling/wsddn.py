@@ -30,6 +30,28 @@ def wsddn_scores(cls_logits, det_logits, num_regions, eps):
     return region_scores, image_scores.clamp(eps, 1 - eps)
 
 
+def wsddn_log_image_scores(cls_logits, det_logits, num_regions):
+    """``(log y, log(1 - y))`` [B, K] of the unclamped image scores y_k = sum_r S_rk, computed in
+    log space (float32 y of confident images is 1.0 exactly, and clamped all alike): with
+    w = softmax_r(Md) and p = softmax_c(Mc), log y_k = logsumexp_r(log w_rk + log p_rk) and,
+    as sum_r w_rk = 1, log(1 - y_k) = logsumexp_r(log w_rk + log sum_{c != k} p_rc)."""
+    log_p = F.log_softmax(cls_logits.float(), dim=1)  # [R, K]
+    k = log_p.shape[1]
+    others = log_p[:, None, :].expand(-1, k, -1).masked_fill(torch.eye(k, dtype=torch.bool,
+        device=log_p.device), float("-inf"))  # fmt: skip
+    log_not_p = torch.logsumexp(others, dim=2)  # [R, K]: log(1 - p_rk)
+    log_y, log_not_y = [], []
+    for det, lp, lnp in zip(
+        det_logits.float().split(num_regions),
+        log_p.split(num_regions),
+        log_not_p.split(num_regions),
+    ):
+        log_w = F.log_softmax(det, dim=0)
+        log_y.append(torch.logsumexp(log_w + lp, dim=0))
+        log_not_y.append(torch.logsumexp(log_w + lnp, dim=0))
+    return torch.stack(log_y), torch.stack(log_not_y)
+
+
 def region_objectness(region_scores):
     """Objectness of each region from WSDDN region scores S [R, K]: ``max_k S_rk``, the
     region's largest contribution to any class score. [R]"""
@@ -85,8 +107,9 @@ class WSDDN(nn.Module):
 
     Input: the ``MultiLabelDatasetMapper`` dicts (``image``, ``proposals``, ``multi_labels``).
     Training returns ``{"loss_wsddn"}`` (+ ``loss_refine_i`` with OICR refinement); inference
-    returns per image ``{"image_scores": [K], "instances": Instances, "class_top_regions":
-    Instances}``: ``pred_boxes`` (original image pixels), ``scores`` and ``pred_classes`` after
+    returns per image ``{"image_scores": [K], "image_logits": [K], "instances": Instances,
+    "class_top_regions": Instances}``: ``image_logits`` the logits of the unclamped image
+    scores (``wsddn_log_image_scores``; what evaluation ranks), ``pred_boxes`` (original image pixels), ``scores`` and ``pred_classes`` after
     per-class NMS, and each class's best region before it (CorLoc's box).
     :meth:`teacher_outputs` gives what the student distils from.
     """
@@ -383,12 +406,19 @@ class WSDDN(nn.Module):
         """Outputs of ``teacher_outputs`` and the detection scores [R, K] -> the results of
         ``forward`` in inference."""
         results = []
-        for x, proposals, image_size, region_scores, image_scores in zip(
+        image_logits = out.get("image_logits")
+        if image_logits is None:
+            log_y, log_not_y = wsddn_log_image_scores(
+                out["cls_logits"], out["det_logits"], out["num_regions"]
+            )
+            image_logits = log_y - log_not_y
+        for x, proposals, image_size, region_scores, image_scores, logits in zip(
             batched_inputs,
             out["proposals"],
             out["images"].image_sizes,
             scores.split(out["num_regions"]),
             out["image_scores"],
+            image_logits,
         ):
             instances = self.detect(proposals.proposal_boxes, region_scores, image_size)
             top_regions = class_top_regions(proposals.proposal_boxes, region_scores, image_size)
@@ -396,6 +426,7 @@ class WSDDN(nn.Module):
             results.append(
                 {
                     "image_scores": image_scores,
+                    "image_logits": logits,
                     "instances": detector_postprocess(instances, height, width),
                     "class_top_regions": rescale_boxes(top_regions, height, width),
                 }

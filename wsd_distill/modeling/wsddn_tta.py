@@ -4,13 +4,15 @@ averaged over the variants (beyond the paper). Used for the teacher's evaluation
 (:class:`WSDDNWithTTA`) and, with ``MODEL.DISTILL.TEACHER_TTA``, for its KD targets
 (:func:`tta_teacher_outputs`)."""
 
+import math
+
 import numpy as np
 import torch
 from detectron2.data import transforms as T
 from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
-from .wsddn import select_proposals
+from .wsddn import select_proposals, wsddn_log_image_scores
 
 
 def tta_transforms(cfg, image_shape):
@@ -81,14 +83,22 @@ class WSDDNWithTTA(nn.Module):
     def one_image(self, x):
         model = self.model
         proposals, outputs = tta_teacher_outputs(self.cfg, model, [x])
-        image_scores, detection_scores = [], []
+        image_scores, log_scores, detection_scores = [], [], []
         for out in outputs:
             image_scores.append(out["image_scores"])
+            log_scores.append(
+                torch.stack(
+                    wsddn_log_image_scores(out["cls_logits"], out["det_logits"], out["num_regions"])
+                )
+            )
             detection_scores.append(model.detection_scores(out))
+        # the mean of the unclamped y and of 1 - y over the variants, in log space: [2, 1, K]
+        log_mean = torch.logsumexp(torch.stack(log_scores), dim=0) - math.log(len(log_scores))
         averaged = {
             "proposals": proposals,
             "images": ImageList(x["image"][None], [tuple(x["image"].shape[1:])]),
             "num_regions": [len(proposals[0])],
             "image_scores": torch.stack(image_scores).mean(0),
+            "image_logits": log_mean[0] - log_mean[1],
         }
         return model.inference([x], averaged, torch.stack(detection_scores).mean(0))[0]
