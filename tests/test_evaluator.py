@@ -6,7 +6,7 @@ import torch
 from sklearn.metrics import average_precision_score
 
 from wsd_distill.evaluation import MultiLabelEvaluator, compute_multilabel_metrics
-from wsd_distill.evaluation.multilabel import bootstrap_map
+from wsd_distill.evaluation.multilabel import bootstrap_map, chance_map
 
 # 4 images, 2 classes (worked out by hand in the test below)
 SCORES = np.array([[0.9, 0.2], [0.8, 0.6], [0.3, 0.7], [0.1, 0.4]])
@@ -122,3 +122,13 @@ def test_bootstrap_map_is_paired_and_hand_checkable():
     assert (resampled[1] == resampled[2]).all() and resampled[1].std() > 0
     only_first = bootstrap_map([noisy], labels, [0], resamples=5)[0]
     assert only_first[0] == pytest.approx(100 * 7 / 12)
+
+
+def test_chance_map_is_the_mean_of_random_scorings():
+    """One positive in N images: a random ranking's expected AP is H_N / N (1/r at rank r, r
+    uniform); with every image positive, 100."""
+    n = 50
+    labels = np.zeros((n, 2), int)
+    labels[0, 0], labels[:, 1] = 1, 1
+    expected = 100 * (sum(1 / r for r in range(1, n + 1)) / n + 1) / 2
+    assert chance_map(labels, draws=4000) == pytest.approx(expected, abs=1.0)

@@ -217,6 +217,9 @@ def test_one_command_pipeline_on_own_photos(photo_set, tmp_path):
     for name, (value, low, high) in intervals["per_seed"]["0"].items():
         assert low <= high, name
     assert "95% interval over 1000 bootstrap resamples" in table
+    near = json.loads((tmp_path / "run" / "results.json").read_text())["near_chance"]
+    assert 0 < near["chance"] < 100  # (3 steps each: some may be near it, and are named)
+    assert all(f"{name} {value:.1f}" in table for _, name, value in near["models"])
     # the student to deploy: the best val mAP, the student without KD first among equals
     students = {"S-Cls w/o KD": "student", "S-Cls w/ KD (joint)": "student_kd_joint"}
     students["S-Cls w/ KD (joint-gated)"] = "student_kd_gated_joint"

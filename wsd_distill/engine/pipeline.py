@@ -21,7 +21,7 @@ from ..box_proposers.generate import generate_proposal_file
 from ..data import load_proposals_into_dataset, thing_classes_of
 from ..data.datasets import prepare_synthetic_shapes
 from ..data.statistics import dataset_summary, proposal_recall
-from ..evaluation.multilabel import bootstrap_map
+from ..evaluation.multilabel import bootstrap_map, chance_map
 from ..modeling import WSDDN
 from ..modeling.distill_losses import teacher_class_gate
 from ..modeling.trained_weights import load_trained_weights
@@ -492,6 +492,31 @@ class Pipeline:
             "per_seed": per_seed,
         }
 
+    def near_chance(self, summary, share=0.25):
+        """The models whose test mAP is less than ``share`` of the way from chance (random
+        scores, ``chance_map``) to 100: they learnt little (too short a schedule, or labels
+        that say little), whatever the table says of them; each warned. {"chance": mAP,
+        "models": [[seed, model, mAP], ...]}."""
+        seed = next(iter(summary["per_seed"]))
+        scores = os.path.join(self.output, f"seed{seed}", "student", "inference", self.test)
+        with np.load(os.path.join(scores, "multilabel_scores.npz")) as saved:
+            chance = chance_map(saved["labels"])
+        models = [
+            [seed, name, values["mAP"]]
+            for seed, rows in summary["per_seed"].items()
+            for name, values in rows.items()
+            if not name.startswith("KD gain")
+            and name != CHOSEN
+            and values["mAP"] < chance + share * (100 - chance)
+        ]
+        for seed, name, value in models:
+            logger.warning(
+                f"seed {seed}: {name} scores {value:.1f} test mAP, near chance ({chance:.1f}, "
+                f"random scores): it learnt little; train it longer (SOLVER.MAX_ITER) or check "
+                f"the labels"
+            )
+        return {"chance": chance, "models": models}
+
     def run_seed(self, seed, variants):
         """Every model of one seed: {model: test results} (``PLAIN``, ``TEACHER``,
         ``kd_row(v)``)."""
@@ -511,6 +536,7 @@ class Pipeline:
         chosen = {seed: self.chosen_on_val(seed, variants) for seed in seeds} if self.val else {}
         summary = summarize(runs, variants, chosen)
         summary["intervals"] = self.test_intervals(summary, variants)
+        summary["near_chance"] = self.near_chance(summary)
         table = results_tables(summary, self.test, self.val)
         atomic_write_bytes(os.path.join(self.output, "results.md"), table.encode())
         atomic_write_bytes(
@@ -622,6 +648,19 @@ def results_tables(summary, test_set, val_set=""):
         f"plain classifier at test time):\n\n{per_seed}\n\n"
         f"Mean ± std over seeds {seeds}; KD gain (paired): mean ± std of the per-seed "
         f"differences:\n\n{mean}\n{choices}{interval_table(summary.get('intervals'), test_set)}"
+        f"{near_chance_lines(summary.get('near_chance'))}"
+    )
+
+
+def near_chance_lines(near_chance):
+    """``Pipeline.near_chance`` as Markdown ("" when no model is)."""
+    if not near_chance or not near_chance["models"]:
+        return ""
+    models = "; ".join(f"seed {s}: {name} {value:.1f}" for s, name, value in near_chance["models"])
+    return (
+        f"\n**Near chance** (random scores give {near_chance['chance']:.1f} mAP; these are less "
+        f"than a quarter of the way from there to 100, they learnt little: train longer or "
+        f"check the labels): {models}\n"
     )
 
 

@@ -139,6 +139,20 @@ def bootstrap_map(ranking_scores, labels, classes, resamples=1000, seed=0):
     return np.array(maps(np.arange(len(labels)))), resampled.T
 
 
+def chance_map(labels, draws=20, seed=0):
+    """The mAP (percent) of random scores on binary ``labels`` [N, K]: the mean over ``draws``
+    uniform random scorings (what a model that learnt nothing scores, a class's prevalence or
+    more on few images)."""
+    labels = np.asarray(labels) > 0
+    present = labels.any(axis=0)
+    rng = np.random.default_rng(seed)
+    maps = [
+        np.mean(average_precision_per_class(rng.random(labels.shape), labels)[present])
+        for _ in range(draws)
+    ]
+    return 100 * float(np.mean(maps))
+
+
 class MultiLabelEvaluator(DatasetEvaluator):
     """Evaluate ``{"image_scores": Tensor[K]}`` outputs against the inputs' ``multi_labels``;
     AP ranks the outputs' ``image_logits`` where they have them (the student's).
