@@ -150,7 +150,8 @@ def add_wsd_distill_config(cfg):
     # L_p': "bce" (Eq. 10) or "mld", one binary KL per class (Yang et al., ICCV 2023; beyond the
     # paper): the BCE minus the teacher's entropy, so the same gradients
     _C.MODEL.DISTILL.PREDICTION_LOSS = "bce"
-    # learn 1/t (initialised to 1 / TEMPERATURE, 10x the base lr, no decay), as the authors' code
+    # learn 1/t, one per class (initialised to 1 / TEMPERATURE, 10x the base lr, no decay), as
+    # the Scale layer of the authors' stage 2
     _C.MODEL.DISTILL.LEARN_TEMPERATURE = False
     # per-class weights of L_p' (K numbers in [0, 1]; empty: all 1). A departure from the paper:
     # distil only the classes where the teacher beats the student without KD on a held-out split

@@ -20,7 +20,7 @@ def prediction_distill_loss(
 
     Args:
         student_logits: [B, K] pre-sigmoid scores z; teacher_soft_scores: [B, K] in (0, 1).
-        inverse_temperature: 1 / t, a number or a learnable scalar tensor.
+        inverse_temperature: 1 / t, a number or a learnable tensor [K] (one per class).
         class_weights: [K] weight of each class's term (None: all 1), e.g.
             :func:`teacher_class_gate`.
     """

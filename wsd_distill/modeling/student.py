@@ -68,7 +68,8 @@ class StudentClassifier(nn.Module):
             head (StudentHead): on ``backbone``'s ``in_feature`` map.
             input_size (int): each image is resized to this square (0: kept as loaded).
             label_weight, prediction_weight, feature_weight (float): weights of L_p, L_p', L_f.
-            temperature (float): t of L_p'; ``learn_temperature``: 1 / t is a parameter.
+            temperature (float): t of L_p'; ``learn_temperature``: 1 / t is a parameter [K], one
+                per class, as the authors' Scale layer.
             teacher_feature_dim (int): D of the teacher's RoI features; where the head's width
                 differs, a linear projection maps the student's RoI features to D (for L_f).
             feature_loss_per_dim (bool): L_f divided by D (see ``roi_feature_distill_loss``).
@@ -122,7 +123,8 @@ class StudentClassifier(nn.Module):
         self.feature_weight = feature_weight
         self.inverse_temperature = 1.0 / temperature
         if learn_temperature and prediction_weight > 0:
-            self.inverse_temperature = nn.Parameter(torch.tensor(1.0 / temperature))
+            # the authors' Scale layer: one learnt 1 / t per class, from 1 / TEMPERATURE
+            self.inverse_temperature = nn.Parameter(torch.full((num_classes,), 1.0 / temperature))
         self.feature_loss_per_dim = feature_loss_per_dim
         self.scale_rois_by_score = scale_rois_by_score
         self.feature_projection = None
