@@ -180,10 +180,27 @@ def test_loss_wsddn_is_num_classes_times_pcl_mil_losses():
     assert loss.item() == pytest.approx(5 * reference.item(), rel=1e-5)
 
 
-def oicr_refine_loss(boxes, cls_prob, im_labels, prob, bg_thresh=0.0, fg_thresh=0.5):
+def pcl_bbox_overlaps(boxes, query_boxes):
+    """pcl.pytorch lib/utils/boxes.py ``bbox_overlaps`` (its cython_bbox): widths + 1."""
+    overlaps = np.zeros((len(boxes), len(query_boxes)), np.float32)
+    for k, q in enumerate(query_boxes):
+        box_area = (q[2] - q[0] + 1) * (q[3] - q[1] + 1)
+        for n, b in enumerate(boxes):
+            iw = min(b[2], q[2]) - max(b[0], q[0]) + 1
+            if iw > 0:
+                ih = min(b[3], q[3]) - max(b[1], q[1]) + 1
+                if ih > 0:
+                    ua = (b[2] - b[0] + 1) * (b[3] - b[1] + 1) + box_area - iw * ih
+                    overlaps[n, k] = iw * ih / ua
+    return overlaps
+
+
+def oicr_refine_loss(
+    boxes, cls_prob, im_labels, prob, bg_thresh=0.0, fg_thresh=0.5, plus_one=False
+):
     """pcl.pytorch lib/model/pcl/pcl.py, ``_get_highest_score_proposals`` +
-    ``get_proposal_clusters`` + ``OICRLosses`` (one image; IoU without the +1 of its
-    box_utils, as detectron2's boxes)."""
+    ``get_proposal_clusters`` + ``OICRLosses`` (one image; its IoU, with the +1 of its
+    box_utils with ``plus_one``, else as detectron2's boxes)."""
     cls_prob = cls_prob.copy()
     gt_boxes, gt_classes, gt_scores = [], [], []
     for i in np.flatnonzero(im_labels):
@@ -192,8 +209,11 @@ def oicr_refine_loss(boxes, cls_prob, im_labels, prob, bg_thresh=0.0, fg_thresh=
         gt_classes.append(i + 1)
         gt_scores.append(cls_prob[max_index, i])
         cls_prob[max_index, :] = 0
-    overlaps = pairwise_iou(Boxes(torch.tensor(boxes)), Boxes(torch.tensor(np.array(gt_boxes))))
-    overlaps = overlaps.numpy()
+    if plus_one:
+        overlaps = pcl_bbox_overlaps(boxes, np.array(gt_boxes))
+    else:
+        overlaps = pairwise_iou(Boxes(torch.tensor(boxes)), Boxes(torch.tensor(np.array(gt_boxes))))
+        overlaps = overlaps.numpy()
     assignment, max_overlaps = overlaps.argmax(axis=1), overlaps.max(axis=1)
     labels = np.array(gt_classes)[assignment]
     weights = np.array(gt_scores)[assignment]
@@ -252,6 +272,27 @@ def test_oicr_background_threshold_and_first_branch_weight():
     plain = model(inputs)
     assert weighted["loss_refine_0"].item() == pytest.approx(3 * plain["loss_refine_0"].item())
     assert weighted["loss_refine_1"].item() == pytest.approx(plain["loss_refine_1"].item())
+
+
+def test_oicr_iou_plus_one_as_pcl_pytorch():
+    """MODEL.WSDDN.REFINE_IOU_PLUS_ONE: [0, 0, 10, 4.6] against the pseudo box [0, 0, 10, 10]
+    has IoU 0.46 without, 0.509 with the +1 (background, then foreground at 0.5), and the loss
+    equals pcl.pytorch's with its bbox_overlaps."""
+    from wsd_distill.modeling.wsddn import pairwise_iou_plus_one
+
+    a, b = Boxes(torch.tensor([[0.0, 0, 10, 4.6]])), Boxes(torch.tensor([[0.0, 0, 10, 10]]))
+    assert pairwise_iou(a, b).item() == pytest.approx(0.46)
+    assert pairwise_iou_plus_one(a, b).item() == pytest.approx(0.509, abs=1e-3)
+    boxes, previous, proposals = _refine_case([[0, 0, 10, 4.6]], [[0.0, 0.0]])
+    probs = np.random.default_rng(1).dirichlet(np.ones(3), size=4).astype(np.float32)
+    labels, _, reference = oicr_refine_loss(boxes, previous, np.array([1, 1]), probs, plus_one=True)
+    assert labels[3] == 1  # foreground with the +1
+    cfg = tiny_cfg(num_classes=2, refine_iters=1)
+    cfg.MODEL.WSDDN.REFINE_IOU_PLUS_ONE = True
+    loss = build_model(cfg).refine_loss(
+        torch.tensor(probs), torch.tensor(previous), [proposals], torch.tensor([[1.0, 1.0]])
+    )
+    assert loss.item() == pytest.approx(reference, abs=1e-4)  # (log(p + 1e-6) there)
 
 
 def test_corloc_takes_each_class_best_region_over_all_proposals():

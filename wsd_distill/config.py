@@ -96,6 +96,8 @@ def add_wsd_distill_config(cfg):
     _C.MODEL.WSDDN.REFINE_IOU = 0.5  # IoU with a pseudo-labelled top region to share its class
     # regions overlapping every pseudo box by IoU < this get weight 0 (pcl.pytorch: 0.1)
     _C.MODEL.WSDDN.REFINE_BG_IOU = 0.0
+    # IoU with widths and heights + 1 pixel, as pcl.pytorch's and wetectron's (their numbers)
+    _C.MODEL.WSDDN.REFINE_IOU_PLUS_ONE = False
     _C.MODEL.WSDDN.REFINE_FIRST_LOSS_WEIGHT = 1.0  # loss_refine_0's weight (pcl.pytorch: 3.0)
     _C.MODEL.WSDDN.SCORE_THRESH_TEST = 1e-4  # region scores kept as detections (they sum to <= 1)
     _C.MODEL.WSDDN.NMS_THRESH_TEST = 0.4  # per-class NMS IoU for detections

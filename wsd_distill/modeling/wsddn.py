@@ -52,6 +52,17 @@ def wsddn_log_image_scores(cls_logits, det_logits, num_regions):
     return torch.stack(log_y), torch.stack(log_not_y)
 
 
+def pairwise_iou_plus_one(boxes1, boxes2):
+    """IoU [N, M] of two Boxes with widths and heights + 1 pixel, as pcl.pytorch's
+    ``bbox_overlaps`` (the Fast R-CNN convention of inclusive integer coordinates)."""
+    a, b = boxes1.tensor, boxes2.tensor
+    area_a = (a[:, 2] - a[:, 0] + 1) * (a[:, 3] - a[:, 1] + 1)
+    area_b = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
+    low, high = torch.max(a[:, None, :2], b[None, :, :2]), torch.min(a[:, None, 2:], b[None, :, 2:])
+    inter = (high - low + 1).clamp(min=0).prod(dim=2)
+    return inter / (area_a[:, None] + area_b[None, :] - inter)
+
+
 def region_objectness(region_scores):
     """Objectness of each region from WSDDN region scores S [R, K]: ``max_k S_rk``, the
     region's largest contribution to any class score. [R]"""
@@ -134,6 +145,7 @@ class WSDDN(nn.Module):
         refine_iters=0,
         refine_iou=0.5,
         refine_bg_iou=0.0,
+        refine_iou_plus_one=False,
         refine_first_weight=1.0,
         score_thresh=1e-4,
         nms_thresh=0.4,
@@ -167,6 +179,7 @@ class WSDDN(nn.Module):
         self.eps = eps
         self.refine_iou = refine_iou
         self.refine_bg_iou = refine_bg_iou
+        self.refine_iou_plus_one = refine_iou_plus_one
         self.refine_first_weight = refine_first_weight
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
@@ -247,6 +260,7 @@ class WSDDN(nn.Module):
             "refine_iters": w.REFINE_ITERS,
             "refine_iou": w.REFINE_IOU,
             "refine_bg_iou": w.REFINE_BG_IOU,
+            "refine_iou_plus_one": w.REFINE_IOU_PLUS_ONE,
             "refine_first_weight": w.REFINE_FIRST_LOSS_WEIGHT,
             "score_thresh": w.SCORE_THRESH_TEST,
             "nms_thresh": w.NMS_THRESH_TEST,
@@ -361,7 +375,8 @@ class WSDDN(nn.Module):
         score), and the region is then taken from the other classes (its row zeroed), so two
         classes never share one. Each region takes the class of the pseudo box it overlaps
         most when IoU >= ``refine_iou``, else background, with that box's weight (0 under IoU
-        ``refine_bg_iou``, pcl.pytorch's BG_THRESH). Weighted cross-entropy, averaged over an
+        ``refine_bg_iou``, pcl.pytorch's BG_THRESH); with ``refine_iou_plus_one`` the IoU counts
+        widths and heights + 1 pixel, as pcl.pytorch's and wetectron's. Weighted cross-entropy, averaged over an
         image's regions, then over images. probs [R, K+1] (background first); previous_scores
         [R, K]."""
         losses = []
@@ -381,7 +396,10 @@ class WSDDN(nn.Module):
                 top.append(region)
                 top_scores.append(prev[region, k].clone())  # (a view: the row is zeroed next)
                 prev[region] = 0
-            iou = pairwise_iou(p.proposal_boxes, p.proposal_boxes[torch.stack(top)])  # [R, C]
+            top_boxes = p.proposal_boxes[torch.stack(top)]
+            iou = (pairwise_iou_plus_one if self.refine_iou_plus_one else pairwise_iou)(
+                p.proposal_boxes, top_boxes
+            )  # [R, C]
             best_iou, best = iou.max(dim=1)
             target = torch.where(
                 best_iou >= self.refine_iou, classes[best] + 1, torch.zeros_like(best)
