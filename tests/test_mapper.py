@@ -205,11 +205,15 @@ def test_student_test_resize_in_the_loader_resizes_once(tmp_path, monkeypatch):
         check_config(cfg)
 
 
-def test_old_runs_test_resize_key_is_ignored(tmp_path):
-    """A run's config.yaml from before INPUT.SQUARE_SIZE_TEST (MODEL.STUDENT.TEST_RESIZE) still
-    loads, the old key ignored."""
+def test_old_runs_removed_keys_are_ignored(tmp_path):
+    """A run's config.yaml with keys since removed (MODEL.STUDENT.TEST_RESIZE, replaced by
+    INPUT.SQUARE_SIZE_TEST; TEST.MULTILABEL.TOP_K_ABOVE_THRESHOLD) still loads, the keys ignored."""
     path = tmp_path / "config.yaml"
-    path.write_text("MODEL:\n  STUDENT:\n    TEST_RESIZE: model\n")
+    path.write_text(
+        "MODEL:\n  STUDENT:\n    TEST_RESIZE: model\n"
+        "TEST:\n  MULTILABEL:\n    TOP_K_ABOVE_THRESHOLD: False\n"
+    )
     cfg = add_wsd_distill_config(get_cfg())
     cfg.merge_from_file(str(path))
     assert "TEST_RESIZE" not in cfg.MODEL.STUDENT
+    assert "TOP_K_ABOVE_THRESHOLD" not in cfg.TEST.MULTILABEL

@@ -210,10 +210,11 @@ def add_wsd_distill_config(cfg):
     # Multi-label evaluation (MultiLabelEvaluator).
     _C.TEST.MULTILABEL = CN()
     _C.TEST.MULTILABEL.SCORE_THRESHOLD = 0.5  # a label is predicted when its score >= this ("all")
-    _C.TEST.MULTILABEL.TOP_K = 3  # labels kept per image for the "top-k" metrics
-    # top-k metrics keep each image's k best labels that also score >= SCORE_THRESHOLD, as
-    # ML-GCN's code (the convention of the literature's top-3 columns); False: the k best
-    _C.TEST.MULTILABEL.TOP_K_ABOVE_THRESHOLD = True
+    # labels kept per image for the "top-k" metrics: its k best that also score >= the
+    # threshold, as ML-GCN's code (the convention of the literature's top-3 columns)
+    _C.TEST.MULTILABEL.TOP_K = 3
+    # the k best whatever their scores (False) gave top-k columns no paper reports: ignored
+    _C.register_deprecated_key("TEST.MULTILABEL.TOP_K_ABOVE_THRESHOLD")
     # Weakly-supervised localization (WSODEvaluator), run when the test set has boxes.
     _C.TEST.WSOD = CN()
     _C.TEST.WSOD.ENABLED = True  # evaluate CorLoc and AP50 of "instances" outputs

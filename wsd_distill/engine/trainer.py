@@ -295,7 +295,6 @@ class Trainer(DefaultTrainer):
                 output_dir=output_folder,
                 score_threshold=cfg.TEST.MULTILABEL.SCORE_THRESHOLD,
                 top_k=cfg.TEST.MULTILABEL.TOP_K,
-                top_k_above_threshold=cfg.TEST.MULTILABEL.TOP_K_ABOVE_THRESHOLD,
             )
         ]
         has_boxes = MetadataCatalog.get(dataset_name).get("has_boxes", False)

@@ -66,17 +66,15 @@ def compute_multilabel_metrics(
     threshold=0.5,
     top_k=3,
     ignored=None,
-    top_k_above_threshold=True,
     ranking_scores=None,
 ):
     """Multi-label metrics of scores [N, K] against binary labels [N, K], in percent.
 
     Returns a dict with ``mAP``; ``CP CR CF1 OP OR OF1`` for the labels scored >= ``threshold``;
     the same with suffix ``_top{top_k}`` for each image's ``top_k`` best labels that also score
-    >= ``threshold`` (ML-GCN's code, whose convention the literature's top-3 columns use), or
-    its ``top_k`` best whatever their scores with ``top_k_above_threshold`` False; ``AP`` (per
-    class, float [K], NaN where a class has no positive); ``num_excluded_classes`` (classes
-    without a positive, left out of mAP and of the per-class averages).
+    >= ``threshold`` (ML-GCN's code, whose convention the literature's top-3 columns use);
+    ``AP`` (per class, float [K], NaN where a class has no positive); ``num_excluded_classes``
+    (classes without a positive, left out of mAP and of the per-class averages).
 
     ``ignored`` (binary [N, K], optional): (image, class) pairs left out of AP, as the VOC
     devkit's and ML-GCN's difficult examples; the F1 metrics count them as negatives (as
@@ -111,8 +109,7 @@ def compute_multilabel_metrics(
     k = min(top_k, scores.shape[1])
     top = np.zeros_like(labels)
     np.put_along_axis(top, np.argpartition(-ranking, k - 1, axis=1)[:, :k], True, axis=1)
-    if top_k_above_threshold:
-        top &= scores >= threshold
+    top &= scores >= threshold
     for name, value in _precision_recall_f1(top, labels, valid).items():
         results[f"{name}_top{top_k}"] = 100 * float(value)
     results["AP"] = 100 * ap
@@ -168,7 +165,6 @@ class MultiLabelEvaluator(DatasetEvaluator):
         output_dir=None,
         score_threshold=0.5,
         top_k=3,
-        top_k_above_threshold=True,
     ):
         self._class_names = thing_classes_of(dataset_name)
         self._dataset_name = dataset_name
@@ -176,7 +172,6 @@ class MultiLabelEvaluator(DatasetEvaluator):
         self._output_dir = output_dir
         self._threshold = score_threshold
         self._top_k = top_k
-        self._top_k_above_threshold = top_k_above_threshold
 
     def reset(self):
         self._image_ids, self._scores, self._labels, self._ignored = [], [], [], []
@@ -227,7 +222,6 @@ class MultiLabelEvaluator(DatasetEvaluator):
             self._threshold,
             self._top_k,
             ignored if ignored.any() else None,
-            self._top_k_above_threshold,
             ranking,
         )
         per_class = metrics.pop("AP")
