@@ -102,6 +102,19 @@ def test_coco_classes_come_from_the_json_and_a_mismatch_is_named(tmp_path):
         DatasetCatalog.get("test_coco_other")
 
 
+def test_an_annotation_of_an_unknown_category_is_named(tmp_path):
+    json_file = tmp_path / "instances.json"
+    write_coco(json_file)
+    data = json.loads(json_file.read_text())
+    data["annotations"][1]["category_id"] = 5
+    json_file.write_text(json.dumps(data))
+    register_coco_multilabel("test_coco_unknown_category", str(json_file), str(tmp_path))
+    with pytest.raises(
+        ValueError, match=r"instances.json: annotation 2 \(image 10\) has category_id 5"
+    ):
+        DatasetCatalog.get("test_coco_unknown_category")
+
+
 def test_unlabeled_images_are_dropped_from_training_and_test_alike(tmp_path):
     json_file = tmp_path / "instances.json"
     write_coco(json_file)
@@ -223,6 +236,15 @@ def test_voc_multilabel_keeps_boxes_and_difficult(tmp_path):
     assert dicts[0]["ignored_labels"] == [classes.index("person")]
     assert dicts[1]["ignored_labels"] == []
     assert (dicts[1]["height"], dicts[1]["width"]) == (150, 200)
+    (tmp_path / "Annotations" / "000002.xml").write_text(
+        VOC_XML.format(
+            id="000002", objects=VOC_OBJECT.format(name="cup", difficult=0, box=(1, 1, 9, 9))
+        )
+    )
+    with pytest.raises(ValueError, match="000002.xml: unknown class 'cup': not one of VOC's 20"):
+        load_voc_multilabel(str(tmp_path), "test")
+    with pytest.raises(ValueError, match="unknown class 'cup': not one of the class file's 2"):
+        load_voc_multilabel(str(tmp_path), "test", ["dog", "person"])
 
 
 def test_synthetic_generation_is_deterministic(tmp_path):

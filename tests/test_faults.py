@@ -97,6 +97,10 @@ def test_bad_settings_are_refused_before_training(
         ("MODEL.WSDDN.DROPOUT", 1.5, r"a finite number in \[0, 1\)"),
         ("MODEL.WSDDN.SCORE_EPS", 0.7, r"a finite number in \(0, 0.5\)"),
         ("MODEL.DISTILL.ROI_SELECT", "best", r"one of \['all', 'top'\]"),
+        ("SOLVER.MAX_ITER", -3, r"an integer in \[1, inf\)"),
+        ("SOLVER.MAX_ITER", 0, r"an integer in \[1, inf\)"),
+        ("SOLVER.CHECKPOINT_PERIOD", 0, r"an integer in \[1, inf\)"),
+        ("SOLVER.BASE_LR", float("nan"), r"a finite number in \[0, inf\)"),
         ("MODEL.DISTILL.TEACHER_WEIGHTS", "", "TEACHER_WEIGHTS is empty"),
     ],
 )
@@ -114,6 +118,18 @@ def test_settings_are_checked_when_the_config_is_set_up(key, value, expected, tm
     cfg.merge_from_list([key, value, "OUTPUT_DIR", str(tmp_path)])
     with pytest.raises(ValueError, match=message):
         Trainer(cfg)
+
+
+@pytest.mark.parametrize(
+    "opts,message",
+    [
+        (["SOLVER.MAX_ITER", "5", "--resume"], "--resume comes after the config overrides"),
+        (["SOLVER.MAX_ITER", "5", "SOLVER.BASE_LR"], "override SOLVER.BASE_LR has no value"),
+    ],
+)
+def test_options_after_the_overrides_are_named(opts, message):
+    with pytest.raises(ValueError, match=message):
+        setup_cfg(os.path.join(ROOT, "configs", "Synthetic", "S-Cls.yaml"), opts)
 
 
 def test_a_diverging_run_leaves_no_poisoned_checkpoint(datasets_dir, tiny_proposals, tmp_path):

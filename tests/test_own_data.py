@@ -77,6 +77,14 @@ def test_label_list_format(tmp_path):
     ]
 
 
+@pytest.mark.parametrize("name,text", [("semi.csv", "a.jpg;dog\n"), ("tabs.csv", "a.jpg\tdog\n")])
+def test_a_list_with_another_separator_is_named(tmp_path, name, text):
+    """A list whose entries are one column of 'image;label' or 'image<TAB>label' (a .csv)."""
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ValueError, match=f"{name}: every entry is one column .* by ','"):
+        load_label_list(str(tmp_path / name), str(tmp_path), "test_separator_list")
+
+
 def test_own_photos_declared_in_the_config_through_the_tools(photo_set, tmp_path):
     """check_dataset, generate_proposals, the teacher (trains and evaluates on image-level
     labels: the WSOD evaluation is skipped, not a crash) and the student, all by command line."""

@@ -168,6 +168,16 @@ def test_predict_refuses_an_input_without_images(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_predict_refuses_an_output_inside_its_input(tmp_path):
+    """Pictures written into the input folder would be predicted on the next run."""
+    tool = runpy.run_path(os.path.join(ROOT, "tools", "predict.py"))
+    (tmp_path / "photos").mkdir()
+    for output in (tmp_path / "photos", tmp_path / "photos" / "out"):
+        with pytest.raises(ValueError, match=f"--output {output} is inside the input folder"):
+            tool["check_output_outside_inputs"](str(output), [str(tmp_path / "photos")])
+    tool["check_output_outside_inputs"](str(tmp_path / "out"), [str(tmp_path / "photos")])
+
+
 def test_default_predictor_runs_the_teacher_with_its_own_proposals(tmp_path):
     cfg = setup_cfg(
         os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml"),

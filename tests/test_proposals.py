@@ -37,6 +37,7 @@ from wsd_distill.data import (
 )
 from wsd_distill.data.datasets.synthetic import render_image
 from wsd_distill.data.proposals import fetch_proposals
+from wsd_distill.utils.ragged_store import is_ragged_store
 from wsd_distill.data.statistics import proposal_recall
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -337,6 +338,15 @@ def test_unfinished_run_with_other_settings_is_rejected(datasets_dir, tmp_path):
     with pytest.raises(RuntimeError, match="unfinished run with other settings"):
         generate_proposal_file(dicts, output, "edge_boxes", {"max_proposals": 50})
     assert not os.path.exists(output)
+
+
+def test_an_output_with_a_trailing_slash_is_the_store_itself(datasets_dir, tmp_path):
+    dicts = DatasetCatalog.get("tiny_shapes_val")[:3]
+    output = str(tmp_path / "store") + os.sep
+    generate_proposal_file(dicts, output, "edge_boxes", {"max_proposals": 20})
+    assert is_ragged_store(str(tmp_path / "store"))
+    assert not os.path.exists(tmp_path / "store.partial")
+    assert not os.path.exists(tmp_path / "store" / ".partial")
 
 
 def random_rpn(folder):

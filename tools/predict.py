@@ -201,7 +201,21 @@ def write_scores(output, chunks, files, pictures, class_names):
     return rows, unreadable
 
 
+def check_output_outside_inputs(output, inputs):
+    """Refuse an output folder that is an input folder or inside one: its pictures would be
+    predicted on the next run."""
+    out = os.path.realpath(output)
+    for item in filter(os.path.isdir, inputs):
+        folder = os.path.realpath(item)
+        if os.path.commonpath([out, folder]) == folder:
+            raise ValueError(
+                f"--output {output} is inside the input folder {item}: its pictures would be "
+                "predicted on the next run; choose an output folder outside it"
+            )
+
+
 def main(args):
+    check_output_outside_inputs(args.output, args.input)
     cfg = setup_run_cfg(args.config_file, args.opts, datasets=False)
     if cfg.MODEL.WSDDN.PROPOSALS_AT_TEST == "precomputed":  # photos come without proposals
         cfg.MODEL.WSDDN.PROPOSALS_AT_TEST = "edge_boxes"  # (a student reads no MODEL.WSDDN key)

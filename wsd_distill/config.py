@@ -300,6 +300,11 @@ def check_config(cfg):
     _check_number(cfg, s + "ASL.CLIP", low=0, high=1, high_open=True)
     _check_number(cfg, "MODEL.EMA.DECAY", low=0, high=1, high_open=True)
     _check_number(cfg, "SOLVER.NEW_LAYER_LR_FACTOR", low=0, low_open=True)
+    for key in ("SOLVER.MAX_ITER", "SOLVER.CHECKPOINT_PERIOD"):
+        _check_number(cfg, key, low=1, integer=True)
+    _check_number(cfg, "SOLVER.BASE_LR", low=0)
+    for key in ("TEST.EVAL_PERIOD", "DATALOADER.NUM_WORKERS"):
+        _check_number(cfg, key, low=0, integer=True)
     for key in (w + "NUM_CLASSES", s + "NUM_CLASSES"):  # (0 is resolved by setup_cfg)
         _check_number(cfg, key, low=1, integer=True)
     _check_number(cfg, w + "REFINE_ITERS", low=0, integer=True)

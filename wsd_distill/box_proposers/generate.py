@@ -62,6 +62,7 @@ def generate_proposal_file(
     and images (an error otherwise, so results of two settings never mix).
     Returns ``{"images", "seconds", "images_per_s", "images_per_s_per_worker"}`` for this run.
     """
+    output = os.path.normpath(output)  # ("prop/": the store prop, its chunks in prop.partial/)
     names = image_records(dataset_dicts)["image_names"]
     images = [f"{d['image_id']}\t{name}" for d, name in zip(dataset_dicts, names)]
     keys = ("image_id", "file_name", "height", "width")

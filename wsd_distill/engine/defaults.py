@@ -35,7 +35,7 @@ def setup_cfg(config_file, opts=(), datasets=True):
     cfg = add_wsd_distill_config(get_cfg())
     if config_file:
         merge_config_file(cfg, config_file)
-    cfg.merge_from_list(list(opts))
+    merge_overrides(cfg, opts)
     resolve_run_folders(cfg)
     if datasets or not cfg.MODEL.CLASS_NAMES:
         register_declared_datasets(cfg.DATASETS.REGISTER)
@@ -45,6 +45,21 @@ def setup_cfg(config_file, opts=(), datasets=True):
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
     return cfg
+
+
+def merge_overrides(cfg, opts):
+    """Merge command-line ``KEY VALUE`` pairs, refusing an option (``--x``) among them or a key
+    without its value with a message that says so (detectron2: "odd length")."""
+    opts = list(opts)
+    flags = [o for o in opts[::2] if isinstance(o, str) and o.startswith("--")]
+    if flags:
+        raise ValueError(
+            f"{flags[0]} comes after the config overrides (KEY VALUE pairs): put the options "
+            "before them"
+        )
+    if len(opts) % 2:
+        raise ValueError(f"The config override {opts[-1]} has no value (KEY VALUE pairs)")
+    cfg.merge_from_list(opts)
 
 
 def run_files(path):

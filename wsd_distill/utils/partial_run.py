@@ -57,7 +57,7 @@ def open_partial_run(output, manifest, num_items, chunk_size):
     """Start or resume the job writing ``output``: returns ``[(chunk file, start, end)]`` of
     all its chunks, in order; those whose file exists are done. Raises if ``<output>.partial/``
     holds a run with another manifest."""
-    partial = f"{output}.partial"
+    partial = f"{os.path.normpath(output)}.partial"
     manifest = {**manifest, "num_items": num_items, "chunk_size": chunk_size}
     manifest_file = os.path.join(partial, "manifest.json")
     lock_partial_run(partial)

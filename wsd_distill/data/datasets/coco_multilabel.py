@@ -33,12 +33,18 @@ def read_coco_labels(json_file, include_crowd=True):
             f"({', '.join(map(str, names[:3]))}), and {len(data['images']) - len(labels)} "
             f"ids in all are repeated: ids must be unique (COCO tools keep one image per id)"
         )
+    category_ids = {c.get("id") for c in data["categories"]}
     for i, a in enumerate(data["annotations"]):
         missing = [k for k in ("id", "image_id", "category_id") if k not in a]
         if missing:
             raise ValueError(
                 f"{json_file}: annotation {i} has no {missing} (each needs an id, an image_id "
                 f"and a category_id; a bbox is optional)"
+            )
+        if a["category_id"] not in category_ids:
+            raise ValueError(
+                f"{json_file}: annotation {a['id']} (image {a['image_id']!r}) has category_id "
+                f"{a['category_id']!r}, which is none of its {len(category_ids)} categories' ids"
             )
         if include_crowd or not a.get("iscrowd", 0):
             labels.get(a["image_id"], set()).add(a["category_id"])

@@ -43,6 +43,14 @@ def read_label_list(list_file):
         rows = [r for r in csv.reader(f, delimiter=delimiter) if r and any(c.strip() for c in r)]
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["image", "labels"]:
         rows = rows[1:]
+    other = [r[0] for r in rows if len(r) == 1 and ("\t" in r[0] or ";" in r[0])]
+    if rows and all(len(r) == 1 for r in rows) and other:
+        raise ValueError(
+            f"{list_file}: every entry is one column (e.g. {other[0]!r}): in a "
+            f"{os.path.splitext(list_file)[1]} list the image and its labels are separated by "
+            f"{delimiter!r}, the labels among themselves by ';' "
+            f"({', '.join(f'{e}: {d!r}' for e, d in LIST_EXTENSIONS.items())})"
+        )
     entries = []
     for line, row in enumerate(rows, start=1):
         if len(row) > 2:

@@ -9,6 +9,15 @@ from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
 
 
+def unknown_class_hint(class_names):
+    if list(class_names) == list(VOC_CLASSES):
+        return (
+            ": not one of VOC's 20 classes, the default; name your class file as the fourth "
+            "item of the folder's DATASETS.REGISTER entry"
+        )
+    return f": not one of the class file's {len(class_names)}"
+
+
 def load_voc_multilabel(dirname, split, class_names=VOC_CLASSES):
     """Load ``dirname/ImageSets/Main/<split>.txt`` with its ``Annotations/*.xml``.
 
@@ -30,7 +39,9 @@ def load_voc_multilabel(dirname, split, class_names=VOC_CLASSES):
         for obj in tree.findall("object"):
             name = obj.find("name").text.strip()
             if name not in class_names:
-                raise ValueError(f"{anno_file}: unknown class '{name}'")
+                raise ValueError(
+                    f"{anno_file}: unknown class '{name}'" + unknown_class_hint(class_names)
+                )
             box = [float(obj.find("bndbox").find(k).text) for k in ("xmin", "ymin", "xmax", "ymax")]
             box[0] -= 1.0
             box[1] -= 1.0
