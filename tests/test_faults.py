@@ -27,9 +27,9 @@ from wsd_distill.data import (
 from wsd_distill.data.build import get_multilabel_dataset_dicts
 from wsd_distill.data.datasets import register_coco_multilabel
 from wsd_distill.data.mapper import read_image_file
-from wsd_distill.engine import Trainer, setup_cfg
+from wsd_distill.engine import Trainer, claim_output_dir, run_seed, setup_cfg
 from wsd_distill.evaluation import MultiLabelEvaluator
-from wsd_distill.utils.partial_run import open_partial_run
+from wsd_distill.utils.partial_run import OutputInUse, open_partial_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -425,6 +425,57 @@ def test_proposal_generation_lists_every_bad_image_and_keeps_the_rest(datasets_d
     assert not os.path.exists(output)
     partial = sorted(os.listdir(output + ".partial"))
     assert partial == ["chunk_000001.npz", "lock", "manifest.json"]  # (the lock of this process)
+
+
+def test_train_net_keeps_a_finished_run_unless_resumed(tmp_path):
+    """Rerun without --resume into a finished run, train_net refuses before writing anything
+    (detectron2 would overwrite its model_final.pth and its config.yaml)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model_final.pth").write_bytes(b"the weights")
+    (run / "config.yaml").write_text("SEED: 3\n")
+    argv = [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file"]
+    argv += [os.path.join(ROOT, "configs", "Synthetic", "S-Cls.yaml"), "OUTPUT_DIR", str(run)]
+    out = subprocess.run(argv, capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.strip().splitlines()[-1] == (
+        f"train_net.py: error: {run} holds a finished run (model_final.pth): add --resume to "
+        "continue it (a finished one is evaluated again), give another OUTPUT_DIR, or delete "
+        "the folder to train it again"
+    )
+    assert (run / "model_final.pth").read_bytes() == b"the weights"
+    assert (run / "config.yaml").read_text() == "SEED: 3\n" and not (run / "lock").exists()
+
+
+def test_one_training_per_output_dir_and_resumed_only_with_its_settings(
+    datasets_dir, tiny_proposals, tmp_path
+):
+    cfg = teacher_cfg(tmp_path, tiny_proposals)
+    (tmp_path / "lock").write_text(str(os.getppid()))  # a live process: pytest's parent
+    with pytest.raises(OutputInUse, match=f"being written by process {os.getppid()}"):
+        claim_output_dir(cfg, resume=False)
+    (tmp_path / "lock").write_text("999999999")  # a process that has ended: taken over
+    assert open(claim_output_dir(cfg, resume=False)).read() == str(os.getpid())
+    (tmp_path / "config.yaml").write_text(cfg.dump())
+    (tmp_path / "last_checkpoint").write_text("model_0000009.pth")
+    with pytest.raises(ValueError, match="holds a started run \\(last_checkpoint\\)"):
+        claim_output_dir(cfg, resume=False)
+    claim_output_dir(cfg, resume=True)  # the same settings
+    cfg.SOLVER.BASE_LR *= 2
+    with pytest.raises(ValueError, match="trained with other settings:\n  SOLVER.BASE_LR"):
+        claim_output_dir(cfg, resume=True)
+
+
+def test_a_negative_seed_is_drawn_once_and_resumed(tmp_path):
+    """train_net draws SEED -1's seed when a run starts, records it in config.yaml, and a resume
+    takes it from there (the same data stream: an exact resume)."""
+    cfg = add_wsd_distill_config(get_cfg())
+    cfg.OUTPUT_DIR = str(tmp_path)
+    drawn = run_seed(cfg)
+    assert 0 <= drawn < 2**31
+    cfg.SEED = 1234
+    (tmp_path / "config.yaml").write_text(cfg.dump())
+    cfg.SEED = -1
+    assert run_seed(cfg) == 1234
 
 
 def test_a_refusal_is_one_message_without_traceback(tmp_path):

@@ -8,6 +8,8 @@ python tools/train_net.py --config-file ... --num-gpus 8 SOLVER.IMS_PER_BATCH 64
 """
 
 import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
+import os
+
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, default_setup, hooks, launch
 from detectron2.utils import comm
@@ -16,8 +18,10 @@ from detectron2.utils.logger import setup_logger
 from wsd_distill.data.datasets import prepare_synthetic_shapes
 from wsd_distill.engine import (
     Trainer,
+    claim_output_dir,
     load_trained_weights,
     run_files,
+    run_seed,
     run_tool,
     setup_cfg,
     setup_run_cfg,
@@ -65,17 +69,35 @@ def main(args):
     return trainer.train()
 
 
-if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
-    print("Command Line Args:", args)
-    run_tool(
-        lambda: launch(
+def claim_and_launch(args):
+    """Training: refuse an OUTPUT_DIR that holds a run not resumed, or that another process
+    trains in (``claim_output_dir``; by the first machine), before anything is written there;
+    a negative SEED becomes the run's recorded one (``run_seed``); then launch."""
+    lock = None
+    if not args.eval_only and args.machine_rank == 0:
+        cfg = setup_cfg(args.config_file, args.opts)
+        if cfg.SEED < 0 and args.num_machines == 1:  # drawn, recorded in config.yaml: resumable
+            cfg.SEED = run_seed(cfg)
+            args.opts = [*args.opts, "SEED", cfg.SEED]
+        lock = claim_output_dir(cfg, args.resume)
+    try:
+        launch(
             main,
             args.num_gpus,
             num_machines=args.num_machines,
             machine_rank=args.machine_rank,
             dist_url=args.dist_url,
             args=(args,),
-        ),
+        )
+    finally:
+        if lock:
+            os.remove(lock)
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    run_tool(
+        lambda: claim_and_launch(args),
         resume="add --resume to the same command to continue from its last checkpoint",
     )

@@ -10,5 +10,6 @@ from .defaults import (
     setup_cfg,
     setup_run_cfg,
 )
+from .pipeline_checks import claim_output_dir, run_seed
 from .teacher_hook import TeacherHook
 from .trainer import Trainer

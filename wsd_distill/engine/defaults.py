@@ -16,6 +16,7 @@ from ..data.build import thing_classes_of
 from ..data.datasets import register_declared_datasets
 from ..modeling import WSDDN, StudentClassifier
 from ..modeling.backbone.timm_backbone import fill_pretrained_normalization
+from ..utils.partial_run import OutputInUse
 
 # the config node of each meta-architecture (and of its subclasses)
 MODEL_KEYS = ((WSDDN, "MODEL.WSDDN"), (StudentClassifier, "MODEL.STUDENT"))
@@ -210,14 +211,14 @@ def add_dataset_config_arguments(parser):
 
 def run_tool(main, *args, resume="the same command continues where it stopped"):
     """``main(*args)`` of a command-line tool: a refusal of the user's input (a ValueError,
-    KeyError or FileNotFoundError, which name the file, key or image) is one message on stderr
+    KeyError or FileNotFoundError, which name the file, key or image; an output in use) is one message on stderr
     and exit status 2, as argparse's errors, not a traceback (WSD_DISTILL_TRACEBACK=1 shows
     it); Ctrl-C says how to go on (``resume``; "" for a tool that keeps nothing). Returns what
     ``main`` returns."""
     tool = os.path.basename(sys.argv[0])
     try:
         return main(*args)
-    except (ValueError, KeyError, FileNotFoundError) as e:
+    except (ValueError, KeyError, FileNotFoundError, OutputInUse) as e:
         if os.environ.get("WSD_DISTILL_TRACEBACK"):
             raise
         message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)

@@ -1,6 +1,7 @@
-"""What the pipeline (``tools/distill.py``, ``tools/demo.py``) refuses before it trains: held-out
-splits that share images with the training set, and run folders made with other settings,
-which it would otherwise reuse or resume as they are."""
+"""What the pipeline (``tools/distill.py``, ``tools/demo.py``) and ``tools/train_net.py`` refuse
+before they train: held-out splits that share images with the training set, run folders made
+with other settings, which they would otherwise reuse or resume as they are, and a run folder
+that another process trains in or that a new run would overwrite."""
 
 import json
 import os
@@ -9,8 +10,8 @@ import yaml
 from detectron2.data import DatasetCatalog
 
 from ..utils import atomic_write_bytes
-from ..utils.partial_run import ids_digest
-from .defaults import RUN_CONFIG
+from ..utils.partial_run import ids_digest, lock_folder
+from .defaults import RUN_CONFIG, RUN_WEIGHTS
 
 # config keys that may differ between a run and its resumption: where it computes and where its
 # files lie, not what it computes (its training sets are compared by their images and labels)
@@ -72,6 +73,39 @@ def check_run_settings(cfg):
     if not os.path.exists(datasets_file):
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
         atomic_write_bytes(datasets_file, json.dumps(datasets, indent=1).encode())
+
+
+def claim_output_dir(cfg, resume):
+    """Before ``tools/train_net.py`` trains into ``cfg.OUTPUT_DIR``: a run there (its
+    ``model_final.pth`` or ``last_checkpoint``) is kept unless ``resume``, and resumed only when
+    its settings are these (``check_run_settings``); one process at a time trains there (its
+    ``lock`` file, ``lock_folder``). Returns the lock file's path."""
+    output = cfg.OUTPUT_DIR
+    found = [f for f in (RUN_WEIGHTS, "last_checkpoint") if os.path.exists(f"{output}/{f}")]
+    if found and not resume:
+        state = "finished" if found[0] == RUN_WEIGHTS else "started"
+        raise ValueError(
+            f"{output} holds a {state} run ({found[0]}): add --resume to continue it (a "
+            "finished one is evaluated again), give another OUTPUT_DIR, or delete the folder "
+            "to train it again"
+        )
+    lock = lock_folder(output)
+    if found:
+        check_run_settings(cfg)
+    return lock
+
+
+def run_seed(cfg):
+    """The seed of a run in ``cfg.OUTPUT_DIR`` whose ``SEED`` is negative (detectron2's "draw
+    one"): the one its config.yaml recorded when it started, or a new draw for a new run, so
+    that ``--resume`` continues the same data stream."""
+    config_file = os.path.join(cfg.OUTPUT_DIR, RUN_CONFIG)
+    if os.path.exists(config_file):
+        with open(config_file) as f:
+            recorded = flat_config(f.read()).get("SEED", -1)
+        if isinstance(recorded, int) and recorded >= 0:
+            return recorded
+    return int.from_bytes(os.urandom(4), "little") % 2**31
 
 
 def dataset_digest(name):

@@ -163,6 +163,11 @@ class Trainer(DefaultTrainer):
         else:
             super().resume_or_load(resume)
         self._trainer.data_loader.start_iter = self.start_iter
+        if 0 < self.start_iter < self.max_iter and self.cfg.DATALOADER.ASPECT_RATIO_GROUPING:
+            logging.getLogger(__name__).warning(
+                "Resumed with DATALOADER.ASPECT_RATIO_GROUPING: the first batches after the "
+                "resume can differ from an uninterrupted run's (images of both orientations)"
+            )
         if resume and self.start_iter >= self.max_iter and comm.is_main_process():
             self.checkpointer.ensure_final(self.start_iter - 1)
 

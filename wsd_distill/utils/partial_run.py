@@ -24,12 +24,16 @@ def ids_digest(ids):
     return hashlib.sha1("\n".join(map(str, ids)).encode()).hexdigest()
 
 
-def lock_partial_run(partial):
-    """Take ``<partial>/lock`` (this process's id) unless a live process holds it: two jobs on
-    one output would redo and remove each other's chunks. A lock of a process that has ended
-    (killed, crashed) is taken over."""
-    os.makedirs(partial, exist_ok=True)
-    lock = os.path.join(partial, "lock")
+class OutputInUse(RuntimeError):
+    """An output that another live job writes, or holds an unfinished job of other settings."""
+
+
+def lock_folder(folder):
+    """Take ``<folder>/lock`` (this process's id) unless a live process holds it: two jobs on
+    one output would redo and remove each other's files. A lock of a process that has ended
+    (killed, crashed) is taken over. Returns the lock file's path."""
+    os.makedirs(folder, exist_ok=True)
+    lock = os.path.join(folder, "lock")
     while True:
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -40,17 +44,17 @@ def lock_partial_run(partial):
             except (OSError, ValueError):
                 pid = 0
             if pid == os.getpid():
-                return
+                return lock
             if pid and is_running(pid):
-                raise RuntimeError(
-                    f"{partial} is being written by process {pid} (its lock file {lock}): wait "
+                raise OutputInUse(
+                    f"{folder} is being written by process {pid} (its lock file {lock}): wait "
                     f"for it to finish, or stop it, before starting this run again"
                 )
             os.remove(lock)  # its process has ended
             continue
         with os.fdopen(fd, "w") as f:
             f.write(str(os.getpid()))
-        return
+        return lock
 
 
 def open_partial_run(output, manifest, num_items, chunk_size):
@@ -60,7 +64,7 @@ def open_partial_run(output, manifest, num_items, chunk_size):
     partial = f"{os.path.normpath(output)}.partial"
     manifest = {**manifest, "num_items": num_items, "chunk_size": chunk_size}
     manifest_file = os.path.join(partial, "manifest.json")
-    lock_partial_run(partial)
+    lock_folder(partial)
     if os.path.exists(manifest_file) and not glob.glob(os.path.join(partial, "chunk_*.npz")):
         logger.info(f"{partial}: the run started there wrote no chunk; starting this one")
         os.remove(manifest_file)
@@ -68,7 +72,7 @@ def open_partial_run(output, manifest, num_items, chunk_size):
         with open(manifest_file) as f:
             previous = json.load(f)
         if previous != json.loads(json.dumps(manifest)):
-            raise RuntimeError(
+            raise OutputInUse(
                 f"{partial} holds an unfinished run with other settings ({previous}); this run "
                 "asks for "
                 f"{manifest}. Delete {partial} to start over, or rerun with the same arguments to "
