@@ -3,6 +3,7 @@
 import os
 
 import torch
+from detectron2.data import DatasetCatalog
 
 from wsd_distill.engine import setup_cfg
 from wsd_distill.engine.benchmark import jpeg_dataset, loader_inputs, median_step_times
@@ -28,6 +29,13 @@ def test_generated_jpegs_and_proposals_pass_the_loaders_checks(tmp_path):
         boxes = x["proposals"].proposal_boxes.tensor
         assert boxes.shape == (20, 4)
         assert (boxes[:, 2:] <= torch.tensor([171, 128])).all() and (boxes >= 0).all()
+
+
+def test_each_folder_is_its_own_dataset(tmp_path):
+    first, _ = jpeg_dataset(str(tmp_path / "a"), 2, height=32, width=32)
+    second, _ = jpeg_dataset(str(tmp_path / "b"), 2, height=32, width=32)
+    assert first != second
+    assert DatasetCatalog.get(second)[0]["file_name"].startswith(str(tmp_path / "b"))
 
 
 def test_step_timer_trains_and_writes_no_checkpoint(tmp_path):

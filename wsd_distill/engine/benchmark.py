@@ -2,6 +2,7 @@
 ``TeacherHook`` included), the real test loader and mapper; and how each table is written."""
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -82,7 +83,8 @@ def jpeg_dataset(folder, count, height=480, width=640, num_classes=80, proposals
     registered with 1-3 labels each among ``num_classes`` (and, with ``proposals`` > 0, that
     many random boxes per image scored in (0, 1) as EdgeBoxes', in a proposal store); returns
     ``(dataset name, proposal store or None)``."""
-    name = f"benchmark_jpegs_{count}_{height}x{width}"
+    where = hashlib.sha1(os.path.abspath(folder).encode()).hexdigest()[:8]  # one per folder
+    name = f"benchmark_jpegs_{count}_{height}x{width}_{num_classes}_{where}"
     dicts = []
     for i in range(count):
         file_name = os.path.join(folder, f"{height}x{width}_{i:05d}.jpg")
