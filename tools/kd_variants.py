@@ -18,7 +18,7 @@ for the KD student; the teachers and plain students are the demo's runs, reused 
   500 (teacher_150/): does KD copy a teacher weaker than the plain student?
 - beyond the paper, each without KD and with joint KD: "ASL" (the asymmetric loss as L_p),
   "CSRA head" (and its joint student with L_p' gated against the CSRA student w/o KD), "EMA"
-  (of the weights, decay 0.993), "MLD as L_p'" and "teacher TTA targets" (p'_T and the RoI
+  (of the weights, decay 0.993) and "teacher TTA targets" (p'_T and the RoI
   features averaged over the teacher's TEST.AUG variants; both joint): a second table
   pairs each with its own student without KD, the joint and the two-stage KD students;
 - "joint, teacher cache (float16)" and "(uint8)": the joint student trained from
@@ -53,7 +53,6 @@ WEAK_TEACHER = ["SOLVER.MAX_ITER", 150]
 # Beyond the paper (docs/distillation.md). EMA: ASL's 0.9997 is a half-life of ~9% of its ~25k
 # steps; 0.993 is ~9% of the synthetic students' 1,000
 ASL = ["MODEL.STUDENT.LABEL_LOSS", "asl"]
-MLD = ["MODEL.DISTILL.PREDICTION_LOSS", "mld"]
 CSRA = ["MODEL.STUDENT.HEAD", "csra"]
 EMA = ["MODEL.EMA.ENABLED", True, "MODEL.EMA.DECAY", 0.993]
 TTA_TARGETS = ["MODEL.DISTILL.TEACHER_TTA", True]
@@ -159,7 +158,6 @@ VARIANTS = {  # name: function(pipeline, seed, teacher_cfg) -> the KD student's 
     "weak teacher (150 steps), joint, teacher-gated classes": variant("joint-gated", weak=True),
     "ASL, without KD": without_kd("student_asl", ASL),
     "ASL, joint": kd("joint", "kd_asl", ASL),
-    "MLD as L_p', joint": kd("joint", "kd_mld", MLD),
     "CSRA head, without KD": without_kd("student_csra", CSRA),
     "CSRA head, joint": kd("joint", "kd_csra", CSRA),
     "CSRA head, joint, teacher-gated classes": gated_joint("kd_csra_gated", CSRA, "student_csra"),
@@ -179,7 +177,6 @@ WITHOUT_KD = {
     "CSRA head, joint without L_f": "CSRA head, without KD",
     "CSRA head, joint without L_p'": "CSRA head, without KD",
     "EMA, joint": "EMA, without KD",
-    "MLD as L_p', joint": PLAIN,
     "teacher TTA targets, joint": PLAIN,
 }
 

@@ -149,9 +149,9 @@ def add_wsd_distill_config(cfg):
     # D (True: a mean over feature dimensions, so its scale does not grow with the teacher's width)
     _C.MODEL.DISTILL.FEATURE_LOSS_PER_DIM = False
     _C.MODEL.DISTILL.TEMPERATURE = 5.0  # t of the student's sigmoid(z / t) in L_p'
-    # L_p': "bce" (Eq. 10) or "mld", one binary KL per class (Yang et al., ICCV 2023; beyond the
-    # paper): the BCE minus the teacher's entropy, so the same gradients
-    _C.MODEL.DISTILL.PREDICTION_LOSS = "bce"
+    # removed: "mld" (a binary KL per class) is the BCE of L_p' minus a constant, the same
+    # gradients (docs/results.md); ignored, with a warning, in an old run's config.yaml
+    _C.register_deprecated_key("MODEL.DISTILL.PREDICTION_LOSS")
     # learn 1/t, one per class (initialised to 1 / TEMPERATURE, 10x the base lr, no decay), as
     # the Scale layer of the authors' stage 2
     _C.MODEL.DISTILL.LEARN_TEMPERATURE = False
@@ -323,7 +323,6 @@ def check_config(cfg):
         (d + "ROI_SELECT", ("all", "top")),
         (s + "HEAD", ("pool", "fc", "csra")),
         (s + "LABEL_LOSS", ("bce", "asl")),
-        (d + "PREDICTION_LOSS", ("bce", "mld")),
         (d + "TEACHER_CACHE_FEATURES", ("float16", "uint8")),
         (s + "POOLING", ("avg", "max")),
         (w + "BOX_HEAD", ("res5", "fc", "pool")),

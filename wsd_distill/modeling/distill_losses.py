@@ -1,6 +1,5 @@
 """The distillation losses of Liu et al., ACM MM 2018, as pure functions (their targets, p'_T
-and the teacher's RoI features, come from ``teacher.teacher_targets``), and L_p' as MLD (an
-option beyond the paper).
+and the teacher's RoI features, come from ``teacher.teacher_targets``).
 
 Both prediction losses (``loss_cls`` in the student and :func:`prediction_distill_loss`) are
 binary cross-entropies summed over classes and averaged over images, like the teacher's
@@ -62,24 +61,3 @@ def roi_feature_distill_loss(student_roi_feats, teacher_roi_feats, per_dim=False
     diff = teacher_roi_feats.detach() - student_roi_feats
     loss = diff.pow(2).sum() / (2 * len(diff))
     return loss / diff.shape[1] if per_dim else loss
-
-
-def binary_kl_distill_loss(
-    student_logits, teacher_soft_scores, inverse_temperature, class_weights=None, eps=1e-6
-):
-    """L_p' as the multi-label logit distillation (MLD) of Yang et al., "Multi-Label Knowledge
-    Distillation", ICCV 2023 (an option, ``MODEL.DISTILL.PREDICTION_LOSS "mld"``): one binary
-    KL per class, ``KL(p_T || p_S) + KL(1 - p_T || 1 - p_S)`` with ``p_S = sigmoid(z / t)``,
-    p'_T clamped into [eps, 1 - eps]; summed over classes, averaged over images. It is the
-    BCE of :func:`prediction_distill_loss` minus the teacher's binary entropy, a constant: the
-    same gradients.
-
-    Args: as :func:`prediction_distill_loss`.
-    """
-    target = teacher_soft_scores.detach().clamp(eps, 1 - eps)
-    z = student_logits * inverse_temperature
-    kl = target * (torch.log(target) - F.logsigmoid(z))
-    kl = kl + (1 - target) * (torch.log(1 - target) - F.logsigmoid(-z))
-    if class_weights is not None:
-        kl = kl * class_weights
-    return kl.sum() / len(target)

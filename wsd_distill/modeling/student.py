@@ -11,7 +11,6 @@ from torch.nn import functional as F
 
 from .class_count import add_class_count_check, check_dataset_class_count
 from .distill_losses import (
-    binary_kl_distill_loss,
     prediction_distill_loss,
     roi_feature_distill_loss,
 )
@@ -32,8 +31,8 @@ class StudentClassifier(nn.Module):
     features). A loss whose weight is 0 is not computed: weights (0, 0, w) are the authors'
     stage 1, whose classifier is frozen (it has no loss); (w, w, 0) their stage 2.
 
-    Beyond the paper, as options: ASL as L_p (``label_loss`` "asl"), MLD as L_p'
-    (``prediction_loss`` "mld") and the CSRA classifier (a head of kind "csra").
+    Beyond the paper, as options: ASL as L_p (``label_loss`` "asl") and the CSRA classifier (a
+    head of kind "csra").
     """
 
     NEW_LAYERS = ("classifier", "feature_projection")  # (SOLVER.NEW_LAYER_LR_FACTOR)
@@ -60,7 +59,6 @@ class StudentClassifier(nn.Module):
         prediction_class_weights=(),
         label_loss="bce",
         asl=None,
-        prediction_loss="bce",
         csra_lambda=0.1,
     ):
         """
@@ -78,7 +76,6 @@ class StudentClassifier(nn.Module):
             prediction_class_weights (sequence of float): per-class weights of L_p' [K], in
                 [0, 1] (empty: all 1), e.g. ``distill_losses.teacher_class_gate``.
             label_loss (str): L_p, "bce" or "asl" (``asl``: {gamma_neg, gamma_pos, clip}).
-            prediction_loss (str): L_p', "bce" (Eq. 10) or "mld".
             csra_lambda (float): lambda of the classifier of a "csra" head.
         """
         super().__init__()
@@ -112,9 +109,6 @@ class StudentClassifier(nn.Module):
             nn.init.zeros_(self.classifier.bias)
         self.label_loss = label_loss
         self.asl = dict(asl or {})
-        self.prediction_loss = (
-            binary_kl_distill_loss if prediction_loss == "mld" else prediction_distill_loss
-        )
         if label_weight == 0 and prediction_weight == 0:
             self.classifier.requires_grad_(False)  # stage 1: no loss reaches it
         self.input_size = input_size
@@ -178,7 +172,6 @@ class StudentClassifier(nn.Module):
                 "gamma_pos": s.ASL.GAMMA_POS,
                 "clip": s.ASL.CLIP,
             },
-            "prediction_loss": d.PREDICTION_LOSS,
             "csra_lambda": s.CSRA_LAMBDA,
         }
 
@@ -252,7 +245,7 @@ class StudentClassifier(nn.Module):
             losses["loss_cls"] = self.label_weight * loss
         if self.prediction_weight > 0:
             soft = torch.stack([self._teacher(x, "soft_scores") for x in batched_inputs])
-            loss = self.prediction_loss(
+            loss = prediction_distill_loss(
                 logits, soft, self.inverse_temperature, self.prediction_class_weights
             )
             losses["loss_kd_pred"] = self.prediction_weight * loss
