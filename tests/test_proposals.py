@@ -37,8 +37,8 @@ from wsd_distill.data import (
 )
 from wsd_distill.data.datasets.synthetic import render_image
 from wsd_distill.data.proposals import fetch_proposals
-from wsd_distill.utils.ragged_store import is_ragged_store
 from wsd_distill.data.statistics import proposal_recall
+from wsd_distill.utils.ragged_store import is_ragged_store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
