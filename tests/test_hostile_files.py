@@ -6,6 +6,7 @@ naming it, and the command it carries never runs."""
 import io
 import os
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -106,6 +107,9 @@ def test_a_config_that_runs_code_is_refused(tmp_path):
     (tmp_path / "text.yaml").write_text("just words\n")
     with pytest.raises(ValueError, match="text.yaml .* is not a YAML mapping of config keys"):
         setup_cfg(str(tmp_path / "text.yaml"))
+    shutil.copy(os.path.join(ROOT, "configs", "OwnData", "T-WDet.yaml"), tmp_path)  # alone
+    with pytest.raises(FileNotFoundError, match="T-WDet.yaml: its _BASE_ .* does not exist"):
+        setup_cfg(str(tmp_path / "T-WDet.yaml"))
 
 
 def test_pictures_stay_in_their_folder_and_links_are_not_followed(tmp_path):

@@ -244,6 +244,11 @@ def merge_config_file(cfg, path):
             f"{path} (or a _BASE_ of it) is not a plain YAML config ({first}); Python tags "
             f"are refused, nothing of it was run"
         ) from None
+    except FileNotFoundError as e:  # (a _BASE_ named relative to a config copied elsewhere)
+        raise FileNotFoundError(
+            f"{path}: its _BASE_ {e.filename} does not exist (a _BASE_ is relative to the "
+            "config's folder: copy the config's bases with it, or name them by absolute path)"
+        ) from None
     except (AttributeError, TypeError) as e:  # (a file of YAML that is not a mapping)
         raise ValueError(
             f"{path} (or a _BASE_ of it) is not a YAML mapping of config keys ({e})"
