@@ -225,6 +225,9 @@ def test_one_command_pipeline_on_own_photos(photo_set, tmp_path):
     for name, (value, low, high) in intervals["per_seed"]["0"].items():
         assert low <= high, name
     assert "95% interval over 1000 bootstrap resamples" in table
+    assert "Mean ± std over seeds" not in table  # one seed: its table says it all
+    assert "trained on mine_train, chosen on mine_val, 30 edge_boxes proposals" in table
+    assert "overrides: `DATASETS.REGISTER [['mine_train'" in table and "SOLVER.MAX_ITER 3" in table
     near = json.loads((tmp_path / "run" / "results.json").read_text())["near_chance"]
     assert 0 < near["chance"] < 100  # (3 steps each: some may be near it, and are named)
     assert all(f"{name} {value:.1f}" in table for _, name, value in near["models"])

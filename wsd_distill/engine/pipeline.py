@@ -527,6 +527,17 @@ class Pipeline:
             runs[kd_row(variant)] = self.kd_variant(seed, variant, teacher_cfg, student_cfg)
         return runs
 
+    def settings_line(self):
+        """What made the results: the configs, the datasets, the proposals, the overrides."""
+        opts = " ".join(f"{k} {v}" for k, v in zip(self.opts[::2], self.opts[1::2]))
+        return (
+            f"Made with the configs of {self.config_dir}, trained on {self.train}"
+            + (f", chosen on {self.val}" if self.val else "")
+            + f", {self.max_proposals} {self.method} proposals per image"
+            + (f"; overrides: `{opts}`" if opts else "")
+            + "."
+        )
+
     def run_all(self, seeds, variants, chart_frequency=None):
         """All seeds: writes <output>/results.md (Table 3 per seed, mean ± std, paired gains),
         results.json (``summarize``) and kd_gain_per_class.png (the last variant's per-class
@@ -537,7 +548,7 @@ class Pipeline:
         summary = summarize(runs, variants, chosen)
         summary["intervals"] = self.test_intervals(summary, variants)
         summary["near_chance"] = self.near_chance(summary)
-        table = results_tables(summary, self.test, self.val)
+        table = results_tables(summary, self.test, self.val, self.settings_line())
         atomic_write_bytes(os.path.join(self.output, "results.md"), table.encode())
         atomic_write_bytes(
             os.path.join(self.output, "results.json"), json.dumps(summary, indent=1).encode()
@@ -606,10 +617,10 @@ def summarize(runs, variants, chosen=None):
     }
 
 
-def results_tables(summary, test_set, val_set=""):
-    """The paper's Table 3 per seed (with the KD gain), then mean ± std over the seeds and the
-    paired KD gain (mean ± std of the per-seed differences), and the students chosen on
-    ``val_set``, as Markdown."""
+def results_tables(summary, test_set, val_set="", settings=""):
+    """The paper's Table 3 per seed (with the KD gain), then, with several seeds, mean ± std
+    over them and the paired KD gain (mean ± std of the per-seed differences), the students
+    chosen on ``val_set``, and ``settings`` (what made them), as Markdown."""
 
     def cells(values, fmt):
         return [fmt(values[k]) if k in values else "-" for k in METRICS]
@@ -643,12 +654,18 @@ def results_tables(summary, test_set, val_set=""):
             f"\n{CHOSEN}: the student with the best mAP on {val_set} (val mAP of each), the "
             f"one to deploy:\n\n{choices}"
         )
+    if len(seeds) > 1:
+        mean = (
+            f"\nMean ± std over seeds {seeds}; KD gain (paired): mean ± std of the per-seed "
+            f"differences:\n\n{mean}\n"
+        )
+    else:  # (the per-seed table already says it all)
+        mean = ""
     return (
         f"Multi-label classification on {test_set}, per seed (only the students' rows cost a "
-        f"plain classifier at test time):\n\n{per_seed}\n\n"
-        f"Mean ± std over seeds {seeds}; KD gain (paired): mean ± std of the per-seed "
-        f"differences:\n\n{mean}\n{choices}{interval_table(summary.get('intervals'), test_set)}"
-        f"{near_chance_lines(summary.get('near_chance'))}"
+        f"plain classifier at test time):\n\n{per_seed}\n{mean}{choices}"
+        f"{interval_table(summary.get('intervals'), test_set)}"
+        f"{near_chance_lines(summary.get('near_chance'))}" + (f"\n{settings}\n" if settings else "")
     )
 
 
