@@ -328,6 +328,21 @@ def test_generate_proposals_resumes_after_sigkill(datasets_dir, tmp_path):
     assert wrong.returncode != 0 and "are not in synthetic_shapes_val" in wrong.stderr
 
 
+def test_convert_proposals_sees_a_declared_dataset(tmp_path):
+    """A pickle converted against a dataset of DATASETS.REGISTER: checked and recorded."""
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((40, 60, 3), np.uint8))
+    (tmp_path / "list.csv").write_text("a.jpg,dog\n")
+    boxes = np.array([[1, 2, 30, 20]], np.float32)
+    save_proposals(str(tmp_path / "p.pkl"), ["a.jpg"], [(boxes, np.ones(1, np.float32))])
+    register = repr([["mine", str(tmp_path / "list.csv"), str(tmp_path)]])
+    argv = [sys.executable, os.path.join(ROOT, "tools", "convert_proposals.py")]
+    argv += ["--pickle", str(tmp_path / "p.pkl"), "--dataset", "mine"]
+    argv += ["--output", str(tmp_path / "store"), "DATASETS.REGISTER", register]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert RaggedStore(str(tmp_path / "store")).meta["image_names"] == [f"{tmp_path.name}/a.jpg"]
+
+
 def test_unfinished_run_with_other_settings_is_rejected(datasets_dir, tmp_path):
     dicts = DatasetCatalog.get("tiny_shapes_val")
     output = str(tmp_path / "p.pkl")

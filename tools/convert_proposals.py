@@ -13,6 +13,9 @@ From a WSDDN/OICR ``.mat`` file, matched to a registered dataset by image name::
     python tools/convert_proposals.py --dataset voc_2007_test_multilabel \\
         --mat SelectiveSearchVOC2007test.mat --output output/proposals/voc07_test_ss
 
+A dataset of your own is named as the other tools name it: trailing ``DATASETS.REGISTER``
+(or ``--config-file``) declares it.
+
 The .mat holds cells ``images``, ``boxes`` (and optionally ``boxScores``), as MATLAB v5 or
 v7.3 files. Box order (x1,y1,x2,y2 or y1,x1,y2,x2) is detected from the image sizes unless
 ``--box-order`` is given; boxes are taken as MATLAB 1-based pixel indices unless ``--zero-based``.
@@ -31,8 +34,10 @@ from wsd_distill.data.proposals import (
     read_proposals,
     save_proposals,
 )
+from wsd_distill.engine import add_dataset_config_arguments, run_tool, setup_cfg
 
-if __name__ == "__main__":
+
+def get_parser():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -52,12 +57,13 @@ if __name__ == "__main__":
     )
     parser.add_argument("--box-order", choices=["auto", "xyxy", "yxyx"], default="auto")
     parser.add_argument("--zero-based", action="store_true", help=".mat boxes are 0-based already")
-    args = parser.parse_args()
+    add_dataset_config_arguments(parser)
+    return parser
+
+
+def main(args):
+    setup_cfg(args.config_file, args.opts)  # DATASETS.REGISTER
     if args.mat:
-        if not args.dataset:
-            parser.error(
-                "--mat needs --dataset (the registered dataset whose images the file names)"
-            )
         dicts = DatasetCatalog.get(args.dataset)
         ids, boxes, logits = load_mat_proposals(
             args.mat, dicts, args.box_order, not args.zero_based
@@ -71,7 +77,7 @@ if __name__ == "__main__":
             by_id = {d["image_id"]: d for d in DatasetCatalog.get(args.dataset)}
             unknown = [i for i in ids if i not in by_id]
             if unknown:
-                raise SystemExit(
+                raise ValueError(
                     f"{args.pickle}: {len(unknown)} image ids are not in {args.dataset} "
                     f"(first: {unknown[0]!r})"
                 )
@@ -90,3 +96,11 @@ if __name__ == "__main__":
         f"Wrote {args.output}: {len(ids)} images, "
         f"{sum(len(b) for b in boxes) / max(len(ids), 1):.0f} boxes/image"
     )
+
+
+if __name__ == "__main__":
+    parser = get_parser()
+    args = parser.parse_args()
+    if args.mat and not args.dataset:
+        parser.error("--mat needs --dataset (the registered dataset whose images the file names)")
+    run_tool(main, args, resume="")

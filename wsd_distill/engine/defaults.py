@@ -211,10 +211,10 @@ def add_dataset_config_arguments(parser):
 
 def run_tool(main, *args, resume="the same command continues where it stopped"):
     """``main(*args)`` of a command-line tool: a refusal of the user's input (a ValueError,
-    KeyError or FileNotFoundError, which name the file, key or image; an output in use) is one message on stderr
-    and exit status 2, as argparse's errors, not a traceback (WSD_DISTILL_TRACEBACK=1 shows
-    it); Ctrl-C says how to go on (``resume``; "" for a tool that keeps nothing). Returns what
-    ``main`` returns."""
+    KeyError or FileNotFoundError, which name the file, key or image; an output in use) is one
+    message on stderr and exit status 2, as argparse's errors, not a traceback
+    (WSD_DISTILL_TRACEBACK=1 shows it); Ctrl-C says how to go on (``resume``; "" for a tool
+    that keeps nothing). Returns what ``main`` returns."""
     tool = os.path.basename(sys.argv[0])
     try:
         return main(*args)

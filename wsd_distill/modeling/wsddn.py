@@ -120,8 +120,9 @@ class WSDDN(nn.Module):
     Training returns ``{"loss_wsddn"}`` (+ ``loss_refine_i`` with OICR refinement); inference
     returns per image ``{"image_scores": [K], "image_logits": [K], "instances": Instances,
     "class_top_regions": Instances}``: ``image_logits`` the logits of the unclamped image
-    scores (``wsddn_log_image_scores``; what evaluation ranks), ``pred_boxes`` (original image pixels), ``scores`` and ``pred_classes`` after
-    per-class NMS, and each class's best region before it (CorLoc's box).
+    scores (``wsddn_log_image_scores``; what evaluation ranks), ``pred_boxes`` (original image
+    pixels), ``scores`` and ``pred_classes`` after per-class NMS, and each class's best region
+    before it (CorLoc's box).
     :meth:`teacher_outputs` gives what the student distils from.
     """
 
@@ -376,8 +377,8 @@ class WSDDN(nn.Module):
         classes never share one. Each region takes the class of the pseudo box it overlaps
         most when IoU >= ``refine_iou``, else background, with that box's weight (0 under IoU
         ``refine_bg_iou``, pcl.pytorch's BG_THRESH); with ``refine_iou_plus_one`` the IoU counts
-        widths and heights + 1 pixel, as pcl.pytorch's and wetectron's. Weighted cross-entropy, averaged over an
-        image's regions, then over images. probs [R, K+1] (background first); previous_scores
+        widths and heights + 1 pixel, as pcl.pytorch's and wetectron's. Weighted cross-entropy,
+        averaged over an image's regions, then over images. probs [R, K+1] (background first); previous_scores
         [R, K]."""
         losses = []
         for p, prob, prev, y in zip(
