@@ -654,16 +654,15 @@ def results_tables(summary, test_set, val_set="", settings=""):
             f"\n{CHOSEN}: the student with the best mAP on {val_set} (val mAP of each), the "
             f"one to deploy:\n\n{choices}"
         )
-    if len(seeds) > 1:
-        mean = (
-            f"\nMean ± std over seeds {seeds}; KD gain (paired): mean ± std of the per-seed "
-            f"differences:\n\n{mean}\n"
-        )
-    else:  # (the per-seed table already says it all)
-        mean = ""
+    over_seeds = (  # (one seed: the per-seed table already says it all)
+        f"\nMean ± std over seeds {seeds}; KD gain (paired): mean ± std of the per-seed "
+        f"differences:\n\n{mean}\n"
+        if len(seeds) > 1
+        else ""
+    )
     return (
         f"Multi-label classification on {test_set}, per seed (only the students' rows cost a "
-        f"plain classifier at test time):\n\n{per_seed}\n{mean}{choices}"
+        f"plain classifier at test time):\n\n{per_seed}\n{over_seeds}{choices}"
         f"{interval_table(summary.get('intervals'), test_set)}"
         f"{near_chance_lines(summary.get('near_chance'))}" + (f"\n{settings}\n" if settings else "")
     )

@@ -10,6 +10,7 @@ from detectron2.utils.file_io import PathManager
 
 
 def unknown_class_hint(class_names):
+    """What an unknown class's error adds: that VOC's 20 are the default, or the class count."""
     if list(class_names) == list(VOC_CLASSES):
         return (
             ": not one of VOC's 20 classes, the default; name your class file as the fourth "
