@@ -286,6 +286,59 @@ def test_one_command_pipeline_on_own_photos(photo_set, tmp_path):
         assert kept_results["split"]["dataset"] == "mine_val_half", run
 
 
+def last_losses(run):
+    """The losses of the last step a run's metrics.json records."""
+    with open(run / "metrics.json") as f:
+        metrics = [json.loads(line) for line in f if '"total_loss"' in line]
+    return {k: v for k, v in metrics[-1].items() if k.startswith(("loss_", "total_loss"))}
+
+
+def test_pipeline_with_the_teacher_cache_trains_as_with_the_teacher(photo_set, tmp_path):
+    """``--teacher-cache``: the teacher's targets are cached once per seed and the KD stages
+    read them (no teacher in the loop), with the losses of the teacher in the loop within
+    float16's rounding; a run started one way is continued that way. A test set edited since
+    is evaluated again; proposals made with other settings are refused."""
+    test_json = tmp_path / "test.json"  # (edited below)
+    test_json.write_text((photo_set / "test.json").read_text())
+    entries = ast.literal_eval(register_opts(photo_set)[1])
+    entries[2][1] = str(test_json)
+    argv = ["--train", "mine_train", "--test", "mine_test", "--kd", "two-stage"]
+    argv += ["--proposals-dir", tmp_path / "proposals", "--max-proposals", 30, "--workers", 1]
+    argv += ["DATASETS.REGISTER", repr(entries), "SOLVER.MAX_ITER", 3, "SOLVER.IMS_PER_BATCH", 4]
+    argv += ["SOLVER.WARMUP_ITERS", 1, "DATALOADER.NUM_WORKERS", 0]
+    cached = tool("distill.py", "--output", tmp_path / "cached", "--teacher-cache", *argv)
+    assert cached.returncode == 0, cached.stderr[-3000:]
+    online = tool("distill.py", "--output", tmp_path / "online", *argv)
+    assert online.returncode == 0, online.stderr[-3000:]
+    seed0 = tmp_path / "cached" / "seed0"
+    assert (seed0 / "teacher_cache").is_dir()
+    assert cached.stdout.count("caching the teacher's targets") == 1
+    for run in ("student_kd_stage1", "student_kd_stage2"):
+        config = yaml.safe_load((seed0 / run / "config.yaml").read_text())
+        assert config["MODEL"]["DISTILL"]["TEACHER_CACHE"] == str(seed0 / "teacher_cache")
+        assert config["MODEL"]["LOAD_PROPOSALS"] is False
+        losses = last_losses(tmp_path / "online" / "seed0" / run)
+        assert losses and last_losses(seed0 / run) == pytest.approx(losses, rel=1e-2), run
+    again = tool("distill.py", "--output", tmp_path / "cached", *argv)  # without the flag
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "(training)" not in again.stdout and "evaluated again" not in again.stdout
+    test = json.loads(test_json.read_text())  # a test label removed: evaluated again
+    test["annotations"] = test["annotations"][1:]
+    test_json.write_text(json.dumps(test))
+    edited = tool("distill.py", "--output", tmp_path / "cached", *argv)
+    assert edited.returncode == 0, edited.stderr[-3000:]
+    for run in ("teacher", "student", "student_kd_stage2"):
+        assert f"{seed0 / run}: evaluated again" in edited.stdout, run
+    fewer = [a if a != 30 else 20 for a in argv]  # --max-proposals 20: other proposals
+    refused = tool("distill.py", "--output", tmp_path / "cached", *fewer)
+    assert refused.returncode != 0
+    store = tmp_path / "proposals" / "mine_train_edge_boxes"
+    assert (
+        f"{store} holds proposals made with {{'max_proposals': 30}}, not {{'max_proposals': 20}}"
+        in refused.stderr
+    )
+
+
 def test_held_out_splits_must_hold_other_images(photo_set):
     """The pipeline refuses a val or test set that is, or shares images with, the training set
     (before anything is made)."""

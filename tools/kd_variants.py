@@ -40,7 +40,6 @@ from detectron2.utils.logger import setup_logger
 from tabulate import tabulate
 
 from wsd_distill.engine.pipeline import PLAIN, Pipeline, add_pipeline_arguments
-from wsd_distill.engine.teacher_cache_writer import write_teacher_cache
 from wsd_distill.utils import atomic_write_bytes
 
 CONFIGS = os.path.join(
@@ -99,9 +98,7 @@ def cached_joint(encoding):
     def train(pipeline, seed, teacher_cfg):
         kd = ["MODEL.DISTILL.TEACHER_CONFIG", teacher_cfg.OUTPUT_DIR]
         kd += ["MODEL.DISTILL.TEACHER_CACHE_FEATURES", encoding]
-        cache = os.path.join(pipeline.output, f"seed{seed}", f"teacher_cache_{encoding}")
-        if not os.path.isdir(cache):
-            write_teacher_cache(pipeline.config("kd_joint", "", seed, kd), cache)
+        cache = pipeline.cached_teacher(seed, kd, f"teacher_cache_{encoding}")
         cached = [*kd, "MODEL.DISTILL.TEACHER_CACHE", cache, "MODEL.LOAD_PROPOSALS", False]
         return pipeline.run("kd_joint", f"kd_cached_{encoding}_joint", seed, cached)[0]
 

@@ -20,6 +20,7 @@ from tabulate import tabulate
 from ..box_proposers.generate import generate_proposal_file
 from ..data import load_proposals_into_dataset, thing_classes_of
 from ..data.datasets import prepare_synthetic_shapes
+from ..data.proposals import open_proposal_store
 from ..data.statistics import dataset_summary, proposal_recall
 from ..evaluation.multilabel import bootstrap_map, chance_map
 from ..modeling import WSDDN
@@ -35,7 +36,8 @@ from .defaults import (
     setup_cfg,
 )
 from .ema import unwrap
-from .pipeline_checks import check_held_out, check_run_settings, dataset_digest
+from .pipeline_checks import check_held_out, check_run_settings, dataset_digest, flat_config
+from .teacher_cache_writer import write_teacher_cache
 from .trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -116,6 +118,13 @@ def add_pipeline_arguments(parser, output, kd=None, kd_help=""):
         "--seeds", type=int, nargs="+", default=[0], help="train every model once per seed"
     )
     parser.add_argument(
+        "--teacher-cache",
+        action="store_true",
+        help="the KD students read the teacher's targets from a cache made once per seed "
+        "(tools/cache_teacher.py's) rather than running the teacher at every step: the same "
+        "targets (features in float16), faster when the teacher dominates a step",
+    )
+    parser.add_argument(
         "--min-test-positives",
         type=positive_int,
         default=1,
@@ -132,26 +141,39 @@ def add_pipeline_arguments(parser, output, kd=None, kd_help=""):
 def train_and_evaluate(cfg):
     """Train (resuming from the last checkpoint of ``cfg.OUTPUT_DIR``, the config saved there
     as config.yaml; ``check_run_settings`` first), then evaluate on ``DATASETS.TEST`` ({}
-    without test sets); the results are kept in ``results.json`` and returned. The evaluated
-    weights are those of the run's model_final.pth as every tool loads them (with
-    ``MODEL.EMA``, their average)."""
+    without test sets); the results are kept in ``results.json`` and returned, and evaluated
+    again when a test set's images or labels have changed since (test_sets.json holds their
+    digests). The evaluated weights are those of the run's model_final.pth as every tool loads
+    them (with ``MODEL.EMA``, their average)."""
     check_run_settings(cfg)
     results_file = os.path.join(cfg.OUTPUT_DIR, "results.json")
+    tests_file = os.path.join(cfg.OUTPUT_DIR, "test_sets.json")
+    test_sets = {name: dataset_digest(name) for name in cfg.DATASETS.TEST}
     if os.path.exists(results_file):
-        with open(results_file) as f:
-            return json.load(f)
-    atomic_write_bytes(os.path.join(cfg.OUTPUT_DIR, RUN_CONFIG), cfg.dump().encode())
-    train_cfg = cfg.clone()
-    train_cfg.DATASETS.TEST = ()  # evaluated once, below, rather than by the EvalHook too
-    trainer = Trainer(train_cfg)
-    trainer.resume_or_load(resume=True)
-    trainer.train()
+        tested_on = test_sets
+        if os.path.exists(tests_file):
+            with open(tests_file) as f:
+                tested_on = json.load(f)
+        if tested_on == test_sets:
+            with open(results_file) as f:
+                return json.load(f)
+        logger.info(f"{cfg.OUTPUT_DIR}: evaluated again (a test set's images or labels changed)")
+        model = Trainer.build_model(cfg)
+    else:
+        atomic_write_bytes(os.path.join(cfg.OUTPUT_DIR, RUN_CONFIG), cfg.dump().encode())
+        train_cfg = cfg.clone()
+        train_cfg.DATASETS.TEST = ()  # evaluated once, below, rather than by the EvalHook too
+        trainer = Trainer(train_cfg)
+        trainer.resume_or_load(resume=True)
+        trainer.train()
+        model = trainer.model
     results = {}
     if cfg.DATASETS.TEST:  # what the run leaves for the next step: model_final.pth (with
-        model = trainer.model  # MODEL.EMA, the average of the weights, as load_trained_weights)
+        # MODEL.EMA, the average of the weights, as load_trained_weights)
         load_trained_weights(unwrap(model), os.path.join(cfg.OUTPUT_DIR, RUN_WEIGHTS))
         results = Trainer.test(cfg, model)
     atomic_write_bytes(results_file, json.dumps(results, indent=1).encode())
+    atomic_write_bytes(tests_file, json.dumps(test_sets, indent=1).encode())
     return results
 
 
@@ -162,7 +184,9 @@ class Pipeline:
     overrides ``opts`` for every run. Proposals (``method``, ``max_proposals`` per image, on
     images downscaled to ``max_side`` pixels at most (None: the method's default),
     ``workers`` processes) are kept in ``proposals_dir/<dataset>_<method>``. The test mAPs'
-    bootstrap intervals count the classes with ``min_test_positives`` positive test images."""
+    bootstrap intervals count the classes with ``min_test_positives`` positive test images.
+    With ``teacher_cache``, the KD students started from now on read the teacher's targets
+    from <output>/seed<k>/teacher_cache (made first), not from the teacher at every step."""
 
     def __init__(
         self,
@@ -178,6 +202,7 @@ class Pipeline:
         workers=1,
         opts=(),
         min_test_positives=1,
+        teacher_cache=False,
     ):
         missing = [f for f in CONFIG_FILES.values() if not os.path.isfile(f"{config_dir}/{f}")]
         if missing:
@@ -187,7 +212,7 @@ class Pipeline:
         self.proposals_dir, self.method, self.max_proposals = proposals_dir, method, max_proposals
         self.max_side = max_side
         self.workers, self.opts = workers, list(opts)
-        self.min_test_positives = min_test_positives
+        self.min_test_positives, self.teacher_cache = min_test_positives, teacher_cache
         setup_cfg("", self.opts)  # registers the declared datasets
         for name in filter(None, (train, val, test)):
             if name not in DatasetCatalog:
@@ -223,6 +248,7 @@ class Pipeline:
             workers=args.workers,
             opts=args.opts if opts is None else opts,
             min_test_positives=args.min_test_positives,
+            teacher_cache=args.teacher_cache,
         )
 
     @classmethod
@@ -243,19 +269,25 @@ class Pipeline:
         return os.path.join(self.proposals_dir, f"{dataset}_{self.method}")
 
     def make_proposals(self):
-        """Each dataset's proposal file, made unless it exists; returns a table of their boxes
+        """Each dataset's proposal file, made unless it exists (a store made with other
+        settings is refused); returns a table of their boxes
         per image and ground-truth recall (datasets with boxes) as text."""
         rows = []
+        settings = {"max_proposals": self.max_proposals}
+        settings |= {"max_side": self.max_side} if self.max_side else {}
         for name in self.datasets:
             output, stats = self.proposal_file(name), None
             if not os.path.exists(output):
                 stats = generate_proposal_file(
-                    DatasetCatalog.get(name),
-                    output,
-                    self.method,
-                    {"max_proposals": self.max_proposals}
-                    | ({"max_side": self.max_side} if self.max_side else {}),
-                    workers=self.workers,
+                    DatasetCatalog.get(name), output, self.method, settings, workers=self.workers
+                )
+            made_with = settings
+            if os.path.isdir(output):  # a store (generate_proposal_file's) records its settings
+                made_with = open_proposal_store(output).meta.get("generator", settings)
+            if made_with != settings:
+                raise ValueError(
+                    f"{output} holds proposals made with {made_with}, not {settings}: delete it "
+                    "(it is made again) or give another --proposals-dir"
                 )
             dicts = load_proposals_into_dataset(DatasetCatalog.get(name), output)
             has_boxes = any(d.get("annotations") for d in dicts)
@@ -415,10 +447,37 @@ class Pipeline:
         kd = ["MODEL.DISTILL.TEACHER_CONFIG", teacher_cfg.OUTPUT_DIR, *extra]
         kd += ["MODEL.DISTILL.TEACHER_WEIGHTS", os.path.join(teacher_cfg.OUTPUT_DIR, RUN_WEIGHTS)]
         if schedule == "joint":
-            return self.run("kd_joint", f"{folder}_joint", seed, kd)[0]
-        _, stage1 = self.run("kd_stage1", f"{folder}_stage1", seed, kd)
-        weights = ["MODEL.WEIGHTS", stage1.OUTPUT_DIR]
-        return self.run("kd_stage2", f"{folder}_stage2", seed, [*kd, *weights])[0]
+            folder = f"{folder}_joint"
+            return self.run("kd_joint", folder, seed, self.targets(seed, folder, kd))[0]
+        stage1 = f"{folder}_stage1"
+        _, stage1_cfg = self.run("kd_stage1", stage1, seed, self.targets(seed, stage1, kd))
+        kd += ["MODEL.WEIGHTS", stage1_cfg.OUTPUT_DIR]
+        folder = f"{folder}_stage2"
+        return self.run("kd_stage2", folder, seed, self.targets(seed, folder, kd))[0]
+
+    def targets(self, seed, folder, kd):
+        """The overrides ``kd`` of the KD run ``folder``, with where its teacher's targets come
+        from: the teacher cache (``cached_teacher``) with ``teacher_cache``, else the teacher
+        at every step; a run started one way continues that way (its config.yaml)."""
+        recorded = os.path.join(self.output, f"seed{seed}", folder, RUN_CONFIG)
+        if os.path.exists(recorded):
+            with open(recorded) as f:
+                cache = flat_config(f.read()).get("MODEL.DISTILL.TEACHER_CACHE", "")
+        else:
+            cache = self.cached_teacher(seed, kd) if self.teacher_cache else ""
+        if not cache:
+            return kd
+        return [*kd, "MODEL.DISTILL.TEACHER_CACHE", cache, "MODEL.LOAD_PROPOSALS", False]
+
+    def cached_teacher(self, seed, kd, name="teacher_cache"):
+        """The store of the teacher's targets for the KD configs with the overrides ``kd`` (its
+        teacher; tools/cache_teacher.py's), in <output>/seed<seed>/``name``: written first
+        unless there (resumable). Returns its path."""
+        cache = os.path.join(self.output, f"seed{seed}", name)
+        if not os.path.isdir(cache):
+            logger.info(f"seed {seed}: caching the teacher's targets into {cache}")
+            write_teacher_cache(self.config("kd_joint", name, seed, kd), cache)
+        return cache
 
     def kd_folder(self, seed, variant, folder="student_kd"):
         """The run folder of the KD student ``variant`` (its last stage) of ``kd_variant``."""
