@@ -1,6 +1,7 @@
 """Proposal generators, the detectron2 pickle and .mat readers, and resumable generation."""
 
 import ctypes
+import json
 import os
 import pickle
 import signal
@@ -128,6 +129,39 @@ def test_proposals_round_trip_and_missing_image_error(tmp_path, name):
     assert not any(p.name.startswith("short") for p in tmp_path.iterdir())
 
 
+def flip_bit(path, offset):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([byte ^ 1]))
+
+
+def test_a_flipped_bit_in_a_store_is_named_with_its_image(tmp_path):
+    """A box that moves to the next image keeps every size and offset plausible: the checksums
+    recorded when the store was written find it, before training (the proposals are checked
+    whole when attached) or when the image is read."""
+    path = str(tmp_path / "store")
+    dicts = [{"image_id": i, "file_name": f"{i}.jpg"} for i in (3, 1, 2)]
+    boxes = [np.array([[0, 0, 5, 5], [1, 1, 4, 4]], np.float32)] * 3
+    save_proposals(path, [3, 1, 2], zip(boxes, [np.zeros(2)] * 3))
+    assert len(load_proposals_into_dataset(dicts, path)) == 3
+    offsets = os.path.join(path, "offsets.bin")
+    np.array([0, 3, 4, 6], np.int64).tofile(offsets)  # image 3 takes a box of image 1
+    with pytest.raises(ValueError, match=r"offsets.bin does not match the checksum"):
+        load_proposals_into_dataset(dicts, path)
+    np.array([0, 2, 4, 6], np.int64).tofile(offsets)
+    flip_bit(os.path.join(path, "boxes.bin"), 16 * 2 + 3)  # a box of the second image
+    with pytest.raises(ValueError, match=r"the rows of image 1 in boxes.bin do not match"):
+        load_proposals_into_dataset(dicts, path)
+    store = RaggedStore(path)
+    store.get(0, "boxes")  # the other images read as ever
+    with pytest.raises(ValueError, match=r"Corrupt store .*store: the rows of image 1"):
+        store.get(1, "boxes")
+    with pytest.raises(ValueError, match=r"the rows of image 1"):
+        store.verify()
+
+
 def test_store_is_checked_when_opened(tmp_path):
     path = str(tmp_path / "store")
     with RaggedStoreWriter(
@@ -165,6 +199,11 @@ def test_store_is_checked_when_opened(tmp_path):
         RaggedStore(path)
     np.array([0, 5, 2], np.int64).tofile(os.path.join(path, "offsets.bin"))
     os.truncate(os.path.join(path, "boxes.bin"), 16)
+    with pytest.raises(ValueError, match="offsets.bin does not match the checksum recorded"):
+        RaggedStore(path)
+    index = json.loads((tmp_path / "store" / "index.json").read_text())
+    del index["crc32"]  # a store of an older wsd-distill: read unchecked, its offsets still are
+    (tmp_path / "store" / "index.json").write_text(json.dumps(index))
     with pytest.raises(ValueError, match="offsets.bin is not a row index"):
         RaggedStore(path)
     os.remove(os.path.join(path, "index.json"))

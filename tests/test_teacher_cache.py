@@ -1,6 +1,7 @@
 """The offline teacher cache: tools/cache_teacher.py, its checks, and KD training from it."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -154,6 +155,31 @@ def test_cache_holds_what_the_online_teacher_gives(
             if encoding == "uint8":
                 assert torch.all(error <= half_step * 1.01 + 1e-6), (error, half_step)
                 assert store.fields["roi_features"]["dtype"] == "uint8"
+
+
+def test_a_flipped_bit_in_the_cache_is_named_when_its_image_is_read(
+    teacher_cache, teacher_files, tiny_proposals, tmp_path
+):
+    """The cache is too large to read whole at COCO size: each image's rows are checked against
+    the checksum recorded for them whenever they are read."""
+    damaged = str(tmp_path / "teacher_cache")
+    shutil.copytree(teacher_cache, damaged)
+    cfg = kd_cfg(
+        kd_opts(teacher_files, tiny_proposals["train"], "MODEL.DISTILL.TEACHER_CACHE", damaged)
+    )
+    dicts = get_multilabel_dataset_dicts(
+        cfg.DATASETS.TRAIN, proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN
+    )
+    store = open_teacher_cache(cfg, dicts)
+    row = store.offsets[1] * store.fields["roi_features"]["shape"][0] * 2  # float16
+    with open(os.path.join(damaged, "roi_features.bin"), "r+b") as f:
+        f.seek(row + 5)
+        byte = f.read(1)[0]
+        f.seek(row + 5)
+        f.write(bytes([byte ^ 4]))
+    store.get(0, "roi_features")
+    with pytest.raises(ValueError, match=re.escape(f"rows of image {store.keys[1]!r} in roi_f")):
+        store.get(1, "roi_features")
 
 
 def test_uint8_features_round_trip_within_half_a_step():

@@ -166,8 +166,10 @@ _OTHER_IMAGES = (
 
 def attach_proposal_store(dataset_dicts, path, check_images=True):
     """Point each dataset dict at its row of the proposal store ``path`` (each must have one,
-    and, with ``check_images``, match the store's record of its file name and size)."""
+    and, with ``check_images``, match the store's record of its file name and size), once every
+    image's proposals match their checksums."""
     store = open_proposal_store(path)
+    store.verify()
     rows, missing = [], []
     for d in dataset_dicts:
         try:
