@@ -29,7 +29,7 @@ from wsd_distill.data.datasets import register_coco_multilabel
 from wsd_distill.data.mapper import read_image_file
 from wsd_distill.engine import Trainer, claim_output_dir, run_seed, setup_cfg
 from wsd_distill.evaluation import MultiLabelEvaluator
-from wsd_distill.utils.partial_run import OutputInUse, open_partial_run
+from wsd_distill.utils.partial_run import OutputInUse, open_partial_run, read_chunk, write_chunk
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -350,6 +350,28 @@ def test_one_output_one_job_and_a_run_that_wrote_nothing_gives_way(tmp_path):
     (partial / "chunk_000000.npz").write_bytes(b"done")
     with pytest.raises(RuntimeError, match="holds an unfinished run with other settings"):
         open_partial_run(output, {"a": 3}, 10, 5)
+
+
+def test_a_damaged_chunk_is_made_again_on_resume_and_named_when_read(tmp_path, caplog):
+    """Chunks cut short or with a flipped bit since they were written are removed when the job
+    resumes (so they are made again), the sound one kept; reading a damaged one names it."""
+    output, partial = str(tmp_path / "out"), tmp_path / "out.partial"
+    chunks = open_partial_run(output, {"a": 1}, 30, 10)
+    for path, s, e in chunks:
+        rows = {"boxes": [np.full((3, 4), i, np.float32) for i in range(s, e)]}
+        write_chunk(path, {"ids": np.arange(s, e)}, rows)
+    sound, cut, flipped = (path for path, _, _ in chunks)
+    data = bytearray(open(flipped, "rb").read())
+    data[len(data) // 2] ^= 1
+    open(flipped, "wb").write(bytes(data))
+    with pytest.raises(ValueError, match=re.escape(f"Chunk {flipped} cannot be read")):
+        read_chunk(flipped, ("ids",), ("boxes",))
+    open(cut, "r+b").truncate(os.path.getsize(cut) // 2)
+    with caplog.at_level("WARNING"):
+        assert open_partial_run(output, {"a": 1}, 30, 10) == chunks
+    assert os.path.exists(sound) and not os.path.exists(cut) and not os.path.exists(flipped)
+    assert f"{cut} is damaged" in caplog.text and f"{flipped} is damaged" in caplog.text
+    assert read_chunk(sound, ("ids",), ("boxes",))[4][1].tolist() == [[4.0] * 4] * 3
 
 
 @pytest.mark.parametrize("fault", ["outside", "nan", "inf score"])

@@ -455,3 +455,23 @@ def test_a_test_set_with_another_class_order_is_refused(photo_set, tmp_path):
     cfg.DATASETS.TEST = ("mine_swapped",)
     with pytest.raises(ValueError, match=r"first differences \(index, model, dataset\): \[\(0, "):
         build_model(cfg)
+
+
+def test_a_missing_image_is_named_before_any_proposal_is_made(photo_set, tmp_path):
+    """distill.py checks every split's files before the proposals (minutes on real photos)."""
+    test = json.loads((photo_set / "test.json").read_text())
+    test["images"][2]["file_name"] = "gone.jpg"
+    (tmp_path / "test.json").write_text(json.dumps(test))
+    entries = [
+        ["mine_train", str(photo_set / "train.csv"), str(photo_set / "images")],
+        ["mine_edited_test", str(tmp_path / "test.json"), str(photo_set / "images")],
+    ]
+    argv = ["--train", "mine_train", "--test", "mine_edited_test", "--output", tmp_path / "run"]
+    argv += ["--proposals-dir", tmp_path / "proposals", "DATASETS.REGISTER", repr(entries)]
+    refused = tool("distill.py", *argv)
+    assert refused.returncode != 0
+    image_id = test["images"][2]["id"]
+    message = f"Dataset 'mine_edited_test', image {image_id!r}: no image file "
+    assert message + str(photo_set / "images" / "gone.jpg") in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not (tmp_path / "proposals").exists() or not os.listdir(tmp_path / "proposals")

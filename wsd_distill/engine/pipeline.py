@@ -19,6 +19,7 @@ from tabulate import tabulate
 
 from ..box_proposers.generate import generate_proposal_file
 from ..data import load_proposals_into_dataset, thing_classes_of
+from ..data.build import check_dataset_dicts
 from ..data.datasets import prepare_synthetic_shapes
 from ..data.proposals import open_proposal_store
 from ..data.statistics import dataset_summary, proposal_recall
@@ -271,7 +272,10 @@ class Pipeline:
     def make_proposals(self):
         """Each dataset's proposal file, made unless it exists (a store made with other
         settings is refused); returns a table of their boxes
-        per image and ground-truth recall (datasets with boxes) as text."""
+        per image and ground-truth recall (datasets with boxes) as text. Every dataset's
+        files are checked first (``check_dataset_dicts``), before any proposal is made."""
+        for name in self.datasets:
+            check_dataset_dicts(name, DatasetCatalog.get(name))
         rows = []
         settings = {"max_proposals": self.max_proposals}
         settings |= {"max_side": self.max_side} if self.max_side else {}

@@ -1,8 +1,9 @@
 """Resumable chunked jobs (proposal generation, the teacher cache): each finished chunk of items
 is a file in ``<output>.partial/``, written atomically, beside a manifest of the job's settings
-and a lock naming the process at work. A killed job restarts at the first missing chunk; a job
-with other settings is refused (unless the other wrote no chunk), and so is a second process
-while the first is alive."""
+and a lock naming the process at work. A killed job restarts at the first missing chunk (a chunk
+damaged since it was written, found by its zip CRCs on resume, is made again); a job with other
+settings is refused (unless the other wrote no chunk), and so is a second process while the
+first is alive."""
 
 import glob
 import hashlib
@@ -10,6 +11,7 @@ import io
 import json
 import logging
 import os
+import zipfile
 
 import numpy as np
 
@@ -78,12 +80,27 @@ def open_partial_run(output, manifest, num_items, chunk_size):
                 f"{manifest}. Delete {partial} to start over, or rerun with the same arguments to "
                 "resume."
             )
+        for chunk in sorted(glob.glob(os.path.join(partial, "chunk_*.npz"))):
+            _drop_if_damaged(chunk)
     else:
         atomic_write_bytes(manifest_file, json.dumps(manifest).encode())
     return [
         (os.path.join(partial, f"chunk_{k:06d}.npz"), s, min(s + chunk_size, num_items))
         for k, s in enumerate(range(0, num_items, chunk_size))
     ]
+
+
+def _drop_if_damaged(chunk):
+    """Remove the chunk file ``chunk`` (to be made again) if it is no whole zip whose members
+    match their CRCs: cut short or changed since it was written."""
+    try:
+        with zipfile.ZipFile(chunk) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        bad = str(e)
+    if bad is not None:
+        logger.warning(f"{chunk} is damaged ({bad}): removed, it is made again")
+        os.remove(chunk)
 
 
 def write_chunk(path, per_item, rows):
@@ -104,9 +121,15 @@ def write_chunk(path, per_item, rows):
 def read_chunk(path, per_item, rows):
     """The items of a chunk file written by :func:`write_chunk`: one tuple per item, its
     entries of the ``per_item`` arrays, then its rows of the ``rows`` arrays."""
-    with np.load(path) as chunk:
-        splits = np.cumsum(chunk["counts"])[:-1]
-        columns = [chunk[name] for name in per_item] + [
-            np.split(chunk[name], splits) for name in rows
-        ]
+    try:
+        with np.load(path) as chunk:
+            splits = np.cumsum(chunk["counts"])[:-1]
+            columns = [chunk[name] for name in per_item] + [
+                np.split(chunk[name], splits) for name in rows
+            ]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(
+            f"Chunk {path} cannot be read ({e}): it was damaged after it was written; run the "
+            "same command again to make it again"
+        ) from None
     return list(zip(*columns))
