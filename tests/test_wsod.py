@@ -92,6 +92,18 @@ def test_teacher_picture(monkeypatch):
     assert texts == ["b 0.30", "a 0.50", "a 0.90 +", "b 0.20 x"]
 
 
+def test_a_huge_photo_is_shrunk_before_it_is_drawn():
+    """A 6400 x 4800 photo is drawn at 1600 x 1200, its box shrunk with it (drawing at full
+    size took 18 GB for a 12000 px photo)."""
+    image = np.zeros((4800, 6400, 3), np.uint8)
+    boxes = np.array([[3200, 2400, 4800, 4000]], np.float32)
+    out = draw_teacher_view(image, boxes, np.array([[0.9]]), np.array([0.9]), ["a"])
+    assert out.shape == (1200, 1600, 3)
+    drawn = (out != 0).any(axis=2)
+    assert drawn[600:1000, 800:1200].any() and not drawn[1050:, :750].any()
+    assert drawn[600, 790:810].any() and drawn[1000, 790:810].any()  # the box's left edge
+
+
 def test_wsod_evaluator_end_to_end_on_xywh_boxes_with_a_crowd_box(tmp_path):
     """Three COCO-format images (XYWH boxes; image 10 also has a crowd box, left out of the
     ground truth): boxes equal to the ground truth give CorLoc = AP50 = 100, shifted ones 0."""

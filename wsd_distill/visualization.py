@@ -14,6 +14,7 @@ from .data.mapper import read_image_file
 from .utils import atomic_write_bytes
 
 CORRECT, WRONG, UNKNOWN = "lime", "red", "white"
+MAX_PICTURE_SIDE = 1600  # a larger photo is shrunk before drawing (a 12000 px one: 18 GB)
 
 
 def draw_teacher_view(
@@ -36,8 +37,13 @@ def draw_teacher_view(
         image_scores (ndarray): [K] class scores; labels (ndarray or None): [K] ground truth
             (0/1): predicted labels are then green when right and red when wrong.
     Returns:
-        RGB uint8 image with the drawing.
+        RGB uint8 image with the drawing: at least 320 and at most ``MAX_PICTURE_SIDE`` pixels
+        on its long side (a larger image is shrunk, and its boxes with it, before drawing).
     """
+    shrink = MAX_PICTURE_SIDE / max(image.shape[:2])
+    if shrink < 1:
+        image = cv2.resize(image, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+        boxes = boxes * shrink
     visualizer = Visualizer(image, scale=max(1.0, 320 / max(image.shape[:2])))
     font = visualizer._default_font_size
     objectness = region_scores.max(axis=1) if len(region_scores) else np.zeros(0)
