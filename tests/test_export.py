@@ -53,6 +53,8 @@ def test_exported_student_gives_the_pytorch_scores(tmp_path):
     assert sorted(os.listdir(output)) == ["student.json", "student.onnx", "student.ts"]
     info = json.loads((output / "student.json").read_text())
     assert info["classes"][0] == "circle" and info["input"].endswith("values 0-255, channels BGR")
+    resize = "ResizeShortestEdge(short_edge_length=(128,), max_size=256"
+    assert resize in info["resize_first"]
     # 3 images of 96 x 112 (the export saw 2 of 128 x 128), as the test loader gives them
     rng = np.random.default_rng(0)
     images = np.stack([render_image(rng, 112)[0][:96].transpose(2, 0, 1) for _ in range(3)])

@@ -13,7 +13,9 @@ takes and gives. Both are checked against the PyTorch model on one batch before 
     scores = onnxruntime.InferenceSession("output/export/student.onnx").run(
         None, {"images": images})[0]
 
-student.json says the same ("input"), with the class names in score order.
+student.json says the same ("input"), with the class names in score order, and the resize that
+predict.py applies to a decoded photo before the model ("resize_first"): do the same to get its
+scores (the module takes any size, but a raw photo gives slightly other scores).
 """
 
 import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 from detectron2.modeling import build_model
 
+from wsd_distill.data.augmentation import build_augmentation
 from wsd_distill.engine import (
     load_trained_weights,
     model_class_names,
@@ -104,6 +107,10 @@ def main(args):
     info = {
         "input": f"uint8 [B, 3, H, W] (NCHW), values 0-255, channels {cfg.INPUT.FORMAT}",
         "output": "scores [B, K] in (0, 1)",
+        "resize_first": "the scores of predict.py (and of the test evaluation) come from each "
+        "decoded image resized by "
+        + ", ".join(map(str, build_augmentation(cfg, is_train=False)))
+        + " (the module then brings it to the student's own size)",
         "classes": model_class_names(cfg),
         "weights": cfg.MODEL.WEIGHTS,
     }
