@@ -274,8 +274,9 @@ class Pipeline:
         settings is refused); returns a table of their boxes
         per image and ground-truth recall (datasets with boxes) as text. Every dataset's
         files are checked first (``check_dataset_dicts``), before any proposal is made."""
-        for name in self.datasets:
-            check_dataset_dicts(name, DatasetCatalog.get(name))
+        dicts = {name: DatasetCatalog.get(name) for name in self.datasets}
+        for name, d in dicts.items():
+            check_dataset_dicts(name, d)
         rows = []
         settings = {"max_proposals": self.max_proposals}
         settings |= {"max_side": self.max_side} if self.max_side else {}
@@ -283,7 +284,7 @@ class Pipeline:
             output, stats = self.proposal_file(name), None
             if not os.path.exists(output):
                 stats = generate_proposal_file(
-                    DatasetCatalog.get(name), output, self.method, settings, workers=self.workers
+                    dicts[name], output, self.method, settings, workers=self.workers
                 )
             made_with = settings
             if os.path.isdir(output):  # a store (generate_proposal_file's) records its settings
@@ -293,9 +294,9 @@ class Pipeline:
                     f"{output} holds proposals made with {made_with}, not {settings}: delete it "
                     "(it is made again) or give another --proposals-dir"
                 )
-            dicts = load_proposals_into_dataset(DatasetCatalog.get(name), output)
-            has_boxes = any(d.get("annotations") for d in dicts)
-            recall = proposal_recall(dicts) if has_boxes else {}
+            with_proposals = load_proposals_into_dataset(dicts[name], output)
+            has_boxes = any(d.get("annotations") for d in with_proposals)
+            recall = proposal_recall(with_proposals) if has_boxes else {}
             speed = (
                 f"{stats['images_per_s']:.1f} ({stats['images_per_s_per_worker']:.1f})"
                 if stats

@@ -183,19 +183,20 @@ class RaggedStore:
         self._check_sizes()
         with open(os.path.join(path, "offsets.bin"), "rb") as f:
             data = f.read()
-        self.crc32 = index.get("crc32")
-        if self.crc32 is None:
+        checksums = index.get("crc32")
+        if checksums is None:
             logger.warning(
                 f"Store {path} records no checksums (it was written by an older wsd-distill): a "
                 "file damaged since would go unnoticed; make it again to have it checked"
             )
-        elif zlib.crc32(data) != self.crc32["offsets"]:
+        elif zlib.crc32(data) != checksums["offsets"]:
             raise ValueError(
                 f"Corrupt store {path}: offsets.bin does not match the checksum recorded when it "
                 "was written (changed or damaged since): make the store again"
             )
-        else:
-            self.crc32 = {name: np.asarray(c, np.uint32) for name, c in self.crc32["rows"].items()}
+        self.crc32 = checksums and {  # {name: uint32 [N]}, or None (an older store)
+            name: np.asarray(c, np.uint32) for name, c in checksums["rows"].items()
+        }
         offsets = np.frombuffer(data, dtype=np.int64)
         if offsets[0] != 0 or offsets[-1] != self.num_rows or np.any(np.diff(offsets) < 0):
             raise ValueError(
