@@ -475,3 +475,76 @@ def test_a_missing_image_is_named_before_any_proposal_is_made(photo_set, tmp_pat
     assert message + str(photo_set / "images" / "gone.jpg") in refused.stderr, refused.stderr
     assert "Traceback" not in refused.stderr
     assert not (tmp_path / "proposals").exists() or not os.listdir(tmp_path / "proposals")
+
+
+def small_pipeline(photo_set, output, **schedule):
+    """The pipeline of the photos, 3 iterations of 4 images each model (12 training images),
+    proposals made: ``schedule`` is its ``epochs`` or ``budget``."""
+    opts = [*register_opts(photo_set), "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "4"]
+    opts += ["SOLVER.WARMUP_ITERS", "1", "DATALOADER.NUM_WORKERS", "0"]
+    pipeline = Pipeline(
+        os.path.join(ROOT, "configs", "OwnData"),
+        str(output),
+        "mine_train",
+        "mine_test",
+        proposals_dir=str(output.parent / "proposals"),
+        max_proposals=30,
+        opts=opts,
+        **schedule,
+    )
+    pipeline.make_proposals()
+    return pipeline
+
+
+def test_epochs_scale_every_schedule_and_stay_with_the_output(photo_set, tmp_path):
+    """--epochs 2: the plain student makes 2 passes over the 12 training images at 4 a batch
+    (6 iterations), every other model's schedule (3 iterations) is scaled alike; the plan is
+    kept, and another --epochs for the same output is refused before training."""
+    pipeline = small_pipeline(photo_set, tmp_path / "run", epochs=2.0)
+    base = pipeline.config("student", "student", 0).SOLVER  # (before the plan: unscaled)
+    plan = pipeline.plan_schedules([0], ["two-stage"])
+    assert pipeline.schedule_factor == 2.0
+    for run in ("teacher", "student", "student_kd_stage1", "student_kd_stage2"):
+        assert f"seed0/{run} " in plan
+    assert [line.split()[1:3] for line in plan.splitlines()[3:]] == [["6", "2.0"]] * 4
+    assert "not timed" in plan  # timing 3 models would cost more than these 24 iterations
+    scaled = pipeline.config("student", "student", 0).SOLVER
+    assert (scaled.MAX_ITER, scaled.WARMUP_ITERS) == (6, 2)
+    assert scaled.CHECKPOINT_PERIOD == 2 * base.CHECKPOINT_PERIOD
+    assert "schedules x2 (--epochs 2)" in pipeline.settings_line()
+    kept = json.loads((tmp_path / "run" / "schedule.json").read_text())
+    assert kept == {"epochs": 2.0, "factor": 2.0, "seconds_per_iteration": {}}
+    for other, named in [({"epochs": 3.0}, "--epochs 3"), ({}, "the configs' schedules")]:
+        again = small_pipeline(photo_set, tmp_path / "run", **other)
+        with pytest.raises(ValueError, match=f"planned with --epochs 2 .*, not {named}"):
+            again.plan_schedules([0], ["two-stage"])
+
+
+def test_budget_times_each_model_and_the_timing_changes_no_run(photo_set, tmp_path, monkeypatch):
+    """--budget: a few timed iterations of the teacher, the student and the KD student size
+    every schedule by the factor that fits the minutes; a resumed pipeline keeps that plan
+    (not timed again), and a run trained after the timing is the one trained without it."""
+    pipeline = small_pipeline(photo_set, tmp_path / "run", budget=0.2)
+    plan = pipeline.plan_schedules([0], ["joint"])
+    kept = json.loads((tmp_path / "run" / "schedule.json").read_text())
+    seconds = kept["seconds_per_iteration"]
+    assert set(seconds) == {"teacher", "student", "kd"} and min(seconds.values()) > 0
+    assert kept["factor"] == pytest.approx(0.2 * 60 / (3 * sum(seconds.values())))
+    assert pipeline.schedule_factor == kept["factor"]
+    assert f"{seconds['kd']:.2f}" in plan and "min of training" in plan
+    assert not (tmp_path / "run" / ".timing").exists()
+    runs = ("teacher", "student", "student_kd_joint")  # (each run logs its minutes)
+    assert set(pipeline.planned_minutes) == {str(tmp_path / "run" / "seed0" / r) for r in runs}
+    monkeypatch.setattr(Pipeline, "time_models", lambda *a: pytest.fail("timed again"))
+    resumed = small_pipeline(photo_set, tmp_path / "run", budget=0.2)
+    assert resumed.plan_schedules([0], ["joint"]) == plan
+    assert resumed.schedule_factor == kept["factor"]
+    untimed = small_pipeline(photo_set, tmp_path / "untimed")
+    untimed.schedule_factor = kept["factor"]
+    weights = []
+    for run in (pipeline, untimed):
+        run.teacher(0)
+        model = torch.load(tmp_path / run.output / "seed0" / "teacher" / "model_final.pth")
+        weights.append(model["model"])
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

@@ -167,6 +167,17 @@ def non_negative_int(text):
     return _int_at_least(text, 0)
 
 
+def positive_float(text):
+    """An argparse type: a finite number > 0 (epochs, minutes)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
 def _int_at_least(text, low):
     try:
         value = int(text)

@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 
 import numpy as np
 from detectron2.data import DatasetCatalog
@@ -33,11 +34,13 @@ from .defaults import (
     RUN_CONFIG,
     RUN_WEIGHTS,
     parse_args_with_overrides,
+    positive_float,
     positive_int,
     setup_cfg,
 )
 from .ema import unwrap
 from .pipeline_checks import check_held_out, check_run_settings, dataset_digest, flat_config
+from .schedule import plan_table, scale_schedule, schedule_epochs, time_per_iteration
 from .teacher_cache_writer import write_teacher_cache
 from .trainer import Trainer
 
@@ -51,6 +54,9 @@ CONFIG_FILES = {
     "kd_stage1": "S-Cls_KD_stage1.yaml",
     "kd_stage2": "S-Cls_KD_stage2.yaml",
 }
+# A plan's training is timed when that costs at most TIMING_SHARE of its iterations (each
+# model: TIMED_ITERATIONS, after two untimed ones), or for a --budget.
+TIMING_SHARE, TIMED_ITERATIONS = 0.05, 3
 # The KD students a pipeline trains: (schedule, L_p' gated per class by the teacher).
 KD_VARIANTS = {
     "two-stage": ("two-stage", False),  # the authors': L_f, then L_p + L_p'
@@ -83,7 +89,8 @@ def parse_pipeline_args(parser, argv=None):
 
 def add_pipeline_arguments(parser, output, kd=None, kd_help=""):
     """The arguments of a tool that runs a ``Pipeline`` (default folder ``output``); with a
-    ``kd_help``, ``--kd``: the KD students of ``KD_VARIANTS`` it trains (default ``kd``)."""
+    ``kd_help`` (a tool of ``Pipeline.run_all``), ``--kd``: the KD students of ``KD_VARIANTS``
+    it trains (default ``kd``), and the schedules' ``--epochs`` or ``--budget``."""
     parser.add_argument("--output", default=output, help="folder for the runs and results")
     if kd_help:
         parser.add_argument(
@@ -92,6 +99,21 @@ def add_pipeline_arguments(parser, output, kd=None, kd_help=""):
             default=kd,
             metavar="VARIANT",
             help=f"the KD students, of {', '.join(KD_VARIANTS)} ({kd_help})",
+        )
+        schedule = parser.add_mutually_exclusive_group()
+        schedule.add_argument(
+            "--epochs",
+            type=positive_float,
+            help="the plain student trains this many passes over --train; every model's schedule "
+            "(iterations, LR steps, warm-up, checkpoints) is scaled by the same factor (default: "
+            "the configs' iterations)",
+        )
+        schedule.add_argument(
+            "--budget",
+            type=positive_float,
+            metavar="MINUTES",
+            help="every model's schedule scaled by one factor so that the training left fits "
+            "these minutes on this machine (timed on a few iterations of each model first)",
         )
     parser.add_argument(
         "--proposals-dir", default="output/proposals", help="folder for the proposal files"
@@ -137,6 +159,12 @@ def add_pipeline_arguments(parser, output, kd=None, kd_help=""):
         nargs=argparse.REMAINDER,
         help="config overrides for every run, e.g. SOLVER.MAX_ITER 100",
     )
+
+
+def teacher_options(folder):
+    """The config overrides of a KD student of the teacher run ``folder``."""
+    weights = os.path.join(folder, RUN_WEIGHTS)
+    return ["MODEL.DISTILL.TEACHER_CONFIG", folder, "MODEL.DISTILL.TEACHER_WEIGHTS", weights]
 
 
 def train_and_evaluate(cfg):
@@ -187,7 +215,9 @@ class Pipeline:
     ``workers`` processes) are kept in ``proposals_dir/<dataset>_<method>``. The test mAPs'
     bootstrap intervals count the classes with ``min_test_positives`` positive test images.
     With ``teacher_cache``, the KD students started from now on read the teacher's targets
-    from <output>/seed<k>/teacher_cache (made first), not from the teacher at every step."""
+    from <output>/seed<k>/teacher_cache (made first), not from the teacher at every step.
+    ``plan_schedules`` sizes every run's schedule (``epochs`` or a ``budget`` in minutes) and
+    estimates the training time; each run started then logs its estimate and what is left."""
 
     def __init__(
         self,
@@ -204,6 +234,8 @@ class Pipeline:
         opts=(),
         min_test_positives=1,
         teacher_cache=False,
+        epochs=None,
+        budget=None,
     ):
         missing = [f for f in CONFIG_FILES.values() if not os.path.isfile(f"{config_dir}/{f}")]
         if missing:
@@ -214,6 +246,8 @@ class Pipeline:
         self.max_side = max_side
         self.workers, self.opts = workers, list(opts)
         self.min_test_positives, self.teacher_cache = min_test_positives, teacher_cache
+        self.epochs, self.budget, self.schedule_factor = epochs, budget, 1.0
+        self.planned_minutes = {}  # {run folder: its training's minutes}, of plan_schedules
         setup_cfg("", self.opts)  # registers the declared datasets
         for name in filter(None, (train, val, test)):
             if name not in DatasetCatalog:
@@ -250,6 +284,8 @@ class Pipeline:
             opts=args.opts if opts is None else opts,
             min_test_positives=args.min_test_positives,
             teacher_cache=args.teacher_cache,
+            epochs=getattr(args, "epochs", None),
+            budget=getattr(args, "budget", None),
         )
 
     @classmethod
@@ -385,13 +421,142 @@ class Pipeline:
         ]
         cfg = setup_cfg(os.path.join(self.config_dir, CONFIG_FILES[name]), opts)
         cfg.OUTPUT_DIR = os.path.join(self.output, f"seed{seed}", folder)
-        return cfg
+        return scale_schedule(cfg, self.schedule_factor)
+
+    def runs_left(self, seeds, variants):
+        """[(config name, run folder)] of the runs of ``seeds`` and ``variants`` that have
+        not finished (no results.json)."""
+        runs = {}
+        for seed in seeds:
+            runs[f"seed{seed}/teacher"], runs[f"seed{seed}/student"] = "teacher", "student"
+            for variant in variants:
+                schedule, gated = KD_VARIANTS[variant]
+                folder = f"seed{seed}/student_kd" + ("_gated" if gated else "")
+                stages = ["kd_joint"] if schedule == "joint" else ["kd_stage1", "kd_stage2"]
+                runs.update({f"{folder}_{stage[3:]}": stage for stage in stages})
+        runs = [(name, os.path.join(self.output, folder)) for folder, name in runs.items()]
+        return [r for r in runs if not os.path.exists(os.path.join(r[1], "results.json"))]
+
+    def time_models(self, seed, names):
+        """Seconds per training iteration of the models of the config ``names`` (all "kd_"
+        ones timed as the joint one, its teacher at every step, as "kd"):
+        ``time_per_iteration`` in <output>/.timing, removed after."""
+        timing, seconds = os.path.join(self.output, ".timing"), {}
+        teacher = os.path.join(self.output, f"seed{seed}", "teacher")
+        kd = any(name.startswith("kd_") for name in names)
+        if "teacher" in names or kd and not os.path.exists(os.path.join(teacher, RUN_WEIGHTS)):
+            teacher = os.path.join(timing, "teacher")
+            cfg = self.config("teacher", "", seed)
+            seconds["teacher"] = time_per_iteration(cfg, teacher, TIMED_ITERATIONS)
+        if "student" in names:
+            cfg = self.config("student", "", seed)
+            folder = os.path.join(timing, "student")
+            seconds["student"] = time_per_iteration(cfg, folder, TIMED_ITERATIONS)
+        if kd:
+            cfg = self.config("kd_joint", "", seed, teacher_options(teacher))
+            folder = os.path.join(timing, "kd")
+            seconds["kd"] = time_per_iteration(cfg, folder, TIMED_ITERATIONS)
+        shutil.rmtree(timing, ignore_errors=True)
+        return seconds
+
+    @property
+    def schedule_file(self):
+        return os.path.join(self.output, "schedule.json")
+
+    def schedule_option(self):
+        """{"epochs": ...} or {"budget_minutes": ...}: what sizes the schedules ({}: the
+        configs)."""
+        if self.epochs:
+            return {"epochs": self.epochs}
+        return {"budget_minutes": self.budget} if self.budget else {}
+
+    def kept_schedule(self):
+        """The plan of <output>/schedule.json ({} if none), which must be of the same
+        ``schedule_option``: an output folder's runs all have one schedule."""
+        if not os.path.exists(self.schedule_file):
+            return {}
+        with open(self.schedule_file) as f:
+            kept = json.load(f)
+
+        def option(plan):
+            if "epochs" in plan:
+                return f"--epochs {plan['epochs']:g}"
+            return f"--budget {plan['budget_minutes']:g}" if plan else "the configs' schedules"
+
+        kept_option = {k: v for k, v in kept.items() if k in ("epochs", "budget_minutes")}
+        if kept_option != self.schedule_option():
+            raise ValueError(
+                f"{self.output} was planned with {option(kept_option)} (its schedule.json), "
+                f"not {option(self.schedule_option())}: give the same to continue it, or "
+                f"another --output"
+            )
+        return kept
+
+    def plan_schedules(self, seeds, variants):
+        """Sizes the schedules of the runs left by one factor (``epochs``: the plain student's
+        passes over the training set; ``budget``: the minutes their training may take here;
+        else the configs') and returns the plan as text: each run's iterations, epochs and,
+        when timed (``time_models``: with a budget, or when timing costs at most 5% of the
+        iterations planned), minutes. The factor (and timings) of ``epochs`` or a budget are
+        kept in <output>/schedule.json: a resumed pipeline keeps its schedules."""
+        self.schedule_factor = 1.0
+        images = len(DatasetCatalog.get(self.train))
+        kept = self.kept_schedule()
+        runs = self.runs_left(seeds, variants)
+        teacher = teacher_options(os.path.join(self.output, f"seed{seeds[0]}", "teacher"))
+        configs = [
+            self.config(name, "", seeds[0], teacher if name.startswith("kd_") else ())
+            for name, _ in runs
+        ]
+        kinds = [name if name in ("teacher", "student") else "kd" for name, _ in runs]
+        timing_cost = len(set(kinds)) * (TIMED_ITERATIONS + 2)  # iterations
+        iterations = sum(cfg.SOLVER.MAX_ITER for cfg in configs)
+        if kept:
+            seconds = kept["seconds_per_iteration"]
+        elif runs and (self.budget or timing_cost <= TIMING_SHARE * iterations):
+            seconds = self.time_models(seeds[0], {name for name, _ in runs})
+        else:
+            seconds = {}
+        if kept:
+            self.schedule_factor = kept["factor"]
+        elif self.epochs:
+            student = self.config("student", "", seeds[0])
+            self.schedule_factor = self.epochs / schedule_epochs(student, images)
+        elif self.budget and runs:
+            planned = sum(c.SOLVER.MAX_ITER * seconds[k] for c, k in zip(configs, kinds))
+            self.schedule_factor = self.budget * 60 / planned
+        if (self.epochs or self.budget) and runs and not kept:
+            plan = {**self.schedule_option(), "factor": self.schedule_factor}
+            plan["seconds_per_iteration"] = seconds
+            atomic_write_bytes(self.schedule_file, json.dumps(plan, indent=1).encode())
+        if not runs:
+            return ""
+        configs = [scale_schedule(cfg, self.schedule_factor) for cfg in configs]
+        if seconds:
+            self.planned_minutes = {
+                folder: cfg.SOLVER.MAX_ITER * seconds[kind] / 60
+                for (_, folder), cfg, kind in zip(runs, configs, kinds)
+            }
+        return plan_table(
+            [os.path.relpath(folder, self.output) for _, folder in runs],
+            configs,
+            [seconds.get(kind) for kind in kinds],
+            self.train,
+            images,
+            self.schedule_factor,
+            self.teacher_cache,
+        )
 
     def run(self, name, folder, seed, extra=()):
         """Train and evaluate the run ``folder`` of config ``name``: (results, config)."""
         cfg = self.config(name, folder, seed, extra)
         done = os.path.exists(os.path.join(cfg.OUTPUT_DIR, "results.json"))
-        logger.info(f"seed {seed}: {folder} ({'done before' if done else 'training'})")
+        estimate, planned = "", self.planned_minutes
+        if not done and cfg.OUTPUT_DIR in planned:
+            left = [f for f in planned if not os.path.exists(os.path.join(f, "results.json"))]
+            left = sum(planned[f] for f in left if f != cfg.OUTPUT_DIR)
+            estimate = f", about {planned[cfg.OUTPUT_DIR]:.0f} min, then {left:.0f} min planned"
+        logger.info(f"seed {seed}: {folder} ({'done before' if done else 'training'}{estimate})")
         return train_and_evaluate(cfg), cfg
 
     def teacher(self, seed, folder="teacher", extra=()):
@@ -449,8 +614,7 @@ class Pipeline:
         """S-Cls with KD from the teacher run ``teacher_cfg``, in the authors' two stages (into
         <folder>_stage1, then <folder>_stage2 from its weights) or one joint stage
         (<folder>_joint); returns the final student's results."""
-        kd = ["MODEL.DISTILL.TEACHER_CONFIG", teacher_cfg.OUTPUT_DIR, *extra]
-        kd += ["MODEL.DISTILL.TEACHER_WEIGHTS", os.path.join(teacher_cfg.OUTPUT_DIR, RUN_WEIGHTS)]
+        kd = [*teacher_options(teacher_cfg.OUTPUT_DIR), *extra]
         if schedule == "joint":
             folder = f"{folder}_joint"
             return self.run("kd_joint", folder, seed, self.targets(seed, folder, kd))[0]
@@ -594,11 +758,14 @@ class Pipeline:
     def settings_line(self):
         """What made the results: the configs, the datasets, the proposals, the overrides."""
         opts = " ".join(f"{k} {v}" for k, v in zip(self.opts[::2], self.opts[1::2]))
+        schedule = f"--epochs {self.epochs:g}" if self.epochs else ""
+        schedule = f"--budget {self.budget:g}" if self.budget else schedule
         return (
             f"Made with the configs of {self.config_dir}, trained on {self.train}"
             + (f", chosen on {self.val}" if self.val else "")
             + f", {self.max_proposals} {self.method} proposals per image"
             + (f"; overrides: `{opts}`" if opts else "")
+            + (f"; schedules x{self.schedule_factor:.3g} ({schedule})" if schedule else "")
             + "."
         )
 
@@ -606,7 +773,11 @@ class Pipeline:
         """All seeds: writes <output>/results.md (Table 3 per seed, mean ± std, paired gains),
         results.json (``summarize``) and kd_gain_per_class.png (the last variant's per-class
         AP gain over S-Cls w/o KD, classes in the order of ``chart_frequency``, images per
-        class of the training set); returns (summary, the tables as text)."""
+        class of the training set); returns (summary, the tables as text). The schedules and
+        the time they take are planned first (``plan_schedules``, logged)."""
+        plan = self.plan_schedules(seeds, variants)
+        if plan:
+            logger.info(f"\n{plan}")
         runs = {seed: self.run_seed(seed, variants) for seed in seeds}
         chosen = {seed: self.chosen_on_val(seed, variants) for seed in seeds} if self.val else {}
         summary = summarize(runs, variants, chosen)

@@ -81,13 +81,15 @@ class Trainer(DefaultTrainer):
     proposals are loaded when ``MODEL.LOAD_PROPOSALS`` is on."""
 
     def __init__(self, cfg):
-        # detectron2 0.7's DefaultTrainer.__init__ line for line, with three changes: the
+        # detectron2 0.7's DefaultTrainer.__init__ line for line, with four changes: the
         # seeding; create_ddp_model_on_any_device for its `create_ddp_model(model,
-        # broadcast_buffers=False)`, which gives DDP device_ids on CPU processes too; and the
+        # broadcast_buffers=False)`, which gives DDP device_ids on CPU processes too; the
         # FiniteCheckpointer (detectron2 offers no hook point for these; a test fails when
-        # detectron2's constructor changes: tests/test_structure.py)
+        # detectron2's constructor changes: tests/test_structure.py); and the logger set up
+        # when it has no handler rather than when below INFO (a logger set to warnings by its
+        # user stays so, without a second handler)
         TrainerBase.__init__(self)
-        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+        if not logging.getLogger("detectron2").handlers:
             setup_logger()
         check_config(cfg)  # (setup_cfg checks too; a cfg built by hand is checked here)
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
