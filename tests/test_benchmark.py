@@ -6,7 +6,8 @@ import torch
 from detectron2.data import DatasetCatalog
 
 from wsd_distill.engine import setup_cfg
-from wsd_distill.engine.benchmark import jpeg_dataset, loader_inputs, median_step_times
+from wsd_distill.engine.benchmark import jpeg_dataset, loader_inputs
+from wsd_distill.engine.schedule import median_step_times
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -10,7 +10,6 @@ import pytest
 import torch
 import torchvision
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
@@ -18,7 +17,6 @@ from test_wsddn import ROOT, make_input, tiny_cfg
 from torch.nn import functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from wsd_distill import add_wsd_distill_config
 from wsd_distill.data.teacher_cache import teacher_cache_settings
 from wsd_distill.data.teacher_targets import TARGET_FIELDS
 from wsd_distill.engine import TeacherHook, setup_cfg

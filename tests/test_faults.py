@@ -355,7 +355,7 @@ def test_one_output_one_job_and_a_run_that_wrote_nothing_gives_way(tmp_path):
 def test_a_damaged_chunk_is_made_again_on_resume_and_named_when_read(tmp_path, caplog):
     """Chunks cut short or with a flipped bit since they were written are removed when the job
     resumes (so they are made again), the sound one kept; reading a damaged one names it."""
-    output, partial = str(tmp_path / "out"), tmp_path / "out.partial"
+    output = str(tmp_path / "out")
     chunks = open_partial_run(output, {"a": 1}, 30, 10)
     for path, s, e in chunks:
         rows = {"boxes": [np.full((3, 4), i, np.float32) for i in range(s, e)]}

@@ -25,7 +25,6 @@ from wsd_distill.data.datasets.sample_photos import write_sample_photo_set
 from wsd_distill.engine import setup_cfg
 from wsd_distill.modeling.backbone.timm_backbone import (
     TimmBackbone,
-    imagenet_state_dict,
     lite0_wheel_file,
     rename_by_position,
 )

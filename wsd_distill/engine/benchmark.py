@@ -1,5 +1,5 @@
-"""What ``tools/benchmark_*.py`` time, on generated data: the real trainer (its hooks, the
-``TeacherHook`` included), the real test loader and mapper; and how each table is written."""
+"""What ``tools/benchmark_*.py`` time, on generated data (the training steps: ``schedule.py``'s
+``median_step_times``): the real test loader and mapper; and how each table is written."""
 
 import argparse
 import hashlib
@@ -11,10 +11,7 @@ import time
 import cv2
 import numpy as np
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.engine import hooks
-from detectron2.modeling import build_model
 from tabulate import tabulate
 
 from ..data.datasets.synthetic import render_image
@@ -121,49 +118,6 @@ def jpeg_dataset(folder, count, height=480, width=640, num_classes=80, proposals
 
         save_proposals(store, [d["image_id"] for d in dicts], boxes(), meta=image_records(dicts))
     return name, store
-
-
-def random_teacher(teacher_cfg, folder):
-    """A run folder of ``teacher_cfg`` with random weights (its config.yaml and model_final.pth;
-    speed does not depend on the weights), made once; returns ``folder``."""
-    os.makedirs(folder, exist_ok=True)
-    if not os.path.exists(os.path.join(folder, "model_final.pth")):
-        model = build_model(teacher_cfg)
-        DetectionCheckpointer(model, save_dir=folder).save("model_final")
-    atomic_write_bytes(os.path.join(folder, "config.yaml"), teacher_cfg.dump().encode())
-    return folder
-
-
-class StepTimer(Trainer):
-    """wsd-distill's ``Trainer`` without its checkpointer and evaluation hooks: every step
-    as in training (data loader, ``TeacherHook``, AMP), nothing written."""
-
-    def build_hooks(self):
-        dropped = (hooks.PeriodicCheckpointer, hooks.EvalHook)
-        return [h for h in super().build_hooks() if not isinstance(h, dropped)]
-
-
-def median_step_times(cfg, warmup=5):
-    """Train ``cfg`` for ``SOLVER.MAX_ITER`` steps; the median seconds per step after
-    ``warmup`` steps of detectron2's ``time`` (the whole step), ``data_time`` (waiting for the
-    batch, the teacher's forward included) and ``teacher_time``; and the peak GPU memory."""
-    if cfg.MODEL.DEVICE == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    trainer = StepTimer(cfg.clone())
-    trainer.resume_or_load(resume=False)
-    trainer.train()
-    history = trainer.storage.histories()
-    if "time" not in history:  # detectron2's IterationTimer logs it from the third step on
-        raise ValueError(f"SOLVER.MAX_ITER {cfg.SOLVER.MAX_ITER}: too few steps to time")
-    times = {
-        k: float(np.median([v for v, it in history[k].values() if it >= warmup]))
-        for k in ("time", "data_time", "teacher_time")
-        if k in history
-    }
-    times.setdefault("teacher_time", 0.0)
-    if cfg.MODEL.DEVICE == "cuda":
-        times["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    return times
 
 
 def loader_inputs(cfg, dataset, count):

@@ -40,7 +40,13 @@ from .defaults import (
 )
 from .ema import unwrap
 from .pipeline_checks import check_held_out, check_run_settings, dataset_digest, flat_config
-from .schedule import plan_table, scale_schedule, schedule_epochs, time_per_iteration
+from .schedule import (
+    plan_table,
+    random_teacher,
+    scale_schedule,
+    schedule_epochs,
+    time_per_iteration,
+)
 from .teacher_cache_writer import write_teacher_cache
 from .trainer import Trainer
 
@@ -439,20 +445,20 @@ class Pipeline:
 
     def time_models(self, seed, names):
         """Seconds per training iteration of the models of the config ``names`` (all "kd_"
-        ones timed as the joint one, its teacher at every step, as "kd"):
-        ``time_per_iteration`` in <output>/.timing, removed after."""
+        ones timed as the joint one, its teacher at every step, as "kd"; a teacher with random
+        weights until the seed's is trained): ``time_per_iteration`` in <output>/.timing,
+        removed after."""
         timing, seconds = os.path.join(self.output, ".timing"), {}
-        teacher = os.path.join(self.output, f"seed{seed}", "teacher")
-        kd = any(name.startswith("kd_") for name in names)
-        if "teacher" in names or kd and not os.path.exists(os.path.join(teacher, RUN_WEIGHTS)):
-            teacher = os.path.join(timing, "teacher")
-            cfg = self.config("teacher", "", seed)
-            seconds["teacher"] = time_per_iteration(cfg, teacher, TIMED_ITERATIONS)
-        if "student" in names:
-            cfg = self.config("student", "", seed)
-            folder = os.path.join(timing, "student")
-            seconds["student"] = time_per_iteration(cfg, folder, TIMED_ITERATIONS)
-        if kd:
+        for name in ("teacher", "student"):
+            if name in names:
+                cfg = self.config(name, "", seed)
+                folder = os.path.join(timing, name)
+                seconds[name] = time_per_iteration(cfg, folder, TIMED_ITERATIONS)
+        if any(name.startswith("kd_") for name in names):
+            teacher = os.path.join(self.output, f"seed{seed}", "teacher")
+            if not os.path.exists(os.path.join(teacher, RUN_WEIGHTS)):
+                cfg = self.config("teacher", "", seed)
+                teacher = random_teacher(cfg, os.path.join(timing, "random_teacher"))
             cfg = self.config("kd_joint", "", seed, teacher_options(teacher))
             folder = os.path.join(timing, "kd")
             seconds["kd"] = time_per_iteration(cfg, folder, TIMED_ITERATIONS)

@@ -1,17 +1,18 @@
-"""Training schedules sized to a dataset or a time budget: ``scale_schedule`` stretches a
-config's schedule as a whole, ``time_per_iteration`` times a few of its training iterations."""
+"""Training schedules and their time: ``scale_schedule`` stretches a config's schedule as a
+whole, ``median_step_times`` times training steps (the pipeline's plan, the benchmarks)."""
 
 import logging
 import os
-import shutil
-import time
 
 import numpy as np
-from detectron2.engine import HookBase
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.engine import hooks
+from detectron2.modeling import build_model
 from tabulate import tabulate
 
 from ..utils import atomic_write_bytes
-from .defaults import RUN_CONFIG
+from .defaults import RUN_CONFIG, RUN_WEIGHTS
 from .trainer import Trainer
 
 
@@ -42,40 +43,63 @@ def schedule_epochs(cfg, num_images):
     return cfg.SOLVER.MAX_ITER * cfg.SOLVER.IMS_PER_BATCH / num_images
 
 
-class _StepStarts(HookBase):
-    """The time each training step started."""
+def random_teacher(teacher_cfg, folder):
+    """A run folder of ``teacher_cfg`` with random weights (its config.yaml and model_final.pth;
+    speed does not depend on the weights), made once; returns ``folder``."""
+    os.makedirs(folder, exist_ok=True)
+    if not os.path.exists(os.path.join(folder, RUN_WEIGHTS)):
+        model = build_model(teacher_cfg)
+        DetectionCheckpointer(model, save_dir=folder).save("model_final")
+    atomic_write_bytes(os.path.join(folder, RUN_CONFIG), teacher_cfg.dump().encode())
+    return folder
 
-    def __init__(self):
-        self.starts = []
 
-    def before_step(self):
-        self.starts.append(time.perf_counter())
+class StepTimer(Trainer):
+    """wsd-distill's ``Trainer`` without its checkpointer and evaluation hooks: every step
+    as in training (data loader, ``TeacherHook``, AMP), only its logs written."""
+
+    def build_hooks(self):
+        dropped = (hooks.PeriodicCheckpointer, hooks.EvalHook)
+        return [h for h in super().build_hooks() if not isinstance(h, dropped)]
+
+
+def median_step_times(cfg, warmup=5):
+    """Train ``cfg`` for ``SOLVER.MAX_ITER`` steps; the median seconds per step after
+    ``warmup`` steps of detectron2's ``time`` (the whole step), ``data_time`` (waiting for the
+    batch, the teacher's forward included) and ``teacher_time``; and the peak GPU memory."""
+    if cfg.MODEL.DEVICE == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    trainer = StepTimer(cfg.clone())
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    history = trainer.storage.histories()
+    if "time" not in history:  # detectron2's IterationTimer logs it from the third step on
+        raise ValueError(f"SOLVER.MAX_ITER {cfg.SOLVER.MAX_ITER}: too few steps to time")
+    times = {
+        k: float(np.median([v for v, it in history[k].values() if it >= warmup]))
+        for k in ("time", "data_time", "teacher_time")
+        if k in history
+    }
+    times.setdefault("teacher_time", 0.0)
+    if cfg.MODEL.DEVICE == "cuda":
+        times["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return times
 
 
 def time_per_iteration(cfg, folder, iterations=3):
-    """Seconds per training iteration of ``cfg`` (the median of ``iterations`` timed ones,
-    after one untimed, in which the data loader starts): a short run into ``folder``, which
-    holds its config.yaml and model_final.pth afterwards (a run folder, e.g. for the teacher
-    of a KD config's timing); nothing is evaluated, and detectron2 logs only warnings."""
+    """Seconds per training iteration of ``cfg``: the median of ``iterations`` steps after two
+    untimed ones (the data loader starting), logs in ``folder``; detectron2 logs only
+    warnings meanwhile."""
     cfg = scale_schedule(cfg.clone(), (iterations + 2) / cfg.SOLVER.MAX_ITER)
     cfg.defrost()
-    cfg.OUTPUT_DIR, cfg.DATASETS.TEST, cfg.TEST.EVAL_PERIOD = folder, (), 0
-    cfg.SOLVER.CHECKPOINT_PERIOD = cfg.SOLVER.MAX_ITER + 1  # model_final.pth only
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder)
-    atomic_write_bytes(os.path.join(folder, RUN_CONFIG), cfg.dump().encode())
+    cfg.OUTPUT_DIR, cfg.DATASETS.TEST = folder, ()
     detectron2_logger = logging.getLogger("detectron2")
     level = detectron2_logger.level
     detectron2_logger.setLevel(logging.WARNING)
     try:
-        trainer = Trainer(cfg)
-        timer = _StepStarts()
-        trainer.register_hooks([timer])
-        trainer.resume_or_load(resume=False)
-        trainer.train()
+        return median_step_times(cfg, warmup=2)["time"]
     finally:
         detectron2_logger.setLevel(level)
-    return float(np.median(np.diff(timer.starts)[1:]))
 
 
 def plan_table(runs, configs, seconds, train, images, factor=1.0, teacher_cache=False):

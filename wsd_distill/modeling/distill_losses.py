@@ -7,7 +7,6 @@ binary cross-entropies summed over classes and averaged over images, like the te
 """
 
 import numpy as np
-import torch
 from torch.nn import functional as F
 
 
