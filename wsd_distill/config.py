@@ -7,7 +7,7 @@ import yaml
 from detectron2.config import CfgNode as CN
 
 
-def add_wsd_distill_config(cfg):
+def add_wsd_distill_config(cfg) -> CN:
     """Add wsd-distill's keys to a detectron2 config (in place) and return it.
 
     Proposals reuse detectron2's own keys: ``MODEL.LOAD_PROPOSALS``,
@@ -281,7 +281,7 @@ def _check_number(cfg, key, low=None, high=None, low_open=False, high_open=False
             raise ValueError(f"{key} is {value!r}: expected {kind} in {bounds}")
 
 
-def check_config(cfg):
+def check_config(cfg) -> None:
     """Refuse wsd-distill settings that would train silently wrong or fail late: every number
     finite and in its range, every choice known. Each error names the key, its value and what
     is expected. Called by ``setup_cfg`` (every tool) and by ``Trainer``."""

@@ -108,7 +108,7 @@ def get_multilabel_dataset_dicts(
     return dicts
 
 
-def thing_classes_of(dataset_name):
+def thing_classes_of(dataset_name) -> list[str]:
     """The class names of a registered dataset: its metadata's ``thing_classes``; a dataset
     registered without them (``register_coco_multilabel`` with no metadata) is loaded once,
     which reads them from its json."""
@@ -124,6 +124,6 @@ def thing_classes_of(dataset_name):
     return list(classes)
 
 
-def num_classes_of(dataset_name):
+def num_classes_of(dataset_name) -> int:
     """Number of classes of a registered dataset (:func:`thing_classes_of`)."""
     return len(thing_classes_of(dataset_name))

@@ -36,13 +36,13 @@ class TeacherHook(HookBase):
             self.tta_cfg = get_teacher_tta_cfg(cfg)
             self.target_settings = teacher_target_settings(cfg)
 
-    def before_train(self):
+    def before_train(self) -> None:
         if self.teacher is None:
             self.teacher = build_teacher(self.cfg)
         self.trainer.data_loader = _WithTeacherTargets(self.trainer.data_loader, self.annotate)
 
     @torch.no_grad()
-    def annotate(self, batched_inputs):
+    def annotate(self, batched_inputs) -> list[dict]:
         """Add the teacher's targets to each dict of a batch (in place); returns the batch."""
         start = time.perf_counter()
         device = self.teacher.device

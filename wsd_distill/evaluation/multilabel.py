@@ -173,11 +173,11 @@ class MultiLabelEvaluator(DatasetEvaluator):
         self._threshold = score_threshold
         self._top_k = top_k
 
-    def reset(self):
+    def reset(self) -> None:
         self._image_ids, self._scores, self._labels, self._ignored = [], [], [], []
         self._ranking = []
 
-    def process(self, inputs, outputs):
+    def process(self, inputs, outputs) -> None:
         for inp, out in zip(inputs, outputs):
             self._image_ids.append(inp["image_id"])
             self._scores.append(out["image_scores"].detach().float().cpu().numpy())
@@ -189,7 +189,7 @@ class MultiLabelEvaluator(DatasetEvaluator):
                 np.zeros_like(self._labels[-1]) if ignored is None else ignored.numpy()
             )
 
-    def evaluate(self):
+    def evaluate(self) -> dict | None:
         columns = (self._image_ids, self._scores, self._ranking, self._labels, self._ignored)
         if self._distributed:
             comm.synchronize()

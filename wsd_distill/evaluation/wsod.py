@@ -178,10 +178,10 @@ class WSODEvaluator(DatasetEvaluator):
         self._use_07_metric = uses_voc07_metric(dataset_name, ap_metric)
         self._inclusive = iou_inclusive
 
-    def reset(self):
+    def reset(self) -> None:
         self._predictions = {}
 
-    def process(self, inputs, outputs):
+    def process(self, inputs, outputs) -> None:
         for inp, out in zip(inputs, outputs):
             if "instances" not in out:  # a classifier: nothing to localize
                 continue
@@ -191,7 +191,7 @@ class WSODEvaluator(DatasetEvaluator):
                 if key in out
             )
 
-    def evaluate(self):
+    def evaluate(self) -> dict | None:
         predictions = self._predictions
         if self._distributed:
             comm.synchronize()

@@ -206,7 +206,7 @@ class StudentClassifier(nn.Module):
         """The network's input [B, C, S, S] -> class logits [B, K]."""
         return self.classifier(self.head(self.backbone(images)[self.in_feature]))
 
-    def forward(self, batched_inputs):
+    def forward(self, batched_inputs) -> dict[str, torch.Tensor] | list[dict]:
         """
         Args:
             batched_inputs: a list, batched outputs of :class:`MultiLabelDatasetMapper`. Each

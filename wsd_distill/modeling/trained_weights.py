@@ -13,7 +13,7 @@ from ..utils.safe_pickle import refusal
 logger = logging.getLogger(__name__)
 
 
-def load_trained_weights(model, path, key="MODEL.WEIGHTS", may_miss=()):
+def load_trained_weights(model, path, key="MODEL.WEIGHTS", may_miss=()) -> dict:
     """Load a trained model's weights (a checkpoint of a wsd-distill run: a file or a URL)
     strictly: every parameter and buffer of ``model`` from ``path``, and nothing left over, or
     an error naming ``key``, the file and the keys (detectron2's loader only warns: a model

@@ -280,7 +280,7 @@ class WSDDN(nn.Module):
         ]
         return ImageList.from_tensors(images, self.backbone.size_divisibility)
 
-    def teacher_outputs(self, batched_inputs):
+    def teacher_outputs(self, batched_inputs) -> dict:
         """Everything the student distils from, for a batch of mapper dicts.
 
         Returns a dict with ``proposals`` (list[Instances], boxes in the network's input
@@ -332,7 +332,7 @@ class WSDDN(nn.Module):
         proposals.objectness_logits = torch.as_tensor(scores)
         return proposals
 
-    def forward(self, batched_inputs):
+    def forward(self, batched_inputs) -> dict[str, torch.Tensor] | list[dict]:
         """
         Args:
             batched_inputs: a list, batched outputs of :class:`MultiLabelDatasetMapper`. Each

@@ -64,7 +64,9 @@ def check_coco_classes(json_file, categories, dataset_name):
         )
 
 
-def load_coco_multilabel_json(json_file, image_root, dataset_name, include_crowd=True):
+def load_coco_multilabel_json(
+    json_file, image_root, dataset_name, include_crowd=True
+) -> list[dict]:
     """Load a COCO instances json into detectron2 dicts with image-level labels.
 
     Records are detectron2's (``file_name``, ``image_id``, ``height``, ``width``,
@@ -99,7 +101,9 @@ def load_coco_multilabel_json(json_file, image_root, dataset_name, include_crowd
     return dicts
 
 
-def register_coco_multilabel(name, json_file, image_root, metadata=None, include_crowd=True):
+def register_coco_multilabel(
+    name, json_file, image_root, metadata=None, include_crowd=True
+) -> None:
     """Register a COCO-format json as the multi-label dataset ``name``.
 
     ``metadata`` may carry ``thing_classes`` (and ``thing_dataset_id_to_contiguous_id``) so

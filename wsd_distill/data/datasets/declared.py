@@ -25,7 +25,7 @@ def voc_year(folder):
     return int(match.group(1)) if match else 0
 
 
-def register_declared_datasets(entries):
+def register_declared_datasets(entries) -> None:
     """Register each entry of ``DATASETS.REGISTER``; the annotation file says the format:
 
     - ``[name, file.json, image_root]``: a COCO instances json (boxes optional, see

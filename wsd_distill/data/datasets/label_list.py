@@ -63,7 +63,7 @@ def read_label_list(list_file):
     return entries
 
 
-def load_label_list(list_file, image_root, dataset_name, class_file=""):
+def load_label_list(list_file, image_root, dataset_name, class_file="") -> list[dict]:
     """detectron2 dicts (``file_name``, ``image_id`` = the listed path, ``multi_labels``) of a
     label list; sets the dataset's ``thing_classes``. Entries with unknown labels (with a class
     file) or an image listed twice are all named in one error. Missing image files are found
@@ -97,7 +97,7 @@ def load_label_list(list_file, image_root, dataset_name, class_file=""):
     return dicts
 
 
-def register_label_list(name, list_file, image_root, class_file=""):
+def register_label_list(name, list_file, image_root, class_file="") -> None:
     """Register a label list (module docstring) as the multi-label dataset ``name``."""
     DatasetCatalog.register(name, lambda: load_label_list(list_file, image_root, name, class_file))
     metadata = {"thing_classes": read_class_file(class_file)} if class_file else {}

@@ -104,7 +104,7 @@ def _load_list(root, split, concepts):
     return files, multi_labels
 
 
-def load_nuswide(root, split, dataset_name=None, concepts=NUSWIDE_CONCEPTS):
+def load_nuswide(root, split, dataset_name=None, concepts=NUSWIDE_CONCEPTS) -> list[dict]:
     """Load NUS-WIDE ``split`` ("train" or "test") as detectron2 dicts.
 
     Returns records with ``file_name``, ``image_id`` (the file name without extension, the
@@ -136,7 +136,7 @@ def load_nuswide(root, split, dataset_name=None, concepts=NUSWIDE_CONCEPTS):
     return dicts
 
 
-def register_nuswide(name, root, split, concepts=NUSWIDE_CONCEPTS):
+def register_nuswide(name, root, split, concepts=NUSWIDE_CONCEPTS) -> None:
     DatasetCatalog.register(name, lambda: load_nuswide(root, split, name, concepts))
     MetadataCatalog.get(name).set(
         thing_classes=list(concepts),

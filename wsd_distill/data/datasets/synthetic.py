@@ -382,7 +382,7 @@ def _load(root, split, name):
     return load_coco_multilabel_json(json_file, root, name)
 
 
-def register_synthetic_shapes(root, prefix="synthetic_shapes"):
+def register_synthetic_shapes(root, prefix="synthetic_shapes") -> None:
     for split in SPLITS:
         name = f"{prefix}_{split}"
         DatasetCatalog.register(name, lambda split=split, name=name: _load(root, split, name))

@@ -19,7 +19,7 @@ def unknown_class_hint(class_names):
     return f": not one of the class file's {len(class_names)}"
 
 
-def load_voc_multilabel(dirname, split, class_names=VOC_CLASSES):
+def load_voc_multilabel(dirname, split, class_names=VOC_CLASSES) -> list[dict]:
     """Load ``dirname/ImageSets/Main/<split>.txt`` with its ``Annotations/*.xml``.
 
     Boxes follow detectron2's ``load_voc_instances`` (1-based inclusive pixel indices become
@@ -72,7 +72,7 @@ def load_voc_multilabel(dirname, split, class_names=VOC_CLASSES):
     return dicts
 
 
-def register_voc_multilabel(name, dirname, split, year, class_names=VOC_CLASSES):
+def register_voc_multilabel(name, dirname, split, year, class_names=VOC_CLASSES) -> None:
     DatasetCatalog.register(name, lambda: load_voc_multilabel(dirname, split, class_names))
     MetadataCatalog.get(name).set(
         thing_classes=list(class_names),

@@ -139,7 +139,7 @@ def read_yolo_labels(label_file, num_classes, height, width):
     return annotations, problems
 
 
-def load_yolo(dataset_name, images, image_root, class_names, labels_dir=""):
+def load_yolo(dataset_name, images, image_root, class_names, labels_dir="") -> list[dict]:
     """detectron2 dicts (``file_name``, ``image_id`` = the path relative to ``image_root``,
     ``height``, ``width``, ``annotations``, ``multi_labels``) of YOLO-labelled ``images``; every
     bad line of every label file is named in one error."""
@@ -169,7 +169,7 @@ def load_yolo(dataset_name, images, image_root, class_names, labels_dir=""):
     return dicts
 
 
-def register_yolo(name, source, split_or_images, class_file=""):
+def register_yolo(name, source, split_or_images, class_file="") -> None:
     """Register a YOLO-format dataset: ``source`` a data.yaml and ``split_or_images`` its
     split, or ``source`` a labels folder, ``split_or_images`` the images folder and
     ``class_file`` the class names (a names file or a data.yaml)."""
