@@ -18,6 +18,7 @@ from wsd_distill.data.build import dataset_problems
 from wsd_distill.data.datasets import load_label_list, register_declared_datasets
 from wsd_distill.data.datasets.sample_photos import CLASSES, write_sample_photo_set
 from wsd_distill.engine.pipeline import Pipeline
+from wsd_distill.utils.partial_run import OutputInUse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPLITS = ("val", "test")
@@ -548,3 +549,22 @@ def test_budget_times_each_model_and_the_timing_changes_no_run(photo_set, tmp_pa
         weights.append(model["model"])
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_a_run_folder_another_process_trains_is_refused(photo_set, tmp_path):
+    """Two pipelines (or a pipeline and tools/train_net.py) on one run folder would train over
+    each other: the second is refused before it trains, naming the first's process."""
+    pipeline = small_pipeline(photo_set, tmp_path / "run")
+    teacher = tmp_path / "run" / "seed0" / "teacher"
+    teacher.mkdir(parents=True)
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        (teacher / "lock").write_text(str(other.pid))
+        with pytest.raises(OutputInUse, match=f"is being written by process {other.pid}"):
+            pipeline.teacher(0)
+        assert not (teacher / "model_final.pth").exists()
+    finally:
+        other.kill()
+        other.wait()
+    pipeline.teacher(0)  # the lock of a process that has ended is taken over, then removed
+    assert (teacher / "model_final.pth").exists() and not (teacher / "lock").exists()

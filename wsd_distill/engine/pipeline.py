@@ -29,6 +29,7 @@ from ..modeling import WSDDN
 from ..modeling.distill_losses import teacher_class_gate
 from ..modeling.trained_weights import load_trained_weights
 from ..utils import atomic_write_bytes
+from ..utils.partial_run import lock_folder
 from ..visualization import plot_ap_gain, visualize_teacher
 from .defaults import (
     RUN_CONFIG,
@@ -179,37 +180,44 @@ def train_and_evaluate(cfg):
     without test sets); the results are kept in ``results.json`` and returned, and evaluated
     again when a test set's images or labels have changed since (test_sets.json holds their
     digests). The evaluated weights are those of the run's model_final.pth as every tool loads
-    them (with ``MODEL.EMA``, their average)."""
-    check_run_settings(cfg)
-    results_file = os.path.join(cfg.OUTPUT_DIR, "results.json")
-    tests_file = os.path.join(cfg.OUTPUT_DIR, "test_sets.json")
-    test_sets = {name: dataset_digest(name) for name in cfg.DATASETS.TEST}
-    if os.path.exists(results_file):
-        tested_on = test_sets
-        if os.path.exists(tests_file):
-            with open(tests_file) as f:
-                tested_on = json.load(f)
-        if tested_on == test_sets:
-            with open(results_file) as f:
-                return json.load(f)
-        logger.info(f"{cfg.OUTPUT_DIR}: evaluated again (a test set's images or labels changed)")
-        model = Trainer.build_model(cfg)
-    else:
-        atomic_write_bytes(os.path.join(cfg.OUTPUT_DIR, RUN_CONFIG), cfg.dump().encode())
-        train_cfg = cfg.clone()
-        train_cfg.DATASETS.TEST = ()  # evaluated once, below, rather than by the EvalHook too
-        trainer = Trainer(train_cfg)
-        trainer.resume_or_load(resume=True)
-        trainer.train()
-        model = trainer.model
-    results = {}
-    if cfg.DATASETS.TEST:  # what the run leaves for the next step: model_final.pth (with
-        # MODEL.EMA, the average of the weights, as load_trained_weights)
-        load_trained_weights(unwrap(model), os.path.join(cfg.OUTPUT_DIR, RUN_WEIGHTS))
-        results = Trainer.test(cfg, model)
-    atomic_write_bytes(results_file, json.dumps(results, indent=1).encode())
-    atomic_write_bytes(tests_file, json.dumps(test_sets, indent=1).encode())
-    return results
+    them (with ``MODEL.EMA``, their average). A run folder another live process holds (its
+    ``lock``: another pipeline, tools/train_net.py) is refused, naming the process."""
+    lock = lock_folder(cfg.OUTPUT_DIR)  # one process at a time, as train_net.py's
+    try:
+        check_run_settings(cfg)
+        results_file = os.path.join(cfg.OUTPUT_DIR, "results.json")
+        tests_file = os.path.join(cfg.OUTPUT_DIR, "test_sets.json")
+        test_sets = {name: dataset_digest(name) for name in cfg.DATASETS.TEST}
+        if os.path.exists(results_file):
+            tested_on = test_sets
+            if os.path.exists(tests_file):
+                with open(tests_file) as f:
+                    tested_on = json.load(f)
+            if tested_on == test_sets:
+                with open(results_file) as f:
+                    return json.load(f)
+            logger.info(
+                f"{cfg.OUTPUT_DIR}: evaluated again (a test set's images or labels changed)"
+            )
+            model = Trainer.build_model(cfg)
+        else:
+            atomic_write_bytes(os.path.join(cfg.OUTPUT_DIR, RUN_CONFIG), cfg.dump().encode())
+            train_cfg = cfg.clone()
+            train_cfg.DATASETS.TEST = ()  # evaluated once, below, rather than by the EvalHook too
+            trainer = Trainer(train_cfg)
+            trainer.resume_or_load(resume=True)
+            trainer.train()
+            model = trainer.model
+        results = {}
+        if cfg.DATASETS.TEST:  # what the run leaves for the next step: model_final.pth (with
+            # MODEL.EMA, the average of the weights, as load_trained_weights)
+            load_trained_weights(unwrap(model), os.path.join(cfg.OUTPUT_DIR, RUN_WEIGHTS))
+            results = Trainer.test(cfg, model)
+        atomic_write_bytes(results_file, json.dumps(results, indent=1).encode())
+        atomic_write_bytes(tests_file, json.dumps(test_sets, indent=1).encode())
+        return results
+    finally:
+        os.remove(lock)
 
 
 class Pipeline:
