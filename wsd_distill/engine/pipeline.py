@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 
 import numpy as np
 from detectron2.data import DatasetCatalog
@@ -454,9 +455,10 @@ class Pipeline:
     def time_models(self, seed, names):
         """Seconds per training iteration of the models of the config ``names`` (all "kd_"
         ones timed as the joint one, its teacher at every step, as "kd"; a teacher with random
-        weights until the seed's is trained): ``time_per_iteration`` in <output>/.timing,
-        removed after."""
-        timing, seconds = os.path.join(self.output, ".timing"), {}
+        weights until the seed's is trained): ``time_per_iteration`` in a folder of this
+        process's, <output>/.timing-*, removed after."""
+        os.makedirs(self.output, exist_ok=True)
+        timing, seconds = tempfile.mkdtemp(prefix=".timing-", dir=self.output), {}
         for name in ("teacher", "student"):
             if name in names:
                 cfg = self.config(name, "", seed)
