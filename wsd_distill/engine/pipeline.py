@@ -169,6 +169,13 @@ def add_pipeline_arguments(parser, output, kd=None, kd_help=""):
     )
 
 
+def schedule_option_text(option):
+    """The command-line option of a ``Pipeline.schedule_option`` ("" for none)."""
+    if "epochs" in option:
+        return f"--epochs {option['epochs']:g}"
+    return f"--budget {option['budget_minutes']:g}" if option else ""
+
+
 def teacher_options(folder):
     """The config overrides of a KD student of the teacher run ``folder``."""
     weights = os.path.join(folder, RUN_WEIGHTS)
@@ -494,17 +501,15 @@ class Pipeline:
         with open(self.schedule_file) as f:
             kept = json.load(f)
 
-        def option(plan):
-            if "epochs" in plan:
-                return f"--epochs {plan['epochs']:g}"
-            return f"--budget {plan['budget_minutes']:g}" if plan else "the configs' schedules"
-
         kept_option = {k: v for k, v in kept.items() if k in ("epochs", "budget_minutes")}
         if kept_option != self.schedule_option():
+            before, now = (
+                schedule_option_text(option) or "the configs' schedules"
+                for option in (kept_option, self.schedule_option())
+            )
             raise ValueError(
-                f"{self.output} was planned with {option(kept_option)} (its schedule.json), "
-                f"not {option(self.schedule_option())}: give the same to continue it, or "
-                f"another --output"
+                f"{self.output} was planned with {before} (its schedule.json), not {now}: "
+                f"give the same to continue it, or another --output"
             )
         return kept
 
@@ -774,8 +779,7 @@ class Pipeline:
     def settings_line(self):
         """What made the results: the configs, the datasets, the proposals, the overrides."""
         opts = " ".join(f"{k} {v}" for k, v in zip(self.opts[::2], self.opts[1::2]))
-        schedule = f"--epochs {self.epochs:g}" if self.epochs else ""
-        schedule = f"--budget {self.budget:g}" if self.budget else schedule
+        schedule = schedule_option_text(self.schedule_option())
         return (
             f"Made with the configs of {self.config_dir}, trained on {self.train}"
             + (f", chosen on {self.val}" if self.val else "")
