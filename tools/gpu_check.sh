@@ -2,7 +2,8 @@
 # `make gpu-check`: on a machine with an NVIDIA GPU, the CUDA tests (tests/test_cuda.py, marked
 # cuda) and the benchmark at the paper's sizes: tools/benchmark_training.py --parts paper (the
 # Trainer's steps of the VGG-16 teacher at 672 with 500 proposals, the student at 224 and the KD
-# stages, batch 32, fp32 and AMP; cache_mapping: the cache writer's image mapping on one core)
+# stages, batch 32, fp32 and AMP; cache_mapping: the cache writer's image mapping on one core;
+# own_data: the own-data configs, from scratch and the pretrained EfficientNet-Lite0 pair)
 # and tools/benchmark_inference.py --parts paper jpeg_to_scores (inference at batch 1 and 32;
 # JPEG files to the student's scores through the test loader).
 # Both run even if the other fails; the exit status is non-zero if either did.
@@ -10,7 +11,7 @@
 # Offline: where detectron2 is not importable, the wheels of `make gpu-wheels` in .whl/ are
 # installed into .whl/site (pip --no-index --no-deps --target).
 # Output in $GPU_CHECK_OUT (output/gpu_check): environment.txt, cuda_tests.log, training/paper.md,
-# training/cache_mapping.md, inference/paper.md, inference/jpeg_to_scores.md (and .json).
+# training/cache_mapping.md, training/own_data.md, inference/paper.md, inference/jpeg_to_scores.md (and .json).
 set -u
 cd "$(dirname "$0")/.."
 py=${GPU_PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
@@ -35,7 +36,7 @@ status=0
 set -o pipefail
 "$py" -m pytest -q -m cuda -rs -p no:cacheprovider tests 2>&1 | tee "$out/cuda_tests.log" \
     || status=1
-"$py" tools/benchmark_training.py --device cuda --parts paper cache_mapping \
+"$py" tools/benchmark_training.py --device cuda --parts paper cache_mapping own_data \
     --output "$out/training" || status=1
 "$py" tools/benchmark_inference.py --device cuda --parts paper jpeg_to_scores --workers 8 \
     --output "$out/inference" || status=1
