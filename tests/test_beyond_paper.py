@@ -1,8 +1,7 @@
-"""The options beyond the paper: ASL as L_p, the CSRA head, the EMA of the weights,
-the teacher's test-time augmentation (its evaluation and its KD targets)."""
+"""The options beyond the paper: ASL as L_p, the CSRA head, the weights of an old EMA run,
+the teacher's test-time augmentation (its evaluation)."""
 
 import os
-import shutil
 
 import pytest
 import torch
@@ -14,16 +13,9 @@ from torch.nn import functional as F
 from torchvision.ops import sigmoid_focal_loss
 
 from wsd_distill.engine import Trainer, load_trained_weights, setup_cfg
-from wsd_distill.engine.pipeline import train_and_evaluate
 from wsd_distill.modeling.distill_losses import prediction_distill_loss
 from wsd_distill.modeling.label_losses import asymmetric_loss, label_loss
 from wsd_distill.modeling.student_head import CSRAClassifier, StudentHead
-from wsd_distill.modeling.teacher import (
-    batch_teacher_targets,
-    get_teacher_tta_cfg,
-    teacher_targets,
-    wsddn_soft_scores,
-)
 from wsd_distill.modeling.wsddn_tta import WSDDNWithTTA
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -112,53 +104,19 @@ def test_csra_student_classifies_the_map_and_distils_its_pooled_rois():
     assert out[0]["image_scores"].shape == (12,)
 
 
-def _ema_cfg(output_dir, *opts):
-    return setup_cfg(
+def test_a_checkpoint_of_an_old_ema_run_loads_its_average(tmp_path):
+    """A model_final.pth of a run made with the removed MODEL.EMA holds "model" and
+    "model_ema": the tools load the average, which its evaluation used."""
+    cfg = setup_cfg(
         os.path.join(ROOT, "configs", "Synthetic", "S-Cls.yaml"),
-        [
-            *("DATASETS.TRAIN", ("tiny_shapes_train",), "DATASETS.TEST", ()),
-            *("MODEL.STUDENT.LABEL_LOSS", "asl", "MODEL.EMA.ENABLED", True),
-            *(
-                "MODEL.EMA.DECAY",
-                0.8,
-                "SOLVER.MAX_ITER",
-                8,
-                "SOLVER.CHECKPOINT_PERIOD",
-                4,
-                "SEED",
-                0,
-            ),
-            *("SOLVER.IMS_PER_BATCH", 4, "DATALOADER.NUM_WORKERS", 0, "OUTPUT_DIR", output_dir),
-            *opts,
-        ],
+        ["DATASETS.TRAIN", (), "DATASETS.TEST", ()],
     )
-
-
-def _train(cfg, resume=False):
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=resume)
-    trainer.train()
-    return trainer
-
-
-def test_ema_resumes_to_the_same_average_and_is_what_evaluation_loads(datasets_dir, tmp_path):
-    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
-    _train(_ema_cfg(straight))
-    os.makedirs(resumed)
-    shutil.copy(os.path.join(straight, "model_0000003.pth"), resumed)
-    with open(os.path.join(resumed, "last_checkpoint"), "w") as f:
-        f.write("model_0000003.pth")
-    assert _train(_ema_cfg(resumed), resume=True).start_iter == 4
-    final = [torch.load(os.path.join(d, "model_final.pth")) for d in (straight, resumed)]
-    assert final[0]["model_ema"].keys() == final[0]["model"].keys()
-    for name, value in final[0]["model_ema"].items():  # to float rounding, as the weights
-        torch.testing.assert_close(final[1]["model_ema"][name], value, rtol=1e-5, atol=1e-6)
-    stats = "backbone.conv1.0.norm.running_var"  # (the average is far from the model's)
-    assert (final[0]["model_ema"][stats] - final[0]["model"][stats]).abs().max() > 0.1
-
-    model = build_model(_ema_cfg(straight))
-    load_trained_weights(model, os.path.join(straight, "model_final.pth"))
-    torch.testing.assert_close(model.state_dict()[stats], final[0]["model_ema"][stats])
+    model = build_model(cfg)
+    average = {k: v + 1 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    torch.save({"model": model.state_dict(), "model_ema": average}, tmp_path / "final.pth")
+    load_trained_weights(model, str(tmp_path / "final.pth"))
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, average[name])
 
 
 def test_an_unknown_loss_is_refused_naming_the_key():
@@ -226,59 +184,6 @@ def test_tta_averages_exactly_the_rescaled_and_flipped_variants(refine_iters):
     torch.testing.assert_close(found.pred_boxes.tensor, expected_boxes)
 
 
-def test_tta_kd_targets_are_the_means_over_the_variants():
-    """``MODEL.DISTILL.TEACHER_TTA``: p'_T, each RoI's fc7 and its objectness (which picks the
-    top RoIs) are the means over the hand-made variants; the boxes stay the input's."""
-    from test_wsddn import make_input
-
-    cfg, model = _tta_teacher()
-    inputs = [make_input(12, size=(64, 80), seed=s) for s in (0, 1)]
-    with torch.no_grad():
-        targets = batch_teacher_targets(model, inputs, cfg, roi_topk=3)
-        plain = batch_teacher_targets(model, inputs, None, roi_topk=3)
-        for x, found, without in zip(inputs, targets, plain):
-            soft, features, objectness = [], [], []
-            for variant in _hand_variants(x):
-                out = model.teacher_outputs([variant])
-                cls_logits, det_logits = out["cls_logits"], out["det_logits"]
-                soft.append(wsddn_soft_scores(cls_logits, det_logits, [12], 0.5, 0.5)[0])
-                scores = F.softmax(cls_logits, 1) * F.softmax(det_logits, 0)
-                objectness.append(scores.max(1).values)
-                features.append(out["roi_features"])
-            top = torch.stack(objectness).mean(0).topk(3).indices
-            torch.testing.assert_close(found["soft_scores"], torch.stack(soft).mean(0))
-            torch.testing.assert_close(found["roi_features"], torch.stack(features).mean(0)[top])
-            boxes = x["proposals"].proposal_boxes.tensor[top]
-            torch.testing.assert_close(found["proposal_boxes"], boxes)
-            assert not torch.allclose(found["soft_scores"], without["soft_scores"])
-
-
-def test_tta_kd_targets_at_the_input_size_without_flip_are_the_plain_ones():
-    from test_wsddn import make_input
-
-    cfg, model = _tta_teacher(sizes=(64,), flip=False)
-    inputs = [make_input(12, size=(64, 80), seed=s) for s in (0, 1)]
-    with torch.no_grad():
-        tta = batch_teacher_targets(model, inputs, cfg, roi_topk=4)
-        plain = teacher_targets(model.teacher_outputs(inputs), roi_topk=4)
-    for a, b in zip(tta, plain):
-        assert a.keys() == b.keys()
-        for name in a:
-            torch.testing.assert_close(a[name], b[name])
-
-
-def test_tta_kd_targets_need_the_teachers_test_aug_sizes(tmp_path):
-    teacher = tmp_path / "teacher.yaml"
-    base = os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml")
-    teacher.write_text(f"_BASE_: {base}\nTEST:\n  AUG:\n    MIN_SIZES: ()\n")
-    cfg = setup_cfg(
-        os.path.join(ROOT, "configs", "Synthetic", "S-Cls_KD.yaml"),
-        ["MODEL.DISTILL.TEACHER_CONFIG", str(teacher), "MODEL.DISTILL.TEACHER_TTA", True],
-    )
-    with pytest.raises(ValueError, match="TEACHER_TTA .* has no TEST.AUG.MIN_SIZES"):
-        get_teacher_tta_cfg(cfg)
-
-
 def test_tta_at_the_input_size_without_flip_is_the_model():
     from test_wsddn import make_input
 
@@ -297,17 +202,3 @@ def test_tta_is_refused_for_a_student():
     )
     with pytest.raises(ValueError, match="TEST.AUG.ENABLED"):
         Trainer.test_with_TTA(cfg, build_model(cfg))
-
-
-def test_a_pipeline_run_with_ema_is_evaluated_on_the_average(datasets_dir, tmp_path):
-    """The results a pipeline run records are those of its model_final.pth as the tools load
-    it: with MODEL.EMA, the average, not the last weights."""
-    cfg = _ema_cfg(str(tmp_path / "run"), "DATASETS.TEST", ("tiny_shapes_test",))
-    results = train_and_evaluate(cfg)
-    checkpoint = torch.load(tmp_path / "run" / "model_final.pth", weights_only=False)
-    mAP = {}
-    for name in ("model", "model_ema"):
-        model = build_model(cfg)
-        model.load_state_dict(checkpoint[name])
-        mAP[name] = Trainer.test(cfg, model)["multilabel"]["mAP"]
-    assert results["multilabel"]["mAP"] == mAP["model_ema"] != mAP["model"]

@@ -30,7 +30,6 @@ from wsd_distill.modeling import (
     wsddn_soft_scores,
 )
 from wsd_distill.modeling.box_head import wsddn_box_head_dim
-from wsd_distill.modeling.distill_losses import teacher_class_gate
 from wsd_distill.modeling.teacher import get_teacher_cfg
 from wsd_distill.modeling.wsddn import WSDDN
 
@@ -63,21 +62,6 @@ def test_prediction_loss_by_hand():
     loss.backward()
     # d/dz of BCE(sigmoid(z/t), p) is (sigmoid(z/t) - p) / t, divided by B = 2
     assert z.grad[0, 0].item() == pytest.approx((1 / (1 + math.exp(-1)) - 0.8) / 5 / 2, rel=1e-5)
-
-
-def test_class_weights_of_the_prediction_loss_and_the_teacher_gate():
-    """Class 1 weighted 0: its term leaves the loss and gets no gradient. The gate keeps the
-    classes where the teacher's held-out AP is at least the plain student's (and a class
-    without AP)."""
-    z = torch.tensor([[5.0, -10.0], [0.0, 2.5]], requires_grad=True)
-    p = torch.tensor([[0.8, 0.3], [0.5, 0.9]])
-    full = F.binary_cross_entropy_with_logits(z / 5, p, reduction="none")
-    loss = prediction_distill_loss(z, p, 1 / 5.0, torch.tensor([1.0, 0.0]))
-    assert loss.item() == pytest.approx(full[:, 0].sum().item() / 2, rel=1e-6)
-    loss.backward()
-    assert (z.grad[:, 1] == 0).all() and z.grad[0, 0] != 0
-    gate = teacher_class_gate([80.0, 40.0, 55.0, float("nan")], [70.0, 60.0, 55.0, 10.0])
-    assert gate == [1.0, 0.0, 1.0, 1.0]
 
 
 def test_feature_loss_by_hand():
@@ -432,12 +416,6 @@ def test_bad_distillation_settings_are_named(teacher_files):
         annotated_batch(student_cfg(*teacher_files, TEACHER_CLS_TEMPERATURE=-0.5))
     with pytest.raises(ValueError, match="MODEL.STUDENT.HEAD must be 'pool', 'fc' or 'csra'"):
         build_model(student_cfg(*teacher_files, head="mlp"))
-    for weights in ([1.0, 0.0], [1.0] * 4 + [float("nan")], [2.0] * 5):
-        with pytest.raises(ValueError, match="PREDICTION_CLASS_WEIGHTS must be empty or 5"):
-            build_model(student_cfg(*teacher_files, PREDICTION_CLASS_WEIGHTS=weights))
-    gated = build_model(student_cfg(*teacher_files, PREDICTION_CLASS_WEIGHTS=[1.0, 0, 1, 0, 1]))
-    assert gated.prediction_class_weights.tolist() == [1.0, 0.0, 1.0, 0.0, 1.0]
-    assert "prediction_class_weights" not in gated.state_dict()  # stage 2 loads stage 1 as is
 
 
 def test_mismatched_teacher_fails_clearly(teacher_files, tmp_path):

@@ -89,7 +89,6 @@ def test_bad_settings_are_refused_before_training(
         ("MODEL.DISTILL.TEACHER_CLS_TEMPERATURE", float("nan"), "a finite number"),
         ("MODEL.DISTILL.ROI_TOPK", 0, r"an integer in \[1, inf\)"),
         ("MODEL.DISTILL.ROI_TOPK", -3, r"an integer in \[1, inf\)"),
-        ("MODEL.DISTILL.PREDICTION_CLASS_WEIGHTS", [1.0, 2.0], r"a finite number in \[0, 1\]"),
         ("DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TRAIN", 0, "an integer in"),
         ("DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST", 0, "an integer"),
         ("MODEL.STUDENT.INPUT_SIZE", -64, r"an integer in \[0, inf\)"),

@@ -207,15 +207,19 @@ def test_student_test_resize_in_the_loader_resizes_once(tmp_path, monkeypatch):
 
 def test_old_runs_removed_keys_are_ignored(tmp_path):
     """A run's config.yaml with keys since removed (MODEL.STUDENT.TEST_RESIZE, replaced by
-    INPUT.SQUARE_SIZE_TEST; TEST.MULTILABEL.TOP_K_ABOVE_THRESHOLD; MODEL.DISTILL.PREDICTION_LOSS)
-    still loads, the keys ignored."""
+    INPUT.SQUARE_SIZE_TEST; TEST.MULTILABEL.TOP_K_ABOVE_THRESHOLD; MODEL.DISTILL.PREDICTION_LOSS,
+    PREDICTION_CLASS_WEIGHTS and TEACHER_TTA; MODEL.EMA) still loads, the keys ignored."""
     path = tmp_path / "config.yaml"
     path.write_text(
         "MODEL:\n  STUDENT:\n    TEST_RESIZE: model\n  DISTILL:\n    PREDICTION_LOSS: mld\n"
+        "    PREDICTION_CLASS_WEIGHTS: [1.0, 0.0]\n    TEACHER_TTA: True\n"
+        "  EMA:\n    ENABLED: True\n    DECAY: 0.99\n"
         "TEST:\n  MULTILABEL:\n    TOP_K_ABOVE_THRESHOLD: False\n"
     )
     cfg = add_wsd_distill_config(get_cfg())
     cfg.merge_from_file(str(path))
     assert "TEST_RESIZE" not in cfg.MODEL.STUDENT
     assert "TOP_K_ABOVE_THRESHOLD" not in cfg.TEST.MULTILABEL
-    assert "PREDICTION_LOSS" not in cfg.MODEL.DISTILL
+    for key in ("PREDICTION_LOSS", "PREDICTION_CLASS_WEIGHTS", "TEACHER_TTA"):
+        assert key not in cfg.MODEL.DISTILL
+    assert "EMA" not in cfg.MODEL

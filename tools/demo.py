@@ -9,10 +9,8 @@
    AP50) and draws its top-10 proposals and top-3 labels (teacher/pictures); trains the student
    without KD (S-Cls.yaml, student/) and the KD students of --kd from that teacher:
    "two-stage", the authors' (S-Cls_KD_stage1/2.yaml, student_kd_stage1/ and student_kd_stage2/);
-   "joint", one stage with the three losses (S-Cls_KD.yaml, student_kd_joint/); "-gated":
-   L_p' only on the classes where the teacher's AP on the val split is at least the plain
-   student's (student_kd_gated_*; both models' val results in val_results.json); by default
-   "two-stage" and "joint" (docs/results.md: joint gained on every seed, the gate added nothing);
+   "joint", one stage with the three losses (S-Cls_KD.yaml, student_kd_joint/); by default
+   both (docs/results.md: joint gained on every seed);
 3. writes the paper's Table 3 (mAP, CF1, OF1 of S-Cls w/o KD, T-WDet, each S-Cls w/ KD) per seed
    with the KD gains, then mean ± std over the seeds and the paired KD gains, to
    <output>/results.md (numbers in results.json), and the last KD student's per-class AP gain,

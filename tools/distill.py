@@ -12,9 +12,7 @@ builtin names. The configs come from --config-dir (configs/OwnData: small networ
 scratch, offline; configs/OwnData/VGG16: the paper's, after the weight converter). The KD
 student by default is "joint" (L_p + L_p' + L_f in one stage: on the synthetic benchmark it
 gained over the plain student on every seed, also from a teacher below that student, and beat
-the authors' "two-stage" schedule on every seed); "joint-gated" (L_p' only on the classes
-where the teacher's AP on --val is at least the plain student's) needs --val. With --val, the
-students (without KD and with) are also evaluated on it, and the one with the best val mAP is
+the authors' "two-stage" schedule on every seed). With --val, the students (without KD and with) are also evaluated on it, and the one with the best val mAP is
 named as the one to deploy: a KD student that copied a weak teacher is not. Each run folder
 (<output>/seed<k>/<run>) is enough for tools/predict.py, tools/visualize.py and
 tools/export_student.py.
@@ -28,7 +26,6 @@ from detectron2.utils.logger import setup_logger
 
 from wsd_distill.engine import run_tool, setup_cfg
 from wsd_distill.engine.pipeline import (
-    KD_VARIANTS,
     Pipeline,
     add_pipeline_arguments,
     kd_row,
@@ -49,7 +46,7 @@ def get_parser():
     parser.add_argument(
         "--val",
         default="",
-        help="held-out dataset: the student to deploy is chosen on it (and a gated one's classes)",
+        help="held-out dataset: the student to deploy is chosen on it",
     )
     parser.add_argument(
         "--config-dir",
@@ -62,9 +59,7 @@ def get_parser():
         metavar="FILE",
         help="a config whose DATASETS.REGISTER declares the datasets (passed to every run)",
     )
-    add_pipeline_arguments(
-        parser, "output/own", ["joint"], "default: joint; the gated ones need --val"
-    )
+    add_pipeline_arguments(parser, "output/own", ["joint"], "default: joint")
     return parser
 
 
@@ -74,8 +69,6 @@ def main(args):
     if args.config_file:
         opts = ["DATASETS.REGISTER", setup_cfg(args.config_file).DATASETS.REGISTER, *opts]
     variants = args.kd
-    if not args.val and any(KD_VARIANTS[v][1] for v in variants):
-        raise SystemExit("A gated KD student (--kd ...-gated) needs a held-out split: --val")
     pipeline = Pipeline.from_args(args.config_dir, args, args.train, args.test, args.val, opts)
     print(pipeline.dataset_tables()[0] + "\n\n" + pipeline.make_proposals())
     setup_logger(args.output, name="detectron2")

@@ -11,18 +11,15 @@ for the KD student; the teachers and plain students are the demo's runs, reused 
   the teacher branch of the authors' training nets (``MODEL.DISTILL.TEACHER_DROPOUT``);
 - "joint": one stage of L_p + L_p' + L_f (per feature dimension), as many steps as both stages;
 - "stage 2 alone (L_p + L_p')" and "stage 1, then L_p alone": which half of KD helps;
-- "joint, teacher-gated classes" and "two stages, teacher-gated classes": L_p' only on the
-  classes where the teacher's val AP is at least the plain student's
-  (``MODEL.DISTILL.PREDICTION_CLASS_WEIGHTS`` from ``teacher_class_gate``);
 - "weak teacher (150 steps), ...": the same from the demo's teacher trained 150 steps, not
   500 (teacher_150/): does KD copy a teacher weaker than the plain student?
-- beyond the paper, each without KD and with joint KD: "ASL" (the asymmetric loss as L_p),
-  "CSRA head" (and its joint student with L_p' gated against the CSRA student w/o KD), "EMA"
-  (of the weights, decay 0.993) and "teacher TTA targets" (p'_T and the RoI
-  features averaged over the teacher's TEST.AUG variants; both joint): a second table
-  pairs each with its own student without KD, the joint and the two-stage KD students;
-- "joint, teacher cache (float16)" and "(uint8)": the joint student trained from
-  tools/cache_teacher.py's store, its RoI features in float16 or in 8 bits per RoI.
+- beyond the paper, each without KD and with joint KD: "ASL" (the asymmetric loss as L_p) and
+  "CSRA head" (and its joint student without L_f, or without L_p'): a second table pairs each
+  with its own student without KD, the joint and the two-stage KD students;
+- "joint, teacher cache": the joint student trained from tools/cache_teacher.py's store.
+
+The removed options' variants (the teacher gate, the teacher's TTA targets, EMA, the 8-bit
+cache) are measured in docs/results.md.
 
     python tools/kd_variants.py --output output/demo --seeds 0 1 2
 
@@ -49,12 +46,9 @@ SCALED = ["MODEL.DISTILL.SCALE_ROI_BY_PROPOSAL_SCORE", True]
 TOP_16 = ["MODEL.DISTILL.ROI_SELECT", "top", "MODEL.DISTILL.ROI_TOPK", 16]
 TEACHER_DROPOUT = ["MODEL.DISTILL.TEACHER_DROPOUT", True]
 WEAK_TEACHER = ["SOLVER.MAX_ITER", 150]
-# Beyond the paper (docs/distillation.md). EMA: ASL's 0.9997 is a half-life of ~9% of its ~25k
-# steps; 0.993 is ~9% of the synthetic students' 1,000
+# Beyond the paper (docs/distillation.md)
 ASL = ["MODEL.STUDENT.LABEL_LOSS", "asl"]
 CSRA = ["MODEL.STUDENT.HEAD", "csra"]
-EMA = ["MODEL.EMA.ENABLED", True, "MODEL.EMA.DECAY", 0.993]
-TTA_TARGETS = ["MODEL.DISTILL.TEACHER_TTA", True]
 NO_L_F, NO_L_P2 = ["MODEL.DISTILL.FEATURE_WEIGHT", 0.0], ["MODEL.DISTILL.PREDICTION_WEIGHT", 0.0]
 
 
@@ -90,19 +84,13 @@ def stage1_then_labels(pipeline, seed, teacher_cfg):
     return pipeline.run("kd_stage2", "kd_stage1_then_labels", seed, extra)[0]
 
 
-def cached_joint(encoding):
+def cached_joint(pipeline, seed, teacher_cfg):
     """The joint KD student from a teacher cache (tools/cache_teacher.py's, written into
-    seed<seed>/teacher_cache_<encoding> if missing) holding the RoI features in ``encoding``
-    (``MODEL.DISTILL.TEACHER_CACHE_FEATURES``), into kd_cached_<encoding>_joint."""
-
-    def train(pipeline, seed, teacher_cfg):
-        kd = ["MODEL.DISTILL.TEACHER_CONFIG", teacher_cfg.OUTPUT_DIR]
-        kd += ["MODEL.DISTILL.TEACHER_CACHE_FEATURES", encoding]
-        cache = pipeline.cached_teacher(seed, kd, f"teacher_cache_{encoding}")
-        cached = [*kd, "MODEL.DISTILL.TEACHER_CACHE", cache, "MODEL.LOAD_PROPOSALS", False]
-        return pipeline.run("kd_joint", f"kd_cached_{encoding}_joint", seed, cached)[0]
-
-    return train
+    seed<seed>/teacher_cache if missing), into kd_cached_joint."""
+    kd = ["MODEL.DISTILL.TEACHER_CONFIG", teacher_cfg.OUTPUT_DIR]
+    cache = pipeline.cached_teacher(seed, kd)
+    cached = [*kd, "MODEL.DISTILL.TEACHER_CACHE", cache, "MODEL.LOAD_PROPOSALS", False]
+    return pipeline.run("kd_joint", "kd_cached_joint", seed, cached)[0]
 
 
 def without_kd(folder, extra):
@@ -114,28 +102,15 @@ def without_kd(folder, extra):
     return train
 
 
-def gated_joint(folder, extra, student_folder):
-    """The joint KD student with ``extra``, L_p' gated per class against the student w/o KD
-    with the same ``extra`` (``student_folder``, trained if missing), into ``folder``_joint."""
-
-    def train(pipeline, seed, teacher_cfg):
-        _, student_cfg = pipeline.run("student", student_folder, seed, extra)
-        gate = pipeline.class_gate_options(teacher_cfg, student_cfg)
-        return pipeline.kd_student(seed, teacher_cfg, "joint", folder, [*extra, *gate])
-
-    return train
-
-
-def variant(name, weak=False):
-    """The pipeline's KD student ``name``; ``weak``: from the teacher trained 150 steps, not
-    500 (teacher_150/), into kd_weak_*."""
+def variant(schedule, weak=False):
+    """The pipeline's KD student of ``schedule``; ``weak``: from the teacher trained 150 steps,
+    not 500 (teacher_150/), into kd_weak_*."""
 
     def train(pipeline, seed, teacher_cfg):
         if weak:
             _, teacher_cfg = pipeline.teacher(seed, "teacher_150", WEAK_TEACHER)
-        _, student_cfg = pipeline.student(seed)
         folder = "kd_weak" if weak else "student_kd"
-        return pipeline.kd_variant(seed, name, teacher_cfg, student_cfg, folder)
+        return pipeline.kd_student(seed, teacher_cfg, schedule, folder)
 
     return train
 
@@ -148,33 +123,22 @@ VARIANTS = {  # name: function(pipeline, seed, teacher_cfg) -> the KD student's 
     "joint": variant("joint"),
     "stage 2 alone (L_p + L_p')": stage2_alone,
     "stage 1, then L_p alone": stage1_then_labels,
-    "joint, teacher-gated classes": variant("joint-gated"),
-    "two stages, teacher-gated classes": variant("two-stage-gated"),
     "weak teacher (150 steps), two stages": variant("two-stage", weak=True),
     "weak teacher (150 steps), joint": variant("joint", weak=True),
-    "weak teacher (150 steps), joint, teacher-gated classes": variant("joint-gated", weak=True),
     "ASL, without KD": without_kd("student_asl", ASL),
     "ASL, joint": kd("joint", "kd_asl", ASL),
     "CSRA head, without KD": without_kd("student_csra", CSRA),
     "CSRA head, joint": kd("joint", "kd_csra", CSRA),
-    "CSRA head, joint, teacher-gated classes": gated_joint("kd_csra_gated", CSRA, "student_csra"),
     "CSRA head, joint without L_f": kd("joint", "kd_csra_no_lf", [*CSRA, *NO_L_F]),
     "CSRA head, joint without L_p'": kd("joint", "kd_csra_no_lp2", [*CSRA, *NO_L_P2]),
-    "EMA, without KD": without_kd("student_ema", EMA),
-    "EMA, joint": kd("joint", "kd_ema", EMA),
-    "teacher TTA targets, joint": kd("joint", "kd_tta", TTA_TARGETS),
-    "joint, teacher cache (float16)": cached_joint("float16"),
-    "joint, teacher cache (uint8)": cached_joint("uint8"),
+    "joint, teacher cache": cached_joint,
 }
 # Paired comparisons of the variants beyond the paper: variant -> its student without KD
 WITHOUT_KD = {
     "ASL, joint": "ASL, without KD",
     "CSRA head, joint": "CSRA head, without KD",
-    "CSRA head, joint, teacher-gated classes": "CSRA head, without KD",
     "CSRA head, joint without L_f": "CSRA head, without KD",
     "CSRA head, joint without L_p'": "CSRA head, without KD",
-    "EMA, joint": "EMA, without KD",
-    "teacher TTA targets, joint": PLAIN,
 }
 
 

@@ -6,28 +6,20 @@ It is a :class:`RaggedStore` keyed by ``(image_id, height, width, flipped)`` of 
 image, whose fields are those of ``teacher_targets`` (the format the online TeacherHook hands
 the student too): ``soft_scores`` [K] (p'_T of Eq. 10, at the cached temperatures),
 ``proposal_boxes`` [N, 4] (augmented-image pixels), ``proposal_scores`` [N] and
-``roi_features`` [N, D] of the N RoIs that L_f uses (``MODEL.DISTILL.ROI_SELECT``): float16, or
-uint8 with ``roi_feature_offset`` [N] and ``roi_feature_scale`` [N] (``TEACHER_CACHE_FEATURES``).
+``roi_features`` [N, D] (float16) of the N RoIs that L_f uses (``MODEL.DISTILL.ROI_SELECT``).
 """
 
 import hashlib
 import json
 
 import numpy as np
-from detectron2.config import get_cfg
 from detectron2.data import transforms as T
 
-from ..config import add_wsd_distill_config, merge_config_file
 from ..utils.partial_run import ids_digest
 from ..utils.ragged_store import RaggedStore
 from .augmentation import resize_augmentation
 from .proposals import image_records
-from .teacher_targets import (
-    TARGET_FIELDS,
-    UINT8_FIELDS,
-    decode_uint8,
-    teacher_target_settings,
-)
+from .teacher_targets import TARGET_FIELDS, teacher_target_settings
 
 
 def cache_variants(cfg):
@@ -66,22 +58,6 @@ def file_sha1(path):
     return digest.hexdigest()
 
 
-def teacher_tta_settings(cfg):
-    """With ``MODEL.DISTILL.TEACHER_TTA``, what the cached targets are averaged over: the
-    ``TEST.AUG`` variants of the teacher's config; None without."""
-    if not cfg.MODEL.DISTILL.TEACHER_TTA:
-        return None
-    teacher = add_wsd_distill_config(get_cfg())
-    merge_config_file(teacher, cfg.MODEL.DISTILL.TEACHER_CONFIG)
-    aug = teacher.TEST.AUG
-    return {
-        "min_sizes": [int(size) for size in aug.MIN_SIZES],
-        "max_size": aug.MAX_SIZE,
-        "flip": aug.FLIP,
-        "resize": teacher.INPUT.RESIZE,
-    }
-
-
 def teacher_cache_settings(cfg, dataset_dicts):
     """What a cache of ``dataset_dicts`` depends on; a cache made with other settings is refused."""
     d = cfg.MODEL.DISTILL
@@ -97,8 +73,9 @@ def teacher_cache_settings(cfg, dataset_dicts):
         "teacher_weights_sha1": file_sha1(d.TEACHER_WEIGHTS),
         "teacher_temperatures": [targets["cls_temperature"], targets["det_temperature"]],
         "roi_topk": targets["roi_topk"],
-        "teacher_tta": teacher_tta_settings(cfg),
+        "teacher_tta": None,  # (a cache made with the removed MODEL.DISTILL.TEACHER_TTA: refused)
         "teacher_feature_dim": d.TEACHER_FEATURE_DIM,
+        "roi_feature_encoding": "float16",  # (a cache of the removed 8-bit encoding: refused)
         "variants": cache_variants(cfg),
         "max_size": cfg.INPUT.MAX_SIZE_TRAIN,
         # the images by id and file (last two path parts): another split with the same ids
@@ -146,11 +123,4 @@ def fetch_teacher_targets(store, image_id, image_shape, flipped, fields=TARGET_F
             f"{', flipped' if flipped else ''}: it was made for other INPUT sizes; run "
             "tools/cache_teacher.py again"
         ) from None
-    targets = {name: store.get(i, name, np.float32) for name in fields if name != "roi_features"}
-    if "roi_features" in fields:
-        if "roi_feature_scale" in store.fields:  # MODEL.DISTILL.TEACHER_CACHE_FEATURES "uint8"
-            codes, offset, scale = (store.get(i, name) for name in ("roi_features", *UINT8_FIELDS))
-            targets["roi_features"] = decode_uint8(codes, offset, scale)
-        else:
-            targets["roi_features"] = store.get(i, "roi_features", np.float32)
-    return targets
+    return {name: store.get(i, name, np.float32) for name in fields}

@@ -27,7 +27,6 @@ from ..data.proposals import open_proposal_store
 from ..data.statistics import dataset_summary, proposal_recall
 from ..evaluation.multilabel import bootstrap_map, chance_map
 from ..modeling import WSDDN
-from ..modeling.distill_losses import teacher_class_gate
 from ..modeling.trained_weights import load_trained_weights
 from ..utils import atomic_write_bytes
 from ..utils.partial_run import lock_folder
@@ -40,7 +39,6 @@ from .defaults import (
     positive_int,
     setup_cfg,
 )
-from .ema import unwrap
 from .pipeline_checks import check_held_out, check_run_settings, dataset_digest, flat_config
 from .schedule import (
     plan_table,
@@ -50,7 +48,7 @@ from .schedule import (
     time_per_iteration,
 )
 from .teacher_cache_writer import write_teacher_cache
-from .trainer import Trainer
+from .trainer import Trainer, unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -65,13 +63,9 @@ CONFIG_FILES = {
 # A plan's training is timed when that costs at most TIMING_SHARE of its iterations (each
 # model: TIMED_ITERATIONS, after two untimed ones), or for a --budget.
 TIMING_SHARE, TIMED_ITERATIONS = 0.05, 3
-# The KD students a pipeline trains: (schedule, L_p' gated per class by the teacher).
-KD_VARIANTS = {
-    "two-stage": ("two-stage", False),  # the authors': L_f, then L_p + L_p'
-    "joint": ("joint", False),  # L_p + L_p' + L_f (per dimension) in one stage
-    "joint-gated": ("joint", True),  # and L_p' only on the classes the teacher gets right
-    "two-stage-gated": ("two-stage", True),
-}
+# The KD students a pipeline trains: "two-stage", the authors' (L_f, then L_p + L_p'), and
+# "joint", L_p + L_p' + L_f (per dimension) in one stage.
+KD_SCHEDULES = ("two-stage", "joint")
 PLAIN, TEACHER, CHOSEN = "S-Cls w/o KD", "T-WDet", "S-Cls chosen on val"
 METRICS = ("mAP", "CF1", "OF1", "CF1_top3", "OF1_top3", "CorLoc")
 HEADERS = ["mAP", "CF1", "OF1", "CF1 top-3", "OF1 top-3", "CorLoc"]
@@ -89,15 +83,15 @@ def parse_pipeline_args(parser, argv=None):
     """The arguments of a tool of ``add_pipeline_arguments``: the overrides after ``--kd ...``
     are the overrides' (``parse_args_with_overrides``), then each variant is checked."""
     args = parse_args_with_overrides(parser, "kd", argv)
-    unknown = [v for v in getattr(args, "kd", None) or [] if v not in KD_VARIANTS]
+    unknown = [v for v in getattr(args, "kd", None) or [] if v not in KD_SCHEDULES]
     if unknown:
-        parser.error(f"--kd: expected some of {list(KD_VARIANTS)}, got {unknown}")
+        parser.error(f"--kd: expected some of {list(KD_SCHEDULES)}, got {unknown}")
     return args
 
 
 def add_pipeline_arguments(parser, output, kd=None, kd_help=""):
     """The arguments of a tool that runs a ``Pipeline`` (default folder ``output``); with a
-    ``kd_help`` (a tool of ``Pipeline.run_all``), ``--kd``: the KD students of ``KD_VARIANTS``
+    ``kd_help`` (a tool of ``Pipeline.run_all``), ``--kd``: the KD students of ``KD_SCHEDULES``
     it trains (default ``kd``), and the schedules' ``--epochs`` or ``--budget``."""
     parser.add_argument("--output", default=output, help="folder for the runs and results")
     if kd_help:
@@ -106,7 +100,7 @@ def add_pipeline_arguments(parser, output, kd=None, kd_help=""):
             nargs="+",
             default=kd,
             metavar="VARIANT",
-            help=f"the KD students, of {', '.join(KD_VARIANTS)} ({kd_help})",
+            help=f"the KD students, of {', '.join(KD_SCHEDULES)} ({kd_help})",
         )
         schedule = parser.add_mutually_exclusive_group()
         schedule.add_argument(
@@ -188,7 +182,7 @@ def train_and_evaluate(cfg):
     without test sets); the results are kept in ``results.json`` and returned, and evaluated
     again when a test set's images or labels have changed since (test_sets.json holds their
     digests). The evaluated weights are those of the run's model_final.pth as every tool loads
-    them (with ``MODEL.EMA``, their average). A run folder another live process holds (its
+    them. A run folder another live process holds (its
     ``lock``: another pipeline, tools/train_net.py) is refused, naming the process."""
     lock = lock_folder(cfg.OUTPUT_DIR)  # one process at a time, as train_net.py's
     try:
@@ -217,8 +211,7 @@ def train_and_evaluate(cfg):
             trainer.train()
             model = trainer.model
         results = {}
-        if cfg.DATASETS.TEST:  # what the run leaves for the next step: model_final.pth (with
-            # MODEL.EMA, the average of the weights, as load_trained_weights)
+        if cfg.DATASETS.TEST:  # what the run leaves for the next step: model_final.pth
             load_trained_weights(unwrap(model), os.path.join(cfg.OUTPUT_DIR, RUN_WEIGHTS))
             results = Trainer.test(cfg, model)
         atomic_write_bytes(results_file, json.dumps(results, indent=1).encode())
@@ -230,8 +223,7 @@ def train_and_evaluate(cfg):
 
 class Pipeline:
     """Proposals, teacher, students and Table 3 on the datasets ``train`` (training), ``test``
-    (the table) and ``val`` (held out: the "-gated" KD students choose their classes on it;
-    "" for none), with the five configs of ``config_dir`` (``CONFIG_FILES``) and the config
+    (the table) and ``val`` (held out: the student to deploy is chosen on it; "" for none), with the five configs of ``config_dir`` (``CONFIG_FILES``) and the config
     overrides ``opts`` for every run. Proposals (``method``, ``max_proposals`` per image, on
     images downscaled to ``max_side`` pixels at most (None: the method's default),
     ``workers`` processes) are kept in ``proposals_dir/<dataset>_<method>``. The test mAPs'
@@ -451,11 +443,9 @@ class Pipeline:
         runs = {}
         for seed in seeds:
             runs[f"seed{seed}/teacher"], runs[f"seed{seed}/student"] = "teacher", "student"
-            for variant in variants:
-                schedule, gated = KD_VARIANTS[variant]
-                folder = f"seed{seed}/student_kd" + ("_gated" if gated else "")
+            for schedule in variants:
                 stages = ["kd_joint"] if schedule == "joint" else ["kd_stage1", "kd_stage2"]
-                runs.update({f"{folder}_{stage[3:]}": stage for stage in stages})
+                runs.update({f"seed{seed}/student_kd_{stage[3:]}": stage for stage in stages})
         runs = [(name, os.path.join(self.output, folder)) for folder, name in runs.items()]
         return [r for r in runs if not os.path.exists(os.path.join(r[1], "results.json"))]
 
@@ -619,18 +609,6 @@ class Pipeline:
         atomic_write_bytes(results_file, json.dumps(kept, indent=1).encode())
         return results
 
-    def class_gate_options(self, teacher_cfg, student_cfg):
-        """The config override of a teacher-gated L_p': the classes where the teacher's AP on
-        the val split is at least the plain student's (``teacher_class_gate``)."""
-        if not self.val:
-            raise ValueError("A teacher-gated KD student needs a val split to choose its classes")
-        classes = thing_classes_of(self.val)
-        ap = [
-            [self.evaluate_on_val(cfg)["multilabel"].get(f"AP-{c}", np.nan) for c in classes]
-            for cfg in (teacher_cfg, student_cfg)
-        ]
-        return ["MODEL.DISTILL.PREDICTION_CLASS_WEIGHTS", teacher_class_gate(*ap)]
-
     def kd_student(self, seed, teacher_cfg, schedule, folder="student_kd", extra=()):
         """S-Cls with KD from the teacher run ``teacher_cfg``, in the authors' two stages (into
         <folder>_stage1, then <folder>_stage2 from its weights) or one joint stage
@@ -669,21 +647,10 @@ class Pipeline:
             write_teacher_cache(self.config("kd_joint", name, seed, kd), cache)
         return cache
 
-    def kd_folder(self, seed, variant, folder="student_kd"):
-        """The run folder of the KD student ``variant`` (its last stage) of ``kd_variant``."""
-        schedule, gated = KD_VARIANTS[variant]
+    def kd_folder(self, seed, schedule, folder="student_kd"):
+        """The run folder of the KD student of ``schedule`` (its last stage)."""
         stage = "joint" if schedule == "joint" else "stage2"
-        name = f"{folder}_gated_{stage}" if gated else f"{folder}_{stage}"
-        return os.path.join(self.output, f"seed{seed}", name)
-
-    def kd_variant(self, seed, variant, teacher_cfg, student_cfg, folder="student_kd"):
-        """The KD student ``variant`` of ``KD_VARIANTS`` (into <folder>_* or <folder>_gated_*);
-        its test results."""
-        schedule, gated = KD_VARIANTS[variant]
-        if not gated:
-            return self.kd_student(seed, teacher_cfg, schedule, folder)
-        gate = self.class_gate_options(teacher_cfg, student_cfg)
-        return self.kd_student(seed, teacher_cfg, schedule, f"{folder}_gated", gate)
+        return os.path.join(self.output, f"seed{seed}", f"{folder}_{stage}")
 
     def student_folders(self, seed, variants):
         """{PLAIN or kd_row(v): the run folder of that student of ``seed``}."""
@@ -770,10 +737,9 @@ class Pipeline:
         """Every model of one seed: {model: test results} (``PLAIN``, ``TEACHER``,
         ``kd_row(v)``)."""
         teacher, teacher_cfg = self.teacher(seed)
-        student, student_cfg = self.student(seed)
-        runs = {PLAIN: student, TEACHER: teacher}
+        runs = {PLAIN: self.student(seed)[0], TEACHER: teacher}
         for variant in variants:
-            runs[kd_row(variant)] = self.kd_variant(seed, variant, teacher_cfg, student_cfg)
+            runs[kd_row(variant)] = self.kd_student(seed, teacher_cfg, variant)
         return runs
 
     def settings_line(self):

@@ -20,16 +20,10 @@ from ..data.teacher_cache import (
 )
 from ..data.teacher_targets import (
     PER_ROI_FIELDS,
-    encode_uint8,
     target_store_fields,
     teacher_target_settings,
 )
-from ..modeling.teacher import (
-    batch_teacher_targets,
-    build_teacher,
-    get_teacher_cfg,
-    get_teacher_tta_cfg,
-)
+from ..modeling.teacher import build_teacher, get_teacher_cfg, teacher_targets
 from ..utils.partial_run import open_partial_run, read_chunk, write_chunk
 from ..utils.ragged_store import RaggedStoreWriter
 
@@ -37,9 +31,9 @@ logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def teacher_records(teacher, batch, flipped, tta_cfg, target_settings):
+def teacher_records(teacher, batch, flipped, target_settings):
     """The cache records of one batch of mapped inputs: (key, ``teacher_targets`` dict)."""
-    targets = batch_teacher_targets(teacher, batch, tta_cfg, **target_settings)
+    targets = teacher_targets(teacher.teacher_outputs(batch), **target_settings)
     for x, t in zip(batch, targets):
         yield cache_key(x["image_id"], x["image"].shape[1:], flipped), t
 
@@ -59,27 +53,21 @@ def variant_mappers(cfg):
     }
 
 
-def write_records(path, records, feature_encoding):
+def write_records(path, records):
     keys, targets = zip(*records)
     per_item = {
         "keys": np.array([json.dumps(k) for k in keys]),
         "soft_scores": torch.stack([t["soft_scores"] for t in targets]).cpu().numpy(),
     }
     rows = {name: [t[name].cpu().numpy() for t in targets] for name in PER_ROI_FIELDS}
-    if feature_encoding == "uint8":
-        codes, offsets, scales = zip(*map(encode_uint8, rows["roi_features"]))
-        rows.update(roi_features=codes, roi_feature_offset=offsets, roi_feature_scale=scales)
-    else:
-        rows["roi_features"] = [f.astype(np.float16) for f in rows["roi_features"]]
+    rows["roi_features"] = [f.astype(np.float16) for f in rows["roi_features"]]
     write_chunk(path, per_item, rows)
 
 
 def store_fields(cfg):
     """The fields of the teacher cache of ``cfg`` (``target_store_fields``)."""
     d = cfg.MODEL.DISTILL
-    return target_store_fields(
-        cfg.MODEL.STUDENT.NUM_CLASSES, d.TEACHER_FEATURE_DIM, d.TEACHER_CACHE_FEATURES
-    )
+    return target_store_fields(cfg.MODEL.STUDENT.NUM_CLASSES, d.TEACHER_FEATURE_DIM)
 
 
 def cache_size(cfg, num_images):
@@ -128,13 +116,11 @@ def write_teacher_cache(cfg, output, batch_size=16, chunk_size=256):
         proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN,
         check_proposal_images=cfg.DATASETS.PROPOSAL_FILES_CHECK,
     )
-    encoding = cfg.MODEL.DISTILL.TEACHER_CACHE_FEATURES
-    # the encoding is the store's own business (reading adapts), but a resumed run keeps it
-    settings = {**teacher_cache_settings(cfg, dicts), "roi_feature_encoding": encoding}
+    settings = teacher_cache_settings(cfg, dicts)
     check_disk_space(output, 2 * cache_size(cfg, len(dicts))["bytes"])
     chunks = open_partial_run(output, settings, len(dicts), chunk_size)
     todo = [c for c in chunks if not os.path.exists(c[0])]
-    teacher, tta_cfg = build_teacher(cfg), get_teacher_tta_cfg(cfg)
+    teacher = build_teacher(cfg)
     target_settings = teacher_target_settings(cfg)
     mappers = variant_mappers(cfg)
     done = len(dicts) - sum(e - s for _, s, e in todo)
@@ -153,8 +139,8 @@ def write_teacher_cache(cfg, output, batch_size=16, chunk_size=256):
             )
             for batch in loader:  # [variant][image]
                 for (_, flipped), inputs in zip(mappers, batch):
-                    records += teacher_records(teacher, inputs, flipped, tta_cfg, target_settings)
-            write_records(path, records, encoding)
+                    records += teacher_records(teacher, inputs, flipped, target_settings)
+            write_records(path, records)
             bar.update(end - start)
 
     fields = store_fields(cfg)

@@ -6,7 +6,7 @@ import torch
 from detectron2.engine import HookBase
 
 from ..data.teacher_targets import teacher_target_settings
-from ..modeling.teacher import batch_teacher_targets, build_teacher, get_teacher_tta_cfg
+from ..modeling.teacher import build_teacher, teacher_targets
 
 
 class TeacherHook(HookBase):
@@ -22,18 +22,16 @@ class TeacherHook(HookBase):
     ``teacher_time`` (it is also part of ``data_time``).
     """
 
-    def __init__(self, cfg=None, *, teacher=None, fp16=False, tta_cfg=None, **target_settings):
-        """Either ``cfg`` (a student config with ``MODEL.DISTILL``: the teacher, fp16, its TTA
-        and the target settings come from it), or a built ``teacher`` with ``fp16``,
-        ``tta_cfg`` and the keyword arguments of ``teacher_targets`` (its defaults: the
-        paper's temperatures, all RoIs)."""
+    def __init__(self, cfg=None, *, teacher=None, fp16=False, **target_settings):
+        """Either ``cfg`` (a student config with ``MODEL.DISTILL``: the teacher, fp16 and the
+        target settings come from it), or a built ``teacher`` with ``fp16`` and the keyword
+        arguments of ``teacher_targets`` (its defaults: the paper's temperatures, all RoIs)."""
         self.cfg = cfg
         self.teacher = teacher
         if cfg is None:
-            self.fp16, self.tta_cfg, self.target_settings = fp16, tta_cfg, target_settings
+            self.fp16, self.target_settings = fp16, target_settings
         else:
             self.fp16 = cfg.MODEL.DISTILL.TEACHER_FP16
-            self.tta_cfg = get_teacher_tta_cfg(cfg)
             self.target_settings = teacher_target_settings(cfg)
 
     def before_train(self) -> None:
@@ -48,9 +46,8 @@ class TeacherHook(HookBase):
         device = self.teacher.device
         fp16 = self.fp16 and device.type == "cuda"
         with torch.autocast(device.type, dtype=torch.float16, enabled=fp16):
-            targets = batch_teacher_targets(
-                self.teacher, batched_inputs, self.tta_cfg, **self.target_settings
-            )
+            outputs = self.teacher.teacher_outputs(batched_inputs)
+            targets = teacher_targets(outputs, **self.target_settings)
         for x, t in zip(batched_inputs, targets):
             x["teacher"] = t
         if self.trainer is not None:

@@ -14,12 +14,12 @@ from detectron2.engine import (
     TrainerBase,
     create_ddp_model,
 )
-from detectron2.engine.hooks import EvalHook
 from detectron2.evaluation import DatasetEvaluators
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
+from torch.nn.parallel import DistributedDataParallel
 
 from ..config import check_config
 from ..data import MultiLabelDatasetMapper, get_multilabel_dataset_dicts
@@ -34,7 +34,6 @@ from ..modeling.class_count import check_class_order
 from ..modeling.trained_weights import load_trained_weights
 from ..modeling.wsddn_tta import WSDDNWithTTA
 from .checkpointer import FiniteCheckpointer
-from .ema import EMAHook, ModelEMA, unwrap
 from .rng_state_hook import RNGStateHook
 from .teacher_hook import TeacherHook
 
@@ -65,6 +64,11 @@ def create_ddp_model_on_any_device(model):
     return create_ddp_model(
         model, broadcast_buffers=False, device_ids=[comm.get_local_rank()] if on_cuda else None
     )
+
+
+def unwrap(model):
+    """The model inside a ``DistributedDataParallel`` wrapper (or the model itself)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 def use_deterministic_algorithms():
@@ -125,26 +129,7 @@ class Trainer(DefaultTrainer):
         checkpointers = [i for i, h in enumerate(hooks) if isinstance(h, PeriodicCheckpointer)]
         at = checkpointers[0] if checkpointers else len(hooks)
         hooks.insert(at, RNGStateHook(self.cfg.SOLVER.CHECKPOINT_PERIOD))
-        if self.cfg.MODEL.EMA.ENABLED:
-            hooks = self.ema_hooks(hooks, at)
         return hooks
-
-    def ema_hooks(self, hooks, at):
-        """``MODEL.EMA``: an :class:`EMAHook` at ``at`` (before the checkpointer, which saves
-        the average as "model_ema"), and the evaluation run on the average."""
-        ema = ModelEMA(self.cfg.MODEL.EMA.DECAY)
-        self.checkpointer.add_checkpointable("model_ema", ema)
-        hooks.insert(at, EMAHook(ema))
-
-        def test_the_average():  # DefaultTrainer's test_and_save_results, on the average
-            with ema.applied_to(self.model) as model:
-                self._last_eval_results = self.test(self.cfg, model)
-            return self._last_eval_results
-
-        return [
-            EvalHook(self.cfg.TEST.EVAL_PERIOD, test_the_average) if isinstance(h, EvalHook) else h
-            for h in hooks
-        ]
 
     def resume_or_load(self, resume=True):
         """DefaultTrainer's; on resume the data loader continues the interrupted run's stream,

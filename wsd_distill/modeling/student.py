@@ -56,7 +56,6 @@ class StudentClassifier(nn.Module):
         teacher_feature_dim=0,
         feature_loss_per_dim=False,
         scale_rois_by_score=False,
-        prediction_class_weights=(),
         label_loss="bce",
         asl=None,
         csra_lambda=0.1,
@@ -73,8 +72,6 @@ class StudentClassifier(nn.Module):
             feature_loss_per_dim (bool): L_f divided by D (see ``roi_feature_distill_loss``).
             scale_rois_by_score (bool): the student's pooled RoIs are multiplied by their
                 proposal scores, as the authors' RoI pooling.
-            prediction_class_weights (sequence of float): per-class weights of L_p' [K], in
-                [0, 1] (empty: all 1), e.g. ``distill_losses.teacher_class_gate``.
             label_loss (str): L_p, "bce" or "asl" (``asl``: {gamma_neg, gamma_pos, clip}).
             csra_lambda (float): lambda of the classifier of a "csra" head.
         """
@@ -87,17 +84,6 @@ class StudentClassifier(nn.Module):
             )
         if temperature <= 0:
             raise ValueError(f"MODEL.DISTILL.TEMPERATURE must be > 0, got {temperature}")
-        class_weights = torch.tensor(prediction_class_weights, dtype=torch.float32)
-        if len(class_weights) and (
-            len(class_weights) != num_classes
-            or not torch.isfinite(class_weights).all()
-            or (class_weights < 0).any()
-            or (class_weights > 1).any()
-        ):
-            raise ValueError(
-                f"MODEL.DISTILL.PREDICTION_CLASS_WEIGHTS must be empty or {num_classes} "
-                f"numbers in [0, 1] (one per class), got {list(prediction_class_weights)}"
-            )
         self.backbone = backbone
         self.in_feature = in_feature
         self.head = head
@@ -130,9 +116,6 @@ class StudentClassifier(nn.Module):
             self.feature_projection = nn.Linear(head.output_dim, teacher_feature_dim)
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
-        self.register_buffer(
-            "prediction_class_weights", class_weights if len(class_weights) else None, False
-        )
         add_class_count_check(self, num_classes, "MODEL.STUDENT.NUM_CLASSES")
 
     @classmethod
@@ -165,7 +148,6 @@ class StudentClassifier(nn.Module):
             "teacher_feature_dim": d.TEACHER_FEATURE_DIM,
             "feature_loss_per_dim": d.FEATURE_LOSS_PER_DIM,
             "scale_rois_by_score": d.SCALE_ROI_BY_PROPOSAL_SCORE,
-            "prediction_class_weights": d.PREDICTION_CLASS_WEIGHTS,
             "label_loss": s.LABEL_LOSS,
             "asl": {
                 "gamma_neg": s.ASL.GAMMA_NEG,
@@ -245,9 +227,7 @@ class StudentClassifier(nn.Module):
             losses["loss_cls"] = self.label_weight * loss
         if self.prediction_weight > 0:
             soft = torch.stack([self._teacher(x, "soft_scores") for x in batched_inputs])
-            loss = prediction_distill_loss(
-                logits, soft, self.inverse_temperature, self.prediction_class_weights
-            )
+            loss = prediction_distill_loss(logits, soft, self.inverse_temperature)
             losses["loss_kd_pred"] = self.prediction_weight * loss
         if self.feature_weight > 0:
             loss = self.feature_distill_loss(batched_inputs, feature, scales)

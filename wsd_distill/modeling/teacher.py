@@ -16,7 +16,6 @@ from .backbone.timm_backbone import fill_pretrained_normalization
 from .box_head import wsddn_box_head_dim
 from .trained_weights import load_trained_weights
 from .wsddn import WSDDN, region_objectness, top_regions, wsddn_scores
-from .wsddn_tta import tta_teacher_outputs
 
 
 def wsddn_soft_scores(cls_logits, det_logits, num_regions, t_c, t_d, eps=1e-6):
@@ -33,7 +32,7 @@ def wsddn_soft_scores(cls_logits, det_logits, num_regions, t_c, t_d, eps=1e-6):
     return wsddn_scores(cls_logits / t_c, det_logits / t_d, num_regions, eps)[1]
 
 
-def teacher_targets(outputs, cls_temperature=0.5, det_temperature=0.5, roi_topk=0, proposals=None):
+def teacher_targets(outputs, cls_temperature=0.5, det_temperature=0.5, roi_topk=0):
     """What the student distils from, per image, from ``WSDDN.teacher_outputs``:
 
     - ``soft_scores`` [K]: p'_T at the teacher's temperatures (Eq. 10), the target of L_p';
@@ -42,30 +41,16 @@ def teacher_targets(outputs, cls_temperature=0.5, det_temperature=0.5, roi_topk=
       the N RoIs of L_f (Eq. 3), all of them, or the ``roi_topk`` best by ``max_k S_rk``.
 
     Args:
-        outputs: one dict of ``teacher_outputs``, or an iterable of them for the same regions
-            in several variants of the images (:func:`tta_teacher_outputs`): p'_T, each
-            region's ``max_k S_rk`` and its feature are then the means over the variants.
-        proposals (list[Instances]): the regions in the student's input pixels; by default
-            those of ``outputs``.
+        outputs: one dict of ``teacher_outputs``.
     Returns a list of such dicts of float32 tensors, one per image.
     """
-    sums, count = None, 0
-    for out in [outputs] if isinstance(outputs, dict) else outputs:
-        n = out["num_regions"]
-        cls_logits, det_logits = out["cls_logits"].float(), out["det_logits"].float()
-        parts = (
-            wsddn_soft_scores(cls_logits, det_logits, n, cls_temperature, det_temperature),
-            region_objectness(out["region_scores"].float()),
-            out["roi_features"].float(),
-        )
-        sums = parts if sums is None else [a + b for a, b in zip(sums, parts)]
-        count += 1
-    soft, objectness, features = (s / count for s in sums)
-    keep = top_regions(objectness, n, roi_topk)
+    n = outputs["num_regions"]
+    cls_logits, det_logits = outputs["cls_logits"].float(), outputs["det_logits"].float()
+    soft = wsddn_soft_scores(cls_logits, det_logits, n, cls_temperature, det_temperature)
+    keep = top_regions(region_objectness(outputs["region_scores"].float()), n, roi_topk)
+    features = outputs["roi_features"].float()
     targets = []
-    for p, k, s, f in zip(
-        out["proposals"] if proposals is None else proposals, keep, soft, features.split(n)
-    ):
+    for p, k, s, f in zip(outputs["proposals"], keep, soft, features.split(n)):
         targets.append(
             {
                 "soft_scores": s,
@@ -75,15 +60,6 @@ def teacher_targets(outputs, cls_temperature=0.5, det_temperature=0.5, roi_topk=
             }
         )
     return targets
-
-
-def batch_teacher_targets(teacher, batched_inputs, tta_cfg=None, **target_settings):
-    """:func:`teacher_targets` of a batch of input dicts: from ``teacher`` on the inputs, or with
-    ``tta_cfg`` (:func:`get_teacher_tta_cfg`) averaged over its ``TEST.AUG`` variants."""
-    if tta_cfg is None:
-        return teacher_targets(teacher.teacher_outputs(batched_inputs), **target_settings)
-    proposals, outputs = tta_teacher_outputs(tta_cfg, teacher, batched_inputs)
-    return teacher_targets(outputs, proposals=proposals, **target_settings)
 
 
 def get_teacher_cfg(cfg):
@@ -106,27 +82,6 @@ def get_teacher_cfg(cfg):
     if not issubclass(META_ARCH_REGISTRY.get(architecture), WSDDN):
         raise ValueError(f"MODEL.DISTILL.TEACHER_CONFIG '{path}' is a {architecture}, not a WSDDN")
     teacher_cfg.freeze()
-    return teacher_cfg
-
-
-def get_teacher_tta_cfg(cfg):
-    """With ``MODEL.DISTILL.TEACHER_TTA``, the teacher's config, whose ``TEST.AUG`` variants its
-    KD targets are averaged over; None without."""
-    if not cfg.MODEL.DISTILL.TEACHER_TTA:
-        return None
-    teacher_cfg = get_teacher_cfg(cfg)
-    if not teacher_cfg.TEST.AUG.MIN_SIZES:
-        raise ValueError(
-            f"MODEL.DISTILL.TEACHER_TTA averages the teacher's targets over the TEST.AUG variants "
-            f"of its config, but {cfg.MODEL.DISTILL.TEACHER_CONFIG} has no TEST.AUG.MIN_SIZES"
-        )
-    aug = teacher_cfg.TEST.AUG
-    logging.getLogger(__name__).info(
-        f"MODEL.DISTILL.TEACHER_TTA: the teacher runs {len(aug.MIN_SIZES) * (1 + aug.FLIP)} "
-        f"times per image, at the shortest sides {tuple(aug.MIN_SIZES)} (at most "
-        f"{aug.MAX_SIZE}){', each flipped too' if aug.FLIP else ''} (TEST.AUG of "
-        f"{cfg.MODEL.DISTILL.TEACHER_CONFIG})"
-    )
     return teacher_cfg
 
 

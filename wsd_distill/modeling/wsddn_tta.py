@@ -1,8 +1,6 @@
 """WSDDN with test-time augmentation (``TEST.AUG``), as the WSOD codebases evaluate (pcl.pytorch,
 wetectron): every image at several scales and flipped, the same proposals in each, the scores
-averaged over the variants (beyond the paper). Used for the teacher's evaluation
-(:class:`WSDDNWithTTA`) and, with ``MODEL.DISTILL.TEACHER_TTA``, for its KD targets
-(:func:`tta_teacher_outputs`)."""
+averaged over the variants (beyond the paper), for the teacher's evaluation."""
 
 import math
 
