@@ -33,13 +33,13 @@ test-slow: setup
 	$(PY) -m pytest -q -m slow tests
 
 # On a machine with an NVIDIA GPU: the CUDA tests and the benchmark at the paper's sizes
-# (tools/gpu_check.sh says which Python it uses; results in output/gpu_check).
+# (dev/gpu_check.sh says which Python it uses; results in output/gpu_check).
 gpu-check:
-	bash tools/gpu_check.sh
+	bash dev/gpu_check.sh
 
 # Here, with the package registry: the wheels gpu-check installs on an offline GPU machine (.whl/).
 gpu-wheels:
-	bash tools/gpu_wheels.sh
+	bash dev/gpu_wheels.sh
 
 # black and isort at line length 100, as detectron2 (pyproject.toml); installed into .venv on first use
 LINTERS := 'black>=24,<27' 'isort>=5,<10'

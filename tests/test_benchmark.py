@@ -1,15 +1,17 @@
-"""What tools/benchmark_*.py time: the real trainer and test loader on generated data."""
+"""What dev/benchmark_*.py time: the real trainer and test loader on generated data."""
 
 import os
+import sys
 
 import torch
 from detectron2.data import DatasetCatalog
 
 from wsd_distill.engine import setup_cfg
-from wsd_distill.engine.benchmark import jpeg_dataset, loader_inputs
 from wsd_distill.engine.schedule import median_step_times
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "dev"))  # the benchmarks' helpers, beside them
+from benchmark_common import jpeg_dataset, loader_inputs  # noqa: E402  isort: skip
 
 
 def test_generated_jpegs_and_proposals_pass_the_loaders_checks(tmp_path):

@@ -168,10 +168,10 @@ def test_check_dataset_lists_bad_images(datasets_dir, tmp_path):
 
 @pytest.mark.slow  # 21 s on 2 cores: the tool is the demo's pipeline, tested above
 def test_kd_variants_table(datasets_dir, tmp_path):
-    """tools/kd_variants.py on the tiny set: each variant's mAP is its student's own, the gain
+    """dev/kd_variants.py on the tiny set: each variant's mAP is its student's own, the gain
     the difference with the plain student of the same seed."""
     out = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tools", "kd_variants.py"), "--output", str(tmp_path)]
+        [sys.executable, os.path.join(ROOT, "dev", "kd_variants.py"), "--output", str(tmp_path)]
         + ["--proposals-dir", str(tmp_path / "proposals"), "--seeds", "0"]
         + ["--variants", "joint", "two stages, top-16 RoIs", "--workers", "2", *TINY_DEMO],
         env=dict(os.environ, DETECTRON2_DATASETS=datasets_dir),

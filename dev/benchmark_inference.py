@@ -11,7 +11,7 @@ mapper (``Trainer.build_test_loader``) from generated JPEGs, random weights. Par
   which resizes to the teacher's 672 (``INPUT.SQUARE_SIZE_TEST 0``, the default) or straight to
   224 (``INPUT.SQUARE_SIZE_TEST 224``); the loader alone too. What a deployed student costs.
 
-    python tools/benchmark_inference.py --parts inference jpeg_to_scores --output output/benchmark
+    python dev/benchmark_inference.py --parts inference jpeg_to_scores --output output/benchmark
 """
 
 import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
@@ -27,7 +27,8 @@ from wsd_distill.box_proposers import build_box_proposer
 from wsd_distill.box_proposers.generate import generate_proposal_file
 from wsd_distill.data.build import get_multilabel_dataset_dicts
 from wsd_distill.engine import Trainer, setup_cfg
-from wsd_distill.engine.benchmark import (
+
+from benchmark_common import (
     benchmark_parser,
     jpeg_dataset,
     loader_inputs,

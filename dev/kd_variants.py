@@ -21,7 +21,7 @@ for the KD student; the teachers and plain students are the demo's runs, reused 
 The removed options' variants (the teacher gate, the teacher's TTA targets, EMA, the 8-bit
 cache) are measured in docs/results.md.
 
-    python tools/kd_variants.py --output output/demo --seeds 0 1 2
+    python dev/kd_variants.py --output output/demo --seeds 0 1 2
 
 Writes <output>/kd_variants.md (mAP per seed, mean ± std, the paired gain over S-Cls w/o KD)
 and kd_variants.json. Like the demo, every finished run is kept and skipped when run again.

@@ -7,7 +7,7 @@
 - generation: EdgeBoxes and selective search images/s (``generate_proposal_file``, the code of
   tools/generate_proposals.py), 1 and all workers, on 128 px and 512 px images.
 
-    python tools/benchmark_proposals.py --parts loading generation --output output/benchmark
+    python dev/benchmark_proposals.py --parts loading generation --output output/benchmark
 """
 
 import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
@@ -30,7 +30,8 @@ from detectron2.structures import BoxMode
 from wsd_distill.box_proposers.generate import generate_proposal_file
 from wsd_distill.data.datasets.synthetic import render_image
 from wsd_distill.data.proposals import fetch_proposals, load_proposals_into_dataset, save_proposals
-from wsd_distill.engine.benchmark import benchmark_parser, run_parts
+
+from benchmark_common import benchmark_parser, run_parts
 
 
 def simulate_proposal_files(folder, num_images, boxes_per_image, store_dtype):

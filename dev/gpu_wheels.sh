@@ -4,7 +4,7 @@
 # matplotlib, tabulate, tqdm, pytest): cp312 manylinux x86-64 wheels of detectron2 (the PyPI
 # sal-detectron2 wheel renamed py3-none-any, as tools/install_detectron2.py does) and of what
 # `import wsd_distill` and the tests need beyond that, into .whl/ (ignored by git; about 8 MB).
-# tools/gpu_check.sh installs them with pip --no-index --no-deps --target when it finds them.
+# dev/gpu_check.sh installs them with pip --no-index --no-deps --target when it finds them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # `make gpu-check`: on a machine with an NVIDIA GPU, the CUDA tests (tests/test_cuda.py, marked
-# cuda) and the benchmark at the paper's sizes: tools/benchmark_training.py --parts paper (the
+# cuda) and the benchmark at the paper's sizes: dev/benchmark_training.py --parts paper (the
 # Trainer's steps of the VGG-16 teacher at 672 with 500 proposals, the student at 224 and the KD
 # stages, batch 32, fp32 and AMP; cache_mapping: the cache writer's image mapping on one core;
 # own_data: the own-data configs, from scratch and the pretrained EfficientNet-Lite0 pair)
-# and tools/benchmark_inference.py --parts paper jpeg_to_scores (inference at batch 1 and 32;
+# and dev/benchmark_inference.py --parts paper jpeg_to_scores (inference at batch 1 and 32;
 # JPEG files to the student's scores through the test loader).
 # Both run even if the other fails; the exit status is non-zero if either did.
 # Python: $GPU_PYTHON, else .venv's, else python3 (a machine's own torch is never reinstalled).
@@ -36,8 +36,8 @@ status=0
 set -o pipefail
 "$py" -m pytest -q -m cuda -rs -p no:cacheprovider tests 2>&1 | tee "$out/cuda_tests.log" \
     || status=1
-"$py" tools/benchmark_training.py --device cuda --parts paper cache_mapping own_data \
+"$py" dev/benchmark_training.py --device cuda --parts paper cache_mapping own_data \
     --output "$out/training" || status=1
-"$py" tools/benchmark_inference.py --device cuda --parts paper jpeg_to_scores --workers 8 \
+"$py" dev/benchmark_inference.py --device cuda --parts paper jpeg_to_scores --workers 8 \
     --output "$out/inference" || status=1
 exit $status

@@ -20,7 +20,7 @@ detectron2's own ``time`` / ``data_time`` metrics (and the hook's ``teacher_time
   teacher, plain student, online KD stage 1, stage 2 and joint; fp32 and, on a GPU, AMP (the
   part ``make gpu-check`` runs).
 
-    python tools/benchmark_training.py --parts training train_loader --output output/benchmark
+    python dev/benchmark_training.py --parts training train_loader --output output/benchmark
 """
 
 import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
@@ -34,13 +34,14 @@ from wsd_distill.box_proposers.generate import generate_proposal_file
 from wsd_distill.data import get_multilabel_dataset_dicts
 from wsd_distill.data.datasets import generate_synthetic_shapes, register_synthetic_shapes
 from wsd_distill.engine import Trainer, setup_cfg
-from wsd_distill.engine.benchmark import benchmark_parser, jpeg_dataset, run_parts
 from wsd_distill.engine.schedule import median_step_times, random_teacher
 from wsd_distill.engine.teacher_cache_writer import (
     map_variants,
     variant_mappers,
     write_teacher_cache,
 )
+
+from benchmark_common import benchmark_parser, jpeg_dataset, run_parts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLAIN, ONLINE = "plain student (S-Cls w/o KD)", "online KD, joint (teacher in the loop)"

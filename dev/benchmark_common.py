@@ -1,5 +1,6 @@
-"""What ``tools/benchmark_*.py`` time, on generated data (the training steps: ``schedule.py``'s
-``median_step_times``): the real test loader and mapper; and how each table is written."""
+"""What ``dev/benchmark_*.py`` time, on generated data (the training steps:
+``wsd_distill.engine.schedule.median_step_times``): the real test loader and mapper; and how
+each table is written."""
 
 import argparse
 import hashlib
@@ -14,10 +15,10 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from tabulate import tabulate
 
-from ..data.datasets.synthetic import render_image
-from ..data.proposals import image_records, save_proposals
-from ..utils import atomic_write_bytes
-from .trainer import Trainer
+from wsd_distill.data.datasets.synthetic import render_image
+from wsd_distill.data.proposals import image_records, save_proposals
+from wsd_distill.engine import Trainer
+from wsd_distill.utils import atomic_write_bytes
 
 
 def describe_machine(device):
@@ -41,7 +42,7 @@ def write_table(output, part, title, headers, rows, machine):
 
 
 def benchmark_parser(description, parts, default):
-    """The arguments of every ``tools/benchmark_*.py``: --parts (of ``parts``, ``default``),
+    """The arguments of every ``dev/benchmark_*.py``: --parts (of ``parts``, ``default``),
     --device, --threads, --output."""
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
