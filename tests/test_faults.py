@@ -26,7 +26,7 @@ from wsd_distill.data import (
 )
 from wsd_distill.data.build import get_multilabel_dataset_dicts
 from wsd_distill.data.datasets import register_coco_multilabel
-from wsd_distill.data.mapper import read_image_file
+from wsd_distill.data.image_files import read_image_file
 from wsd_distill.engine import Trainer, claim_output_dir, run_seed, setup_cfg
 from wsd_distill.evaluation import MultiLabelEvaluator
 from wsd_distill.utils.partial_run import OutputInUse, open_partial_run, read_chunk, write_chunk

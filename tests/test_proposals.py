@@ -343,8 +343,8 @@ def test_generate_proposals_resumes_after_sigkill(datasets_dir, tmp_path):
     converted = str(tmp_path / "converted_fp16")
     tool = [
         sys.executable,
-        os.path.join(ROOT, "tools", "convert_proposals.py"),
-        "--pickle",
+        os.path.join(ROOT, "tools", "generate_proposals.py"),
+        "--from",
         reference,
         "--output",
         converted,
@@ -367,19 +367,36 @@ def test_generate_proposals_resumes_after_sigkill(datasets_dir, tmp_path):
     assert wrong.returncode != 0 and "are not in synthetic_shapes_val" in wrong.stderr
 
 
-def test_convert_proposals_sees_a_declared_dataset(tmp_path):
+def test_converting_proposals_sees_a_declared_dataset(tmp_path):
     """A pickle converted against a dataset of DATASETS.REGISTER: checked and recorded."""
     cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((40, 60, 3), np.uint8))
     (tmp_path / "list.csv").write_text("a.jpg,dog\n")
     boxes = np.array([[1, 2, 30, 20]], np.float32)
     save_proposals(str(tmp_path / "p.pkl"), ["a.jpg"], [(boxes, np.ones(1, np.float32))])
     register = repr([["mine", str(tmp_path / "list.csv"), str(tmp_path)]])
-    argv = [sys.executable, os.path.join(ROOT, "tools", "convert_proposals.py")]
-    argv += ["--pickle", str(tmp_path / "p.pkl"), "--dataset", "mine"]
+    argv = [sys.executable, os.path.join(ROOT, "tools", "generate_proposals.py")]
+    argv += ["--from", str(tmp_path / "p.pkl"), "--dataset", "mine"]
     argv += ["--output", str(tmp_path / "store"), "DATASETS.REGISTER", register]
     done = subprocess.run(argv, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert RaggedStore(str(tmp_path / "store")).meta["image_names"] == [f"{tmp_path.name}/a.jpg"]
+    # a WSDDN/OICR .mat (1-based, inclusive y1, x1, y2, x2), matched to the dataset by image name; the
+    # order told from the image's size, read from the file (a label list records none)
+    wide = np.array([[1, 2, 50, 20]], np.float32)  # x2 50: beyond the height (40) as a y
+    savemat(
+        str(tmp_path / "p.mat"),
+        {"boxes": _cell([(wide + [1, 1, 0, 0])[:, [1, 0, 3, 2]]]), "images": _cell(["a"])},
+    )
+    argv[argv.index("--from") + 1] = str(tmp_path / "p.mat")
+    argv[argv.index("--output") + 1] = str(tmp_path / "from_mat")
+    done = subprocess.run(argv, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ids, found, _ = read_proposals(str(tmp_path / "from_mat"))
+    assert ids == ["a.jpg"]
+    np.testing.assert_allclose(found[0], wide)
+    without = [a for a in argv if a not in ("--dataset", "mine")]
+    refused = subprocess.run(without, capture_output=True, text=True)
+    assert refused.returncode == 2 and "--dataset is needed" in refused.stderr
 
 
 def test_unfinished_run_with_other_settings_is_rejected(datasets_dir, tmp_path):

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from wsd_distill.data import thing_classes_of
 from wsd_distill.data.build import dataset_problems
-from wsd_distill.data.mapper import read_image
+from wsd_distill.data.image_files import read_image
 from wsd_distill.engine import (
     add_dataset_config_arguments,
     parse_args_with_overrides,

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""Precompute object proposals for a registered dataset into a proposal store (a folder of
-memory-mapped arrays, read lazily per image) or, if --output ends with .pkl, a detectron2 pickle.
+"""Object proposals for a registered dataset, into a proposal store (a folder of memory-mapped
+arrays, read lazily per image) or, if --output ends with .pkl, a detectron2 pickle: computed
+(--method), or converted from a file someone made (--from).
 
     python tools/generate_proposals.py --dataset coco_2014_train_multilabel \\
         --method edge_boxes --max-proposals 2000 --workers 16 --dtype float16 \\
@@ -9,21 +10,38 @@ memory-mapped arrays, read lazily per image) or, if --output ends with .pkl, a d
 A dataset of your own is declared by a config's ``DATASETS.REGISTER`` (``--config-file`` and
 trailing ``KEY VALUE`` overrides, e.g. ``DATASETS.REGISTER "[['mine_train', 'train.json',
 'images']]"``). ``--method detectron2 --d2-config C --d2-weights W`` takes the boxes of any
-detectron2 RPN or detector instead (the paper's Table 5).
+detectron2 RPN or detector instead (the paper's Table 5). A stopped run (Ctrl-C, kill) resumes
+when started again with the same arguments; the output only appears when complete. Point
+``DATASETS.PROPOSAL_FILES_TRAIN/TEST`` at it.
 
-A stopped run (Ctrl-C, kill) resumes when started again with the same arguments; the output
-only appears when complete. Point ``DATASETS.PROPOSAL_FILES_TRAIN/TEST`` at it.
+--from converts: a detectron2 pickle (its ids kept; with --dataset, checked against the
+dataset's images, boxes inside them, and recording their names and sizes, as a computed store
+does; a proposal store into a pickle likewise), or a WSDDN/OICR ``.mat`` file (cells
+``images``, ``boxes``, optionally ``boxScores``; MATLAB v5 or v7.3), matched to --dataset by
+image name, its box order (x1,y1,x2,y2 or y1,x1,y2,x2) detected from the image sizes unless
+--box-order says, its boxes 1-based MATLAB pixel indices unless --zero-based::
+
+    python tools/generate_proposals.py --dataset voc_2007_test_multilabel \\
+        --from SelectiveSearchVOC2007test.mat --output output/proposals/voc07_test_ss
 """
 
 import wsd_distill  # noqa: F401  isort: skip  (first: quiets detectron2's warnings; registers)
 import argparse
 import os
+import sys
 
 from detectron2.data import DatasetCatalog
 from detectron2.utils.logger import setup_logger
 
 from wsd_distill.box_proposers import PROPOSAL_METHODS
 from wsd_distill.box_proposers.generate import generate_proposal_file
+from wsd_distill.data.proposals import (
+    image_records,
+    load_mat_proposals,
+    load_proposals_into_dataset,
+    read_proposals,
+    save_proposals,
+)
 from wsd_distill.engine import (
     add_dataset_config_arguments,
     non_negative_int,
@@ -38,9 +56,18 @@ def get_parser():
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--dataset", required=True, help="a registered dataset name, e.g. synthetic_shapes_train"
+        "--dataset",
+        help="a registered dataset name, e.g. synthetic_shapes_train (optional with a "
+        "--from pickle)",
     )
-    parser.add_argument("--method", required=True, choices=sorted(PROPOSAL_METHODS))
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--method", choices=sorted(PROPOSAL_METHODS), help="compute them")
+    source.add_argument(
+        "--from",
+        dest="source",
+        metavar="FILE",
+        help="convert them: a detectron2 pickle, a proposal store (into a .pkl), or a .mat file",
+    )
     parser.add_argument(
         "--max-proposals",
         type=positive_int,
@@ -88,6 +115,12 @@ def get_parser():
     parser.add_argument(
         "--chunk-size", type=positive_int, default=64, help="images per resumable chunk"
     )
+    parser.add_argument(
+        "--box-order", choices=["auto", "xyxy", "yxyx"], default="auto", help="--from a .mat"
+    )
+    parser.add_argument(
+        "--zero-based", action="store_true", help="--from a .mat whose boxes are 0-based already"
+    )
     add_dataset_config_arguments(parser)
     return parser
 
@@ -122,9 +155,48 @@ def generator_kwargs(args):
     return kwargs
 
 
+def convert(args):
+    """--from: the proposals of a pickle, a store or a .mat file, into --output."""
+    if args.source.endswith(".mat"):
+        dicts = DatasetCatalog.get(args.dataset)
+        ids, boxes, logits = load_mat_proposals(
+            args.source, dicts, args.box_order, not args.zero_based
+        )
+        by_id = {d["image_id"]: d for d in dicts}
+        images = image_records([by_id[i] for i in ids])  # the store records what it was made for
+    else:
+        ids, boxes, logits = read_proposals(args.source)
+        images = {}
+        if args.dataset:  # checked (boxes inside their images) and recorded
+            by_id = {d["image_id"]: d for d in DatasetCatalog.get(args.dataset)}
+            unknown = [i for i in ids if i not in by_id]
+            if unknown:
+                raise ValueError(
+                    f"{args.source}: {len(unknown)} image ids are not in {args.dataset} "
+                    f"(first: {unknown[0]!r})"
+                )
+            dicts = [by_id[i] for i in ids]
+            load_proposals_into_dataset(dicts, args.source, check_images=True)
+            images = image_records(dicts)
+        else:
+            print(
+                "No --dataset: the store records no image names or sizes, so it cannot be "
+                "checked against the images it is used with",
+                file=sys.stderr,
+            )
+    meta = {"converted_from": args.source, **images}
+    save_proposals(args.output, ids, zip(boxes, logits), args.dtype, meta=meta)
+    print(
+        f"Wrote {args.output}: {len(ids)} images, "
+        f"{sum(len(b) for b in boxes) / max(len(ids), 1):.0f} boxes/image"
+    )
+
+
 def main(args):
     logger = setup_logger(name="wsd_distill")
     setup_cfg(args.config_file, args.opts)  # DATASETS.REGISTER
+    if args.source:
+        return convert(args)
     if os.path.exists(args.output):
         logger.info(f"{args.output} already exists; delete it to generate again")
         return None
@@ -155,4 +227,11 @@ def main(args):
 
 
 if __name__ == "__main__":
-    run_tool(main, get_parser().parse_args())
+    parser = get_parser()
+    args = parser.parse_args()
+    if not args.dataset and not (args.source and not args.source.endswith(".mat")):
+        parser.error("--dataset is needed (it may be left out only --from a pickle or store)")
+    if args.source:
+        run_tool(main, args, resume="")
+    else:
+        run_tool(main, args)

@@ -38,7 +38,7 @@ from detectron2.modeling import build_model
 from tqdm import tqdm
 
 from wsd_distill.data.augmentation import build_augmentation
-from wsd_distill.data.mapper import read_image_file
+from wsd_distill.data.image_files import read_image_file
 from wsd_distill.engine import (
     load_trained_weights,
     model_class_names,

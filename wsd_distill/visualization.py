@@ -10,7 +10,7 @@ from detectron2.utils.visualizer import Visualizer
 from tqdm import tqdm
 
 from .data.build import thing_classes_of
-from .data.mapper import read_image_file
+from .data.image_files import read_image_file
 from .utils import atomic_write_bytes
 
 CORRECT, WRONG, UNKNOWN = "lime", "red", "white"

@@ -16,7 +16,7 @@ import time
 import cv2
 from tqdm import tqdm
 
-from ..data.mapper import read_image
+from ..data.image_files import read_image
 from ..data.proposals import image_records, save_proposals
 from ..utils.partial_run import ids_digest, open_partial_run, read_chunk, write_chunk
 from . import build_box_proposer

@@ -20,6 +20,7 @@ from detectron2.structures import BoxMode
 from ..utils import atomic_write_bytes
 from ..utils.ragged_store import RaggedStore, RaggedStoreWriter, is_ragged_store
 from ..utils.safe_pickle import load_data_pickle
+from .image_files import image_size
 
 PICKLE_KEYS = ("ids", "boxes", "objectness_logits")
 
@@ -327,7 +328,8 @@ def load_mat_proposals(mat_file, dataset_dicts, box_order="auto", one_based=True
 
     Args:
         box_order: "xyxy", "yxyx", or "auto" (pick the order under which the boxes fit inside
-            the images' ``height``/``width``; an error when both or neither fit).
+            the images' ``height``/``width``, read from the files where the dicts have none;
+            an error when both or neither fit).
         one_based: boxes are MATLAB 1-based inclusive pixel indices; ``x1, y1`` are shifted by
             -1 to get detectron2's continuous XYXY_ABS coordinates (as detectron2 reads VOC).
     Returns:
@@ -352,19 +354,17 @@ def load_mat_proposals(mat_file, dataset_dicts, box_order="auto", one_based=True
         rows.append(row)
     selected = [boxes[r] for r in rows]
     if box_order == "auto":
-        sizes = [(d.get("height"), d.get("width")) for d in dataset_dicts]
-        if any(h is None or w is None for h, w in sizes):
-            raise ValueError(
-                "box_order='auto' needs image height/width in the dataset dicts; pass 'xyxy' or "
-                "'yxyx'"
-            )
+        sizes = [  # (a dataset without sizes, e.g. a label list: read from the files' headers)
+            (d["height"], d["width"]) if "height" in d else image_size(d["file_name"])
+            for d in dataset_dicts
+        ]
         bad_xyxy = _out_of_bounds(selected, sizes)
         bad_yxyx = _out_of_bounds([b[:, [1, 0, 3, 2]] for b in selected], sizes)
         if (bad_xyxy == 0) == (bad_yxyx == 0):
             raise ValueError(
                 f"{mat_file}: cannot tell the box order from the image sizes ({bad_xyxy} boxes "
                 "out of bounds "
-                f"as x1,y1,x2,y2; {bad_yxyx} as y1,x1,y2,x2): pass box_order='xyxy' or 'yxyx'"
+                f"as x1,y1,x2,y2; {bad_yxyx} as y1,x1,y2,x2): say which (--box-order xyxy or yxyx)"
             )
         box_order = "xyxy" if bad_xyxy == 0 else "yxyx"
     elif box_order not in ("xyxy", "yxyx"):

@@ -11,7 +11,8 @@ import torch
 from tqdm import tqdm
 
 from ..data.build import get_multilabel_dataset_dicts
-from ..data.mapper import MultiLabelDatasetMapper, read_image
+from ..data.image_files import read_image
+from ..data.mapper import MultiLabelDatasetMapper
 from ..data.teacher_cache import (
     cache_key,
     cache_variants,

@@ -18,8 +18,8 @@ import yaml
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
-from PIL import Image
 
+from ..image_files import image_size
 from .label_list import read_class_file
 
 logger = logging.getLogger(__name__)
@@ -96,15 +96,6 @@ def label_file_of(image, labels_dir="", image_root=""):
         k = len(parts) - 1 - parts[::-1].index("images")
         parts[k] = "labels"
     return os.sep.join(parts) + ".txt"
-
-
-def image_size(path):
-    """(height, width) of an image as detectron2 reads it (EXIF orientation applied)."""
-    with Image.open(path) as image:
-        width, height = image.size
-        if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
-            width, height = height, width
-    return height, width
 
 
 def read_yolo_labels(label_file, num_classes, height, width):
