@@ -228,3 +228,45 @@ def test_default_predictor_runs_the_teacher_on_a_detectron2_rpn_s_boxes(tmp_path
     cfg.MODEL.WSDDN.DETECTRON2_PROPOSER.WEIGHTS = ""
     with pytest.raises(ValueError, match="DETECTRON2_PROPOSER.CONFIG_FILE and .WEIGHTS"):
         DefaultPredictor(cfg)
+
+
+def test_predict_draws_a_teachers_view_of_a_declared_dataset(tmp_path):
+    """--dataset: the teacher's top proposals (the dataset's precomputed ones) and labels, one
+    picture per image named by its file; a student is refused, naming what to do."""
+    from detectron2.data import MetadataCatalog
+
+    from wsd_distill.data.proposals import save_proposals
+
+    classes = MetadataCatalog.get("synthetic_shapes_train").thing_classes
+    (tmp_path / "classes.txt").write_text("\n".join(classes) + "\n")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"im{i}.jpg"), render_image(rng, 96)[0])
+    (tmp_path / "list.csv").write_text("".join(f"im{i}.jpg,{classes[i]}\n" for i in range(3)))
+    boxes = [(np.array([[4, 4, 60, 50], [10, 20, 90, 90]], np.float32), np.ones(2)) for _ in "abc"]
+    save_proposals(str(tmp_path / "store"), [f"im{i}.jpg" for i in range(3)], boxes)
+    register = repr(
+        [["mine", str(tmp_path / "list.csv"), str(tmp_path), str(tmp_path / "classes.txt")]]
+    )
+    opts = ["DATASETS.REGISTER", register, "DATASETS.TRAIN", "('mine',)"]
+    opts += [
+        "DATASETS.TEST",
+        "('mine',)",
+        "DATASETS.PROPOSAL_FILES_TEST",
+        f"('{tmp_path / 'store'}',)",
+    ]
+    opts += ["MODEL.DEVICE", "cpu", "DATALOADER.NUM_WORKERS", "0"]
+
+    def predict(config, output):
+        weights = random_checkpoint(config, tmp_path)
+        argv = [sys.executable, os.path.join(ROOT, "tools", "predict.py"), "--config-file"]
+        argv += [os.path.join(ROOT, "configs", "Synthetic", config), "--dataset", "mine"]
+        argv += ["--output", str(output), *opts, "MODEL.WEIGHTS", weights]
+        return subprocess.run(argv, capture_output=True, text=True)
+
+    done = predict("T-WDet.yaml", tmp_path / "pictures")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Wrote 3 pictures" in done.stdout
+    assert sorted(os.listdir(tmp_path / "pictures")) == [f"im{i}.jpg.jpg" for i in range(3)]
+    student = predict("S-Cls.yaml", tmp_path / "student")
+    assert student.returncode == 2 and "run it on the images with --input" in student.stderr

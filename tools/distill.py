@@ -14,8 +14,7 @@ student by default is "joint" (L_p + L_p' + L_f in one stage: on the synthetic b
 gained over the plain student on every seed, also from a teacher below that student, and beat
 the authors' "two-stage" schedule on every seed). With --val, the students (without KD and with) are also evaluated on it, and the one with the best val mAP is
 named as the one to deploy: a KD student that copied a weak teacher is not. Each run folder
-(<output>/seed<k>/<run>) is enough for tools/predict.py, tools/visualize.py and
-tools/export_student.py.
+(<output>/seed<k>/<run>) is enough for tools/predict.py and tools/export_student.py.
 """
 
 import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)

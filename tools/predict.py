@@ -1,9 +1,11 @@
 #!/usr/bin/env python
 """Run a trained student (S-Cls) or teacher (T-WDet) on images: files, globs or folders, in the
-shape of detectron2's demo/demo.py.
+shape of detectron2's demo/demo.py; or draw a teacher's view of a dataset's images.
 
     python tools/predict.py --config-file output/demo/seed0/student --input photos/ \\
         --output output/predictions
+    python tools/predict.py --config-file output/demo/seed0/teacher --dataset \\
+        synthetic_shapes_test --output output/teacher_pictures
 
 --config-file is a run folder (its config.yaml and model_final.pth), a run's config.yaml or a
 config file with MODEL.WEIGHTS; the class names are the config's (a run's names its own).
@@ -18,6 +20,10 @@ Files that cannot be read are listed at the end and in ``<output>/unreadable.txt
 exit code is then 1; the other images are still done. A stopped run resumes: the same command
 goes on from the last finished chunk of images (``<output>/scores.csv.partial/``); scores.csv
 appears when all are done.
+
+--dataset (instead of --input) draws a teacher's top-10 proposals (the dataset's precomputed
+ones, as in its evaluation) and its top-3 labels on the first --num-images images of a dataset
+of the config's DATASETS.TEST: labels in the ground truth green (+), others red (x).
 """
 
 import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
@@ -40,6 +46,7 @@ from tqdm import tqdm
 from wsd_distill.data.augmentation import build_augmentation
 from wsd_distill.data.image_files import read_image_file
 from wsd_distill.engine import (
+    Trainer,
     load_trained_weights,
     model_class_names,
     non_negative_int,
@@ -49,9 +56,15 @@ from wsd_distill.engine import (
     setup_run_cfg,
 )
 from wsd_distill.modeling import WSDDN
+from wsd_distill.modeling.wsddn import rescale_boxes
 from wsd_distill.utils import atomic_write_bytes
 from wsd_distill.utils.partial_run import ids_digest, open_partial_run, read_chunk, write_chunk
-from wsd_distill.visualization import draw_teacher_view, picture_names, write_picture
+from wsd_distill.visualization import (
+    draw_teacher_view,
+    picture_names,
+    visualize_teacher,
+    write_picture,
+)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -63,7 +76,14 @@ def get_parser():
     parser.add_argument(
         "--config-file", required=True, metavar="RUN", help="a run folder or a config file"
     )
-    parser.add_argument("--input", nargs="+", required=True, help="image files, globs or folders")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", nargs="+", help="image files, globs or folders")
+    source.add_argument(
+        "--dataset", help="a dataset of DATASETS.TEST: a teacher's view of its images, drawn"
+    )
+    parser.add_argument(
+        "--num-images", type=positive_int, default=20, help="--dataset: images drawn"
+    )
     parser.add_argument("--output", required=True, help="folder for the pictures and scores.csv")
     parser.add_argument("--top-k", type=positive_int, default=3, help="labels drawn per image")
     parser.add_argument(
@@ -148,9 +168,8 @@ def predict(model, inputs):
         out["region_scores"].split(out["num_regions"]),
         out["image_scores"],
     ):
-        boxes = proposals.proposal_boxes.tensor.cpu().numpy().copy()
-        boxes[:, 0::2] *= x["width"] / x["image"].shape[2]  # network input -> original pixels
-        boxes[:, 1::2] *= x["height"] / x["image"].shape[1]
+        boxes = rescale_boxes(proposals, x["height"], x["width"], "proposal_boxes")
+        boxes = boxes.proposal_boxes.tensor.cpu().numpy()
         results.append((image_scores.cpu().numpy(), (boxes, region_scores.cpu().numpy())))
     return results
 
@@ -214,7 +233,31 @@ def check_output_outside_inputs(output, inputs):
             )
 
 
+def draw_dataset(args):
+    """--dataset: a teacher's view of the dataset's first --num-images images."""
+    cfg = setup_run_cfg(args.config_file, args.opts)
+    if args.dataset not in cfg.DATASETS.TEST:
+        raise ValueError(
+            f"--dataset {args.dataset} is not in the config's DATASETS.TEST "
+            f"{list(cfg.DATASETS.TEST)} (whose proposal files the teacher reads): add "
+            f"DATASETS.TEST \"('{args.dataset}',)\" and its DATASETS.PROPOSAL_FILES_TEST"
+        )
+    model = Trainer.build_model(cfg)
+    if not isinstance(model, WSDDN):
+        raise ValueError(
+            f"--dataset draws a teacher's view; {args.config_file} is a "
+            f"{cfg.MODEL.META_ARCHITECTURE}: run it on the images with --input"
+        )
+    load_trained_weights(model, cfg.MODEL.WEIGHTS)
+    loader = Trainer.build_test_loader(cfg, args.dataset)
+    written = visualize_teacher(model, loader, args.dataset, args.output, args.num_images)
+    print(f"Wrote {len(written)} pictures to {args.output}")
+    return 0
+
+
 def main(args):
+    if args.dataset:
+        return draw_dataset(args)
     check_output_outside_inputs(args.output, args.input)
     cfg = setup_run_cfg(args.config_file, args.opts, datasets=False)
     if cfg.MODEL.WSDDN.PROPOSALS_AT_TEST == "precomputed":  # photos come without proposals

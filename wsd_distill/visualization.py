@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from .data.build import thing_classes_of
 from .data.image_files import read_image_file
+from .modeling.wsddn import rescale_boxes
 from .utils import atomic_write_bytes
 
 CORRECT, WRONG, UNKNOWN = "lime", "red", "white"
@@ -124,14 +125,10 @@ def visualize_teacher(model, data_loader, dataset_name, output_dir, num_images=2
                 batch, out["proposals"], region_scores, out["image_scores"]
             ):
                 image = read_image_file(x["file_name"], "RGB")
-                boxes = proposals.proposal_boxes.tensor.cpu().numpy().copy()
-                boxes[:, 0::2] *= (
-                    image.shape[1] / x["image"].shape[2]
-                )  # network input -> original pixels
-                boxes[:, 1::2] *= image.shape[0] / x["image"].shape[1]
+                boxes = rescale_boxes(proposals, *image.shape[:2], "proposal_boxes")
                 drawing = draw_teacher_view(
                     image,
-                    boxes,
+                    boxes.proposal_boxes.tensor.cpu().numpy(),
                     scores.cpu().numpy(),
                     image_scores.cpu().numpy(),
                     class_names,

@@ -90,15 +90,16 @@ def class_top_regions(boxes, region_scores, image_size):
     return instances
 
 
-def rescale_boxes(instances, height, width):
-    """Instances with ``pred_boxes`` in the network input's pixels -> the same boxes in an
-    output resolution of ``height`` x ``width`` (as ``detector_postprocess``, keeping every
-    row)."""
+def rescale_boxes(instances, height, width, field="pred_boxes"):
+    """Instances with boxes (``field``) in the network input's pixels -> the same boxes in an
+    output resolution of ``height`` x ``width``, e.g. the original image's (as
+    ``detector_postprocess``, keeping every row)."""
     input_height, input_width = instances.image_size
     instances = Instances((height, width), **instances.get_fields())
-    instances.pred_boxes = instances.pred_boxes.clone()
-    instances.pred_boxes.scale(width / input_width, height / input_height)
-    instances.pred_boxes.clip(instances.image_size)
+    boxes = instances.get(field).clone()
+    boxes.scale(width / input_width, height / input_height)
+    boxes.clip(instances.image_size)
+    instances.set(field, boxes)
     return instances
 
 
