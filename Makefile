@@ -24,7 +24,7 @@ $(STAMP): requirements.txt setup.py tools/install_detectron2.py
 	touch $(STAMP)
 
 demo: setup
-	$(PY) tools/demo.py
+	$(PY) tools/distill.py --synthetic
 
 test: setup
 	$(PY) -m pytest -q tests

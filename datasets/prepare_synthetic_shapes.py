@@ -5,7 +5,7 @@
         --size 256 --seed 0
 
 The sizes must match the config's DATASETS.SYNTHETIC.* when training on it (tools/train_net.py
-and tools/demo.py generate it themselves from the config when it is missing).
+and tools/distill.py --synthetic generate it themselves from the config when it is missing).
 """
 
 import argparse

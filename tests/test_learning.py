@@ -119,7 +119,8 @@ def test_distillation_helps_on_the_synthetic_benchmark(tmp_path):
     better than the same teacher untrained, and the KD student beats the plain one by 2 mAP."""
     env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets"))
     output, proposals = tmp_path / "demo", tmp_path / "proposals"
-    demo = [sys.executable, os.path.join(ROOT, "tools", "demo.py"), "--output", str(output)]
+    demo = [sys.executable, os.path.join(ROOT, "tools", "distill.py"), "--synthetic"]
+    demo += ["--output", str(output)]
     subprocess.run([*demo, "--proposals-dir", str(proposals), "--seeds", "0"], env=env, check=True)
     summary = json.loads((output / "results.json").read_text())["per_seed"]["0"]
     # the same teacher untrained (seed 0's initial weights), on the same test images

@@ -50,15 +50,16 @@ TINY_DEMO = [
     "0",
 ]
 
-# Runs tools/demo.py's main twice in one process, the seeds in the other order the second time.
+# Runs tools/distill.py --synthetic twice in one process, the seeds in the other order the
+# second time.
 TWICE = """
 import json, runpy, sys
-demo = runpy.run_path(sys.argv[1])
+tool = runpy.run_path(sys.argv[1])
 output, rest = sys.argv[2], sys.argv[3:]
 for seeds, folder in ((["0", "1"], "first"), (["1", "0"], "second")):
-    argv = ["--output", f"{output}/{folder}", "--seeds", *seeds, *rest]
-    args = demo["get_parser"]().parse_args(argv)
-    demo["main"](args)
+    argv = ["--synthetic", "--output", f"{output}/{folder}", "--seeds", *seeds, *rest]
+    parser = tool["get_parser"]()
+    tool["main"](tool["check_datasets"](parser, parser.parse_args(argv)))
 """
 
 
@@ -70,11 +71,8 @@ def test_demo_end_to_end_and_the_same_seed_gives_the_same_numbers(datasets_dir, 
             sys.executable,
             "-c",
             TWICE,
-            os.path.join(ROOT, "tools", "demo.py"),
+            os.path.join(ROOT, "tools", "distill.py"),
             str(tmp_path),
-            "--kd",
-            "two-stage",
-            "joint",
             "--proposals-dir",
             str(tmp_path / "proposals"),
             "--workers",
@@ -197,3 +195,19 @@ def test_kd_variants_table(datasets_dir, tmp_path):
         ]["mAP"]
         assert rows[name][0] == f"{mAP[name]:.1f}", name
     assert rows["joint"][2].startswith(f"{mAP['joint'] - mAP['S-Cls w/o KD']:+.1f}")
+
+
+def test_distill_names_its_datasets_or_the_synthetic_benchmark():
+    """Either --train and --test, or --synthetic (which brings its own splits), refused in one
+    line before anything runs."""
+    tool = [sys.executable, os.path.join(ROOT, "tools", "distill.py")]
+    for argv, expected in [
+        ([], "name the datasets (--train and --test, --val advised) or give --synthetic"),
+        (["--train", "a"], "name the datasets"),
+        (
+            ["--synthetic", "--test", "b"],
+            "--synthetic uses the benchmark's splits: leave out --test",
+        ),
+    ]:
+        done = subprocess.run([*tool, *argv], capture_output=True, text=True)
+        assert done.returncode == 2 and expected in done.stderr, (argv, done.stderr[-500:])

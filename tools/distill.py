@@ -1,20 +1,31 @@
 #!/usr/bin/env python
-"""The whole method on your own data, in one command: proposals for every split, the teacher
-T-WDet, the student S-Cls without KD, the KD student(s), and the paper's Table 3 for your data
-(<output>/results.md), each step skipped when done (run it again to resume):
+"""The whole method in one command: proposals for every split, the teacher T-WDet, the student
+S-Cls without KD, the KD student(s), and the paper's Table 3 (<output>/results.md, with
+bootstrap intervals over the test images; results.json; the last KD student's per-class AP gain
+in kd_gain_per_class.png; the teacher's top-10 proposals and top-3 labels in
+seed<k>/teacher/pictures), each step skipped when done (run it again to resume).
 
-    python tools/distill.py --train mine_train --test mine_test \\
+On your own data (datasets declared by DATASETS.REGISTER, on the command line or in
+--config-file, or builtin names):
+
+    python tools/distill.py --train mine_train --val mine_val --test mine_test \\
         --output output/mine \\
         DATASETS.REGISTER "[['mine_train', 'train.csv', 'photos', 'classes.txt'], ...]"
 
-Datasets are declared by DATASETS.REGISTER (on the command line, or in --config-file) or are
-builtin names. The configs come from --config-dir (configs/OwnData: small networks from
-scratch, offline; configs/OwnData/VGG16: the paper's, after the weight converter). The KD
-student by default is "joint" (L_p + L_p' + L_f in one stage: on the synthetic benchmark it
-gained over the plain student on every seed, also from a teacher below that student, and beat
-the authors' "two-stage" schedule on every seed). With --val, the students (without KD and with) are also evaluated on it, and the one with the best val mAP is
-named as the one to deploy: a KD student that copied a weak teacher is not. Each run folder
-(<output>/seed<k>/<run>) is enough for tools/predict.py and tools/export_student.py.
+On the synthetic shapes benchmark (``make demo``: generated under $DETECTRON2_DATASETS, its
+train, val and test splits, configs/Synthetic, output/demo, both KD schedules):
+
+    python tools/distill.py --synthetic --seeds 0 1 2
+
+The configs come from --config-dir (configs/OwnData: small networks from scratch, offline;
+configs/OwnData/Pretrained: ImageNet EfficientNet-Lite0; configs/OwnData/VGG16: the paper's,
+after the weight converter). The KD students (--kd): "joint" (L_p + L_p' + L_f in one stage,
+the default on your data: on the synthetic benchmark it gained over the plain student on every
+seed, also from a teacher below that student, and beat the authors' schedule on every seed) and
+"two-stage" (the authors'). With --val, the students (without KD and with) are also evaluated on
+it, and the one with the best val mAP is named as the one to deploy: a KD student that copied a
+weak teacher is not. Each run folder (<output>/seed<k>/<run>) is enough for tools/predict.py
+and tools/export_student.py.
 """
 
 import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
@@ -25,32 +36,38 @@ from detectron2.utils.logger import setup_logger
 
 from wsd_distill.engine import run_tool, setup_cfg
 from wsd_distill.engine.pipeline import (
+    KD_SCHEDULES,
     Pipeline,
     add_pipeline_arguments,
     kd_row,
     parse_pipeline_args,
 )
 
-CONFIGS = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "OwnData"
-)
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 
 def get_parser():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--train", required=True, help="training dataset (name)")
-    parser.add_argument("--test", required=True, help="dataset of the results table (name)")
+    parser.add_argument("--train", help="training dataset (name)")
+    parser.add_argument("--test", help="dataset of the results table (name)")
     parser.add_argument(
-        "--val",
-        default="",
-        help="held-out dataset: the student to deploy is chosen on it",
+        "--val", default="", help="held-out dataset: the student to deploy is chosen on it"
+    )
+    parser.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="the synthetic shapes benchmark (make demo): its three splits, configs/Synthetic "
+        "(or --config-dir), output/demo, --kd two-stage joint",
+    )
+    parser.add_argument(
+        "--skip-training", action="store_true", help="stop after the data and proposals"
     )
     parser.add_argument(
         "--config-dir",
-        default=CONFIGS,
-        help="folder of T-WDet.yaml, S-Cls.yaml, S-Cls_KD.yaml, S-Cls_KD_stage1/2.yaml",
+        help="folder of T-WDet.yaml, S-Cls.yaml, S-Cls_KD.yaml, S-Cls_KD_stage1/2.yaml "
+        "(default: configs/OwnData, or configs/Synthetic with --synthetic)",
     )
     parser.add_argument(
         "--config-file",
@@ -58,18 +75,41 @@ def get_parser():
         metavar="FILE",
         help="a config whose DATASETS.REGISTER declares the datasets (passed to every run)",
     )
-    add_pipeline_arguments(parser, "output/own", ["joint"], "default: joint")
+    kd_help = "default: joint, or two-stage and joint with --synthetic"
+    add_pipeline_arguments(parser, None, None, kd_help)
     return parser
 
 
+def check_datasets(parser, args):
+    """--synthetic, or --train and --test; fills in what --synthetic implies."""
+    if args.synthetic:
+        given = [f"--{s}" for s in ("train", "val", "test") if getattr(args, s)]
+        if given:
+            parser.error(f"--synthetic uses the benchmark's splits: leave out {' '.join(given)}")
+    elif not (args.train and args.test):
+        parser.error("name the datasets (--train and --test, --val advised) or give --synthetic")
+    args.config_dir = args.config_dir or os.path.join(
+        CONFIGS, "Synthetic" if args.synthetic else "OwnData"
+    )
+    args.output = args.output or ("output/demo" if args.synthetic else "output/own")
+    args.kd = args.kd or (list(KD_SCHEDULES) if args.synthetic else ["joint"])
+    return args
+
+
 def main(args):
+    """Runs the pipeline; returns the summary of ``summarize`` (also in results.json)."""
     setup_logger(name="wsd_distill")
     opts = list(args.opts)
     if args.config_file:
         opts = ["DATASETS.REGISTER", setup_cfg(args.config_file).DATASETS.REGISTER, *opts]
     variants = args.kd
-    pipeline = Pipeline.from_args(args.config_dir, args, args.train, args.test, args.val, opts)
+    if args.synthetic:  # generated first
+        pipeline = Pipeline.synthetic(args.config_dir, args)
+    else:
+        pipeline = Pipeline.from_args(args.config_dir, args, args.train, args.test, args.val, opts)
     print(pipeline.dataset_tables()[0] + "\n\n" + pipeline.make_proposals())
+    if args.skip_training:
+        return None
     setup_logger(args.output, name="detectron2")
     summary, table = pipeline.run_all(args.seeds, variants)
     print("\n" + table)
@@ -78,9 +118,9 @@ def main(args):
     print(f"Results in {args.output}/results.md (and .json); the students, seed {seed}:")
     for name, folder in folders.items():
         print(f"  {name}, mAP {summary['per_seed'][seed][name]['mAP']:.1f}: {folder}")
-    if args.val:
+    if pipeline.val:
         chosen = summary["chosen_on_val"][seed][0]
-        print(f"The best on {args.val}: {chosen}")
+        print(f"The best on {pipeline.val}: {chosen}")
     else:
         chosen = kd_row(variants[-1])
         print("(give --val to choose the student to deploy on a held-out split)")
@@ -92,4 +132,5 @@ def main(args):
 
 
 if __name__ == "__main__":
-    run_tool(main, parse_pipeline_args(get_parser()))
+    parser = get_parser()
+    run_tool(main, check_datasets(parser, parse_pipeline_args(parser)))

@@ -138,7 +138,7 @@ def load_proposals_into_dataset(dataset_dicts, proposal_file, check_images=True)
         raise KeyError(
             f"Proposal file {proposal_file} has no proposals for image id {e.args[0]!r} "
             f"({len(dataset_dicts)} images in the dataset): regenerate it for this dataset "
-            f"with tools/generate_proposals.py (tools/distill.py and demo.py make it again once "
+            f"with tools/generate_proposals.py (tools/distill.py makes it again once "
             f"it is deleted)"
         ) from None
     for d in dicts if check_images else ():

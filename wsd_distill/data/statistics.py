@@ -1,4 +1,4 @@
-"""Summaries of a multi-label dataset and of its proposals (printed by tools/demo.py)."""
+"""Summaries of a multi-label dataset and of its proposals (printed by tools/distill.py)."""
 
 import numpy as np
 import torch

@@ -1,6 +1,6 @@
 """The method on one dataset, from images with labels to a distilled student: proposals, the
 teacher T-WDet, the student S-Cls without KD, S-Cls with KD, and the paper's Table 3 for them
-(``tools/distill.py`` on a user's data, ``tools/demo.py`` on the synthetic benchmark).
+(``tools/distill.py``, on a user's data or the synthetic benchmark).
 
 Runs go to ``<output>/seed<k>/<run>`` (teacher, student, student_kd_stage1, ...), each with
 its config.yaml, model_final.pth and results.json; a run whose results exist is skipped and an

@@ -1,4 +1,4 @@
-"""What the pipeline (``tools/distill.py``, ``tools/demo.py``) and ``tools/train_net.py`` refuse
+"""What the pipeline (``tools/distill.py``) and ``tools/train_net.py`` refuse
 before they train: held-out splits that share images with the training set, run folders made
 with other settings, which they would otherwise reuse or resume as they are, and a run folder
 that another process trains in or that a new run would overwrite."""
