@@ -220,13 +220,20 @@ def add_dataset_config_arguments(parser):
     )
 
 
+def _not_fx_tracing_notice(record):
+    return not record.getMessage().startswith("is_fx_tracing will return true")
+
+
 def run_tool(main, *args, resume="the same command continues where it stopped"):
     """``main(*args)`` of a command-line tool: a refusal of the user's input (a ValueError,
     KeyError or FileNotFoundError, which name the file, key or image; an output in use) is one
     message on stderr and exit status 2, as argparse's errors, not a traceback
     (WSD_DISTILL_TRACEBACK=1 shows it); Ctrl-C says how to go on (``resume``; "" for a tool
-    that keeps nothing). Returns what ``main`` returns."""
+    that keeps nothing). Returns what ``main`` returns. The tool's process drops torch.fx's
+    notice at each ``is_fx_tracing()`` call of detectron2 0.7's ROIPooler under torch 2.14,
+    which says nothing to a user (the library leaves a user's own process as it is)."""
     tool = os.path.basename(sys.argv[0])
+    logging.getLogger("torch.fx._symbolic_trace").addFilter(_not_fx_tracing_notice)
     try:
         return main(*args)
     except (ValueError, KeyError, FileNotFoundError, OutputInUse) as e:
