@@ -17,6 +17,7 @@ from test_wsddn import ROOT, make_input, tiny_cfg
 from torch.nn import functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from wsd_distill import check_config
 from wsd_distill.data.teacher_cache import teacher_cache_settings
 from wsd_distill.data.teacher_targets import TARGET_FIELDS
 from wsd_distill.engine import TeacherHook, setup_cfg
@@ -402,20 +403,25 @@ def test_kd_without_teacher_outputs_is_a_clear_error(teacher_files):
 
 
 def test_bad_distillation_settings_are_named(teacher_files):
-    with pytest.raises(ValueError, match="MODEL.DISTILL.ROI_SELECT must be 'all' or 'top'"):
-        annotated_batch(student_cfg(*teacher_files, ROI_SELECT="best"))
-    with pytest.raises(ValueError, match="each must be >= 0, and one > 0"):
-        build_model(
-            student_cfg(*teacher_files, LABEL_WEIGHT=0.0, PREDICTION_WEIGHT=0.0, FEATURE_WEIGHT=0.0)
-        )
-    with pytest.raises(ValueError, match="each must be >= 0"):
-        build_model(student_cfg(*teacher_files, FEATURE_WEIGHT=-1.0))
-    with pytest.raises(ValueError, match="MODEL.DISTILL.TEMPERATURE must be > 0"):
-        build_model(student_cfg(*teacher_files, TEMPERATURE=0.0))
-    with pytest.raises(ValueError, match="TEACHER_CLS_TEMPERATURE must be > 0"):
-        annotated_batch(student_cfg(*teacher_files, TEACHER_CLS_TEMPERATURE=-0.5))
-    with pytest.raises(ValueError, match="MODEL.STUDENT.HEAD must be 'pool', 'fc' or 'csra'"):
-        build_model(student_cfg(*teacher_files, head="mlp"))
+    """By ``check_config``, which every tool (``setup_cfg``) and the ``Trainer`` run first."""
+    for cfg, expected in [
+        (student_cfg(*teacher_files, ROI_SELECT="best"), r"ROI_SELECT is 'best': expected one of"),
+        (
+            student_cfg(
+                *teacher_files, LABEL_WEIGHT=0.0, PREDICTION_WEIGHT=0.0, FEATURE_WEIGHT=0.0
+            ),
+            "are all 0: the student would learn nothing",
+        ),
+        (student_cfg(*teacher_files, FEATURE_WEIGHT=-1.0), r"FEATURE_WEIGHT is -1.0: expected"),
+        (student_cfg(*teacher_files, TEMPERATURE=0.0), r"TEMPERATURE is 0.0: expected a finite"),
+        (
+            student_cfg(*teacher_files, TEACHER_CLS_TEMPERATURE=-0.5),
+            r"TEACHER_CLS_TEMPERATURE is -0.5: expected",
+        ),
+        (student_cfg(*teacher_files, head="mlp"), r"MODEL.STUDENT.HEAD is 'mlp': expected one of"),
+    ]:
+        with pytest.raises(ValueError, match=expected):
+            check_config(cfg)
 
 
 def test_mismatched_teacher_fails_clearly(teacher_files, tmp_path):

@@ -16,6 +16,7 @@ from detectron2.engine import DefaultPredictor
 from detectron2.modeling import build_model
 from test_proposals import random_rpn
 
+from wsd_distill import check_config
 from wsd_distill.box_proposers import build_box_proposer
 from wsd_distill.data.datasets.synthetic import render_image
 from wsd_distill.engine import setup_cfg
@@ -193,8 +194,8 @@ def test_default_predictor_runs_the_teacher_with_its_own_proposals(tmp_path):
     with pytest.raises(KeyError, match="MODEL.WSDDN.PROPOSALS_AT_TEST"):
         DefaultPredictor(cfg)(image)
     cfg.MODEL.WSDDN.PROPOSALS_AT_TEST = "sliding_window"
-    with pytest.raises(ValueError, match="PROPOSALS_AT_TEST must be 'precomputed' or one of"):
-        DefaultPredictor(cfg)
+    with pytest.raises(ValueError, match="PROPOSALS_AT_TEST is 'sliding_window': expected one of"):
+        check_config(cfg)
 
 
 def test_default_predictor_runs_the_teacher_on_a_detectron2_rpn_s_boxes(tmp_path):
@@ -227,7 +228,7 @@ def test_default_predictor_runs_the_teacher_on_a_detectron2_rpn_s_boxes(tmp_path
     np.testing.assert_allclose(pooled.objectness_logits.numpy(), scores, atol=1e-6)
     cfg.MODEL.WSDDN.DETECTRON2_PROPOSER.WEIGHTS = ""
     with pytest.raises(ValueError, match="DETECTRON2_PROPOSER.CONFIG_FILE and .WEIGHTS"):
-        DefaultPredictor(cfg)
+        check_config(cfg)
 
 
 def test_predict_draws_a_teachers_view_of_a_declared_dataset(tmp_path):

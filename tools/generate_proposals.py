@@ -33,7 +33,7 @@ import sys
 from detectron2.data import DatasetCatalog
 from detectron2.utils.logger import setup_logger
 
-from wsd_distill.box_proposers import PROPOSAL_METHODS
+from wsd_distill.box_proposers import proposal_methods
 from wsd_distill.box_proposers.generate import generate_proposal_file
 from wsd_distill.data.proposals import (
     image_records,
@@ -61,7 +61,7 @@ def get_parser():
         "--from pickle)",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--method", choices=sorted(PROPOSAL_METHODS), help="compute them")
+    source.add_argument("--method", choices=proposal_methods(), help="compute them")
     source.add_argument(
         "--from",
         dest="source",

@@ -6,6 +6,8 @@ import os
 import yaml
 from detectron2.config import CfgNode as CN
 
+from .box_proposers import proposal_methods
+
 
 def add_wsd_distill_config(cfg) -> CN:
     """Add wsd-distill's keys to a detectron2 config (in place) and return it.
@@ -326,10 +328,31 @@ def check_config(cfg) -> None:
         ("MODEL.TIMM.NORM", ("FrozenBN", "BN")),
         ("INPUT.RESIZE", ("shortest_edge", "square")),
         ("SOLVER.OPTIMIZER", ("SGD", "AdamW")),
+        (w + "PROPOSALS_AT_TEST", ("precomputed", *proposal_methods())),
     ):
         value = _value(cfg, key)
         if value not in choices:
             raise ValueError(f"{key} is {value!r}: expected one of {list(choices)}")
+    if cfg.INPUT.RESIZE == "square" and cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING != "choice":
+        raise ValueError(
+            "INPUT.RESIZE 'square' draws each side from INPUT.MIN_SIZE_TRAIN: set "
+            f"INPUT.MIN_SIZE_TRAIN_SAMPLING 'choice' (it is {cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING!r})"
+        )
+    d2 = cfg.MODEL.WSDDN.DETECTRON2_PROPOSER
+    if cfg.MODEL.WSDDN.PROPOSALS_AT_TEST == "detectron2" and not (d2.CONFIG_FILE and d2.WEIGHTS):
+        raise ValueError(
+            "MODEL.WSDDN.PROPOSALS_AT_TEST 'detectron2' needs "
+            "MODEL.WSDDN.DETECTRON2_PROPOSER.CONFIG_FILE and .WEIGHTS (an RPN or detector), got "
+            f"{d2.CONFIG_FILE!r} and {d2.WEIGHTS!r}"
+        )
+    weights = [
+        cfg.MODEL.DISTILL[k] for k in ("LABEL_WEIGHT", "PREDICTION_WEIGHT", "FEATURE_WEIGHT")
+    ]
+    if cfg.MODEL.DISTILL.ENABLED and max(weights) == 0:
+        raise ValueError(
+            "MODEL.DISTILL.LABEL_WEIGHT, PREDICTION_WEIGHT and FEATURE_WEIGHT are all 0: the "
+            "student would learn nothing (one must be > 0)"
+        )
     if cfg.MODEL.DISTILL.ENABLED and not cfg.MODEL.DISTILL.TEACHER_WEIGHTS:
         raise ValueError(
             "MODEL.DISTILL.TEACHER_WEIGHTS is empty: distillation needs the trained teacher's "

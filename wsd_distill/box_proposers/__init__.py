@@ -1,32 +1,75 @@
 """Proposal generators: EdgeBoxes and selective search (opencv-contrib), and any detectron2
-model's boxes."""
+model's boxes, by name in ``BOX_PROPOSER_REGISTRY``."""
+
+from detectron2.utils.registry import Registry
 
 from .detectron2_proposer import Detectron2Proposer
 from .edge_boxes import EdgeBoxes
 from .postprocess import postprocess_proposals
 from .selective_search import SelectiveSearch
 
-PROPOSAL_METHODS = {
-    "edge_boxes": EdgeBoxes,
-    "selective_search": SelectiveSearch,
-    "detectron2": Detectron2Proposer,
-}
+BOX_PROPOSER_REGISTRY = Registry("BOX_PROPOSER")
+BOX_PROPOSER_REGISTRY.__doc__ = """
+Box proposers by method name (``tools/generate_proposals.py --method``,
+``MODEL.WSDDN.PROPOSALS_AT_TEST``): a function of keyword arguments (``max_proposals``, ...)
+that returns a callable, BGR uint8 image [H, W, 3] -> (boxes float32 [N, 4] XYXY in its
+pixels, scores float32 [N]). Register yours with ``@BOX_PROPOSER_REGISTRY.register()``.
+"""
+
+
+@BOX_PROPOSER_REGISTRY.register()
+def edge_boxes(**kwargs):
+    return EdgeBoxes(**kwargs)
+
+
+@BOX_PROPOSER_REGISTRY.register()
+def selective_search(**kwargs):
+    return SelectiveSearch(**kwargs)
+
+
+@BOX_PROPOSER_REGISTRY.register()
+def detectron2(**kwargs):
+    return Detectron2Proposer(**kwargs)
+
+
+def proposal_methods():
+    """The names of the registered box proposers, sorted."""
+    return sorted(name for name, _ in BOX_PROPOSER_REGISTRY)
 
 
 def build_box_proposer(method, **kwargs):
-    """A box proposer by name (a key of ``PROPOSAL_METHODS``); kwargs go to its class."""
-    if method not in PROPOSAL_METHODS:
-        raise ValueError(
-            f"Unknown proposal method {method!r}; choose from {sorted(PROPOSAL_METHODS)}"
+    """A box proposer by name (``proposal_methods()``); kwargs go to it."""
+    if method not in BOX_PROPOSER_REGISTRY:
+        raise ValueError(f"Unknown proposal method {method!r}; choose from {proposal_methods()}")
+    return BOX_PROPOSER_REGISTRY.get(method)(**kwargs)
+
+
+def build_test_box_proposer(cfg):
+    """The proposer a WSDDN runs on images given without proposals
+    (``MODEL.WSDDN.PROPOSALS_AT_TEST``; None for "precomputed"), with its settings of
+    ``MODEL.WSDDN`` (``MAX_PROPOSALS``; ``SED_MODEL`` for EdgeBoxes; ``DETECTRON2_PROPOSER``),
+    on ``MODEL.DEVICE``."""
+    w = cfg.MODEL.WSDDN
+    if w.PROPOSALS_AT_TEST == "precomputed":
+        return None
+    kwargs = {"max_proposals": w.MAX_PROPOSALS}
+    if w.PROPOSALS_AT_TEST == "edge_boxes" and w.SED_MODEL:
+        kwargs["sed_model"] = w.SED_MODEL
+    if w.PROPOSALS_AT_TEST == "detectron2":
+        d2 = w.DETECTRON2_PROPOSER
+        kwargs.update(
+            config_file=d2.CONFIG_FILE, weights=d2.WEIGHTS, device=cfg.MODEL.DEVICE, opts=d2.OPTS
         )
-    return PROPOSAL_METHODS[method](**kwargs)
+    return build_box_proposer(w.PROPOSALS_AT_TEST, **kwargs)
 
 
 __all__ = [
+    "BOX_PROPOSER_REGISTRY",
     "Detectron2Proposer",
     "EdgeBoxes",
     "SelectiveSearch",
     "build_box_proposer",
+    "build_test_box_proposer",
     "postprocess_proposals",
-    "PROPOSAL_METHODS",
+    "proposal_methods",
 ]

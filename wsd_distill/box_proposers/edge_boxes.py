@@ -3,7 +3,7 @@
 import cv2
 import numpy as np
 
-from .postprocess import postprocess_proposals
+from .postprocess import downscale, postprocess_proposals
 
 
 class EdgeBoxes:
@@ -71,12 +71,7 @@ class EdgeBoxes:
     def __call__(self, image):
         """BGR uint8 [H, W, 3] -> (boxes float32 [N, 4] XYXY in pixels, scores float32 [N])."""
         height, width = image.shape[:2]
-        scale = 1.0
-        if self.max_side and max(height, width) > self.max_side:
-            scale = self.max_side / max(height, width)
-            image = cv2.resize(
-                image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
-            )
+        image, scale = downscale(image, self.max_side)
         edges, orientation = self.edge_and_orientation(image)
         # A fresh cv2 object per image: a reused one keeps state and answers differently.
         edge_boxes = cv2.ximgproc.createEdgeBoxes(

@@ -1,6 +1,19 @@
-"""Clean-up shared by the proposal generators."""
+"""What the image-based proposal generators share: the downscale before, the clean-up after."""
 
+import cv2
 import numpy as np
+
+
+def downscale(image, max_side):
+    """``image`` (BGR uint8 [H, W, 3]) resized (area interpolation) so that its longer side is
+    at most ``max_side`` (None: never), and the scale applied (1.0: kept as it is); boxes found
+    on it map back to the original's pixels divided by that scale."""
+    height, width = image.shape[:2]
+    if not max_side or max(height, width) <= max_side:
+        return image, 1.0
+    scale = max_side / max(height, width)
+    size = (round(width * scale), round(height * scale))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
 
 
 def postprocess_proposals(boxes, scores, height, width, max_proposals, min_size):

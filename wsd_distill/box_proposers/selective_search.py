@@ -6,7 +6,7 @@ import zlib
 import cv2
 import numpy as np
 
-from .postprocess import postprocess_proposals
+from .postprocess import downscale, postprocess_proposals
 
 _C_LIBRARY = ctypes.CDLL(None)  # the process's C library, whose rand() OpenCV's ranking uses
 
@@ -36,12 +36,7 @@ class SelectiveSearch:
     def __call__(self, image):
         """BGR uint8 [H, W, 3] -> (boxes float32 [N, 4] XYXY in pixels, scores float32 [N])."""
         height, width = image.shape[:2]
-        scale = 1.0
-        if self.max_side and max(height, width) > self.max_side:
-            scale = self.max_side / max(height, width)
-            image = cv2.resize(
-                image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
-            )
+        image, scale = downscale(image, self.max_side)
         # OpenCV ranks the regions with the C library's rand(): seeded by the image itself, the
         # same image gets the same boxes in any worker, order or resumed run
         _C_LIBRARY.srand(zlib.crc32(image.tobytes()))

@@ -9,13 +9,7 @@ def resize_augmentation(cfg, sizes, is_train):
     (aspect ratio kept, longer side at most ``INPUT.MAX_SIZE_TRAIN/TEST``), or "square": the
     image warped to S x S, S one of ``sizes`` (the authors' input, 672 for the teacher)."""
     if cfg.INPUT.RESIZE == "square":
-        if is_train and cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING != "choice":
-            raise ValueError("INPUT.RESIZE 'square' draws from INPUT.MIN_SIZE_TRAIN: 'choice'")
         return T.RandomResize([(s, s) for s in sizes])
-    if cfg.INPUT.RESIZE != "shortest_edge":
-        raise ValueError(
-            f"INPUT.RESIZE must be 'shortest_edge' or 'square', got {cfg.INPUT.RESIZE!r}"
-        )
     max_size = cfg.INPUT.MAX_SIZE_TRAIN if is_train else cfg.INPUT.MAX_SIZE_TEST
     sampling = cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING if is_train else "choice"
     return T.ResizeShortestEdge(sizes, max_size, sampling)

@@ -22,11 +22,6 @@ def teacher_target_settings(cfg):
     """The keyword arguments of ``modeling.teacher.teacher_targets`` for a student config's
     ``MODEL.DISTILL``."""
     d = cfg.MODEL.DISTILL
-    if d.ROI_SELECT not in ("all", "top"):
-        raise ValueError(f"MODEL.DISTILL.ROI_SELECT must be 'all' or 'top', got {d.ROI_SELECT!r}")
-    for key in ("TEACHER_CLS_TEMPERATURE", "TEACHER_DET_TEMPERATURE"):
-        if d[key] <= 0:
-            raise ValueError(f"MODEL.DISTILL.{key} must be > 0, got {d[key]}")
     return {
         "cls_temperature": d.TEACHER_CLS_TEMPERATURE,
         "det_temperature": d.TEACHER_DET_TEMPERATURE,

@@ -208,12 +208,10 @@ class Trainer(DefaultTrainer):
                 nesterov=solver.NESTEROV,
                 weight_decay=solver.WEIGHT_DECAY,
             )
-        elif solver.OPTIMIZER == "AdamW":
+        else:  # "AdamW"
             optimizer = torch.optim.AdamW(
                 params, lr=solver.BASE_LR, weight_decay=solver.WEIGHT_DECAY
             )
-        else:
-            raise ValueError(f"SOLVER.OPTIMIZER must be 'SGD' or 'AdamW', not {solver.OPTIMIZER!r}")
         return maybe_add_gradient_clipping(cfg, optimizer)
 
     @classmethod

@@ -45,9 +45,7 @@ def wsddn_box_head_dim(cfg):
         return cfg.MODEL.WSDDN.FC_DIM
     if kind == "res5":
         return cfg.MODEL.RESNETS.RES2_OUT_CHANNELS * 8  # as Res5ROIHeads._build_res5_block
-    if kind == "pool":  # the width of the map it pools
-        return build_backbone(cfg).output_shape()[cfg.MODEL.WSDDN.IN_FEATURE].channels
-    raise ValueError(f"MODEL.WSDDN.BOX_HEAD must be 'fc', 'res5' or 'pool', got {kind!r}")
+    return build_backbone(cfg).output_shape()[cfg.MODEL.WSDDN.IN_FEATURE].channels  # "pool"
 
 
 def build_wsddn_box_head(cfg, input_shape):

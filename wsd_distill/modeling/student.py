@@ -76,14 +76,6 @@ class StudentClassifier(nn.Module):
             csra_lambda (float): lambda of the classifier of a "csra" head.
         """
         super().__init__()
-        weights = (label_weight, prediction_weight, feature_weight)
-        if min(weights) < 0 or max(weights) == 0:
-            raise ValueError(
-                f"MODEL.DISTILL.LABEL_WEIGHT, PREDICTION_WEIGHT, FEATURE_WEIGHT {weights}: "
-                f"each must be >= 0, and one > 0"
-            )
-        if temperature <= 0:
-            raise ValueError(f"MODEL.DISTILL.TEMPERATURE must be > 0, got {temperature}")
         self.backbone = backbone
         self.in_feature = in_feature
         self.head = head

@@ -34,10 +34,6 @@ class StudentHead(nn.Module):
         self, input_shape, kind="pool", pooling="avg", resolution=7, fc_dim=4096, dropout=0.5
     ):
         super().__init__()
-        if kind not in ("pool", "fc", "csra"):
-            raise ValueError(f"MODEL.STUDENT.HEAD must be 'pool', 'fc' or 'csra', got {kind!r}")
-        if pooling not in ("avg", "max"):
-            raise ValueError(f"MODEL.STUDENT.POOLING must be 'avg' or 'max', got {pooling!r}")
         self.kind = kind
         self.pooling = pooling
         self.resolution = resolution if kind == "fc" else 1

@@ -11,7 +11,7 @@ from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from torch import nn
 from torch.nn import functional as F
 
-from ..box_proposers import PROPOSAL_METHODS, build_box_proposer
+from ..box_proposers import build_test_box_proposer
 from .box_average_pool import BoxAveragePooler
 from .box_head import build_wsddn_box_head
 from .class_count import add_class_count_check, check_dataset_class_count
@@ -195,11 +195,6 @@ class WSDDN(nn.Module):
     @classmethod
     def from_config(cls, cfg):
         check_dataset_class_count(cfg, cfg.MODEL.WSDDN.NUM_CLASSES, "MODEL.WSDDN.NUM_CLASSES")
-        if cfg.MODEL.WSDDN.MAX_PROPOSALS <= 0:
-            raise ValueError(
-                f"MODEL.WSDDN.MAX_PROPOSALS must be > 0 (regions per image), got "
-                f"{cfg.MODEL.WSDDN.MAX_PROPOSALS}"
-            )
         backbone = build_backbone(cfg)
         in_feature = cfg.MODEL.WSDDN.IN_FEATURE
         shapes = backbone.output_shape()
@@ -222,31 +217,6 @@ class WSDDN(nn.Module):
             cfg, ShapeSpec(channels=shape.channels, height=resolution, width=resolution)
         )
         w = cfg.MODEL.WSDDN
-        test_proposer = None
-        if w.PROPOSALS_AT_TEST != "precomputed":
-            if w.PROPOSALS_AT_TEST not in PROPOSAL_METHODS:
-                raise ValueError(
-                    f"MODEL.WSDDN.PROPOSALS_AT_TEST must be 'precomputed' or one of "
-                    f"{sorted(PROPOSAL_METHODS)}, got {w.PROPOSALS_AT_TEST!r}"
-                )
-            kwargs = {"max_proposals": w.MAX_PROPOSALS}
-            if w.PROPOSALS_AT_TEST == "edge_boxes" and w.SED_MODEL:
-                kwargs["sed_model"] = w.SED_MODEL
-            if w.PROPOSALS_AT_TEST == "detectron2":
-                d2 = w.DETECTRON2_PROPOSER
-                if not d2.CONFIG_FILE or not d2.WEIGHTS:
-                    raise ValueError(
-                        "MODEL.WSDDN.PROPOSALS_AT_TEST 'detectron2' needs "
-                        "MODEL.WSDDN.DETECTRON2_PROPOSER.CONFIG_FILE and .WEIGHTS (an RPN or "
-                        f"detector), got {d2.CONFIG_FILE!r} and {d2.WEIGHTS!r}"
-                    )
-                kwargs.update(
-                    config_file=d2.CONFIG_FILE,
-                    weights=d2.WEIGHTS,
-                    device=cfg.MODEL.DEVICE,
-                    opts=d2.OPTS,
-                )
-            test_proposer = build_box_proposer(w.PROPOSALS_AT_TEST, **kwargs)
         return {
             "backbone": backbone,
             "in_feature": in_feature,
@@ -267,7 +237,7 @@ class WSDDN(nn.Module):
             "score_thresh": w.SCORE_THRESH_TEST,
             "nms_thresh": w.NMS_THRESH_TEST,
             "detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
-            "test_proposer": test_proposer,
+            "test_proposer": build_test_box_proposer(cfg),
             "input_format": cfg.INPUT.FORMAT,
         }
 

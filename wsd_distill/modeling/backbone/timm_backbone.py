@@ -55,8 +55,6 @@ class TimmBackbone(Backbone):
             body.prune_intermediate_layers(self._stages, prune_norm=True, prune_head=True)
         if norm == "FrozenBN":
             body = freeze_batch_norm_2d(body)
-        elif norm != "BN":
-            raise ValueError(f"MODEL.TIMM.NORM must be 'FrozenBN' or 'BN', got {norm!r}")
         self.body = body
         self._out_features = list(out_features)
         info = body.feature_info
