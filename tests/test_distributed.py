@@ -6,11 +6,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_killed_after
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
@@ -242,17 +242,12 @@ def test_run_killed_with_sigkill_resumes_to_the_same_weights(
         datasets_dir, tiny_proposals["train"], killed, *opts, config=config
     )
     cmd[2:2] = ["--num-gpus", str(processes)]
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    tag, deadline = os.path.join(killed, "last_checkpoint"), time.time() + 300
-    while time.time() < deadline and not os.path.exists(
-        tag
-    ):  # written once model_0000004.pth is complete
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)  # the trainer and its data-loader workers
-    proc.wait()
-    assert not os.path.exists(os.path.join(killed, "model_final.pth")), "killed too late"
+    # the trainer and its data-loader workers, killed once model_0000004.pth is saved
+    save = "wsd_distill.engine.checkpointer:FiniteCheckpointer.save"
+    stopped = run_killed_after(cmd, env, save, 1, tmp_path / "hook")
+    assert stopped.returncode == -signal.SIGKILL, stopped.stderr[-3000:]
+    assert os.path.exists(os.path.join(killed, "model_0000004.pth"))
+    assert not os.path.exists(os.path.join(killed, "model_final.pth"))
     resumed = subprocess.run(
         [*cmd[:2], "--resume", *cmd[2:]], env=env, capture_output=True, text=True
     )

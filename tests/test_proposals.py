@@ -7,13 +7,13 @@ import pickle
 import signal
 import subprocess
 import sys
-import time
 
 import cv2
 import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import run_killed_after
 from detectron2 import model_zoo
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
@@ -315,20 +315,13 @@ def test_generate_proposals_resumes_after_sigkill(datasets_dir, tmp_path):
 
     output = str(tmp_path / "resumed_store")  # a proposal store this time
     cmd, env = _generate(datasets_dir, output, "--workers", "1", "--chunk-size", "1")
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    partial = output + ".partial"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (
-        os.path.isdir(partial)
-        and len([f for f in os.listdir(partial) if f.endswith(".npz") and f.startswith("chunk")])
-        >= 3
-    ):
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    chunk = "wsd_distill.box_proposers.generate:_run_chunk"  # killed after its third chunk
+    stopped = run_killed_after(cmd, env, chunk, 3, tmp_path / "hook")
+    assert stopped.returncode == -signal.SIGKILL, stopped.stderr[-3000:]
     assert not os.path.exists(output), "a killed run must not leave an output file"
+    partial = output + ".partial"
     chunks = [f for f in os.listdir(partial) if f.startswith("chunk") and f.endswith(".npz")]
-    assert 3 <= len(chunks) < 40
+    assert len(chunks) == 3
     for f in chunks:
         np.load(os.path.join(partial, f))["boxes"]  # every finished chunk is whole
 

@@ -6,11 +6,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_killed_after
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
@@ -282,16 +282,13 @@ def test_cache_teacher_resumes_after_sigkill(
 ):
     output = str(tmp_path / "resumed_cache")
     cmd, env = cache_teacher(datasets_dir, output, kd_opts(teacher_files, tiny_proposals["train"]))
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    partial, deadline = output + ".partial", time.time() + 300
-    while time.time() < deadline and not (
-        os.path.isdir(partial) and any(f.startswith("chunk") for f in os.listdir(partial))
-    ):
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    records = "wsd_distill.engine.teacher_cache_writer:write_records"  # after its first chunk
+    stopped = run_killed_after(cmd, env, records, 1, tmp_path / "hook")
+    assert stopped.returncode == -signal.SIGKILL, stopped.stderr[-3000:]
     assert not os.path.exists(output)
+    partial = output + ".partial"
     done = len([f for f in os.listdir(partial) if f.startswith("chunk")])
+    assert done == 1
     resumed = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     # the finished chunks are reused, not made again
     assert f"Resuming {output}: {4 * done} of 24 images already done" in resumed.stdout
