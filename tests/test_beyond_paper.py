@@ -18,6 +18,8 @@ from wsd_distill.modeling.label_losses import asymmetric_loss, label_loss
 from wsd_distill.modeling.student_head import CSRAClassifier, StudentHead
 from wsd_distill.modeling.wsddn_tta import WSDDNWithTTA
 
+from conftest import make_input, tiny_cfg
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -128,7 +130,6 @@ def test_an_unknown_loss_is_refused_naming_the_key():
 
 
 def _tta_teacher(refine_iters=0, sizes=(48, 80), flip=True):
-    from test_wsddn import tiny_cfg
 
     cfg = tiny_cfg(refine_iters=refine_iters)
     cfg.TEST.AUG.MIN_SIZES, cfg.TEST.AUG.MAX_SIZE, cfg.TEST.AUG.FLIP = sizes, 1000, flip
@@ -162,7 +163,6 @@ def _hand_variants(x):
 def test_tta_averages_exactly_the_rescaled_and_flipped_variants(refine_iters):
     """TTA's image scores are the mean of the hand-made variants', its detections come from the
     mean of their detection scores on the input's proposals."""
-    from test_wsddn import make_input
 
     cfg, model = _tta_teacher(refine_iters)
     x = make_input(12, size=(64, 80))
@@ -185,7 +185,6 @@ def test_tta_averages_exactly_the_rescaled_and_flipped_variants(refine_iters):
 
 
 def test_tta_at_the_input_size_without_flip_is_the_model():
-    from test_wsddn import make_input
 
     cfg, model = _tta_teacher(sizes=(64,), flip=False)
     x = make_input(12, size=(64, 80))

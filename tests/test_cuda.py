@@ -13,15 +13,21 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes
-from test_distill import student_cfg, teacher_files  # noqa: F401  (a fixture)
-from test_distributed import random_teacher, train_net_command  # noqa: F401  (a fixture)
-from test_learning import config, train
-from test_wsddn import make_input, tiny_cfg
 
 from wsd_distill.data.proposals import save_proposals
 from wsd_distill.engine import TeacherHook
 from wsd_distill.modeling import box_average_pool
 from wsd_distill.modeling.teacher import build_teacher
+
+from conftest import (
+    IN_PROCESS,
+    make_input,
+    synthetic_cfg,
+    tiny_cfg,
+    tiny_student_cfg,
+    train,
+    train_net_command,
+)
 
 pytestmark = [
     pytest.mark.cuda,
@@ -73,11 +79,11 @@ def test_box_average_pool_on_cuda_equals_cpu():
 
 
 @pytest.mark.parametrize("pooling", ["avg", "max"])
-def test_student_kd_losses_and_gradients_on_cuda_equal_cpu(teacher_files, pooling):  # noqa: F811
+def test_student_kd_losses_and_gradients_on_cuda_equal_cpu(tiny_teacher, pooling):
     """All three losses (RoIs scaled by their scores, as the paper's configs), from the teacher's
     targets computed on each device: the same values and gradients."""
-    cfg = student_cfg(
-        *teacher_files,
+    cfg = tiny_student_cfg(
+        *tiny_teacher,
         PREDICTION_WEIGHT=1.0,
         FEATURE_WEIGHT=1.0,
         SCALE_ROI_BY_PROPOSAL_SCORE=True,
@@ -100,8 +106,8 @@ def test_student_kd_losses_and_gradients_on_cuda_equal_cpu(teacher_files, poolin
     assert_same_gradients(cpu, gpu, atol=1e-4)
 
 
-def test_teacher_targets_on_cuda_equal_cpu_in_fp32_and_close_in_fp16(teacher_files):  # noqa: F811
-    cfg = student_cfg(*teacher_files, PREDICTION_WEIGHT=1.0, FEATURE_WEIGHT=1.0)
+def test_teacher_targets_on_cuda_equal_cpu_in_fp32_and_close_in_fp16(tiny_teacher):
+    cfg = tiny_student_cfg(*tiny_teacher, PREDICTION_WEIGHT=1.0, FEATURE_WEIGHT=1.0)
     batch = [make_input(7, seed=0), make_input(3, size=(80, 64), labels=(0,), seed=1)]
     targets = {}
     for device, fp16 in (("cpu", False), ("cuda", False), ("cuda", True)):
@@ -176,9 +182,11 @@ def test_online_kd_with_amp_and_fp16_teacher_trains_on_cuda(random_proposals, tm
         5,
     ]
     teacher_dir = str(tmp_path / "teacher")
-    teacher_losses, _ = train(config("T-WDet.yaml", teacher_dir, *data))
+    teacher_losses, _ = train(
+        synthetic_cfg("T-WDet.yaml", *IN_PROCESS, "OUTPUT_DIR", teacher_dir, *data)
+    )
     with open(os.path.join(teacher_dir, "config.yaml"), "w") as f:
-        f.write(config("T-WDet.yaml", teacher_dir, *data).dump())
+        f.write(synthetic_cfg("T-WDet.yaml", *IN_PROCESS, "OUTPUT_DIR", teacher_dir, *data).dump())
     kd = [
         *data,
         "MODEL.DISTILL.TEACHER_CONFIG",
@@ -189,12 +197,14 @@ def test_online_kd_with_amp_and_fp16_teacher_trains_on_cuda(random_proposals, tm
         True,
     ]
     student_dir = str(tmp_path / "student")
-    student_losses, _ = train(config("S-Cls_KD.yaml", student_dir, *kd))
+    student_losses, _ = train(
+        synthetic_cfg("S-Cls_KD.yaml", *IN_PROCESS, "OUTPUT_DIR", student_dir, *kd)
+    )
     for losses in (teacher_losses, student_losses):
         values = np.array([v for v, _ in losses])
         assert np.isfinite(values).all()
         assert values[-10:].mean() < values[:10].mean(), values
-    cfg = config("S-Cls_KD.yaml", student_dir, *kd)
+    cfg = synthetic_cfg("S-Cls_KD.yaml", *IN_PROCESS, "OUTPUT_DIR", student_dir, *kd)
     scores = []
     for device in ("cuda", "cpu"):
         cfg.MODEL.DEVICE = device
@@ -233,7 +243,9 @@ def test_same_seed_gives_the_same_student_on_cuda_with_deterministic(
     if config_file == "S-Cls_KD.yaml":  # a teacher with random weights
         teacher_dir = tmp_path / "teacher"
         teacher_dir.mkdir()
-        teacher_cfg = config("T-WDet.yaml", str(teacher_dir), *opts)
+        teacher_cfg = synthetic_cfg(
+            "T-WDet.yaml", *IN_PROCESS, "OUTPUT_DIR", str(teacher_dir), *opts
+        )
         DetectionCheckpointer(build_model(teacher_cfg), str(teacher_dir)).save("model_final")
         (teacher_dir / "config.yaml").write_text(teacher_cfg.dump())
         opts += [
@@ -243,7 +255,12 @@ def test_same_seed_gives_the_same_student_on_cuda_with_deterministic(
             str(teacher_dir / "model_final.pth"),
         ]
     try:
-        runs = [train(config(config_file, str(tmp_path / str(k)), *opts))[0] for k in range(2)]
+        runs = [
+            train(
+                synthetic_cfg(config_file, *IN_PROCESS, "OUTPUT_DIR", str(tmp_path / str(k)), *opts)
+            )[0]
+            for k in range(2)
+        ]
     finally:  # DETERMINISTIC is set for the whole process
         torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.deterministic = False
@@ -252,7 +269,7 @@ def test_same_seed_gives_the_same_student_on_cuda_with_deterministic(
 
 @pytest.mark.parametrize("gpus", [1, 2])
 def test_train_net_trains_and_evaluates_online_kd_on_gpus(
-    gpus, datasets_dir, random_proposals, random_teacher, tmp_path  # noqa: F811
+    gpus, datasets_dir, random_proposals, random_teacher, tmp_path
 ):
     """``tools/train_net.py --num-gpus N`` on CUDA with AMP and the fp16 teacher: online KD
     trains with finite losses, checkpoints and evaluates. One GPU runs in one process (detectron2's

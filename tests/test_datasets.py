@@ -22,40 +22,9 @@ from wsd_distill.data.datasets.synthetic import CO_OCCURRING, render_image
 from wsd_distill.data.statistics import dataset_summary
 from wsd_distill.engine import Trainer
 
+from conftest import write_coco
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def write_coco(path):
-    """Category ids with gaps (1, 3, 7); image 10: two boxes and a crowd box; 20: only a crowd
-    box; 30: only a 2-point polygon, which detectron2's loader drops; 40: no annotation. Empty
-    image files beside it (the image root): the loaders check that every image is there."""
-
-    def annotation(i, image_id, category_id, iscrowd=0, **extra):
-        box = {"bbox": [1, 2, 30, 40], "area": 1200, "iscrowd": iscrowd}
-        return {"id": i, "image_id": image_id, "category_id": category_id, **box, **extra}
-
-    coco = {
-        "images": [
-            {"id": i, "file_name": f"{i:012d}.jpg", "height": 100, "width": 120}
-            for i in (10, 20, 30, 40)
-        ],
-        "categories": [
-            {"id": 1, "name": "person"},
-            {"id": 3, "name": "car"},
-            {"id": 7, "name": "train"},
-        ],
-        "annotations": [
-            annotation(1, 10, 7),
-            annotation(2, 10, 1),
-            annotation(3, 10, 3, iscrowd=1),
-            annotation(4, 20, 3, iscrowd=1),
-            annotation(5, 30, 1, segmentation=[[1, 1, 5, 5]]),
-        ],
-    }
-    with open(path, "w") as f:
-        json.dump(coco, f)
-    for image in coco["images"]:
-        open(os.path.join(os.path.dirname(path), image["file_name"]), "wb").close()
 
 
 def test_coco_labels_from_every_annotation_crowd_included(tmp_path):

@@ -13,7 +13,6 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
-from test_wsddn import ROOT, make_input, tiny_cfg
 from torch.nn import functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -33,6 +32,8 @@ from wsd_distill.modeling import (
 from wsd_distill.modeling.box_head import wsddn_box_head_dim
 from wsd_distill.modeling.teacher import get_teacher_cfg
 from wsd_distill.modeling.wsddn import WSDDN
+
+from conftest import ROOT, make_input, tiny_cfg, tiny_student_cfg
 
 L2, L3 = math.log(2), math.log(3)
 
@@ -78,47 +79,14 @@ def test_feature_loss_by_hand():
     torch.testing.assert_close(student.grad, torch.tensor([[-0.5, -1.0], [0.5, 0.5]]))
 
 
-def student_cfg(teacher_config, teacher_weights, num_classes=5, head="fc", **distill):
-    """A tiny student of the tiny teacher: its conv3 map (16 channels, stride 4) at 48 px; the
-    "fc" head pools 12 x 12 to 3 x 3, fc6/fc7 32 wide (the teacher's width); "pool": 16 wide."""
-    cfg = tiny_cfg(num_classes)
-    cfg.MODEL.META_ARCHITECTURE = "StudentClassifier"
-    cfg.MODEL.STUDENT.NUM_CLASSES = num_classes
-    cfg.MODEL.STUDENT.IN_FEATURE = "conv3"
-    cfg.MODEL.STUDENT.INPUT_SIZE = 48
-    cfg.MODEL.STUDENT.HEAD = head
-    cfg.MODEL.STUDENT.POOLER_RESOLUTION = 3
-    cfg.MODEL.STUDENT.FC_DIM = 32
-    cfg.MODEL.DISTILL.ENABLED = True
-    cfg.MODEL.DISTILL.TEACHER_CONFIG = teacher_config
-    cfg.MODEL.DISTILL.TEACHER_WEIGHTS = teacher_weights
-    cfg.MODEL.DISTILL.TEACHER_FEATURE_DIM = 32
-    for k, v in distill.items():
-        cfg.MODEL.DISTILL[k] = v
-    return cfg
-
-
-@pytest.fixture(scope="module")
-def teacher_files(tmp_path_factory):
-    """A tiny WSDDN's config and weights on disk, as a trained teacher would leave them."""
-    folder = tmp_path_factory.mktemp("teacher")
-    cfg = tiny_cfg()
-    torch.manual_seed(0)
-    teacher = build_model(cfg)
-    DetectionCheckpointer(teacher, str(folder)).save("model_final")
-    config_file = folder / "config.yaml"
-    config_file.write_text(cfg.dump())
-    return str(config_file), str(folder / "model_final.pth")
-
-
 def annotated_batch(cfg):
     batch = [make_input(7, seed=0), make_input(3, size=(80, 64), labels=(0,), seed=1)]
     return TeacherHook(cfg, teacher=build_teacher(cfg)).annotate(batch)
 
 
 @pytest.mark.parametrize("head", ["fc", "pool"])
-def test_feature_loss_trains_the_layers_that_classify_and_never_the_teacher(teacher_files, head):
-    cfg = student_cfg(*teacher_files, head=head, LABEL_WEIGHT=0.0, PREDICTION_WEIGHT=0.0)
+def test_feature_loss_trains_the_layers_that_classify_and_never_the_teacher(tiny_teacher, head):
+    cfg = tiny_student_cfg(*tiny_teacher, head=head, LABEL_WEIGHT=0.0, PREDICTION_WEIGHT=0.0)
     student = build_model(cfg)
     teacher = build_teacher(cfg)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
@@ -147,10 +115,10 @@ def test_feature_loss_trains_the_layers_that_classify_and_never_the_teacher(teac
         torch.testing.assert_close(v, before[k], msg=k)
 
 
-def test_feature_loss_by_hand_on_a_non_square_image(teacher_files):
+def test_feature_loss_by_hand_on_a_non_square_image(tiny_teacher):
     """64 x 80 (H x W) to the 48 x 48 input: x scales by 0.6, y by 0.75. The "pool" head's RoI
     feature is the box average of conv3 (stride 4), compared here with slices of the map."""
-    cfg = student_cfg(*teacher_files, head="pool", LABEL_WEIGHT=0.0, PREDICTION_WEIGHT=0.0)
+    cfg = tiny_student_cfg(*tiny_teacher, head="pool", LABEL_WEIGHT=0.0, PREDICTION_WEIGHT=0.0)
     cfg.MODEL.DISTILL.TEACHER_FEATURE_DIM = 16  # the "pool" head's width: no projection
     student = build_model(cfg)
     assert student.feature_projection is None
@@ -174,7 +142,7 @@ def test_feature_loss_by_hand_on_a_non_square_image(teacher_files):
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_whole_image_roi_is_what_the_classifier_reads(teacher_files):
+def test_whole_image_roi_is_what_the_classifier_reads(tiny_teacher):
     """The whole-image RoI pooled is the image pooled, so the head gives the classifier's input:
     exactly for average pooling ("pool", and "fc" on a map whose side is a multiple of P).
     RoI max pooling (Fast R-CNN's, the authors') rounds the box to whole cells plus one, so its
@@ -182,7 +150,7 @@ def test_whole_image_roi_is_what_the_classifier_reads(teacher_files):
     feature = torch.randn(2, 16, 12, 12, generator=torch.Generator().manual_seed(1))
     whole = [Boxes(torch.tensor([[0.0, 0, 48, 48]]))] * 2
     for head, pooling in [("pool", "avg"), ("fc", "avg"), ("pool", "max"), ("fc", "max")]:
-        cfg = student_cfg("", "", head=head)
+        cfg = tiny_student_cfg("", "", head=head)
         cfg.MODEL.STUDENT.POOLING = pooling
         cfg.MODEL.DISTILL.ENABLED = False
         student = build_model(cfg).eval()
@@ -197,18 +165,18 @@ def test_whole_image_roi_is_what_the_classifier_reads(teacher_files):
             assert (rois >= image).all() and (rois > image).any()
 
 
-def test_teacher_dropout_draws_the_targets_at_every_step_as_the_authors(teacher_files):
+def test_teacher_dropout_draws_the_targets_at_every_step_as_the_authors(tiny_teacher):
     """TEACHER_DROPOUT: only the teacher's dropout layers train (its batch norm keeps its running
     statistics), so two passes over one batch give other RoI features (fc7 after dropout, more
     zeros than in eval mode) and other p'_T, and the same seed the same ones; a teacher cache
     (one draw) is refused, naming the key."""
-    cfg = student_cfg(*teacher_files, TEACHER_DROPOUT=True)
+    cfg = tiny_student_cfg(*tiny_teacher, TEACHER_DROPOUT=True)
     teacher = build_teacher(cfg)
     training = {type(m): m.training for m in teacher.modules()}
     assert training[torch.nn.Dropout] and not training[torch.nn.BatchNorm2d] and not training[WSDDN]
     hooks = {
         "dropout": TeacherHook(cfg, teacher=teacher),
-        "eval": TeacherHook(cfg, teacher=build_teacher(student_cfg(*teacher_files))),
+        "eval": TeacherHook(cfg, teacher=build_teacher(tiny_student_cfg(*tiny_teacher))),
     }
 
     def targets(hook, seed):
@@ -228,7 +196,7 @@ def test_teacher_dropout_draws_the_targets_at_every_step_as_the_authors(teacher_
         teacher_cache_settings(cfg, [])
 
 
-def test_teacher_targets_one_format_and_top_roi(teacher_files):
+def test_teacher_targets_one_format_and_top_roi(tiny_teacher):
     """``teacher_targets`` gives every field of the one format; top-1 keeps the region built to
     win (region 2 of image 0, region 0 of image 1, by max_k S_rk)."""
     proposals = []
@@ -259,7 +227,7 @@ def test_teacher_targets_one_format_and_top_roi(teacher_files):
     torch.testing.assert_close(torch.stack([t["soft_scores"] for t in every]), soft)
 
 
-def test_rois_scaled_by_their_proposal_scores(teacher_files):
+def test_rois_scaled_by_their_proposal_scores(tiny_teacher):
     """The authors' RoI pooling multiplies each pooled RoI by its score, in the teacher and, with
     SCALE_ROI_BY_PROPOSAL_SCORE, on the student's side of L_f: checked against the unscaled
     layers applied to the pooled features times the score."""
@@ -277,7 +245,7 @@ def test_rois_scaled_by_their_proposal_scores(teacher_files):
     torch.testing.assert_close(scaled, expected)
     assert not torch.allclose(scaled[1], teacher.box_head(pooled)[1])
 
-    cfg = student_cfg(*teacher_files, SCALE_ROI_BY_PROPOSAL_SCORE=True)
+    cfg = tiny_student_cfg(*tiny_teacher, SCALE_ROI_BY_PROPOSAL_SCORE=True)
     student = build_model(cfg).eval()
     feature = torch.randn(1, 16, 12, 12)
     boxes = [Boxes(torch.tensor([[0.0, 0, 24, 24], [8, 8, 40, 40]]))]
@@ -292,11 +260,11 @@ def test_rois_scaled_by_their_proposal_scores(teacher_files):
     )
 
 
-def test_each_loss_weight_scales_its_loss_linearly(teacher_files):
-    batch = annotated_batch(student_cfg(*teacher_files))
+def test_each_loss_weight_scales_its_loss_linearly(tiny_teacher):
+    batch = annotated_batch(tiny_student_cfg(*tiny_teacher))
     losses = {}
     for weights in [(1.0, 1.0, 1.0), (2.0, 0.5, 3.0)]:
-        cfg = student_cfg(*teacher_files, LABEL_WEIGHT=weights[0], PREDICTION_WEIGHT=weights[1])
+        cfg = tiny_student_cfg(*tiny_teacher, LABEL_WEIGHT=weights[0], PREDICTION_WEIGHT=weights[1])
         cfg.MODEL.DISTILL.FEATURE_WEIGHT = weights[2]
         torch.manual_seed(0)
         student = build_model(cfg)
@@ -307,9 +275,9 @@ def test_each_loss_weight_scales_its_loss_linearly(teacher_files):
         assert scaled.item() == pytest.approx(factor * one.item(), rel=1e-5), name
 
 
-def test_prediction_loss_gradient_matches_its_formula(teacher_files):
+def test_prediction_loss_gradient_matches_its_formula(tiny_teacher):
     """Only L_p' on: the classifier bias gradient is sum_i (sigmoid(z_i / t) - p'_T,i) / (t B)."""
-    cfg = student_cfg(*teacher_files, FEATURE_WEIGHT=0.0, LABEL_WEIGHT=0.0)
+    cfg = tiny_student_cfg(*tiny_teacher, FEATURE_WEIGHT=0.0, LABEL_WEIGHT=0.0)
     student = build_model(cfg)
     batch = annotated_batch(cfg)
     logits = []
@@ -326,10 +294,10 @@ def test_prediction_loss_gradient_matches_its_formula(teacher_files):
     )
 
 
-def test_learned_temperature_starts_at_one_over_t_and_learns_faster(teacher_files):
+def test_learned_temperature_starts_at_one_over_t_and_learns_faster(tiny_teacher):
     from wsd_distill.engine import Trainer
 
-    cfg = student_cfg(*teacher_files, LEARN_TEMPERATURE=True, FEATURE_WEIGHT=0.0)
+    cfg = tiny_student_cfg(*tiny_teacher, LEARN_TEMPERATURE=True, FEATURE_WEIGHT=0.0)
     student = build_model(cfg)
     assert student.inverse_temperature.shape == (5,)  # one per class, as the authors' Scale
     torch.testing.assert_close(student.inverse_temperature.detach(), torch.full((5,), 0.2))
@@ -340,13 +308,13 @@ def test_learned_temperature_starts_at_one_over_t_and_learns_faster(teacher_file
     assert group["lr"] == pytest.approx(10 * cfg.SOLVER.BASE_LR) and group["weight_decay"] == 0
 
 
-def test_new_layers_take_their_lr_factor(teacher_files):
+def test_new_layers_take_their_lr_factor(tiny_teacher):
     """SOLVER.NEW_LAYER_LR_FACTOR 10 and BIAS_LR_FACTOR 2, the authors' lr_mult: the student's
     classifier at 10x (its bias 20x), the rest at 1x (biases 2x); the teacher's two streams
     alike."""
     from wsd_distill.engine import Trainer
 
-    cfg = student_cfg(*teacher_files)
+    cfg = tiny_student_cfg(*tiny_teacher)
     cfg.SOLVER.NEW_LAYER_LR_FACTOR, cfg.SOLVER.BIAS_LR_FACTOR = 10.0, 2.0
     student = build_model(cfg)
     lr = {
@@ -377,8 +345,8 @@ class _OpLog(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def test_student_inference_runs_no_roi_op(teacher_files):
-    cfg = student_cfg(*teacher_files)
+def test_student_inference_runs_no_roi_op(tiny_teacher):
+    cfg = tiny_student_cfg(*tiny_teacher)
     cfg.MODEL.STUDENT.POOLING = "max"  # training pools RoIs with torchvision's roi_pool
     student = build_model(cfg).eval()
     inputs = [make_input(5, seed=4)]
@@ -396,56 +364,65 @@ def test_student_inference_runs_no_roi_op(teacher_files):
     assert [op for op in log.ops if "roi_pool" in op]
 
 
-def test_kd_without_teacher_outputs_is_a_clear_error(teacher_files):
-    student = build_model(student_cfg(*teacher_files))
+def test_kd_without_teacher_outputs_is_a_clear_error(tiny_teacher):
+    student = build_model(tiny_student_cfg(*tiny_teacher))
     with pytest.raises(KeyError, match="TeacherHook"):
         student([make_input(3)])
 
 
-def test_bad_distillation_settings_are_named(teacher_files):
+def test_bad_distillation_settings_are_named(tiny_teacher):
     """By ``check_config``, which every tool (``setup_cfg``) and the ``Trainer`` run first."""
     for cfg, expected in [
-        (student_cfg(*teacher_files, ROI_SELECT="best"), r"ROI_SELECT is 'best': expected one of"),
         (
-            student_cfg(
-                *teacher_files, LABEL_WEIGHT=0.0, PREDICTION_WEIGHT=0.0, FEATURE_WEIGHT=0.0
+            tiny_student_cfg(*tiny_teacher, ROI_SELECT="best"),
+            r"ROI_SELECT is 'best': expected one of",
+        ),
+        (
+            tiny_student_cfg(
+                *tiny_teacher, LABEL_WEIGHT=0.0, PREDICTION_WEIGHT=0.0, FEATURE_WEIGHT=0.0
             ),
             "are all 0: the student would learn nothing",
         ),
-        (student_cfg(*teacher_files, FEATURE_WEIGHT=-1.0), r"FEATURE_WEIGHT is -1.0: expected"),
-        (student_cfg(*teacher_files, TEMPERATURE=0.0), r"TEMPERATURE is 0.0: expected a finite"),
+        (tiny_student_cfg(*tiny_teacher, FEATURE_WEIGHT=-1.0), r"FEATURE_WEIGHT is -1.0: expected"),
         (
-            student_cfg(*teacher_files, TEACHER_CLS_TEMPERATURE=-0.5),
+            tiny_student_cfg(*tiny_teacher, TEMPERATURE=0.0),
+            r"TEMPERATURE is 0.0: expected a finite",
+        ),
+        (
+            tiny_student_cfg(*tiny_teacher, TEACHER_CLS_TEMPERATURE=-0.5),
             r"TEACHER_CLS_TEMPERATURE is -0.5: expected",
         ),
-        (student_cfg(*teacher_files, head="mlp"), r"MODEL.STUDENT.HEAD is 'mlp': expected one of"),
+        (
+            tiny_student_cfg(*tiny_teacher, head="mlp"),
+            r"MODEL.STUDENT.HEAD is 'mlp': expected one of",
+        ),
     ]:
         with pytest.raises(ValueError, match=expected):
             check_config(cfg)
 
 
-def test_mismatched_teacher_fails_clearly(teacher_files, tmp_path):
-    config_file, weights = teacher_files
+def test_mismatched_teacher_fails_clearly(tiny_teacher, tmp_path):
+    config_file, weights = tiny_teacher
     with pytest.raises(ValueError, match="NUM_CLASSES 5 but the student has .*NUM_CLASSES 7"):
-        build_teacher(student_cfg(config_file, weights, num_classes=7))
+        build_teacher(tiny_student_cfg(config_file, weights, num_classes=7))
     with pytest.raises(ValueError, match="width 32 but MODEL.DISTILL.TEACHER_FEATURE_DIM is 64"):
-        build_teacher(student_cfg(config_file, weights, TEACHER_FEATURE_DIM=64))
+        build_teacher(tiny_student_cfg(config_file, weights, TEACHER_FEATURE_DIM=64))
     with pytest.raises(FileNotFoundError, match="TEACHER_WEIGHTS: no such file"):
-        build_teacher(student_cfg(config_file, str(tmp_path / "missing.pth")))
+        build_teacher(tiny_student_cfg(config_file, str(tmp_path / "missing.pth")))
     with pytest.raises(FileNotFoundError, match="TEACHER_CONFIG: no such file"):
-        build_teacher(student_cfg(str(tmp_path / "missing.yaml"), weights))
+        build_teacher(tiny_student_cfg(str(tmp_path / "missing.yaml"), weights))
     other = tiny_cfg(num_classes=5)
     other.MODEL.WSDDN.NUM_CLASSES = 6
     DetectionCheckpointer(build_model(other), str(tmp_path)).save("six")
     with pytest.raises(ValueError, match="trained for 6 classes"):
-        build_teacher(student_cfg(config_file, str(tmp_path / "six.pth")))
+        build_teacher(tiny_student_cfg(config_file, str(tmp_path / "six.pth")))
     student_only = tiny_cfg()
     student_only.MODEL.META_ARCHITECTURE = "StudentClassifier"
     (tmp_path / "student.yaml").write_text(student_only.dump())
     with pytest.raises(ValueError, match="not a WSDDN"):
-        build_teacher(student_cfg(str(tmp_path / "student.yaml"), weights))
+        build_teacher(tiny_student_cfg(str(tmp_path / "student.yaml"), weights))
     # a student's checkpoint, or a WSDDN with another head, would leave the teacher's heads random
-    cfg = student_cfg(config_file, weights)
+    cfg = tiny_student_cfg(config_file, weights)
     cfg.MODEL.DISTILL.ENABLED = False
     DetectionCheckpointer(build_model(cfg), str(tmp_path)).save("a_student")
     wider = tiny_cfg()
@@ -455,15 +432,15 @@ def test_mismatched_teacher_fails_clearly(teacher_files, tmp_path):
         with pytest.raises(
             ValueError, match=f"TEACHER_WEIGHTS '.*{name}.pth' does not fit .*{what}"
         ):
-            build_teacher(student_cfg(config_file, str(tmp_path / f"{name}.pth")))
+            build_teacher(tiny_student_cfg(config_file, str(tmp_path / f"{name}.pth")))
     (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint at all")
     with pytest.raises(ValueError, match="garbage.pth' cannot be read .* not a checkpoint"):
-        build_teacher(student_cfg(config_file, str(tmp_path / "garbage.pth")))
+        build_teacher(tiny_student_cfg(config_file, str(tmp_path / "garbage.pth")))
 
 
-def test_student_builds_without_reading_its_teachers_config(teacher_files, tmp_path):
+def test_student_builds_without_reading_its_teachers_config(tiny_teacher, tmp_path):
     """--eval-only of a KD student works where its teacher's config file is not to be found."""
-    cfg = student_cfg(str(tmp_path / "elsewhere.yaml"), str(tmp_path / "elsewhere.pth"))
+    cfg = tiny_student_cfg(str(tmp_path / "elsewhere.yaml"), str(tmp_path / "elsewhere.pth"))
     assert build_model(cfg).classifier.out_features == 5
 
 
@@ -567,14 +544,14 @@ def test_torchvision_vgg16_converts_into_the_papers_teacher_and_student(tmp_path
                 torch.testing.assert_close(ours.box_head[4].weight, vgg.classifier[3].weight)
 
 
-def test_a_teacher_with_another_class_order_is_refused(teacher_files, tmp_path):
+def test_a_teacher_with_another_class_order_is_refused(tiny_teacher, tmp_path):
     """The teacher's run names its classes (MODEL.CLASS_NAMES): in another order than the
     student's, its soft scores would teach the wrong classes."""
-    config_file, weights = teacher_files
+    config_file, weights = tiny_teacher
     teacher_cfg = tiny_cfg()
     teacher_cfg.MODEL.CLASS_NAMES = ["a", "b", "c", "d", "e"]
     (tmp_path / "config.yaml").write_text(teacher_cfg.dump())
-    cfg = student_cfg(str(tmp_path / "config.yaml"), weights)
+    cfg = tiny_student_cfg(str(tmp_path / "config.yaml"), weights)
     cfg.MODEL.CLASS_NAMES = ["b", "a", "c", "d", "e"]
     with pytest.raises(ValueError, match=r"another order, or others: .*\(0, 'b', 'a'\)"):
         build_teacher(cfg)

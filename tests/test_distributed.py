@@ -5,40 +5,26 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from conftest import run_killed_after
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.engine import launch
-from detectron2.modeling import build_model
 from detectron2.utils import comm
 
 from wsd_distill import add_wsd_distill_config
 from wsd_distill.data.datasets import register_synthetic_shapes
 from wsd_distill.engine import Trainer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = [
-    "MODEL.DEVICE",
-    "cpu",
-    "SEED",
-    3,
-    "INPUT.MIN_SIZE_TRAIN",
-    (96,),
-    "INPUT.MIN_SIZE_TEST",
-    96,
-    "MODEL.WSDDN.MAX_PROPOSALS",
-    32,
-    "SOLVER.IMS_PER_BATCH",
-    4,
-    "SOLVER.WARMUP_ITERS",
-    2,
-]
+from conftest import (
+    ROOT,
+    SMALL,
+    assert_same_final_weights,
+    run_killed_after,
+    train_net_command,
+)
 
 
 def _train_on_rank(datasets_dir, config_file, opts, output_dir):
@@ -140,67 +126,6 @@ def test_two_process_cpu_training_of_teacher_and_student_with_kd(
     )
     report = _check_ranks(student_dir, "tiny_shapes_val")
     assert {"loss_cls", "loss_kd_pred", "loss_kd_feat"} <= set(report["losses"])
-
-
-def train_net_command(datasets_dir, proposals, output_dir, *opts, config="T-WDet.yaml"):
-    data = [
-        "DATASETS.SYNTHETIC.NUM_TRAIN",
-        24,
-        "DATASETS.SYNTHETIC.NUM_VAL",
-        8,
-        "DATASETS.SYNTHETIC.NUM_TEST",
-        40,
-        "DATASETS.SYNTHETIC.IMAGE_SIZE",
-        192,
-        "DATASETS.TEST",
-        (),
-        "DATASETS.PROPOSAL_FILES_TRAIN",
-        (proposals,),
-        "DATALOADER.NUM_WORKERS",
-        2,
-        "SOLVER.MAX_ITER",
-        12,
-        "SOLVER.CHECKPOINT_PERIOD",
-        5,
-        "OUTPUT_DIR",
-        output_dir,
-        *opts,
-    ]
-    cmd = [
-        sys.executable,
-        os.path.join(ROOT, "tools", "train_net.py"),
-        "--config-file",
-        os.path.join(ROOT, "configs", "Synthetic", config),
-        *map(str, [*SMALL, *data]),
-    ]
-    return cmd, dict(os.environ, DETECTRON2_DATASETS=datasets_dir)
-
-
-@pytest.fixture(scope="module")
-def random_teacher(tmp_path_factory):
-    """The overrides naming a randomly initialised synthetic teacher (config and checkpoint)."""
-    folder = tmp_path_factory.mktemp("teacher")
-    cfg = add_wsd_distill_config(get_cfg())
-    cfg.merge_from_file(os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml"))
-    cfg.merge_from_list(SMALL)
-    torch.manual_seed(0)
-    DetectionCheckpointer(build_model(cfg), save_dir=str(folder)).save("model_final")
-    (folder / "config.yaml").write_text(cfg.dump())
-    return [
-        "MODEL.DISTILL.TEACHER_CONFIG",
-        str(folder / "config.yaml"),
-        "MODEL.DISTILL.TEACHER_WEIGHTS",
-        str(folder / "model_final.pth"),
-    ]
-
-
-def assert_same_final_weights(dir_a, dir_b):
-    """``model_final.pth`` of two runs hold the same weights (to float rounding)."""
-    a = torch.load(os.path.join(dir_a, "model_final.pth"))["model"]
-    b = torch.load(os.path.join(dir_b, "model_final.pth"))["model"]
-    assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=lambda m: f"{k}: {m}")
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,11 @@ import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
-from test_predict import random_checkpoint
 
 from wsd_distill.data.datasets.synthetic import render_image
 from wsd_distill.engine import setup_cfg
+
+from conftest import random_run, synthetic_cfg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVE = """
@@ -34,7 +35,7 @@ np.save(sys.argv[3], scores)
 def test_exported_student_gives_the_pytorch_scores(tmp_path):
     pytest.importorskip("onnxruntime")
     config = os.path.join(ROOT, "configs", "Synthetic", "S-Cls.yaml")
-    weights = random_checkpoint("S-Cls.yaml", tmp_path)
+    weights = random_run(tmp_path, synthetic_cfg("S-Cls.yaml"), "model")[1]
     output = tmp_path / "export"
     subprocess.run(
         [

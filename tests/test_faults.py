@@ -31,36 +31,21 @@ from wsd_distill.engine import Trainer, claim_output_dir, run_seed, setup_cfg
 from wsd_distill.evaluation import MultiLabelEvaluator
 from wsd_distill.utils.partial_run import OutputInUse, open_partial_run, read_chunk, write_chunk
 
+from conftest import synthetic_cfg
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def teacher_cfg(output_dir, proposals, *opts):
-    cfg = add_wsd_distill_config(get_cfg())
-    cfg.merge_from_file(os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml"))
-    cfg.merge_from_list(
-        [
-            "MODEL.DEVICE",
-            "cpu",
-            "OUTPUT_DIR",
-            str(output_dir),
-            "DATASETS.TRAIN",
-            ("tiny_shapes_train",),
-            "DATASETS.TEST",
-            ("tiny_shapes_test",),
-            "DATASETS.PROPOSAL_FILES_TRAIN",
-            (proposals["train"],),
-            "DATASETS.PROPOSAL_FILES_TEST",
-            (proposals["test"],),
-            "MODEL.WSDDN.MAX_PROPOSALS",
-            16,
-            "SOLVER.IMS_PER_BATCH",
-            4,
-            "DATALOADER.NUM_WORKERS",
-            0,
-            *opts,
-        ]
+    """The synthetic teacher on the tiny set, made small, into ``output_dir``."""
+    return synthetic_cfg(
+        "T-WDet.yaml",
+        *("OUTPUT_DIR", str(output_dir), "DATALOADER.NUM_WORKERS", 0),
+        *("DATASETS.TRAIN", ("tiny_shapes_train",), "DATASETS.TEST", ("tiny_shapes_test",)),
+        *("DATASETS.PROPOSAL_FILES_TRAIN", (proposals["train"],)),
+        *("DATASETS.PROPOSAL_FILES_TEST", (proposals["test"],)),
+        *("MODEL.WSDDN.MAX_PROPOSALS", 16, "SOLVER.IMS_PER_BATCH", 4, *opts),
     )
-    return cfg
 
 
 @pytest.mark.parametrize(

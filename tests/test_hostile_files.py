@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 import torch
 from detectron2.modeling import build_model
-from test_wsddn import tiny_cfg
 
 from wsd_distill.data import load_proposals_into_dataset
 from wsd_distill.engine import setup_cfg
 from wsd_distill.engine.checkpointer import FiniteCheckpointer, UnreadableCheckpointError
 from wsd_distill.modeling.teacher import get_teacher_cfg
 from wsd_distill.modeling.trained_weights import load_trained_weights
+
+from conftest import tiny_cfg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

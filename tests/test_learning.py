@@ -13,14 +13,12 @@ import sys
 import numpy as np
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 
-from wsd_distill import add_wsd_distill_config
 from wsd_distill.data.datasets import generate_synthetic_shapes, register_synthetic_shapes
 from wsd_distill.engine import Trainer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import IN_PROCESS, ROOT, synthetic_cfg, train
 
 
 @pytest.fixture(scope="module")
@@ -40,55 +38,15 @@ def chance_map(dataset_name):
     return 100 * labels.mean(axis=0).mean()
 
 
-def config(name, output_dir, *opts):
-    cfg = add_wsd_distill_config(get_cfg())
-    cfg.merge_from_file(os.path.join(ROOT, "configs", "Synthetic", name))
-    cfg.merge_from_list(
-        [
-            "MODEL.DEVICE",
-            "cpu",
-            "OUTPUT_DIR",
-            output_dir,
-            "DATALOADER.NUM_WORKERS",
-            0,
-            "SEED",
-            0,
-            "SOLVER.CHECKPOINT_PERIOD",
-            100000,
-            *opts,
-        ]
-    )
-    return cfg
-
-
-def train(cfg):
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=False)
-    trainer.train()
-    return trainer.storage.history("total_loss").values(), getattr(
-        trainer, "_last_eval_results", None
-    )
-
-
 def test_teacher_loss_falls(datasets_dir, tiny_proposals, tmp_path):
     """On 24 images the teacher's loss falls by over 40% within 80 iterations (it fits them)."""
-    cfg = config(
+    cfg = synthetic_cfg(
         "T-WDet.yaml",
-        str(tmp_path),
-        "DATASETS.TRAIN",
-        ("tiny_shapes_train",),
-        "DATASETS.TEST",
-        (),
-        "DATASETS.PROPOSAL_FILES_TRAIN",
-        (tiny_proposals["train"],),
-        "MODEL.WSDDN.MAX_PROPOSALS",
-        32,
-        "SOLVER.IMS_PER_BATCH",
-        8,
-        "SOLVER.MAX_ITER",
-        80,
-        "SOLVER.WARMUP_ITERS",
-        5,
+        *(*IN_PROCESS, "OUTPUT_DIR", str(tmp_path), "DATASETS.TEST", ()),
+        *("DATASETS.TRAIN", ("tiny_shapes_train",)),
+        *("DATASETS.PROPOSAL_FILES_TRAIN", (tiny_proposals["train"],)),
+        *("MODEL.WSDDN.MAX_PROPOSALS", 32, "SOLVER.IMS_PER_BATCH", 8, "SOLVER.MAX_ITER", 80),
+        *("SOLVER.WARMUP_ITERS", 5),
     )
     losses, _ = train(cfg)
     first, last = np.mean([v for v, _ in losses[:5]]), np.mean([v for v, _ in losses[-5:]])
@@ -97,15 +55,10 @@ def test_teacher_loss_falls(datasets_dir, tiny_proposals, tmp_path):
 
 def test_student_learns_synthetic_shapes(small_shapes, tmp_path):
     """S-Cls without KD, 400 iterations at 64x64: val mAP clearly above chance."""
-    cfg = config(
+    cfg = synthetic_cfg(
         "S-Cls.yaml",
-        str(tmp_path),
-        "DATASETS.TRAIN",
-        ("small_shapes_train",),
-        "DATASETS.TEST",
-        ("small_shapes_val",),
-        "SOLVER.MAX_ITER",
-        400,
+        *(*IN_PROCESS, "OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_ITER", 400),
+        *("DATASETS.TRAIN", ("small_shapes_train",), "DATASETS.TEST", ("small_shapes_val",)),
     )
     losses, results = train(cfg)
     chance = chance_map("small_shapes_val")
@@ -125,13 +78,11 @@ def test_distillation_helps_on_the_synthetic_benchmark(tmp_path):
     summary = json.loads((output / "results.json").read_text())["per_seed"]["0"]
     # the same teacher untrained (seed 0's initial weights), on the same test images
     register_synthetic_shapes(str(tmp_path / "datasets" / "synthetic_shapes"), prefix="slow_shapes")
-    cfg = config(
+    cfg = synthetic_cfg(
         "T-WDet.yaml",
-        str(tmp_path / "untrained"),
-        "DATASETS.TEST",
-        ("slow_shapes_test",),
-        "DATASETS.PROPOSAL_FILES_TEST",
-        (str(proposals / "synthetic_shapes_test_edge_boxes"),),
+        *(*IN_PROCESS, "OUTPUT_DIR", str(tmp_path / "untrained")),
+        *("DATASETS.TEST", ("slow_shapes_test",)),
+        *("DATASETS.PROPOSAL_FILES_TEST", (str(proposals / "synthetic_shapes_test_edge_boxes"),)),
     )
     torch.manual_seed(0)
     corloc = Trainer.test(cfg, Trainer.build_model(cfg))["wsod"]["CorLoc"]

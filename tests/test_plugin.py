@@ -6,16 +6,17 @@ import os
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import inference_on_dataset
 from sklearn.metrics import average_precision_score
 
-import wsd_distill
+import wsd_distill  # noqa: F401  (registers the datasets and models)
 from wsd_distill.data import MultiLabelDatasetMapper, get_multilabel_dataset_dicts
 from wsd_distill.engine import TeacherHook
 from wsd_distill.evaluation import MultiLabelEvaluator
+
+from conftest import synthetic_cfg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -32,32 +33,14 @@ class MyTrainer(DefaultTrainer):  # a user's trainer: only the data loader is ws
 
 
 def config(name, output_dir, proposals, *opts):
-    cfg = wsd_distill.add_wsd_distill_config(get_cfg())
-    cfg.merge_from_file(os.path.join(ROOT, "configs", "Synthetic", name))
-    cfg.merge_from_list(
-        [
-            "MODEL.DEVICE",
-            "cpu",
-            "OUTPUT_DIR",
-            output_dir,
-            "DATASETS.TRAIN",
-            ("tiny_shapes_train",),
-            "DATASETS.TEST",
-            (),
-            "DATASETS.PROPOSAL_FILES_TRAIN",
-            (proposals["train"],),
-            "SOLVER.MAX_ITER",
-            4,
-            "SOLVER.IMS_PER_BATCH",
-            4,
-            "SOLVER.WARMUP_ITERS",
-            0,
-            "DATALOADER.NUM_WORKERS",
-            0,
-            *opts,
-        ]
+    """``name`` of configs/Synthetic on the tiny set, 4 steps, into ``output_dir``."""
+    return synthetic_cfg(
+        name,
+        *("OUTPUT_DIR", output_dir, "DATALOADER.NUM_WORKERS", 0, "DATASETS.TEST", ()),
+        *("DATASETS.TRAIN", ("tiny_shapes_train",)),
+        *("DATASETS.PROPOSAL_FILES_TRAIN", (proposals["train"],)),
+        *("SOLVER.MAX_ITER", 4, "SOLVER.IMS_PER_BATCH", 4, "SOLVER.WARMUP_ITERS", 0, *opts),
     )
-    return cfg
 
 
 def test_teacher_and_kd_student_with_detectron2s_own_trainer(

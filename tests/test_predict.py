@@ -11,25 +11,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import DefaultPredictor
-from detectron2.modeling import build_model
-from test_proposals import random_rpn
 
 from wsd_distill import check_config
 from wsd_distill.box_proposers import build_box_proposer
 from wsd_distill.data.datasets.synthetic import render_image
 from wsd_distill.engine import setup_cfg
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def random_checkpoint(config, folder):
-    """A config's model with random weights, saved as ``folder/model.pth``."""
-    cfg = setup_cfg(os.path.join(ROOT, "configs", "Synthetic", config), ["MODEL.DEVICE", "cpu"])
-    torch.manual_seed(0)
-    DetectionCheckpointer(build_model(cfg), str(folder)).save("model")
-    return str(folder / "model.pth")
+from conftest import ROOT, random_rpn, random_run, synthetic_cfg
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +36,7 @@ def photos(tmp_path_factory):
 @pytest.mark.parametrize("config", ["S-Cls.yaml", "T-WDet.yaml"])
 def test_predict_on_a_folder_reports_the_corrupt_file_and_does_the_rest(photos, tmp_path, config):
     """Batched with loader workers (the defaults) and one image at a time: the same scores."""
-    weights = random_checkpoint(config, tmp_path)
+    weights = random_run(tmp_path, synthetic_cfg(config), "model")[1]
     runs = {}
     for name, batching in (("batched", []), ("one_by_one", ["--batch-size", 1, "--workers", 0])):
         output = tmp_path / name
@@ -93,7 +82,7 @@ def test_a_stopped_prediction_resumes_where_it_stopped(photos, tmp_path, capsys)
     command goes on from there: the finished chunks' pictures are not drawn again and scores.csv
     is that of a run never stopped; other settings on the unfinished output are refused. The
     overrides may follow --input's folders directly."""
-    weights = random_checkpoint("S-Cls.yaml", tmp_path)
+    weights = random_run(tmp_path, synthetic_cfg("S-Cls.yaml"), "model")[1]
     tool = runpy.run_path(os.path.join(ROOT, "tools", "predict.py"))
     main, predict = tool["main"], tool["predict"]
 
@@ -184,7 +173,7 @@ def test_default_predictor_runs_the_teacher_with_its_own_proposals(tmp_path):
         os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml"),
         ["MODEL.DEVICE", "cpu", "MODEL.WSDDN.PROPOSALS_AT_TEST", "edge_boxes"],
     )
-    cfg.MODEL.WEIGHTS = random_checkpoint("T-WDet.yaml", tmp_path)
+    cfg.MODEL.WEIGHTS = random_run(tmp_path, synthetic_cfg("T-WDet.yaml"), "model")[1]
     image = render_image(np.random.default_rng(1), 128)[0]
     output = DefaultPredictor(cfg)(image)
     assert output["image_scores"].shape == (12,)
@@ -212,7 +201,7 @@ def test_default_predictor_runs_the_teacher_on_a_detectron2_rpn_s_boxes(tmp_path
             *("MODEL.WSDDN.DETECTRON2_PROPOSER.OPTS", opts),
         ],
     )
-    cfg.MODEL.WEIGHTS = random_checkpoint("T-WDet.yaml", tmp_path)
+    cfg.MODEL.WEIGHTS = random_run(tmp_path, synthetic_cfg("T-WDet.yaml"), "model")[1]
     image = render_image(np.random.default_rng(1), 128)[0]
     predictor = DefaultPredictor(cfg)
     output = predictor(image)
@@ -259,7 +248,7 @@ def test_predict_draws_a_teachers_view_of_a_declared_dataset(tmp_path):
     opts += ["MODEL.DEVICE", "cpu", "DATALOADER.NUM_WORKERS", "0"]
 
     def predict(config, output):
-        weights = random_checkpoint(config, tmp_path)
+        weights = random_run(tmp_path, synthetic_cfg(config), "model")[1]
         argv = [sys.executable, os.path.join(ROOT, "tools", "predict.py"), "--config-file"]
         argv += [os.path.join(ROOT, "configs", "Synthetic", config), "--dataset", "mine"]
         argv += ["--output", str(output), *opts, "MODEL.WEIGHTS", weights]

@@ -12,13 +12,7 @@ import cv2
 import h5py
 import numpy as np
 import pytest
-import torch
-from conftest import run_killed_after
-from detectron2 import model_zoo
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
-from detectron2.modeling import build_model
 from scipy.io import savemat
 
 from wsd_distill.box_proposers import (
@@ -40,6 +34,8 @@ from wsd_distill.data.datasets.synthetic import render_image
 from wsd_distill.data.proposals import fetch_proposals
 from wsd_distill.data.statistics import proposal_recall
 from wsd_distill.utils.ragged_store import is_ragged_store
+
+from conftest import random_rpn, run_killed_after
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -411,20 +407,6 @@ def test_an_output_with_a_trailing_slash_is_the_store_itself(datasets_dir, tmp_p
     assert is_ragged_store(str(tmp_path / "store"))
     assert not os.path.exists(tmp_path / "store.partial")
     assert not os.path.exists(tmp_path / "store" / ".partial")
-
-
-def random_rpn(folder):
-    """Model zoo's RPN config made small (ResNet-18 FPN, 128 px) with seeded random weights saved
-    as ``folder/rpn.pth``: (config file, config overrides, weights)."""
-    config = model_zoo.get_config_file("COCO-Detection/rpn_R_50_FPN_1x.yaml")
-    opts = ["MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64"]
-    opts += ["INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128", "MODEL.DEVICE", "cpu"]
-    cfg = get_cfg()
-    cfg.merge_from_file(config)
-    cfg.merge_from_list(opts)
-    torch.manual_seed(0)
-    DetectionCheckpointer(build_model(cfg), str(folder)).save("rpn")
-    return config, opts, str(folder / "rpn.pth")
 
 
 def test_detectron2_method_writes_an_rpn_s_boxes(datasets_dir, tmp_path):

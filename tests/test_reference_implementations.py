@@ -13,7 +13,6 @@ from detectron2.evaluation.pascal_voc_evaluation import voc_ap
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances, pairwise_iou
 from sklearn.metrics import average_precision_score
-from test_wsddn import make_input, tiny_cfg
 
 from wsd_distill import add_wsd_distill_config
 from wsd_distill.evaluation import compute_multilabel_metrics, corloc, detection_ap
@@ -23,6 +22,8 @@ from wsd_distill.modeling.wsddn import (
     wsddn_log_image_scores,
     wsddn_scores,
 )
+
+from conftest import make_input, tiny_cfg
 
 
 def ml_gcn_average_precision(output, target):

@@ -10,11 +10,9 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import run_killed_after
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
-from test_distributed import assert_same_final_weights
 
 from wsd_distill import add_wsd_distill_config
 from wsd_distill.data import MultiLabelDatasetMapper, RaggedStore, get_multilabel_dataset_dicts
@@ -24,30 +22,20 @@ from wsd_distill.engine import TeacherHook, Trainer
 from wsd_distill.engine.teacher_cache_writer import cache_size, write_teacher_cache
 from wsd_distill.modeling import build_teacher
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT, assert_same_final_weights, random_run, run_killed_after, synthetic_cfg
+
 CONFIGS = os.path.join(ROOT, "configs", "Synthetic")
 
 
 @pytest.fixture(scope="module")
 def teacher_files(datasets_dir, tiny_proposals, tmp_path_factory):
     """A randomly initialised synthetic teacher (its config file and checkpoint)."""
-    folder = tmp_path_factory.mktemp("teacher")
-    cfg = add_wsd_distill_config(get_cfg())
-    cfg.merge_from_file(os.path.join(CONFIGS, "T-WDet.yaml"))
-    cfg.merge_from_list(
-        [
-            "MODEL.DEVICE",
-            "cpu",
-            "MODEL.WSDDN.MAX_PROPOSALS",
-            24,
-            "DATASETS.PROPOSAL_FILES_TRAIN",
-            (tiny_proposals["train"],),
-        ]
+    cfg = synthetic_cfg(
+        "T-WDet.yaml",
+        *("MODEL.WSDDN.MAX_PROPOSALS", 24),
+        *("DATASETS.PROPOSAL_FILES_TRAIN", (tiny_proposals["train"],)),
     )
-    torch.manual_seed(0)
-    DetectionCheckpointer(build_model(cfg), save_dir=str(folder)).save("model_final")
-    (folder / "config.yaml").write_text(cfg.dump())
-    return str(folder / "config.yaml"), str(folder / "model_final.pth")
+    return random_run(tmp_path_factory.mktemp("teacher"), cfg)
 
 
 def kd_opts(teacher_files, proposals, *extra):
@@ -77,12 +65,10 @@ def kd_opts(teacher_files, proposals, *extra):
 def kd_cfg(opts):
     """In this process: tiny_shapes_* are the subprocesses' synthetic_shapes_* (same files, same
     ids)."""
-    cfg = add_wsd_distill_config(get_cfg())
-    cfg.merge_from_file(os.path.join(CONFIGS, "S-Cls_KD.yaml"))
-    cfg.merge_from_list(
-        ["DATASETS.TRAIN", ("tiny_shapes_train",), "DATASETS.TEST", ("tiny_shapes_val",), *opts]
+    return synthetic_cfg(
+        "S-Cls_KD.yaml",
+        *("DATASETS.TRAIN", ("tiny_shapes_train",), "DATASETS.TEST", ("tiny_shapes_val",), *opts),
     )
-    return cfg
 
 
 def cache_teacher(datasets_dir, output, opts, *extra):

@@ -8,46 +8,13 @@ import sys
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT, TINY_SYNTHETIC
 
-
-def test_train_net_lists_detectron2_flags():
-    out = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    for flag in (
-        "--config-file",
-        "--eval-only",
-        "--resume",
-        "--num-gpus",
-        "--num-machines",
-        "--machine-rank",
-        "--dist-url",
-        "opts",
-    ):
-        assert flag in out
-
-
+# The demo on the tiny set, a few steps of each model.
 TINY_DEMO = [
-    "DATASETS.SYNTHETIC.NUM_TRAIN",
-    "24",
-    "DATASETS.SYNTHETIC.NUM_VAL",
-    "8",
-    "DATASETS.SYNTHETIC.NUM_TEST",
-    "40",
-    "DATASETS.SYNTHETIC.IMAGE_SIZE",
-    "192",
-    "SOLVER.MAX_ITER",
-    "3",
-    "SOLVER.IMS_PER_BATCH",
-    "2",
-    "MODEL.WSDDN.MAX_PROPOSALS",
-    "30",
-    "DATALOADER.NUM_WORKERS",
-    "0",
+    *map(str, TINY_SYNTHETIC),
+    *("SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "2", "MODEL.WSDDN.MAX_PROPOSALS", "30"),
+    *("DATALOADER.NUM_WORKERS", "0"),
 ]
 
 # Runs tools/distill.py --synthetic twice in one process, the seeds in the other order the

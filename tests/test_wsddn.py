@@ -1,21 +1,18 @@
 """The WSDDN teacher: head math, gradients, degenerate proposals, checkpoints, bad input."""
 
 import math
-import os
 
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
-from detectron2.structures import Boxes, Instances
 
-from wsd_distill import add_wsd_distill_config
 from wsd_distill.data.mapper import whole_image_proposal
 from wsd_distill.engine import Trainer
 from wsd_distill.modeling import wsddn_scores
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import make_input, tiny_cfg
+
 L2, L3 = math.log(2), math.log(3)
 
 
@@ -35,41 +32,6 @@ def test_region_and_image_scores_by_hand():
     torch.testing.assert_close(image, torch.tensor([[7 / 12, 1 / 2], [1 / 2, 1 / 2]]))
     _, clamped = wsddn_scores(torch.tensor([[0.0, -50]]), torch.zeros(1, 2), [1], eps=1e-3)
     torch.testing.assert_close(clamped, torch.tensor([[1 - 1e-3, 1e-3]]))
-
-
-def tiny_cfg(num_classes=5, refine_iters=0):
-    cfg = add_wsd_distill_config(get_cfg())
-    cfg.merge_from_file(os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml"))
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = (), ()  # not the config's 12-class datasets
-    cfg.MODEL.VGG.STAGE_CHANNELS = [[8], [16], [16]]
-    cfg.MODEL.VGG.OUT_FEATURES = ["conv3"]
-    cfg.MODEL.WSDDN.IN_FEATURE = "conv3"
-    cfg.MODEL.WSDDN.FC_DIM = 32
-    cfg.MODEL.WSDDN.NUM_CLASSES = num_classes
-    cfg.MODEL.WSDDN.REFINE_ITERS = refine_iters
-    return cfg
-
-
-def make_input(num_proposals, size=(64, 80), labels=(1, 3), seed=0):
-    g = torch.Generator().manual_seed(seed)
-    h, w = size
-    proposals = Instances(size)
-    xy = torch.rand(num_proposals, 2, generator=g) * torch.tensor([w / 2, h / 2])
-    wh = 8 + torch.rand(num_proposals, 2, generator=g) * torch.tensor([w / 2, h / 2])
-    proposals.proposal_boxes = Boxes(torch.cat([xy, xy + wh], dim=1))
-    proposals.objectness_logits = torch.rand(num_proposals, generator=g)
-    y = torch.zeros(5)
-    y[list(labels)] = 1
-    image = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
-    return {
-        "image": image,
-        "proposals": proposals,
-        "multi_labels": y,
-        "height": 2 * h,
-        "width": 2 * w,
-        "image_id": seed,
-    }
 
 
 @pytest.mark.parametrize("refine_iters", [0, 2])

@@ -12,14 +12,14 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.visualizer import Visualizer
-from test_datasets import write_coco
-from test_wsddn import tiny_cfg
 
 from wsd_distill.data.datasets import register_coco_multilabel
 from wsd_distill.evaluation import WSODEvaluator, corloc, detection_ap
 from wsd_distill.evaluation.wsod import ground_truth_of, uses_voc07_metric
 from wsd_distill.modeling.wsddn import region_objectness
 from wsd_distill.visualization import draw_teacher_view
+
+from conftest import tiny_cfg, write_coco
 
 
 def _gt(boxes, classes, difficult=None):
