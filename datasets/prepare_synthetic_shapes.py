@@ -4,8 +4,10 @@
     python datasets/prepare_synthetic_shapes.py --train 2000 --val 400 --test 1000 \\
         --size 256 --seed 0
 
-The sizes must match the config's DATASETS.SYNTHETIC.* when training on it (tools/train_net.py
-and tools/distill.py --synthetic generate it themselves from the config when it is missing).
+The sizes must match the config's DATASETS.SYNTHETIC.NUM_TRAIN/NUM_VAL/NUM_TEST/IMAGE_SIZE
+when training on it; the seed, --object-size and --distractors are this script's
+(tools/train_net.py and tools/distill.py --synthetic generate it themselves from the config,
+with the defaults, when it is missing).
 """
 
 import argparse

@@ -8,13 +8,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.evaluation.pascal_voc_evaluation import voc_ap
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances, pairwise_iou
 from sklearn.metrics import average_precision_score
 
-from wsd_distill import add_wsd_distill_config
 from wsd_distill.evaluation import compute_multilabel_metrics, corloc, detection_ap
 from wsd_distill.modeling.label_losses import label_loss
 from wsd_distill.modeling.wsddn import (
@@ -387,17 +385,14 @@ def test_teacher_ranks_its_unclamped_image_scores():
 
 
 def test_asl_equals_the_references_coco_training():
-    """MODEL.STUDENT.LABEL_LOSS "asl" with its defaults is the reference's train.py criterion,
+    """MODEL.STUDENT.LABEL_LOSS "asl" is the reference's train.py criterion,
     AsymmetricLoss(gamma_neg=4, gamma_pos=0, clip=0.05, disable_torch_grad_focal_loss=True),
     divided by the batch size: values and gradients (logits within the reference's log clamp)."""
-    cfg = add_wsd_distill_config(get_cfg())
-    asl = cfg.MODEL.STUDENT.ASL
     reference = ASLAsymmetricLoss(gamma_neg=4, gamma_pos=0, clip=0.05)
     g = torch.Generator().manual_seed(0)
     logits = (torch.randn(8, 20, generator=g, dtype=torch.float64) * 4).requires_grad_()
     labels = (torch.rand(8, 20, generator=g) < 0.2).double()
-    ours = label_loss(logits, labels, "asl", gamma_neg=asl.GAMMA_NEG, gamma_pos=asl.GAMMA_POS,
-                      clip=asl.CLIP)  # fmt: skip
+    ours = label_loss(logits, labels, "asl")
     theirs = reference(logits, labels) / len(labels)
     torch.testing.assert_close(ours, theirs)
     torch.testing.assert_close(

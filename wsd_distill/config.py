@@ -26,9 +26,10 @@ def add_wsd_distill_config(cfg) -> CN:
     _C.DATASETS.SYNTHETIC.NUM_VAL = 500  # images in synthetic_shapes_val
     _C.DATASETS.SYNTHETIC.NUM_TEST = 1000  # images in synthetic_shapes_test
     _C.DATASETS.SYNTHETIC.IMAGE_SIZE = 128  # side of the square images, in pixels
-    _C.DATASETS.SYNTHETIC.SEED = 0  # generator seed: same seed and sizes, same bytes
-    _C.DATASETS.SYNTHETIC.OBJECT_SIZE = (0.1, 0.45)  # object diameters, fraction of the image side
-    _C.DATASETS.SYNTHETIC.DISTRACTORS = (2, 8)  # distractors (strokes, noise blobs) per image
+    # removed: the generator's seed, object sizes and distractors (its defaults, the
+    # benchmark's; datasets/prepare_synthetic_shapes.py takes them); ignored in old runs
+    for key in ("SEED", "OBJECT_SIZE", "DISTRACTORS"):
+        _C.register_deprecated_key(f"DATASETS.SYNTHETIC.{key}")
 
     # Datasets of your own, registered by setup_cfg (every tool) before anything else: a list of
     # [name, annotation_file, image_root] (a COCO json, boxes optional) or [name, label_list,
@@ -112,13 +113,11 @@ def add_wsd_distill_config(cfg) -> CN:
     _C.MODEL.STUDENT.HEAD = "pool"
     _C.MODEL.STUDENT.CSRA_LAMBDA = 0.1  # lambda of the "csra" head (the reference's default)
     # L_p: "bce" (the paper's) or "asl", the asymmetric loss (Ridnik et al., ICCV 2021; beyond
-    # the paper), divided by the batch size as the BCE; its focusing and clip (the reference's
-    # COCO training: gamma- 4, gamma+ 0, clip 0.05, focal weights without gradient)
+    # the paper) as the reference trains COCO (gamma- 4, gamma+ 0, clip 0.05, focal weights
+    # without gradient), divided by the batch size as the BCE
     _C.MODEL.STUDENT.LABEL_LOSS = "bce"
-    _C.MODEL.STUDENT.ASL = CN()
-    _C.MODEL.STUDENT.ASL.GAMMA_NEG = 4.0
-    _C.MODEL.STUDENT.ASL.GAMMA_POS = 0.0
-    _C.MODEL.STUDENT.ASL.CLIP = 0.05
+    # removed: ASL's gammas and clip (the reference's COCO values, fixed); ignored in old runs
+    _C.register_deprecated_key("MODEL.STUDENT.ASL")
     _C.MODEL.STUDENT.POOLING = "avg"  # "avg" or "max": the image's pooling, and its RoIs' for L_f
     _C.MODEL.STUDENT.POOLER_RESOLUTION = 7  # P of the "fc" head (VGG-16's pool5: 7 x 7)
     _C.MODEL.STUDENT.FC_DIM = 4096  # width of fc6/fc7 of the "fc" head
@@ -296,9 +295,7 @@ def check_config(cfg) -> None:
     _check_number(cfg, w + "MAX_PROPOSALS", low=1, integer=True)
     _check_number(cfg, s + "INPUT_SIZE", low=0, integer=True)
     _check_number(cfg, "INPUT.SQUARE_SIZE_TEST", low=0, integer=True)
-    for key in ("ASL.GAMMA_NEG", "ASL.GAMMA_POS", "CSRA_LAMBDA"):
-        _check_number(cfg, s + key, low=0)
-    _check_number(cfg, s + "ASL.CLIP", low=0, high=1, high_open=True)
+    _check_number(cfg, s + "CSRA_LAMBDA", low=0)
     _check_number(cfg, "SOLVER.NEW_LAYER_LR_FACTOR", low=0, low_open=True)
     for key in ("SOLVER.MAX_ITER", "SOLVER.CHECKPOINT_PERIOD"):
         _check_number(cfg, key, low=1, integer=True)

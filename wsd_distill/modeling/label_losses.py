@@ -38,10 +38,10 @@ def asymmetric_loss(logits, labels, gamma_neg=4.0, gamma_pos=0.0, clip=0.05, eps
     return -loss.sum() / len(logits)
 
 
-def label_loss(logits, labels, kind="bce", **asl):
+def label_loss(logits, labels, kind="bce"):
     """L_p of ``MODEL.STUDENT.LABEL_LOSS``: "bce" (summed over classes, averaged over images)
-    or "asl" (:func:`asymmetric_loss` with ``asl``'s gammas and clip). [B, K] -> scalar."""
+    or "asl" (:func:`asymmetric_loss`, the reference's COCO setting). [B, K] -> scalar."""
     if kind == "asl":
-        return asymmetric_loss(logits, labels, **asl)
+        return asymmetric_loss(logits, labels)
     bce = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), reduction="sum")
     return bce / len(labels)

@@ -57,7 +57,6 @@ class StudentClassifier(nn.Module):
         feature_loss_per_dim=False,
         scale_rois_by_score=False,
         label_loss="bce",
-        asl=None,
         csra_lambda=0.1,
     ):
         """
@@ -72,7 +71,7 @@ class StudentClassifier(nn.Module):
             feature_loss_per_dim (bool): L_f divided by D (see ``roi_feature_distill_loss``).
             scale_rois_by_score (bool): the student's pooled RoIs are multiplied by their
                 proposal scores, as the authors' RoI pooling.
-            label_loss (str): L_p, "bce" or "asl" (``asl``: {gamma_neg, gamma_pos, clip}).
+            label_loss (str): L_p, "bce" or "asl" (``label_losses.label_loss``).
             csra_lambda (float): lambda of the classifier of a "csra" head.
         """
         super().__init__()
@@ -86,7 +85,6 @@ class StudentClassifier(nn.Module):
             nn.init.normal_(self.classifier.weight, std=0.01)
             nn.init.zeros_(self.classifier.bias)
         self.label_loss = label_loss
-        self.asl = dict(asl or {})
         if label_weight == 0 and prediction_weight == 0:
             self.classifier.requires_grad_(False)  # stage 1: no loss reaches it
         self.input_size = input_size
@@ -141,11 +139,6 @@ class StudentClassifier(nn.Module):
             "feature_loss_per_dim": d.FEATURE_LOSS_PER_DIM,
             "scale_rois_by_score": d.SCALE_ROI_BY_PROPOSAL_SCORE,
             "label_loss": s.LABEL_LOSS,
-            "asl": {
-                "gamma_neg": s.ASL.GAMMA_NEG,
-                "gamma_pos": s.ASL.GAMMA_POS,
-                "clip": s.ASL.CLIP,
-            },
             "csra_lambda": s.CSRA_LAMBDA,
         }
 
@@ -215,7 +208,7 @@ class StudentClassifier(nn.Module):
             logits = self.classifier(self.head(feature))  # [B, K]
         if self.label_weight > 0:
             labels = torch.stack([x["multi_labels"] for x in batched_inputs]).to(self.device)
-            loss = label_loss(logits, labels, self.label_loss, **self.asl)
+            loss = label_loss(logits, labels, self.label_loss)
             losses["loss_cls"] = self.label_weight * loss
         if self.prediction_weight > 0:
             soft = torch.stack([self._teacher(x, "soft_scores") for x in batched_inputs])

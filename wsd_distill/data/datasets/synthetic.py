@@ -355,7 +355,10 @@ def generate_synthetic_shapes(
 
 
 def prepare_synthetic_shapes(cfg):
-    """Generate the synthetic shapes (sizes from ``DATASETS.SYNTHETIC``) if the config uses them.
+    """Generate the synthetic shapes (sizes from ``DATASETS.SYNTHETIC``; seed 0, the default
+    object sizes and distractors) if the config uses them. A folder already made (e.g. by
+    datasets/prepare_synthetic_shapes.py with another seed or difficulty) is used as it is when
+    its sizes are the config's.
 
     Run it on the main process only (``tools/train_net.py`` does); returns the folder or None.
     """
@@ -367,9 +370,18 @@ def prepare_synthetic_shapes(cfg):
     s = cfg.DATASETS.SYNTHETIC
     sizes = {"train": s.NUM_TRAIN, "val": s.NUM_VAL, "test": s.NUM_TEST}
     root = MetadataCatalog.get(names[0]).dataset_root
-    return generate_synthetic_shapes(
-        root, sizes, s.IMAGE_SIZE, s.SEED, s.OBJECT_SIZE, s.DISTRACTORS
-    )
+    params_file = os.path.join(root, _PARAMS_FILE)
+    if not os.path.exists(params_file):
+        return generate_synthetic_shapes(root, sizes, s.IMAGE_SIZE)
+    with open(params_file) as f:
+        made = json.load(f)
+    if made["num_images"] != sizes or made["image_size"] != s.IMAGE_SIZE:
+        raise RuntimeError(
+            f"{root} holds synthetic shapes of {made['num_images']} images of "
+            f"{made['image_size']} px, but the config asks for {sizes} of {s.IMAGE_SIZE} "
+            "(DATASETS.SYNTHETIC.*): delete the folder or point DETECTRON2_DATASETS elsewhere"
+        )
+    return root
 
 
 def _load(root, split, name):
