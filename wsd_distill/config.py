@@ -114,7 +114,8 @@ def add_wsd_distill_config(cfg) -> CN:
     _C.MODEL.STUDENT.CSRA_LAMBDA = 0.1  # lambda of the "csra" head (the reference's default)
     # L_p: "bce" (the paper's) or "asl", the asymmetric loss (Ridnik et al., ICCV 2021; beyond
     # the paper) as the reference trains COCO (gamma- 4, gamma+ 0, clip 0.05, focal weights
-    # without gradient), divided by the batch size as the BCE
+    # without gradient), divided by the batch size as the BCE; kept for comparisons with the
+    # multi-label literature, no gain measured here (docs/results.md)
     _C.MODEL.STUDENT.LABEL_LOSS = "bce"
     # removed: ASL's gammas and clip (the reference's COCO values, fixed); ignored in old runs
     _C.register_deprecated_key("MODEL.STUDENT.ASL")
