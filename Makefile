@@ -41,12 +41,14 @@ gpu-check:
 gpu-wheels:
 	bash dev/gpu_wheels.sh
 
-# black and isort at line length 100, as detectron2 (pyproject.toml); installed into .venv on first use
-LINTERS := 'black>=24,<27' 'isort>=5,<10'
+# black and isort at line length 100, as detectron2 (pyproject.toml), and flake8 (.flake8: pyflakes'
+# checks, 100-character lines); installed into .venv on first use
+LINTERS := 'black>=24,<27' 'isort>=5,<10' 'flake8>=7,<8'
 
 lint: setup
 	$(PY) -m pip install -q $(LINTERS)
 	$(PY) -m black --check --quiet . && $(PY) -m isort --check-only --quiet .
+	$(PY) -m flake8 wsd_distill tools dev tests datasets setup.py
 
 format: setup
 	$(PY) -m pip install -q $(LINTERS)

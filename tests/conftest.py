@@ -1,11 +1,16 @@
 """What the tests share: a tiny synthetic shapes dataset and its proposals, generated once per
 test session; the one config builder (``synthetic_cfg``, and the tiny models built on it); a run
 folder with random weights (``random_run``, and the teachers made with it); a training loop; a
-tool stopped by SIGKILL at a chosen point (``run_killed_after``). Test modules import the
-helpers from here (``from conftest import ...``) and take the fixtures by name."""
+tool stopped by SIGKILL at a chosen point (``run_killed_after``); a tool's refusal or check in
+this process (``tool_in_process``). Test modules import the helpers from here (``from conftest
+import ...``) and take the fixtures by name."""
 
+import contextlib
+import io
 import json
+import logging
 import os
+import runpy
 import subprocess
 import sys
 
@@ -16,6 +21,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
+from detectron2.utils.logger import setup_logger
 
 from wsd_distill import add_wsd_distill_config
 from wsd_distill.data.datasets import generate_synthetic_shapes, register_synthetic_shapes
@@ -114,6 +120,37 @@ def run_killed_after(cmd, env, target, calls, folder):
     path = os.pathsep.join(p for p in (str(folder), env.get("PYTHONPATH", "")) if p)
     env = dict(env, PYTHONPATH=path, WSD_TEST_KILL_AFTER=target, WSD_TEST_KILL_CALLS=str(calls))
     return subprocess.run(cmd, env=env, capture_output=True, text=True, start_new_session=True)
+
+
+def _loggers():
+    """Every logger of this process by name ("" the root)."""
+    return {
+        "": logging.getLogger(),
+        **{n: logging.getLogger(n) for n in logging.Logger.manager.loggerDict},
+    }
+
+
+def tool_in_process(tool, *argv):
+    """``python tools/<tool> argv`` run in this process, for a refusal or a check that ends
+    before any training (seconds of imports saved): (exit status, stderr); its stdout goes to
+    the test's (``capsys``)."""
+    path, argv0, stderr = os.path.join(ROOT, "tools", tool), sys.argv, io.StringIO()
+    sys.argv = [path, *map(str, argv)]
+    kept = {name: (x.handlers[:], x.propagate, x.level) for name, x in _loggers().items()}
+    try:
+        with contextlib.redirect_stderr(stderr):
+            runpy.run_path(path, run_name="__main__")
+        status = 0
+    except SystemExit as e:  # as the interpreter ends: sys.exit("message") prints it, status 1
+        status = 1 if isinstance(e.code, str) else e.code or 0
+        stderr.write(f"{e.code}\n" if isinstance(e.code, str) else "")
+    finally:
+        sys.argv = argv0
+        for name, logger in _loggers().items():  # as before setup_logger, which is cached
+            handlers, propagate, level = kept.get(name, ([], True, logging.NOTSET))
+            logger.handlers[:], logger.propagate, logger.level = handlers, propagate, level
+        setup_logger.cache_clear()
+    return status, stderr.getvalue()
 
 
 def synthetic_cfg(config, *opts):

@@ -511,6 +511,7 @@ def test_box_average_pool_by_hand_and_gradient():
     assert torch.autograd.gradcheck(lambda f: box_average_pool(f, boxes, 1 / 8, 3), (x,))
 
 
+@pytest.mark.slow  # 24 s on 2 cores: two full-size VGG-16s
 def test_torchvision_vgg16_converts_into_the_papers_teacher_and_student(tmp_path, monkeypatch):
     """A randomly initialised torchvision VGG-16, converted: our conv5_3 is torchvision's, and the
     student's fc7 on the whole 224 image is torchvision's fc7 (pool5 -> fc6 -> fc7)."""

@@ -131,9 +131,9 @@ def test_two_process_cpu_training_of_teacher_and_student_with_kd(
 @pytest.mark.parametrize(
     "config,grouping,processes",
     [
-        ("T-WDet.yaml", False, 1),
-        ("T-WDet.yaml", True, 1),
-        ("S-Cls_KD.yaml", False, 1),
+        pytest.param("T-WDet.yaml", False, 1, marks=pytest.mark.slow),  # 15 s on 2 cores
+        pytest.param("T-WDet.yaml", True, 1, marks=pytest.mark.slow),  # 16 s on 2 cores
+        ("S-Cls_KD.yaml", False, 1),  # the student's resume: teacher, hook and loader
         pytest.param("T-WDet.yaml", False, 2, marks=pytest.mark.slow),  # 75 s on 2 cores
     ],
     ids=[

@@ -31,7 +31,7 @@ from wsd_distill.engine import Trainer, claim_output_dir, run_seed, setup_cfg
 from wsd_distill.evaluation import MultiLabelEvaluator
 from wsd_distill.utils.partial_run import OutputInUse, open_partial_run, read_chunk, write_chunk
 
-from conftest import synthetic_cfg
+from conftest import synthetic_cfg, tool_in_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -400,14 +400,10 @@ def test_proposals_outside_their_image_or_not_finite_are_named(datasets_dir, tmp
         ("predict.py", ["--config-file", "c", "--input", "i", "--output", "o", "--workers", "-1"]),
     ],
 )
-def test_tool_arguments_are_checked_before_anything_is_written(tool, argv, tmp_path):
-    done = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tools", tool), *argv],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 2 and "expected an integer >=" in done.stderr, done.stderr[-500:]
+def test_tool_arguments_are_checked_before_anything_is_written(tool, argv, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    status, stderr = tool_in_process(tool, *argv)
+    assert status == 2 and "expected an integer >=" in stderr, stderr[-500:]
     assert os.listdir(tmp_path) == []
 
 
@@ -498,7 +494,7 @@ def test_a_negative_seed_is_drawn_once_and_resumed(tmp_path):
     assert run_seed(cfg) == 1234
 
 
-def test_a_refusal_is_one_message_without_traceback(tmp_path):
+def test_a_refusal_is_one_message_without_traceback(tmp_path, monkeypatch):
     """A tool refusing its input exits 2 with one line naming the culprit, as argparse does
     (WSD_DISTILL_TRACEBACK=1 shows the traceback)."""
     argv = [sys.executable, os.path.join(ROOT, "tools", "distill.py"), "--train", "nope"]
@@ -515,6 +511,6 @@ def test_a_refusal_is_one_message_without_traceback(tmp_path):
     assert out.returncode == 2 and out.stderr.strip() == (
         f"train_net.py: error: No config file {tmp_path / 'x.yaml'}"
     )
-    env = dict(os.environ, WSD_DISTILL_TRACEBACK="1")
-    out = subprocess.run(argv, capture_output=True, text=True, env=env)
-    assert "Traceback" in out.stderr
+    monkeypatch.setenv("WSD_DISTILL_TRACEBACK", "1")
+    with pytest.raises(KeyError, match="Dataset 'nope' is not registered"):
+        tool_in_process("distill.py", *argv[2:])

@@ -20,7 +20,8 @@ from wsd_distill.data.datasets.sample_photos import CLASSES, write_sample_photo_
 from wsd_distill.engine.pipeline import Pipeline
 from wsd_distill.utils.partial_run import OutputInUse
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT, tool_in_process
+
 SPLITS = ("val", "test")
 
 
@@ -86,6 +87,7 @@ def test_a_list_with_another_separator_is_named(tmp_path, name, text):
         load_label_list(str(tmp_path / name), str(tmp_path), "test_separator_list")
 
 
+@pytest.mark.slow  # 41 s on 2 cores: the same models as the one-command pipeline below
 def test_own_photos_declared_in_the_config_through_the_tools(photo_set, tmp_path):
     """check_dataset, generate_proposals, the teacher (trains and evaluates on image-level
     labels: the WSOD evaluation is skipped, not a crash) and the student, all by command line."""
@@ -287,6 +289,7 @@ def last_losses(run):
     return {k: v for k, v in metrics[-1].items() if k.startswith(("loss_", "total_loss"))}
 
 
+@pytest.mark.slow  # 32 s on 2 cores: the cache itself is tested in test_teacher_cache.py
 def test_pipeline_with_the_teacher_cache_trains_as_with_the_teacher(photo_set, tmp_path):
     """``--teacher-cache``: the teacher's targets are cached once per seed and the KD stages
     read them (no teacher in the loop), with the losses of the teacher in the loop within
@@ -462,12 +465,12 @@ def test_a_missing_image_is_named_before_any_proposal_is_made(photo_set, tmp_pat
     ]
     argv = ["--train", "mine_train", "--test", "mine_edited_test", "--output", tmp_path / "run"]
     argv += ["--proposals-dir", tmp_path / "proposals", "DATASETS.REGISTER", repr(entries)]
-    refused = tool("distill.py", *argv)
-    assert refused.returncode != 0
+    status, stderr = tool_in_process("distill.py", *argv)
+    assert status != 0
     image_id = test["images"][2]["id"]
     message = f"Dataset 'mine_edited_test', image {image_id!r}: no image file "
-    assert message + str(photo_set / "images" / "gone.jpg") in refused.stderr, refused.stderr
-    assert "Traceback" not in refused.stderr
+    assert message + str(photo_set / "images" / "gone.jpg") in stderr, stderr
+    assert "Traceback" not in stderr
     assert not (tmp_path / "proposals").exists() or not os.listdir(tmp_path / "proposals")
 
 
@@ -514,6 +517,7 @@ def test_epochs_scale_every_schedule_and_stay_with_the_output(photo_set, tmp_pat
             again.plan_schedules([0], ["two-stage"])
 
 
+@pytest.mark.slow  # 18 s on 2 cores: --epochs scales the schedules above, without timing
 def test_budget_times_each_model_and_the_timing_changes_no_run(photo_set, tmp_path, monkeypatch):
     """--budget: a few timed iterations of the teacher, the student and the KD student size
     every schedule by the factor that fits the minutes; a resumed pipeline keeps that plan

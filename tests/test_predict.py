@@ -18,7 +18,7 @@ from wsd_distill.box_proposers import build_box_proposer
 from wsd_distill.data.datasets.synthetic import render_image
 from wsd_distill.engine import setup_cfg
 
-from conftest import ROOT, random_rpn, random_run, synthetic_cfg
+from conftest import ROOT, random_rpn, random_run, synthetic_cfg, tool_in_process
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,10 @@ def photos(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("config", ["S-Cls.yaml", "T-WDet.yaml"])
+# the teacher's own 9 s: slow (its proposals at test time are tested below, in process)
+@pytest.mark.parametrize(
+    "config", ["S-Cls.yaml", pytest.param("T-WDet.yaml", marks=pytest.mark.slow)]
+)
 def test_predict_on_a_folder_reports_the_corrupt_file_and_does_the_rest(photos, tmp_path, config):
     """Batched with loader workers (the defaults) and one image at a time: the same scores."""
     weights = random_run(tmp_path, synthetic_cfg(config), "model")[1]
@@ -139,22 +142,12 @@ def test_a_folder_is_read_with_its_subfolders_and_pictures_keep_their_paths(tmp_
 
 def test_predict_refuses_an_input_without_images(tmp_path):
     (tmp_path / "empty").mkdir()
-    done = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "tools", "predict.py"),
-            "--config-file",
-            os.path.join(ROOT, "configs", "Synthetic", "S-Cls.yaml"),
-            "--input",
-            str(tmp_path / "empty"),
-            str(tmp_path / "*.png"),
-            "--output",
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
+    status, stderr = tool_in_process(
+        "predict.py",
+        *("--config-file", os.path.join(ROOT, "configs", "Synthetic", "S-Cls.yaml")),
+        *("--input", tmp_path / "empty", tmp_path / "*.png", "--output", tmp_path / "out"),
     )
-    assert done.returncode != 0 and "predict: no image in" in done.stderr
+    assert status != 0 and "predict: no image in" in stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -29,7 +29,8 @@ from wsd_distill.modeling.backbone.timm_backbone import (
     rename_by_position,
 )
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT, tool_in_process
+
 PRETRAINED = os.path.join(ROOT, "configs", "OwnData", "Pretrained")
 DAISY = 985  # ImageNet's class of scikit-learn's flower.jpg
 
@@ -247,12 +248,12 @@ def test_pipeline_names_missing_pretrained_weights(tmp_path):
     entries = [
         [f"miss_{s}", str(root / f"{s}.json"), str(root / "images")] for s in ("val", "test")
     ]
-    out = tool(
+    status, stderr = tool_in_process(
         "distill.py",
         *("--train", "miss_val", "--test", "miss_test", "--config-dir", PRETRAINED),
         *("--output", tmp_path / "run", "DATASETS.REGISTER", repr(entries)),
         *("MODEL.WEIGHTS", tmp_path / "nowhere.pth"),
     )
-    assert out.returncode != 0
-    assert f"T-WDet.yaml: its MODEL.WEIGHTS {tmp_path / 'nowhere.pth'} does not exist" in out.stderr
+    assert status != 0
+    assert f"T-WDet.yaml: its MODEL.WEIGHTS {tmp_path / 'nowhere.pth'} does not exist" in stderr
     assert not (tmp_path / "run").exists()

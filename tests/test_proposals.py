@@ -35,7 +35,7 @@ from wsd_distill.data.proposals import fetch_proposals
 from wsd_distill.data.statistics import proposal_recall
 from wsd_distill.utils.ragged_store import is_ragged_store
 
-from conftest import random_rpn, run_killed_after
+from conftest import random_rpn, run_killed_after, tool_in_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -303,6 +303,7 @@ def _generate(datasets_dir, output, *extra):
     return cmd, env
 
 
+@pytest.mark.slow  # 29 s on 2 cores: chunks checked on resume in test_faults.py
 def test_generate_proposals_resumes_after_sigkill(datasets_dir, tmp_path):
     reference = str(tmp_path / "reference.pkl")
     cmd, env = _generate(datasets_dir, reference, "--workers", "2")
@@ -369,8 +370,8 @@ def test_converting_proposals_sees_a_declared_dataset(tmp_path):
     done = subprocess.run(argv, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert RaggedStore(str(tmp_path / "store")).meta["image_names"] == [f"{tmp_path.name}/a.jpg"]
-    # a WSDDN/OICR .mat (1-based, inclusive y1, x1, y2, x2), matched to the dataset by image name; the
-    # order told from the image's size, read from the file (a label list records none)
+    # a WSDDN/OICR .mat (1-based, inclusive y1, x1, y2, x2), matched to the dataset by image
+    # name; the order told from the image's size, read from the file (a label list records none)
     wide = np.array([[1, 2, 50, 20]], np.float32)  # x2 50: beyond the height (40) as a y
     savemat(
         str(tmp_path / "p.mat"),
@@ -384,8 +385,8 @@ def test_converting_proposals_sees_a_declared_dataset(tmp_path):
     assert ids == ["a.jpg"]
     np.testing.assert_allclose(found[0], wide)
     without = [a for a in argv if a not in ("--dataset", "mine")]
-    refused = subprocess.run(without, capture_output=True, text=True)
-    assert refused.returncode == 2 and "--dataset is needed" in refused.stderr
+    status, stderr = tool_in_process("generate_proposals.py", *without[2:])
+    assert status == 2 and "--dataset is needed" in stderr
 
 
 def test_unfinished_run_with_other_settings_is_rejected(datasets_dir, tmp_path):
@@ -417,8 +418,9 @@ def test_detectron2_method_writes_an_rpn_s_boxes(datasets_dir, tmp_path):
     output = str(tmp_path / "rpn_proposals")
     cmd, env = _generate(datasets_dir, output, "--d2-config", config, "--d2-opts", *opts)
     cmd[cmd.index("edge_boxes")], cmd[cmd.index("100")] = "detectron2", "50"
-    refused = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    assert refused.returncode != 0 and "--method detectron2 needs --d2-weights" in refused.stderr
+    in_process = [a if a != "synthetic_shapes_test" else "tiny_shapes_test" for a in cmd[2:]]
+    status, stderr = tool_in_process("generate_proposals.py", *in_process)
+    assert status != 0 and "--method detectron2 needs --d2-weights" in stderr
     cmd += ["--d2-weights", weights]
     subprocess.run(cmd, env=env, check=True, capture_output=True)
     dicts = load_proposals_into_dataset(DatasetCatalog.get("tiny_shapes_test"), output)

@@ -1,7 +1,8 @@
 """The metrics and losses against the code users compare with, on random and hand-made inputs:
 ML-GCN's AveragePrecisionMeter and F1s, ASL's mAP and AsymmetricLoss, sklearn, pcl.pytorch's
-mil_losses, OICR pseudo labels and CorLoc, detectron2's voc_eval conventions. The reference functions below are
-transcribed from those repositories (the file and function named in each docstring)."""
+mil_losses, OICR pseudo labels and CorLoc, detectron2's voc_eval conventions. The reference
+functions below are transcribed from those repositories (the file and function named in each
+docstring)."""
 
 import math
 

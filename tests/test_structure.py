@@ -45,8 +45,8 @@ def test_a_layer_never_imports_the_layers_above_it(layer):
 
 def test_trainer_init_is_the_detectron2_constructor_it_copies():
     """Trainer.__init__ is DefaultTrainer.__init__ line for line with four changes (seeding,
-    CPU-DDP, the checkpointer, the logger's setup): when detectron2's constructor changes, port the change.
-    """
+    CPU-DDP, the checkpointer, the logger's setup): when detectron2's constructor changes, port
+    the change."""
     from detectron2.engine import DefaultTrainer
 
     source = inspect.getsource(DefaultTrainer.__init__)

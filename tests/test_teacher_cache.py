@@ -263,6 +263,7 @@ def test_a_stage_loads_only_what_its_losses_use(
     sum(computed.values()).backward()
 
 
+@pytest.mark.slow  # 9 s on 2 cores: chunked resume is tested on predict.py in process
 def test_cache_teacher_resumes_after_sigkill(
     datasets_dir, tiny_proposals, teacher_files, teacher_cache, tmp_path
 ):

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, TINY_SYNTHETIC
+from conftest import ROOT, TINY_SYNTHETIC, tool_in_process
 
 # The demo on the tiny set, a few steps of each model.
 TINY_DEMO = [
@@ -30,6 +30,7 @@ for seeds, folder in ((["0", "1"], "first"), (["1", "0"], "second")):
 """
 
 
+@pytest.mark.slow  # 34 s on 2 cores: the pipeline of test_own_data.py, on the benchmark
 def test_demo_end_to_end_and_the_same_seed_gives_the_same_numbers(datasets_dir, tmp_path):
     """The whole demo on the tiny set, a few iterations per model (the real run is `make demo`),
     twice in one process with the seeds in another order: each seed's results are identical."""
@@ -106,15 +107,9 @@ def test_demo_end_to_end_and_the_same_seed_gives_the_same_numbers(datasets_dir, 
     assert json.loads((second / "results.json").read_text())["per_seed"] == summary["per_seed"]
 
 
-def test_check_dataset_lists_bad_images(datasets_dir, tmp_path):
-    ok = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tools", "check_dataset.py"), "--dataset"]
-        + ["synthetic_shapes_val", "--workers", "1"],
-        env=dict(os.environ, DETECTRON2_DATASETS=datasets_dir),
-        capture_output=True,
-        text=True,
-    )
-    assert ok.returncode == 0 and "synthetic_shapes_val: 8 images, 0 bad" in ok.stdout
+def test_check_dataset_lists_bad_images(datasets_dir, tmp_path, capsys):
+    status, _ = tool_in_process("check_dataset.py", "--dataset", "tiny_shapes_val", "--workers", 1)
+    assert status == 0 and "tiny_shapes_val: 8 images, 0 bad" in capsys.readouterr().out
     root = tmp_path / "datasets"  # a copy of the tiny dataset with one image gone
     subprocess.run(["cp", "-r", datasets_dir, str(root)], check=True)
     os.remove(
@@ -167,7 +162,6 @@ def test_kd_variants_table(datasets_dir, tmp_path):
 def test_distill_names_its_datasets_or_the_synthetic_benchmark():
     """Either --train and --test, or --synthetic (which brings its own splits), refused in one
     line before anything runs."""
-    tool = [sys.executable, os.path.join(ROOT, "tools", "distill.py")]
     for argv, expected in [
         ([], "name the datasets (--train and --test, --val advised) or give --synthetic"),
         (["--train", "a"], "name the datasets"),
@@ -176,5 +170,5 @@ def test_distill_names_its_datasets_or_the_synthetic_benchmark():
             "--synthetic uses the benchmark's splits: leave out --test",
         ),
     ]:
-        done = subprocess.run([*tool, *argv], capture_output=True, text=True)
-        assert done.returncode == 2 and expected in done.stderr, (argv, done.stderr[-500:])
+        status, stderr = tool_in_process("distill.py", *argv)
+        assert status == 2 and expected in stderr, (argv, stderr[-500:])

@@ -223,8 +223,9 @@ def train_and_evaluate(cfg):
 
 class Pipeline:
     """Proposals, teacher, students and Table 3 on the datasets ``train`` (training), ``test``
-    (the table) and ``val`` (held out: the student to deploy is chosen on it; "" for none), with the five configs of ``config_dir`` (``CONFIG_FILES``) and the config
-    overrides ``opts`` for every run. Proposals (``method``, ``max_proposals`` per image, on
+    (the table) and ``val`` (held out: the student to deploy is chosen on it; "" for none),
+    with the five configs of ``config_dir`` (``CONFIG_FILES``) and the config overrides
+    ``opts`` for every run. Proposals (``method``, ``max_proposals`` per image, on
     images downscaled to ``max_side`` pixels at most (None: the method's default),
     ``workers`` processes) are kept in ``proposals_dir/<dataset>_<method>``. The test mAPs'
     bootstrap intervals count the classes with ``min_test_positives`` positive test images.

@@ -349,8 +349,8 @@ class WSDDN(nn.Module):
         most when IoU >= ``refine_iou``, else background, with that box's weight (0 under IoU
         ``refine_bg_iou``, pcl.pytorch's BG_THRESH); with ``refine_iou_plus_one`` the IoU counts
         widths and heights + 1 pixel, as pcl.pytorch's and wetectron's. Weighted cross-entropy,
-        averaged over an image's regions, then over images. probs [R, K+1] (background first); previous_scores
-        [R, K]."""
+        averaged over an image's regions, then over images. probs [R, K+1] (background first);
+        previous_scores [R, K]."""
         losses = []
         for p, prob, prev, y in zip(
             proposals,

@@ -389,7 +389,8 @@ def _load(root, split, name):
     if not os.path.exists(json_file):
         raise FileNotFoundError(
             f"{json_file} not found: generate the synthetic shapes first "
-            f"(tools/train_net.py and tools/distill.py --synthetic do it, or datasets/prepare_synthetic_shapes.py)"
+            "(tools/train_net.py and tools/distill.py --synthetic do it, or "
+            "datasets/prepare_synthetic_shapes.py)"
         )
     return load_coco_multilabel_json(json_file, root, name)
 
