@@ -107,6 +107,7 @@ def test_demo_end_to_end_and_the_same_seed_gives_the_same_numbers(datasets_dir, 
     assert json.loads((second / "results.json").read_text())["per_seed"] == summary["per_seed"]
 
 
+@pytest.mark.slow  # 15 s on 2 cores: the tool's report is tested in test_faults.py too
 def test_check_dataset_lists_bad_images(datasets_dir, tmp_path, capsys):
     status, _ = tool_in_process("check_dataset.py", "--dataset", "tiny_shapes_val", "--workers", 1)
     assert status == 0 and "tiny_shapes_val: 8 images, 0 bad" in capsys.readouterr().out
