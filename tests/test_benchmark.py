@@ -9,7 +9,8 @@ from detectron2.data import DatasetCatalog
 from wsd_distill.engine import setup_cfg
 from wsd_distill.engine.schedule import median_step_times
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 sys.path.insert(0, os.path.join(ROOT, "dev"))  # the benchmarks' helpers, beside them
 from benchmark_common import jpeg_dataset, loader_inputs  # noqa: E402  isort: skip
 

@@ -18,9 +18,7 @@ from wsd_distill.modeling.label_losses import asymmetric_loss, label_loss
 from wsd_distill.modeling.student_head import CSRAClassifier, StudentHead
 from wsd_distill.modeling.wsddn_tta import WSDDNWithTTA
 
-from conftest import make_input, tiny_cfg
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT, make_input, tiny_cfg
 
 
 def _logits_and_labels():

@@ -24,9 +24,7 @@ from wsd_distill.data.datasets.synthetic import CO_OCCURRING, render_image
 from wsd_distill.data.statistics import dataset_summary
 from wsd_distill.engine import Trainer
 
-from conftest import write_coco
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT, write_coco
 
 
 def test_coco_labels_from_every_annotation_crowd_included(tmp_path):

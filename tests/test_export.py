@@ -15,9 +15,8 @@ from detectron2.modeling import build_model
 from wsd_distill.data.datasets.synthetic import render_image
 from wsd_distill.engine import setup_cfg
 
-from conftest import random_run, synthetic_cfg
+from conftest import ROOT, random_run, synthetic_cfg
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVE = """
 import sys, numpy as np, torch
 images = torch.from_numpy(np.load(sys.argv[2]))

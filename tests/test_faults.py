@@ -31,9 +31,7 @@ from wsd_distill.engine import Trainer, claim_output_dir, run_seed, setup_cfg
 from wsd_distill.evaluation import MultiLabelEvaluator
 from wsd_distill.utils.partial_run import OutputInUse, open_partial_run, read_chunk, write_chunk
 
-from conftest import synthetic_cfg, tool_in_process
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT, synthetic_cfg, tool_in_process
 
 
 def teacher_cfg(output_dir, proposals, *opts):

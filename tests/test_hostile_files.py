@@ -19,9 +19,7 @@ from wsd_distill.engine.checkpointer import FiniteCheckpointer, UnreadableCheckp
 from wsd_distill.modeling.teacher import get_teacher_cfg
 from wsd_distill.modeling.trained_weights import load_trained_weights
 
-from conftest import tiny_cfg
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT, tiny_cfg
 
 
 class Payload:

@@ -18,7 +18,7 @@ from wsd_distill.data import MultiLabelDatasetMapper, save_proposals
 from wsd_distill.data.augmentation import build_augmentation
 from wsd_distill.engine import Trainer, setup_cfg
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
 
 
 def _record(tmp_path, proposals):

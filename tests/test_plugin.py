@@ -1,8 +1,6 @@
 """wsd-distill's parts inside a user's own detectron2 code: detectron2's DefaultTrainer and
 inference_on_dataset, no train_net.py and no wsd_distill Trainer (the README shows the same)."""
 
-import os
-
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
@@ -17,8 +15,6 @@ from wsd_distill.engine import TeacherHook
 from wsd_distill.evaluation import MultiLabelEvaluator
 
 from conftest import synthetic_cfg
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class MyTrainer(DefaultTrainer):  # a user's trainer: only the data loader is wsd_distill's

@@ -35,9 +35,7 @@ from wsd_distill.data.proposals import fetch_proposals
 from wsd_distill.data.statistics import proposal_recall
 from wsd_distill.utils.ragged_store import is_ragged_store
 
-from conftest import random_rpn, run_killed_after, tool_in_process
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT, random_rpn, run_killed_after, tool_in_process
 
 
 def test_postprocess_clips_dedupes_drops_tiny_and_falls_back():

@@ -13,7 +13,8 @@ from detectron2.modeling import build_model
 from wsd_distill.engine import Trainer, load_trained_weights, setup_cfg, setup_run_cfg
 from wsd_distill.engine.defaults import RUN_CONFIG, RUN_WEIGHTS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 SYNTHETIC = os.path.join(ROOT, "configs", "Synthetic")
 OWN = os.path.join(ROOT, "configs", "OwnData")
 

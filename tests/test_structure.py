@@ -11,7 +11,8 @@ import os
 import pytest
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 PACKAGE = os.path.join(ROOT, "wsd_distill")
 LOWER = {"data": {"modeling", "engine", "evaluation"}, "utils": {"data", "modeling", "engine"}}
 LOWER["modeling"] = {"engine", "evaluation"}
