@@ -14,7 +14,7 @@ mapper (``Trainer.build_test_loader``) from generated JPEGs, random weights. Par
     python dev/benchmark_inference.py --parts inference jpeg_to_scores --output output/benchmark
 """
 
-import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
+import wsd_distill  # noqa: F401  isort: skip  (first: its OpenMP setting precedes torch)
 import itertools
 import os
 import time

@@ -10,7 +10,7 @@
     python dev/benchmark_proposals.py --parts loading generation --output output/benchmark
 """
 
-import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
+import wsd_distill  # noqa: F401  isort: skip  (first: its OpenMP setting precedes torch)
 import multiprocessing as mp
 import os
 import pickle

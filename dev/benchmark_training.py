@@ -19,12 +19,17 @@ detectron2's own ``time`` / ``data_time`` metrics (and the hook's ``teacher_time
   640 x 480 JPEGs with 500 random proposals each (the teacher at 672, the student at 224):
   teacher, plain student, online KD stage 1, stage 2 and joint; fp32 and, on a GPU, AMP (the
   part ``make gpu-check`` runs).
+- busy_machine: one Lite0 training step (``dev/openmp_step.py``) under each OpenMP setting
+  (``OPENMP_SETTINGS``, in the environment before torch loads), alone and beside a second
+  training (the same step in a loop, with the same setting or with torch's default); in rounds.
 
     python dev/benchmark_training.py --parts training train_loader --output output/benchmark
 """
 
-import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
+import wsd_distill  # noqa: F401  isort: skip  (first: its OpenMP setting precedes torch)
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -269,12 +274,89 @@ def benchmark_cache_mapping(args):
     return title, ["variants", "images", "images/s", "ms per entry"], rows
 
 
+# OpenMP settings of ``busy_machine``: {name: environment}. libgomp (torch's CPU threads on Linux)
+# spins 300,000 times at a barrier before it sleeps unless told otherwise.
+OPENMP_SETTINGS = {
+    "torch's default": {},
+    "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "GOMP_SPINCOUNT=10000": {"GOMP_SPINCOUNT": "10000"},
+    "GOMP_SPINCOUNT=1000": {"GOMP_SPINCOUNT": "1000"},
+    "OMP_NUM_THREADS=1": {"OMP_NUM_THREADS": "1"},
+}
+
+
+def openmp_env(setting):
+    """This process's environment with the OpenMP variables of ``setting`` alone."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.pop("OMP_NUM_THREADS", None)
+    return {**env, **OPENMP_SETTINGS[setting]}
+
+
+def step_seconds(setting, steps, beside=None):
+    """Median s/step of ``dev/openmp_step.py`` under ``setting``, alone or while a second one
+    trains under the setting ``beside``."""
+    script = os.path.join(ROOT, "dev", "openmp_step.py")
+    second = None
+    if beside is not None:
+        second = subprocess.Popen([sys.executable, script, "0"], env=openmp_env(beside))
+        time.sleep(10)  # (its model built, training)
+    try:
+        out = subprocess.run(
+            [sys.executable, script, str(steps)],
+            env=openmp_env(setting),
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return float(out.stdout.split()[-1])
+    finally:
+        if second is not None:
+            second.kill()
+            second.wait()
+
+
+def benchmark_busy_machine(args):
+    """s/step of one Lite0 step under each OpenMP setting, alone and beside a second training;
+    each ratio against torch's default alone in the same round."""
+    default = "torch's default"
+    conditions = {"alone": None, "beside the same": "same", "beside torch's default": default}
+    rounds = []
+    for _ in range(args.rounds):
+        rounds.append(
+            {
+                (setting, condition): step_seconds(
+                    setting, args.steps, setting if beside == "same" else beside
+                )
+                for setting in OPENMP_SETTINGS
+                for condition, beside in conditions.items()
+            }
+        )
+    rows = []
+    for setting in OPENMP_SETTINGS:
+        row = [setting]
+        for condition in conditions:
+            seconds = [r[setting, condition] for r in rounds]
+            ratio = [r[setting, condition] / r[default, "alone"] for r in rounds]
+            row += [summary(seconds, 2), summary(ratio, 2)]
+        rows.append(row)
+    headers = ["OpenMP setting"]
+    for condition in conditions:
+        headers += [f"s/step {condition}", "x default alone"]
+    title = (
+        "One Lite0 training step (batch 4 at 320, dev/openmp_step.py) in a process of its own, "
+        f"median of {args.steps} steps after 1, alone and beside a second training of the same "
+        f"step; median (range) of {args.rounds} rounds"
+    )
+    return title, headers, rows
+
+
 PARTS = {
     "training": benchmark_training,
     "train_loader": benchmark_train_loader,
     "cache_mapping": benchmark_cache_mapping,
     "own_data": benchmark_own_data,
     "paper": benchmark_paper,
+    "busy_machine": benchmark_busy_machine,
 }
 
 

@@ -27,7 +27,7 @@ Writes <output>/kd_variants.md (mAP per seed, mean ± std, the paired gain over 
 and kd_variants.json. Like the demo, every finished run is kept and skipped when run again.
 """
 
-import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
+import wsd_distill  # noqa: F401  isort: skip  (first: its OpenMP setting precedes torch)
 import argparse
 import json
 import os

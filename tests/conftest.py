@@ -5,6 +5,7 @@ tool stopped by SIGKILL at a chosen point (``run_killed_after``); a tool's refus
 this process (``tool_in_process``). Test modules import the helpers from here (``from conftest
 import ...``) and take the fixtures by name."""
 
+import wsd_distill  # noqa: F401  isort: skip  (first: its OpenMP setting precedes torch)
 import contextlib
 import io
 import json

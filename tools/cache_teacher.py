@@ -18,7 +18,7 @@ exits; a run refuses to start when the disk cannot hold it while it is written (
 its size).
 """
 
-import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
+import wsd_distill  # noqa: F401  isort: skip  (first: its OpenMP setting precedes torch)
 import argparse
 import logging
 import os

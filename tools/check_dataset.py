@@ -13,7 +13,7 @@ Datasets of your own are declared by the config's ``DATASETS.REGISTER`` (or trai
 VALUE`` overrides).
 """
 
-import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
+import wsd_distill  # noqa: F401  isort: skip  (first: its OpenMP setting precedes torch)
 import argparse
 import multiprocessing as mp
 import os

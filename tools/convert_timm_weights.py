@@ -16,7 +16,7 @@ same order), or "lite0" for the wheel's file. The configs then set MODEL.TIMM.NA
 model and MODEL.PIXEL_MEAN / PIXEL_STD to [] (its pretrained normalization, filled in).
 """
 
-import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
+import wsd_distill  # noqa: F401  isort: skip  (first: its OpenMP setting precedes torch)
 import argparse
 import io
 import os

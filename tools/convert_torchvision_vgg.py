@@ -14,7 +14,7 @@ torchvision's VGG-16 reads RGB images normalized by the ImageNet mean and std: t
 configs set INPUT.FORMAT "RGB" and MODEL.PIXEL_MEAN/STD to match.
 """
 
-import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
+import wsd_distill  # noqa: F401  isort: skip  (first: its OpenMP setting precedes torch)
 import argparse
 import io
 import os

@@ -28,7 +28,7 @@ weak teacher is not. Each run folder (<output>/seed<k>/<run>) is enough for tool
 and tools/export_student.py.
 """
 
-import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
+import wsd_distill  # noqa: F401  isort: skip  (first: its OpenMP setting precedes torch)
 import argparse
 import os
 

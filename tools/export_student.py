@@ -18,7 +18,7 @@ predict.py applies to a decoded photo before the model ("resize_first"): do the 
 scores (the module takes any size, but a raw photo gives slightly other scores).
 """
 
-import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
+import wsd_distill  # noqa: F401  isort: skip  (first: its OpenMP setting precedes torch)
 import argparse
 import io
 import json

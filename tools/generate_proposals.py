@@ -25,7 +25,7 @@ image name, its box order (x1,y1,x2,y2 or y1,x1,y2,x2) detected from the image s
         --from SelectiveSearchVOC2007test.mat --output output/proposals/voc07_test_ss
 """
 
-import wsd_distill  # noqa: F401  isort: skip  (first: quiets detectron2's warnings; registers)
+import wsd_distill  # noqa: F401  isort: skip  (first: its OpenMP setting precedes torch)
 import argparse
 import os
 import sys

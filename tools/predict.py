@@ -26,7 +26,7 @@ ones, as in its evaluation) and its top-3 labels on the first --num-images image
 of the config's DATASETS.TEST: labels in the ground truth green (+), others red (x).
 """
 
-import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
+import wsd_distill  # noqa: F401  isort: skip  (first: its OpenMP setting precedes torch)
 import argparse
 import csv
 import glob

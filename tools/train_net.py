@@ -7,7 +7,7 @@ python tools/train_net.py --eval-only --config-file output/<run>  (its config an
 python tools/train_net.py --config-file ... --num-gpus 8 SOLVER.IMS_PER_BATCH 64
 """
 
-import wsd_distill  # noqa: F401  isort: skip  (first: it quiets detectron2's import warnings)
+import wsd_distill  # noqa: F401  isort: skip  (first: its OpenMP setting precedes torch)
 import os
 
 from detectron2.checkpoint import DetectionCheckpointer
