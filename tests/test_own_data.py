@@ -4,6 +4,7 @@
 import ast
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -20,7 +21,7 @@ from wsd_distill.data.datasets.sample_photos import CLASSES, write_sample_photo_
 from wsd_distill.engine.pipeline import Pipeline
 from wsd_distill.utils.partial_run import OutputInUse
 
-from conftest import ROOT, tool_in_process
+from conftest import ROOT, run_killed_after, tool_in_process
 
 SPLITS = ("val", "test")
 
@@ -565,3 +566,39 @@ def test_a_run_folder_another_process_trains_is_refused(photo_set, tmp_path):
         other.wait()
     pipeline.teacher(0)  # the lock of a process that has ended is taken over, then removed
     assert (teacher / "model_final.pth").exists() and not (teacher / "lock").exists()
+
+
+def test_a_plan_is_made_while_the_teacher_has_not_finished(photo_set, tmp_path):
+    """A pipeline stopped while its teacher trains leaves a teacher folder with config.yaml and
+    checkpoints but no model_final.pth: the plan of the resumed pipeline sizes the KD runs
+    anyway (it refused that folder as an unfinished teacher, so the run could not continue)."""
+    pipeline = small_pipeline(photo_set, tmp_path / "run", epochs=1.0)
+    plan = pipeline.plan_schedules([0], ["joint"])
+    teacher = tmp_path / "run" / "seed0" / "teacher"
+    teacher.mkdir(parents=True)
+    (teacher / "config.yaml").write_text(pipeline.config("teacher", "teacher", 0).dump())
+    (teacher / "last_checkpoint").write_text("model_0000001.pth")
+    resumed = small_pipeline(photo_set, tmp_path / "run", epochs=1.0)
+    assert resumed.plan_schedules([0], ["joint"]) == plan
+
+
+@pytest.mark.slow  # 35 s on 2 cores: the plan above, then the same command to the end
+def test_a_pipeline_killed_while_the_teacher_trains_continues(photo_set, tmp_path):
+    """tools/distill.py killed (SIGKILL, as Ctrl-C or a crash would stop it) right after the
+    teacher's first checkpoint: the same command resumes the teacher from that checkpoint and
+    trains every run to the end."""
+    argv = ["--train", "mine_train", "--test", "mine_test", "--output", tmp_path / "run"]
+    argv += ["--proposals-dir", tmp_path / "proposals", "--max-proposals", 30, "--epochs", 1]
+    argv += [*register_opts(photo_set), "SOLVER.IMS_PER_BATCH", 4, "SOLVER.CHECKPOINT_PERIOD", 1]
+    argv += ["SOLVER.WARMUP_ITERS", 1, "DATALOADER.NUM_WORKERS", 0]
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "distill.py"), *map(str, argv)]
+    save = "wsd_distill.engine.checkpointer:FiniteCheckpointer.save"
+    stopped = run_killed_after(cmd, dict(os.environ), save, 1, tmp_path / "hook")
+    assert stopped.returncode == -signal.SIGKILL, stopped.stderr[-3000:]
+    teacher = tmp_path / "run" / "seed0" / "teacher"
+    assert (teacher / "last_checkpoint").exists() and not (teacher / "model_final.pth").exists()
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Starting training from iteration 1" in again.stderr + again.stdout
+    for run in ("teacher", "student", "student_kd_joint"):
+        assert (tmp_path / "run" / "seed0" / run / "results.json").exists(), run

@@ -171,9 +171,11 @@ def schedule_option_text(option):
 
 
 def teacher_options(folder):
-    """The config overrides of a KD student of the teacher run ``folder``."""
-    weights = os.path.join(folder, RUN_WEIGHTS)
-    return ["MODEL.DISTILL.TEACHER_CONFIG", folder, "MODEL.DISTILL.TEACHER_WEIGHTS", weights]
+    """The config overrides of a KD student of the teacher run ``folder``: its files, not the
+    folder, which is a run folder only once the teacher has finished (a plan made while it
+    trains, by a resumed pipeline, sizes the KD runs with these too)."""
+    config, weights = (os.path.join(folder, f) for f in (RUN_CONFIG, RUN_WEIGHTS))
+    return ["MODEL.DISTILL.TEACHER_CONFIG", config, "MODEL.DISTILL.TEACHER_WEIGHTS", weights]
 
 
 def train_and_evaluate(cfg):
