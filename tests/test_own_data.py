@@ -602,3 +602,26 @@ def test_a_pipeline_killed_while_the_teacher_trains_continues(photo_set, tmp_pat
     assert "Starting training from iteration 1" in again.stderr + again.stdout
     for run in ("teacher", "student", "student_kd_joint"):
         assert (tmp_path / "run" / "seed0" / run / "results.json").exists(), run
+
+
+def test_a_teacher_not_above_the_student_on_val_is_said_before_distilling(
+    photo_set, tmp_path, monkeypatch, caplog
+):
+    """Before the KD students, the pipeline compares the teacher's val mAP with the plain
+    student's: one warning with both numbers and what to try where the teacher is not above."""
+    pipeline = small_pipeline(photo_set, tmp_path / "run")
+    pipeline.val = "mine_val"
+    teacher, student = (pipeline.config(n, n, 0) for n in ("teacher", "student"))
+    for teacher_map, warned in ((38.1, True), (43.5, True), (50.0, False)):
+        maps = {teacher.OUTPUT_DIR: teacher_map, student.OUTPUT_DIR: 43.5}
+        monkeypatch.setattr(
+            pipeline, "evaluate_on_val", lambda cfg: {"multilabel": {"mAP": maps[cfg.OUTPUT_DIR]}}
+        )
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="wsd_distill"):
+            assert pipeline.compare_on_val(0, teacher, student) == (teacher_map, 43.5)
+        message = (
+            f"seed 0: the teacher scores {teacher_map:.1f} val mAP, the plain student 43.5: a "
+            "teacher below its student has little to teach; try a stronger teacher"
+        )
+        assert (message in caplog.text) == warned, caplog.text
