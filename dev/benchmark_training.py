@@ -19,6 +19,9 @@ detectron2's own ``time`` / ``data_time`` metrics (and the hook's ``teacher_time
   640 x 480 JPEGs with 500 random proposals each (the teacher at 672, the student at 224):
   teacher, plain student, online KD stage 1, stage 2 and joint; fp32 and, on a GPU, AMP (the
   part ``make gpu-check`` runs).
+- teacher_heads: one WSDDN training step (forward, loss, backward; no loader) of
+  configs/OwnData/Pretrained/T-WDet.yaml with each box head (``pool``, ``timm_c4`` at RoIAlign
+  14 and 7 on stage3), 150 classes, on 2 random 512 x 512 images with 64 and 500 random boxes.
 - busy_machine: one Lite0 training step (``dev/openmp_step.py``) under each OpenMP setting
   (``OPENMP_SETTINGS``, in the environment before torch loads), alone and beside a second
   training (the same step in a loop, with the same setting or with torch's default); in rounds.
@@ -33,7 +36,10 @@ import sys
 import time
 
 import numpy as np
+import torch
 from detectron2.data import DatasetCatalog
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
 
 from wsd_distill.box_proposers.generate import generate_proposal_file
 from wsd_distill.data import get_multilabel_dataset_dicts
@@ -46,7 +52,7 @@ from wsd_distill.engine.teacher_cache_writer import (
     write_teacher_cache,
 )
 
-from benchmark_common import benchmark_parser, jpeg_dataset, run_parts
+from benchmark_common import benchmark_parser, jpeg_dataset, run_parts, seconds_per_call
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLAIN, ONLINE = "plain student (S-Cls w/o KD)", "online KD, joint (teacher in the loop)"
@@ -274,6 +280,57 @@ def benchmark_cache_mapping(args):
     return title, ["variants", "images", "images/s", "ms per entry"], rows
 
 
+TIMM_C4 = [
+    *("MODEL.TIMM.OUT_FEATURES", ["stage3"], "MODEL.WSDDN.IN_FEATURE", "stage3"),
+    *("MODEL.WSDDN.BOX_HEAD", "timm_c4", "MODEL.WSDDN.POOLER_TYPE", "ROIAlignV2"),
+]
+TEACHER_HEADS = {
+    "pool (box average of the stride-32 map)": [],
+    "timm_c4, RoIAlign 14 x 14 on stage3": [*TIMM_C4, "MODEL.WSDDN.POOLER_RESOLUTION", 14],
+    "timm_c4, RoIAlign 7 x 7 on stage3": [*TIMM_C4, "MODEL.WSDDN.POOLER_RESOLUTION", 7],
+}
+
+
+def random_batch(rois, side=512, images=2, num_classes=150):
+    """``images`` random images of ``side`` pixels, each with ``rois`` random boxes and two
+    labels, as the mapper gives them."""
+    xy = torch.rand(rois, 2) * (side - 112)
+    boxes = torch.cat([xy, (xy + 16 + torch.rand(rois, 2) * 200).clamp(max=side)], dim=1)
+    proposals = Instances((side, side), proposal_boxes=Boxes(boxes))
+    proposals.objectness_logits = torch.rand(rois)
+    labels = torch.zeros(num_classes)
+    labels[[1, 2]] = 1
+    image = torch.rand(3, side, side) * 255
+    return [{"image": image, "proposals": proposals, "multi_labels": labels}] * images
+
+
+def benchmark_teacher_heads(args):
+    """s/image of a WSDDN training step with each box head, at 64 and 500 RoIs."""
+    rows, batches = [], {rois: random_batch(rois) for rois in (64, 500)}
+    for name, opts in TEACHER_HEADS.items():
+        torch.manual_seed(0)
+        cfg = config(
+            "OwnData/Pretrained/T-WDet.yaml",
+            args.output,
+            [*("MODEL.WEIGHTS", "", "MODEL.WSDDN.NUM_CLASSES", 150, *opts)],
+        )
+        model = build_model(cfg).train()
+        row = [name]
+        for rois, batch in batches.items():
+            model.max_proposals = rois
+
+            def step():
+                sum(model(batch).values()).backward()
+
+            row.append(f"{seconds_per_call(step, args.steps, args.device, 1) / len(batch):.2f}")
+        rows.append(row)
+    title = (
+        "One WSDDN training step (no loader) of configs/OwnData/Pretrained/T-WDet.yaml, 2 random "
+        f"512 x 512 images, 150 classes; s/image, median of {args.steps} steps after 1"
+    )
+    return title, ["box head", "64 RoIs", "500 RoIs"], rows
+
+
 # OpenMP settings of ``busy_machine``: {name: environment}. libgomp (torch's CPU threads on Linux)
 # spins 300,000 times at a barrier before it sleeps unless told otherwise.
 OPENMP_SETTINGS = {
@@ -357,6 +414,7 @@ PARTS = {
     "own_data": benchmark_own_data,
     "paper": benchmark_paper,
     "busy_machine": benchmark_busy_machine,
+    "teacher_heads": benchmark_teacher_heads,
 }
 
 

