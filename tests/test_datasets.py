@@ -25,7 +25,7 @@ from wsd_distill.data.datasets import (
 )
 from wsd_distill.data.datasets.synthetic import CO_OCCURRING, render_image
 from wsd_distill.data.statistics import dataset_summary
-from wsd_distill.engine import Trainer
+from wsd_distill.engine import Trainer, setup_cfg
 
 from conftest import ROOT, write_coco
 
@@ -332,3 +332,17 @@ def test_prepare_ade20k_labels_boxes_threshold_and_range(tmp_path):
     os.remove(masks / "ADE_val_00000009.raw")
     with pytest.raises(FileNotFoundError, match="Photo 9: no file .*ADE_val_00000009.raw"):
         prepare["main"](argparse.Namespace(**args))
+
+
+def test_a_class_name_given_to_two_classes_is_refused(tmp_path):
+    """Two COCO categories of one name would share one AP-<name> in every evaluation: refused
+    when a config is set up on the dataset, naming it and the name."""
+    json_file = tmp_path / "instances.json"
+    write_coco(json_file)
+    coco = json.loads(json_file.read_text())
+    coco["categories"][2]["name"] = "person"
+    json_file.write_text(json.dumps(coco))
+    opts = ["DATASETS.REGISTER", repr([["twice_named", str(json_file), str(tmp_path)]])]
+    opts += ["DATASETS.TRAIN", "('twice_named',)"]
+    with pytest.raises(ValueError, match=r"CLASS_NAMES \(of twice_named\) repeats \['person'\]"):
+        setup_cfg(os.path.join(ROOT, "configs", "OwnData", "S-Cls.yaml"), opts)

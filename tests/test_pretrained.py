@@ -267,13 +267,23 @@ def test_yolo_datasets(tmp_path):
     assert folder[0]["image_id"] == "a.jpg"
     assert MetadataCatalog.get("yolo_train").thing_classes == ["cat", "dog"]
     assert MetadataCatalog.get("yolo_train").has_boxes
-    (tmp_path / "labels/train/c.txt").write_text("2 0.5 0.5 0.1 0.1\n0 x 0.5 0.1 0.1\n")
+    bad = "2 0.5 0.5 0.1 0.1\n0 x 0.5 0.1 0.1\n0 40 30 20 10\n1 0.5 0.5 0 0.1\n"
+    (tmp_path / "labels/train/c.txt").write_text(bad)
     with pytest.raises(ValueError) as error:
         DatasetCatalog.get("yolo_train")
     lines = str(error.value).splitlines()
-    assert lines[0] == "Dataset 'yolo_train':" and len(lines) == 3
+    assert lines[0] == "Dataset 'yolo_train':" and len(lines) == 5
     assert "c.txt, line 1: expected 'class x y w h' (class 0...1)" in lines[1]
     assert "c.txt, line 2: not numbers (0 x 0.5 0.1 0.1)" in lines[2]
+    assert "c.txt, line 3: coordinates outside [0, 1] (YOLO's are normalized" in lines[3]
+    assert "c.txt, line 4: a box of zero width or height: 1 0.5 0.5 0 0.1" in lines[4]
+    for names, message in [
+        ("person", r"'names' is 'person': expected a list .* \(one class: names: \[person\]\)"),
+        (["cat", "dog", "cat"], r"'names' repeats \['cat'\]: each class has one name"),
+    ]:
+        (tmp_path / "other.yaml").write_text(yaml.safe_dump({"train": "images", "names": names}))
+        with pytest.raises(ValueError, match=message):
+            register_declared_datasets([["yolo_names", str(tmp_path / "other.yaml"), "train"]])
     with pytest.raises(KeyError, match="has no split 'test' \\(it has \\['train', 'val'\\]\\)"):
         register_declared_datasets([["yolo_test", str(data), "test"]])
         DatasetCatalog.get("yolo_test")

@@ -115,7 +115,8 @@ def resolve_run_folders(cfg):
 def fill_class_names(cfg):
     """``MODEL.CLASS_NAMES``, if empty, from the training set's ``thing_classes`` (left empty
     when DATASETS.TRAIN names no registered dataset with classes); a ``NUM_CLASSES`` of 0
-    becomes their count. A count that differs from the names is an error."""
+    becomes their count. A count that differs from the names, or a name given to two classes,
+    is an error."""
     train = cfg.DATASETS.TRAIN[0] if cfg.DATASETS.TRAIN else None
     if not cfg.MODEL.CLASS_NAMES and train in DatasetCatalog:
         try:
@@ -123,6 +124,12 @@ def fill_class_names(cfg):
         except KeyError:  # registered without class names: the loaders will say so
             pass
     names = cfg.MODEL.CLASS_NAMES
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:  # (the evaluation's AP-<name> of one would overwrite the other's)
+        raise ValueError(
+            f"MODEL.CLASS_NAMES (of {train or 'the config'}) repeats {repeated}: each class "
+            "needs a name of its own"
+        )
     for model in ("WSDDN", "STUDENT"):
         if cfg.MODEL[model].NUM_CLASSES == 0 and not names:
             raise ValueError(

@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 YAML_EXTENSIONS = (".yaml", ".yml")
+NORMALIZED_SLACK = 0.01  # normalized coordinates a little outside [0, 1] are clipped
 
 
 def read_data_yaml(path):
@@ -48,7 +49,16 @@ def yolo_class_names(path):
         if sorted(names) != list(range(len(names))):
             raise ValueError(f"{path}: 'names' must have the ids 0..{len(names) - 1}")
         names = [names[i] for i in range(len(names))]
-    return [str(n) for n in names]
+    if not isinstance(names, list) or not names:
+        raise ValueError(
+            f"{path}: 'names' is {names!r}: expected a list of class names or {{id: name}} "
+            f"(one class: names: [{names}])"
+        )
+    names = [str(n) for n in names]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"{path}: 'names' repeats {duplicates}: each class has one name")
+    return names
 
 
 def images_under(folder):
@@ -119,6 +129,12 @@ def read_yolo_labels(label_file, num_classes, height, width):
                 f"{num_classes - 1}) or 'class x1 y1 x2 y2 ...', got {' '.join(values)}"
             )
             continue
+        if not all(-NORMALIZED_SLACK <= v <= 1 + NORMALIZED_SLACK for v in numbers):
+            problems.append(
+                f"{label_file}, line {number}: coordinates outside [0, 1] (YOLO's are "
+                f"normalized by the image's width and height, not pixels): {' '.join(values)}"
+            )
+            continue
         if len(numbers) == 4:
             x, y, w, h = numbers
             box = [x - w / 2, y - h / 2, x + w / 2, y + h / 2]
@@ -126,6 +142,11 @@ def read_yolo_labels(label_file, num_classes, height, width):
             xs, ys = numbers[0::2], numbers[1::2]
             box = [min(xs), min(ys), max(xs), max(ys)]
         box = [min(max(v, 0.0), 1.0) * s for v, s in zip(box, (width, height) * 2)]
+        if box[2] <= box[0] or box[3] <= box[1]:
+            problems.append(
+                f"{label_file}, line {number}: a box of zero width or height: {' '.join(values)}"
+            )
+            continue
         annotations.append({"bbox": box, "bbox_mode": BoxMode.XYXY_ABS, "category_id": k})
     return annotations, problems
 
