@@ -18,6 +18,7 @@ from wsd_distill.engine import setup_cfg
 from wsd_distill.engine.checkpointer import FiniteCheckpointer, UnreadableCheckpointError
 from wsd_distill.modeling.teacher import get_teacher_cfg
 from wsd_distill.modeling.trained_weights import load_trained_weights
+from wsd_distill.utils import atomic_write_bytes
 
 from conftest import ROOT, tiny_cfg
 
@@ -127,3 +128,20 @@ def test_pictures_stay_in_their_folder_and_links_are_not_followed(tmp_path):
     assert target.read_text() == "keep me" and not (out / "x.jpg.jpg").is_symlink()
     with pytest.raises(OSError, match="Cannot encode the picture"):
         write_picture(str(out / "empty.jpg"), np.zeros((0, 8, 3), np.uint8))
+
+
+def test_a_file_write_never_follows_a_link(tmp_path):
+    """atomic_write_bytes, the one way the tools write a file: a link planted at its temporary
+    name is refused, naming it, and the linked file is left as it was; a link at the file's own
+    name is replaced by the file, its target untouched."""
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("keep me")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f".log.txt.tmp-{os.getpid()}").symlink_to(target)
+    with pytest.raises(FileExistsError, match=r"\.log\.txt\.tmp-\d+ exists \(a link"):
+        atomic_write_bytes(str(out / "log.txt"), b"new")
+    (out / "config.yaml").symlink_to(target)
+    atomic_write_bytes(str(out / "config.yaml"), b"new")
+    assert target.read_text() == "keep me" and not (out / "log.txt").exists()
+    assert not (out / "config.yaml").is_symlink() and (out / "config.yaml").read_bytes() == b"new"

@@ -243,7 +243,7 @@ def run_tool(main, *args, resume="the same command continues where it stopped"):
     logging.getLogger("torch.fx._symbolic_trace").addFilter(_not_fx_tracing_notice)
     try:
         return main(*args)
-    except (ValueError, KeyError, FileNotFoundError, OutputInUse) as e:
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError, OutputInUse) as e:
         if os.environ.get("WSD_DISTILL_TRACEBACK"):
             raise
         message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)

@@ -6,12 +6,21 @@ import os
 def atomic_write(path, write):
     """Call ``write(f)`` on a temporary file beside ``path``, flush it to disk, then rename it
     to ``path``: readers (and a run resumed after a crash or a full disk) see either the old
-    file or the whole new one, never a cut one; the temporary file is removed on error."""
+    file or the whole new one, never a cut one; the temporary file is removed on error. The
+    temporary file is made anew (a link or file planted at its name is refused, never written
+    through), and a link at ``path`` is replaced, not followed."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
-        with open(tmp, "wb") as f:
+        fd = os.open(tmp, flags, 0o644)
+    except FileExistsError:
+        raise FileExistsError(
+            f"{tmp} exists (a link or a file this process did not make): remove it to write {path}"
+        ) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
