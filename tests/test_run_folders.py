@@ -133,16 +133,19 @@ def test_stage_two_starts_from_a_whole_student_only(datasets_dir, tiny_proposals
 
 def test_train_net_evaluates_a_run_folder(datasets_dir, tmp_path):
     """``tools/train_net.py --eval-only --config-file <run folder>``: the run's config and
-    weights, here on a dataset declared on the command line."""
+    weights, here on a dataset declared on the command line; the results go to <run>/eval,
+    not to the OUTPUT_DIR its config.yaml names (a folder sent from elsewhere), and the run's
+    config.yaml stays as it was (the pipeline compares it with its settings)."""
     root = os.path.join(datasets_dir, "synthetic_shapes")
     test = [["tiny_eval", os.path.join(root, "annotations", "instances_test.json"), root]]
-    fake_run(tmp_path / "student", "S-Cls.yaml")
+    run = tmp_path / "student"
+    fake_run(run, "S-Cls.yaml", "OUTPUT_DIR", str(tmp_path / "where_it_was_trained"))
+    config = (run / RUN_CONFIG).read_bytes()
     out = subprocess.run(
         [
             *(sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--eval-only"),
-            *("--config-file", str(tmp_path / "student"), "DATASETS.REGISTER", str(test)),
+            *("--config-file", str(run), "DATASETS.REGISTER", str(test)),
             *("DATASETS.TRAIN", "()", "DATASETS.TEST", "('tiny_eval',)"),
-            *("OUTPUT_DIR", str(tmp_path / "eval")),
         ],
         capture_output=True,
         text=True,
@@ -150,3 +153,6 @@ def test_train_net_evaluates_a_run_folder(datasets_dir, tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "copypaste: Task: multilabel" in out.stdout + out.stderr
+    assert (run / "eval" / "inference" / "tiny_eval" / "multilabel_scores.npz").exists()
+    assert (run / RUN_CONFIG).read_bytes() == config
+    assert not (tmp_path / "where_it_was_trained").exists()

@@ -3,7 +3,8 @@
 
 python tools/train_net.py --config-file configs/Synthetic/T-WDet.yaml
 python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/<run>  (its folder)
-python tools/train_net.py --eval-only --config-file output/<run>  (its config and weights)
+python tools/train_net.py --eval-only --config-file output/<run>  (its config and weights;
+    the results in output/<run>/eval unless OUTPUT_DIR is given)
 python tools/train_net.py --config-file ... --num-gpus 8 SOLVER.IMS_PER_BATCH 64
 """
 
@@ -31,7 +32,12 @@ from wsd_distill.engine import (
 def setup(args):
     if args.eval_only:  # --config-file may name a run folder (config.yaml, model_final.pth)
         cfg = setup_run_cfg(args.config_file, args.opts)
-        args.config_file = run_files(args.config_file)[0]  # (default_setup logs its text)
+        args.config_file, weights = run_files(args.config_file)  # (default_setup logs its text)
+        if weights and "OUTPUT_DIR" not in args.opts[::2]:
+            # a trained run is evaluated into <its folder>/eval, where the folder lies, not
+            # where its config.yaml says it was trained: the run's config.yaml and log stay
+            # as they are, and a run folder someone sent writes nowhere else
+            cfg.OUTPUT_DIR = os.path.join(os.path.dirname(os.path.abspath(weights)), "eval")
     else:
         cfg = setup_cfg(args.config_file, args.opts)
     cfg.freeze()
