@@ -556,3 +556,38 @@ def test_a_teacher_with_another_class_order_is_refused(tiny_teacher, tmp_path):
     cfg.MODEL.CLASS_NAMES = ["b", "a", "c", "d", "e"]
     with pytest.raises(ValueError, match=r"another order, or others: .*\(0, 'b', 'a'\)"):
         build_teacher(cfg)
+
+
+def test_unlabeled_images_take_no_part_in_the_label_loss(tiny_teacher):
+    """A batch mixing labelled images and images whose labels are hidden (``unlabeled``, as
+    DATASETS.UNLABELED's): L_p is the labelled images' alone (their mean) and sends no gradient
+    to the others' logits; L_p' and L_f are finite and reach every image; a batch of unlabeled
+    images alone gives a zero L_p still in the graph."""
+    cfg = tiny_student_cfg(*tiny_teacher)
+    student = build_model(cfg)
+    batch = annotated_batch(cfg) + TeacherHook(cfg, teacher=build_teacher(cfg)).annotate(
+        [make_input(5, labels=(0, 2), seed=2)]
+    )
+    batch[1]["unlabeled"] = True
+    logits = []
+
+    def keep(module, inputs, out):
+        out.retain_grad()
+        logits.append(out)
+
+    student.classifier.register_forward_hook(keep)
+    losses = student(batch)
+    assert set(losses) == {"loss_cls", "loss_kd_pred", "loss_kd_feat"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    labelled = torch.stack([batch[0]["multi_labels"], batch[2]["multi_labels"]])
+    expected = F.binary_cross_entropy_with_logits(logits[0][[0, 2]], labelled, reduction="sum") / 2
+    torch.testing.assert_close(losses["loss_cls"], cfg.MODEL.DISTILL.LABEL_WEIGHT * expected)
+    losses["loss_cls"].backward(retain_graph=True)
+    assert logits[0].grad[1].abs().sum() == 0 and logits[0].grad[0].abs().sum() > 0
+    logits[0].grad = None
+    losses["loss_kd_pred"].backward()
+    assert (logits[0].grad.abs().sum(dim=1) > 0).all()
+    for x in batch:
+        x["unlabeled"] = True
+    alone = student(batch)["loss_cls"]
+    assert alone.item() == 0 and alone.requires_grad

@@ -4,6 +4,7 @@
 import ast
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,9 +16,10 @@ import torch
 import yaml
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from wsd_distill.data.build import dataset_problems
+from wsd_distill.data.build import dataset_problems, training_dataset_dicts, with_unlabeled_share
 from wsd_distill.data.datasets import load_label_list, register_declared_datasets
 from wsd_distill.data.datasets.sample_photos import CLASSES, write_sample_photo_set
+from wsd_distill.engine import setup_cfg
 from wsd_distill.engine.pipeline import Pipeline
 from wsd_distill.utils.partial_run import OutputInUse
 
@@ -625,3 +627,83 @@ def test_a_teacher_not_above_the_student_on_val_is_said_before_distilling(
             "teacher below its student has little to teach; try a stronger teacher"
         )
         assert (message in caplog.text) == warned, caplog.text
+
+
+@pytest.fixture(scope="module")
+def unlabeled_photos(tmp_path_factory):
+    """A folder of 10 photos without labels (another draw of the sample set's collages)."""
+    root = tmp_path_factory.mktemp("unlabeled")
+    write_sample_photo_set(str(root), (8, 1, 1), side=96, seed=1)
+    return root / "images"
+
+
+def test_unlabeled_photos_join_the_kd_students_stream_with_their_labels_hidden(
+    photo_set, unlabeled_photos
+):
+    """DATASETS.REGISTER's [name, folder] and DATASETS.UNLABELED: the KD student's training
+    images are the labelled ones, then the folder's with no labels (``unlabeled``); the
+    labelled ones are repeated so that the unlabeled make at most UNLABELED_SHARE of the
+    stream; a teacher or a dataset outside DATASETS.TRAIN is refused."""
+    register = [[*e] for e in ast.literal_eval(register_opts(photo_set)[1])]
+    register.append(["mine_unlabeled", str(unlabeled_photos)])
+    opts = ["DATASETS.REGISTER", repr(register), "MODEL.LOAD_PROPOSALS", False]
+    opts += ["DATASETS.TRAIN", "('mine_train', 'mine_unlabeled')"]
+    opts += ["DATASETS.UNLABELED", "('mine_unlabeled',)", "MODEL.DISTILL.TEACHER_WEIGHTS", "t.pth"]
+    cfg = setup_cfg(os.path.join(ROOT, "configs", "OwnData", "S-Cls_KD.yaml"), opts)
+    dicts = training_dataset_dicts(cfg)
+    labelled, hidden = dicts[:12], dicts[12:]
+    assert len(hidden) == 10 and all(d["unlabeled"] and not d["multi_labels"] for d in hidden)
+    assert all(d["multi_labels"] and "unlabeled" not in d for d in labelled)
+    assert cfg.MODEL.CLASS_NAMES == CLASSES  # the labelled set's, whatever the order
+    stream = with_unlabeled_share(dicts, 0.3)  # 10 unlabeled: the 12 labelled twice, 10 / 34
+    assert len(stream) == 34 and sum(bool(d.get("unlabeled")) for d in stream) == 10
+    assert with_unlabeled_share(dicts, 0.5) == dicts  # 10 of 22 is under 0.5
+    with pytest.raises(ValueError, match=r"DATASETS.UNLABELED \['other'\]: each must be one of"):
+        setup_cfg(os.path.join(ROOT, "configs", "OwnData", "S-Cls_KD.yaml"),
+                  [*opts, "DATASETS.UNLABELED", "('other',)"])  # fmt: skip
+    with pytest.raises(ValueError, match="only a student distilling from a teacher"):
+        setup_cfg(os.path.join(ROOT, "configs", "OwnData", "T-WDet.yaml"), opts)
+
+
+def test_an_unlabeled_photo_of_a_held_out_split_is_refused(photo_set, tmp_path):
+    """A held-out photo among the unlabeled ones, renamed: refused by its bytes before any
+    proposal is made, naming both files; an empty folder, in one line."""
+    folder = tmp_path / "unlabeled"
+    folder.mkdir()
+    test = json.loads((photo_set / "test.json").read_text())["images"][1]["file_name"]
+    shutil.copy(photo_set / "images" / test, folder / "holiday.jpg")
+    entries = ast.literal_eval(register_opts(photo_set)[1]) + [["mine_more", str(folder)]]
+    argv = ["--train", "mine_train", "--val", "mine_val", "--test", "mine_test"]
+    argv += ["--unlabeled", "mine_more", "--output", tmp_path / "run"]
+    argv += ["--proposals-dir", tmp_path / "proposals", "DATASETS.REGISTER", repr(entries)]
+    status, stderr = tool_in_process("distill.py", *argv)
+    assert status == 2, stderr
+    assert f"{folder / 'holiday.jpg'} is {photo_set / 'images' / test} of 'mine_test'" in stderr
+    assert not (tmp_path / "proposals").exists()
+    os.remove(folder / "holiday.jpg")
+    entries[-1][0] = "mine_empty"
+    argv[argv.index("mine_more")] = "mine_empty"
+    argv[-1] = repr(entries)
+    status, stderr = tool_in_process("distill.py", *argv)
+    assert status == 2 and f"Dataset 'mine_empty': no image under {folder}" in stderr, stderr
+
+
+@pytest.mark.slow  # 60 s on 2 cores: the pipeline with a folder of unlabeled photos
+def test_distill_with_a_folder_of_unlabeled_photos(photo_set, unlabeled_photos, tmp_path):
+    """tools/distill.py --unlabeled, the folder declared on the command line alone: proposals
+    are made for it, the teacher and the plain student train on the labelled photos, the KD
+    student on both (its config records them), a few steps each."""
+    entries = ast.literal_eval(register_opts(photo_set)[1]) + [["more", str(unlabeled_photos)]]
+    argv = ["--train", "mine_train", "--test", "mine_test", "--unlabeled", "more"]
+    argv += ["--output", tmp_path / "run", "--proposals-dir", tmp_path / "proposals"]
+    argv += ["--max-proposals", 30, "DATASETS.REGISTER", repr(entries)]
+    argv += ["SOLVER.MAX_ITER", 3, "SOLVER.IMS_PER_BATCH", 4, "SOLVER.WARMUP_ITERS", 1]
+    argv += ["DATALOADER.NUM_WORKERS", 0]
+    out = tool("distill.py", *argv)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "proposals" / "more_edge_boxes").exists()
+    seed0 = tmp_path / "run" / "seed0"
+    for run, train in (("teacher", ["mine_train"]), ("student_kd_joint", ["mine_train", "more"])):
+        config = yaml.safe_load((seed0 / run / "config.yaml").read_text())
+        assert config["DATASETS"]["TRAIN"] == train, run
+    assert "of each batch unlabeled on average" in out.stderr + out.stdout

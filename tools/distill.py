@@ -56,6 +56,12 @@ def get_parser():
         "--val", default="", help="held-out dataset: the student to deploy is chosen on it"
     )
     parser.add_argument(
+        "--unlabeled",
+        default="",
+        help="photos without labels (a dataset name, e.g. DATASETS.REGISTER's [name, folder]): "
+        "the KD students also distil on them, by L_p' and L_f alone",
+    )
+    parser.add_argument(
         "--synthetic",
         action="store_true",
         help="the synthetic shapes benchmark (make demo): its three splits, configs/Synthetic "

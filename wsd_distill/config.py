@@ -49,6 +49,13 @@ def add_wsd_distill_config(cfg) -> CN:
     # replaced by INPUT.SQUARE_SIZE_TEST: ignored with a warning in the config.yaml of old runs
     _C.register_deprecated_key("MODEL.STUDENT.TEST_RESIZE")
 
+    # Datasets of DATASETS.TRAIN whose labels are hidden: a KD student distils on their images
+    # by L_p' and L_f alone (L_p masked per image); the teacher never trains on them. Unlabeled
+    # images make at most UNLABELED_SHARE of the training stream: the labelled images are
+    # repeated (whole copies) to make up the rest.
+    _C.DATASETS.UNLABELED = ()
+    _C.DATASETS.UNLABELED_SHARE = 0.5
+
     # refuse proposal files made for other images (a store's recorded file names and sizes, a
     # pickle's boxes beyond their image); False: trust that the ids identify the images
     _C.DATASETS.PROPOSAL_FILES_CHECK = True
@@ -351,6 +358,18 @@ def check_config(cfg) -> None:
         raise ValueError(
             "MODEL.DISTILL.LABEL_WEIGHT, PREDICTION_WEIGHT and FEATURE_WEIGHT are all 0: the "
             "student would learn nothing (one must be > 0)"
+        )
+    _check_number(cfg, "DATASETS.UNLABELED_SHARE", low=0, high=1, low_open=True, high_open=True)
+    unlabeled = list(cfg.DATASETS.UNLABELED)
+    if unlabeled and not set(unlabeled) <= set(cfg.DATASETS.TRAIN):
+        raise ValueError(
+            f"DATASETS.UNLABELED {unlabeled}: each must be one of DATASETS.TRAIN "
+            f"{list(cfg.DATASETS.TRAIN)} (the training sets whose labels are hidden)"
+        )
+    if unlabeled and not cfg.MODEL.DISTILL.ENABLED:
+        raise ValueError(
+            f"DATASETS.UNLABELED {unlabeled}: only a student distilling from a teacher "
+            "(MODEL.DISTILL.ENABLED) learns from images without labels"
         )
     if cfg.MODEL.DISTILL.ENABLED and not cfg.MODEL.DISTILL.TEACHER_WEIGHTS:
         raise ValueError(

@@ -57,7 +57,11 @@ def check_dataset_dicts(name, dicts):
 
 
 def get_multilabel_dataset_dicts(
-    names, filter_unlabeled=True, proposal_files=None, check_proposal_images=True
+    names,
+    filter_unlabeled=True,
+    proposal_files=None,
+    check_proposal_images=True,
+    check_classes=True,
 ):
     """Load, check (``dataset_problems``) and concatenate the dataset dicts of ``names`` (the
     multi-label analogue of detectron2's ``get_detection_dataset_dicts``).
@@ -70,6 +74,8 @@ def get_multilabel_dataset_dicts(
             or None: no proposals).
         check_proposal_images (bool): refuse proposals made for other images (see
             ``load_proposals_into_dataset``).
+        check_classes (bool): the datasets must have the same ``thing_classes`` (not for
+            images whose labels are hidden, e.g. a folder of photos without any).
     """
     if isinstance(names, str):
         names = [names]
@@ -103,9 +109,56 @@ def get_multilabel_dataset_dicts(
                 f"a model on unlabelled images)"
             )
         dicts = kept
-    if len(names) > 1:
+    if len(names) > 1 and check_classes:
         check_metadata_consistency("thing_classes", names)
     return dicts
+
+
+def training_dataset_dicts(cfg):
+    """The training images of ``cfg``, each once: those of ``DATASETS.TRAIN`` (without labels
+    dropped by ``DATALOADER.FILTER_EMPTY_ANNOTATIONS``), then, for the datasets of
+    ``DATASETS.UNLABELED``, every image with its labels and boxes hidden (``multi_labels``
+    empty, ``unlabeled`` True); with their proposals where the config loads them."""
+    proposal_files = list(cfg.DATASETS.PROPOSAL_FILES_TRAIN) if cfg.MODEL.LOAD_PROPOSALS else []
+    if proposal_files and len(proposal_files) != len(cfg.DATASETS.TRAIN):
+        raise ValueError(
+            f"{len(proposal_files)} proposal files for {len(cfg.DATASETS.TRAIN)} datasets "
+            f"{list(cfg.DATASETS.TRAIN)}: DATASETS.PROPOSAL_FILES_TRAIN must list one file per "
+            "dataset"
+        )
+    files = dict(zip(cfg.DATASETS.TRAIN, proposal_files))
+
+    def dicts_of(names, **kwargs):
+        if not names:
+            return []
+        proposals = [files[n] for n in names] if files else None
+        check = cfg.DATASETS.PROPOSAL_FILES_CHECK
+        return get_multilabel_dataset_dicts(
+            names, **kwargs, proposal_files=proposals, check_proposal_images=check
+        )
+
+    unlabeled = [n for n in cfg.DATASETS.TRAIN if n in cfg.DATASETS.UNLABELED]
+    labelled = [n for n in cfg.DATASETS.TRAIN if n not in unlabeled]
+    hidden = {"multi_labels": [], "annotations": [], "unlabeled": True}
+    return dicts_of(labelled, filter_unlabeled=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS) + [
+        {**d, **hidden} for d in dicts_of(unlabeled, filter_unlabeled=False, check_classes=False)
+    ]
+
+
+def with_unlabeled_share(dicts, share):
+    """``dicts`` with their labelled images repeated (whole copies) so that the unlabeled ones
+    (``unlabeled`` True) make at most ``share`` of them; the stream's share is logged."""
+    labelled = [d for d in dicts if not d.get("unlabeled")]
+    unlabeled = len(dicts) - len(labelled)
+    if not unlabeled or not labelled:
+        return dicts
+    copies = max(1, math.ceil(unlabeled * (1 - share) / (share * len(labelled))))
+    logger.info(
+        f"Training stream: {len(labelled)} labelled images x {copies} and {unlabeled} unlabeled "
+        f"ones: {unlabeled / (unlabeled + copies * len(labelled)):.0%} of each batch unlabeled "
+        f"on average (DATASETS.UNLABELED_SHARE {share:g} at most)"
+    )
+    return labelled * (copies - 1) + dicts
 
 
 def thing_classes_of(dataset_name) -> list[str]:

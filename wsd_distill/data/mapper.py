@@ -74,9 +74,11 @@ class MultiLabelDatasetMapper:
 
     @classmethod
     def from_config(cls, cfg, is_train=True, dataset_name=None):
-        """``dataset_name`` (default: the first train/test dataset) gives the class count."""
+        """``dataset_name`` (default: the first train dataset with labels, or test dataset)
+        gives the class count."""
         if dataset_name is None:
-            dataset_name = (cfg.DATASETS.TRAIN if is_train else cfg.DATASETS.TEST)[0]
+            labelled = [n for n in cfg.DATASETS.TRAIN if n not in cfg.DATASETS.UNLABELED]
+            dataset_name = (labelled if is_train else cfg.DATASETS.TEST)[0]
         if min(cfg.INPUT.MIN_SIZE_TRAIN) <= 0 or cfg.INPUT.MIN_SIZE_TEST < 0:
             raise ValueError(
                 f"INPUT.MIN_SIZE_TRAIN {cfg.INPUT.MIN_SIZE_TRAIN} and INPUT.MIN_SIZE_TEST "

@@ -117,7 +117,7 @@ def fill_class_names(cfg):
     when DATASETS.TRAIN names no registered dataset with classes); a ``NUM_CLASSES`` of 0
     becomes their count. A count that differs from the names, or a name given to two classes,
     is an error."""
-    train = cfg.DATASETS.TRAIN[0] if cfg.DATASETS.TRAIN else None
+    train = next((n for n in cfg.DATASETS.TRAIN if n not in cfg.DATASETS.UNLABELED), None)
     if not cfg.MODEL.CLASS_NAMES and train in DatasetCatalog:
         try:
             cfg.MODEL.CLASS_NAMES = thing_classes_of(train)

@@ -39,7 +39,13 @@ from .defaults import (
     positive_int,
     setup_cfg,
 )
-from .pipeline_checks import check_held_out, check_run_settings, dataset_digest, flat_config
+from .pipeline_checks import (
+    check_held_out,
+    check_run_settings,
+    check_unlabeled_held_out,
+    dataset_digest,
+    flat_config,
+)
 from .schedule import (
     plan_table,
     random_teacher,
@@ -253,12 +259,13 @@ class Pipeline:
         teacher_cache=False,
         epochs=None,
         budget=None,
+        unlabeled="",
     ):
         missing = [f for f in CONFIG_FILES.values() if not os.path.isfile(f"{config_dir}/{f}")]
         if missing:
             raise FileNotFoundError(f"Config folder {config_dir} lacks {', '.join(missing)}")
         self.config_dir, self.output = config_dir, output
-        self.train, self.test, self.val = train, test, val
+        self.train, self.test, self.val, self.unlabeled = train, test, val, unlabeled
         self.proposals_dir, self.method, self.max_proposals = proposals_dir, method, max_proposals
         self.max_side = max_side
         self.workers, self.opts = workers, list(opts)
@@ -266,7 +273,7 @@ class Pipeline:
         self.epochs, self.budget, self.schedule_factor = epochs, budget, 1.0
         self.planned_minutes = {}  # {run folder: its training's minutes}, of plan_schedules
         setup_cfg("", self.opts)  # registers the declared datasets
-        for name in filter(None, (train, val, test)):
+        for name in filter(None, (train, val, test, unlabeled)):
             if name not in DatasetCatalog:
                 raise KeyError(
                     f"Dataset '{name}' is not registered: declare it with DATASETS.REGISTER "
@@ -275,6 +282,10 @@ class Pipeline:
         if train in (val, test):
             raise ValueError(f"'{train}' is the training set: --val and --test must be others")
         check_held_out(train, val, test)
+        if unlabeled:
+            if unlabeled in (train, val, test):
+                raise ValueError(f"--unlabeled '{unlabeled}' is also --train, --val or --test")
+            check_unlabeled_held_out(unlabeled, (val, test))
         for name in ("teacher", "student"):  # pretrained weights, before anything is made
             weights = self.config(name, name, 0).MODEL.WEIGHTS
             if weights and "://" not in weights and not os.path.exists(weights):
@@ -303,6 +314,7 @@ class Pipeline:
             teacher_cache=args.teacher_cache,
             epochs=getattr(args, "epochs", None),
             budget=getattr(args, "budget", None),
+            unlabeled=getattr(args, "unlabeled", ""),
         )
 
     @classmethod
@@ -317,7 +329,7 @@ class Pipeline:
 
     @property
     def datasets(self):
-        return [n for n in dict.fromkeys((self.train, self.val, self.test)) if n]
+        return [n for n in dict.fromkeys((self.train, self.val, self.test, self.unlabeled)) if n]
 
     def proposal_file(self, dataset):
         return os.path.join(self.proposals_dir, f"{dataset}_{self.method}")
@@ -436,6 +448,13 @@ class Pipeline:
             "SEED",
             seed,
         ]
+        if name.startswith("kd_") and self.unlabeled:  # (the teacher never sees them)
+            opts += [
+                *("DATASETS.TRAIN", (self.train, self.unlabeled)),
+                "DATASETS.PROPOSAL_FILES_TRAIN",
+                tuple(self.proposal_file(n) for n in (self.train, self.unlabeled)),
+                *("DATASETS.UNLABELED", (self.unlabeled,)),
+            ]
         cfg = setup_cfg(os.path.join(self.config_dir, CONFIG_FILES[name]), opts)
         cfg.OUTPUT_DIR = os.path.join(self.output, f"seed{seed}", folder)
         return scale_schedule(cfg, self.schedule_factor)
@@ -771,6 +790,11 @@ class Pipeline:
         return (
             f"Made with the configs of {self.config_dir}, trained on {self.train}"
             + (f", chosen on {self.val}" if self.val else "")
+            + (
+                f", the KD students also on {self.unlabeled} without labels"
+                if self.unlabeled
+                else ""
+            )
             + f", {self.max_proposals} {self.method} proposals per image"
             + (f"; overrides: `{opts}`" if opts else "")
             + (f"; schedules x{self.schedule_factor:.3g} ({schedule})" if schedule else "")

@@ -3,6 +3,7 @@ before they train: held-out splits that share images with the training set, run 
 with other settings, which they would otherwise reuse or resume as they are, and a run folder
 that another process trains in or that a new run would overwrite."""
 
+import hashlib
 import json
 import os
 
@@ -139,3 +140,33 @@ def check_held_out(train, val, test):
                 f"Dataset '{second}' shares {len(shared)} image files with {what} '{first}' "
                 f"({', '.join(shared[:3])}, ...): a held-out split must hold other images"
             )
+
+
+def file_digest(path):
+    """SHA-1 of a file's bytes."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_unlabeled_held_out(unlabeled, held_out):
+    """Refuse unlabeled images (the dataset ``unlabeled``) that are, by their bytes, images of
+    the held-out datasets ``held_out`` (names): the student would distil on its val or test
+    photos under another name."""
+    digests = {}
+    for name in filter(None, held_out):
+        for d in DatasetCatalog.get(name):
+            digests.setdefault(file_digest(d["file_name"]), (name, d["file_name"]))
+    shared = [
+        (d["file_name"], *digests[key])
+        for d in DatasetCatalog.get(unlabeled)
+        if (key := file_digest(d["file_name"])) in digests
+    ]
+    if shared:
+        photo, name, copy = shared[0]
+        raise ValueError(
+            f"Unlabeled dataset '{unlabeled}': {photo} is {copy} of '{name}' (the same bytes), "
+            f"and {len(shared) - 1} more: photos of a held-out split cannot be trained on"
+        )

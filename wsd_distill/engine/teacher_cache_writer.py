@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.build import get_multilabel_dataset_dicts
+from ..data.build import training_dataset_dicts
 from ..data.image_files import read_image
 from ..data.mapper import MultiLabelDatasetMapper
 from ..data.teacher_cache import (
@@ -111,12 +111,7 @@ def check_disk_space(output, needed):
 def write_teacher_cache(cfg, output, batch_size=16, chunk_size=256):
     """Cache the teacher of the KD config ``cfg`` for its training set at ``output``
     (resumable: chunks in ``<output>.partial/``; the store appears when complete)."""
-    dicts = get_multilabel_dataset_dicts(
-        cfg.DATASETS.TRAIN,
-        filter_unlabeled=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
-        proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN,
-        check_proposal_images=cfg.DATASETS.PROPOSAL_FILES_CHECK,
-    )
+    dicts = training_dataset_dicts(cfg)
     settings = teacher_cache_settings(cfg, dicts)
     check_disk_space(output, 2 * cache_size(cfg, len(dicts))["bytes"])
     chunks = open_partial_run(output, settings, len(dicts), chunk_size)

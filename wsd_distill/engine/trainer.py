@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..config import check_config
 from ..data import MultiLabelDatasetMapper, get_multilabel_dataset_dicts
-from ..data.build import check_dataset_dicts
+from ..data.build import check_dataset_dicts, training_dataset_dicts, with_unlabeled_share
 from ..data.proposals import check_proposal_file
 from ..data.resumable_loader import build_resumable_train_loader
 from ..data.teacher_cache import open_teacher_cache
@@ -230,12 +230,7 @@ class Trainer(DefaultTrainer):
                 f"SOLVER.IMS_PER_BATCH is {batch}: it must be a positive multiple of the number "
                 f"of processes ({processes}), the images of one step over all of them"
             )
-        dicts = get_multilabel_dataset_dicts(
-            cfg.DATASETS.TRAIN,
-            filter_unlabeled=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
-            proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
-            check_proposal_images=cfg.DATASETS.PROPOSAL_FILES_CHECK,
-        )
+        dicts = training_dataset_dicts(cfg)
         cache = (
             open_teacher_cache(cfg, dicts)
             if cfg.MODEL.DISTILL.ENABLED and cfg.MODEL.DISTILL.TEACHER_CACHE
@@ -245,7 +240,7 @@ class Trainer(DefaultTrainer):
             cfg, True, teacher_cache=cache, teacher_cache_fields=used_fields(cfg)
         )
         return build_resumable_train_loader(
-            dicts,
+            with_unlabeled_share(dicts, cfg.DATASETS.UNLABELED_SHARE),
             mapper,
             seed=cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed(),
             total_batch_size=cfg.SOLVER.IMS_PER_BATCH,

@@ -40,10 +40,10 @@ def check_class_order(class_names, dataset_name):
 
 def check_dataset_class_count(cfg, num_classes, config_key):
     """``num_classes`` must be the class count (``thing_classes``) of every registered dataset
-    of ``DATASETS.TRAIN`` and ``DATASETS.TEST``, and their classes MODEL.CLASS_NAMES, in order
-    (``check_class_order``)."""
+    of ``DATASETS.TRAIN`` (but ``DATASETS.UNLABELED``'s, whose labels are hidden) and
+    ``DATASETS.TEST``, and their classes MODEL.CLASS_NAMES, in order (``check_class_order``)."""
     for name in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST):
-        if name not in DatasetCatalog:
+        if name in cfg.DATASETS.UNLABELED or name not in DatasetCatalog:
             continue  # named before it is registered: the data loader will say so
         classes = thing_classes_of(name)
         if len(classes) != num_classes:

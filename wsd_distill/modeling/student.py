@@ -181,6 +181,8 @@ class StudentClassifier(nn.Module):
 
                 * image: Tensor [C, H, W], resized here to ``input_size`` squared.
                 * multi_labels (training): Tensor [K], 1 for each class present.
+                * unlabeled (training, optional): True for an image whose labels are hidden
+                  (``DATASETS.UNLABELED``): it takes no part in L_p, only in L_p' and L_f.
                 * teacher (training with distillation): what the teacher hands the student
                   (``teacher.teacher_targets``; tensors or NumPy arrays): ``soft_scores`` [K]
                   for L_p'; ``proposal_boxes`` [N, 4] (pixels of ``image``),
@@ -206,9 +208,14 @@ class StudentClassifier(nn.Module):
         losses = {}
         if self.label_weight > 0 or self.prediction_weight > 0:
             logits = self.classifier(self.head(feature))  # [B, K]
-        if self.label_weight > 0:
+        if self.label_weight > 0:  # on the labelled images (DATASETS.UNLABELED's have none)
+            labelled = [not x.get("unlabeled", False) for x in batched_inputs]
             labels = torch.stack([x["multi_labels"] for x in batched_inputs]).to(self.device)
-            loss = label_loss(logits, labels, self.label_loss)
+            mask = torch.tensor(labelled, device=self.device)  # (averaged over these)
+            if any(labelled):
+                loss = label_loss(logits[mask], labels[mask], self.label_loss)
+            else:  # a batch of unlabeled images: a zero in the graph
+                loss = 0 * logits.sum()
             losses["loss_cls"] = self.label_weight * loss
         if self.prediction_weight > 0:
             soft = torch.stack([self._teacher(x, "soft_scores") for x in batched_inputs])

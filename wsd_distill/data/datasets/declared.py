@@ -7,6 +7,7 @@ import re
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from .coco_multilabel import register_coco_multilabel
+from .image_folder import register_image_folder
 from .label_list import LIST_EXTENSIONS, read_class_file, register_label_list
 from .voc import VOC_CLASSES, register_voc_multilabel
 from .yolo import YAML_EXTENSIONS, register_yolo
@@ -38,20 +39,22 @@ def register_declared_datasets(entries) -> None:
       scored with VOC 2007's 11-point AP50 (``voc_year``);
     - ``[name, data.yaml, split]``: an Ultralytics/YOLO dataset (``yolo``), boxes included;
     - ``[name, labels_folder, image_root, class_file]``: YOLO label files beside a folder of
-      images, ``class_file`` a names file or a data.yaml.
+      images, ``class_file`` a names file or a data.yaml;
+    - ``[name, image_folder]``: photos without labels (``image_folder``), for a KD student's
+      ``DATASETS.UNLABELED``.
 
     A name registered already with the same entry is left as it is (tools set up a config
     more than once); with another entry, or a builtin name, it is an error."""
     for entry in entries:
         entry = [str(x) for x in entry]
-        if len(entry) not in (3, 4):
+        if len(entry) not in (2, 3, 4):
             raise ValueError(
                 f"DATASETS.REGISTER: each entry is [name, annotation_file, image_root], "
                 f"[name, label_list, image_root, class_file], [name, voc_folder, split, "
-                f"class_file], [name, data.yaml, split] or [name, yolo_labels_folder, "
-                f"image_root, class_file], got {entry}"
+                f"class_file], [name, data.yaml, split], [name, yolo_labels_folder, "
+                f"image_root, class_file] or [name, image_folder] (no labels), got {entry}"
             )
-        name, annotation_file, image_root = entry[:3]
+        name, annotation_file, image_root = (entry + [""])[:3]
         class_file = entry[3] if len(entry) == 4 else ""
         if name in DatasetCatalog:
             declared = MetadataCatalog.get(name).get("declared")
@@ -60,6 +63,15 @@ def register_declared_datasets(entries) -> None:
                     f"DATASETS.REGISTER: dataset '{name}' is registered already, as "
                     f"{declared or 'a builtin dataset'}: choose another name"
                 )
+            continue
+        if len(entry) == 2:
+            if not os.path.isdir(annotation_file):
+                raise FileNotFoundError(
+                    f"DATASETS.REGISTER, dataset '{name}': no folder {annotation_file} (an "
+                    "entry [name, folder] is a folder of photos without labels)"
+                )
+            register_image_folder(name, annotation_file)
+            MetadataCatalog.get(name).set(declared=entry)
             continue
         is_folder = os.path.isdir(annotation_file)
         is_voc = is_folder and os.path.isdir(os.path.join(annotation_file, "Annotations"))
