@@ -12,15 +12,15 @@ def atomic_write(path, write):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    exclusive = os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(tmp, flags, 0o644)
+        f = open(tmp, "wb", opener=lambda name, flags: os.open(name, flags | exclusive, 0o644))
     except FileExistsError:
         raise FileExistsError(
             f"{tmp} exists (a link or a file this process did not make): remove it to write {path}"
         ) from None
     try:
-        with os.fdopen(fd, "wb") as f:
+        with f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
