@@ -36,7 +36,12 @@ import numpy as np
 from detectron2.utils.logger import setup_logger
 from tabulate import tabulate
 
-from wsd_distill.engine.pipeline import PLAIN, Pipeline, add_pipeline_arguments
+from wsd_distill.engine.pipeline import (
+    PLAIN,
+    Pipeline,
+    add_pipeline_arguments,
+    parse_pipeline_args,
+)
 from wsd_distill.utils import atomic_write_bytes
 
 CONFIGS = os.path.join(
@@ -210,4 +215,4 @@ if __name__ == "__main__":
         "--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), metavar="VARIANT"
     )
     add_pipeline_arguments(parser, "output/demo")
-    main(parser.parse_args())
+    main(parse_pipeline_args(parser))

@@ -420,8 +420,9 @@ def test_a_voc_style_folder_is_declared(tmp_path):
     assert MetadataCatalog.get("decl_voc07").year == 2007  # VOC 2007's 11-point, as the builtin
 
 
-def test_overrides_may_follow_the_kd_list():
-    """``--kd joint DATASETS.REGISTER ...``: the override is not taken for a KD variant."""
+def test_overrides_may_follow_the_kd_list_or_the_seeds():
+    """``--kd joint DATASETS.REGISTER ...`` or ``--seeds 0 1 DATASETS.REGISTER ...``: the
+    override is not taken for a KD variant or a seed."""
     import argparse
 
     from wsd_distill.engine.pipeline import add_pipeline_arguments, parse_pipeline_args
@@ -432,6 +433,11 @@ def test_overrides_may_follow_the_kd_list():
     assert args.kd == ["joint", "two-stage"] and args.opts == ["SOLVER.MAX_ITER", "3"]
     with pytest.raises(SystemExit):
         parse_pipeline_args(parser, ["--kd", "jont"])
+    args = parse_pipeline_args(parser, ["--seeds", "0", "2", "DATASETS.REGISTER", "[]"])
+    assert args.seeds == [0, 2] and args.opts == ["DATASETS.REGISTER", "[]"]
+    assert parse_pipeline_args(parser, []).seeds == [0]
+    with pytest.raises(SystemExit):
+        parse_pipeline_args(parser, ["--seeds", "zero"])
 
 
 def test_a_test_set_with_another_class_order_is_refused(photo_set, tmp_path):

@@ -195,19 +195,22 @@ def _int_at_least(text, low):
     return value
 
 
-def parse_args_with_overrides(parser, list_option, argv=None):
-    """``parser.parse_args(argv)`` for a tool whose option ``list_option`` (``nargs="+"``) may
-    come just before the trailing ``KEY VALUE`` overrides (``opts``): argparse gives those to the
-    list (``--input photos/ MODEL.DEVICE cpu`` would be three inputs); from the first item that
-    is a config key on, they go back to ``opts``."""
+def parse_args_with_overrides(parser, list_options, argv=None):
+    """``parser.parse_args(argv)`` for a tool whose options ``list_options`` (a name or a
+    tuple of names, each ``nargs="+"``) may come just before the trailing ``KEY VALUE``
+    overrides (``opts``): argparse gives those to the list (``--input photos/ MODEL.DEVICE
+    cpu`` would be three inputs); from the first item that is a config key on, they go back to
+    ``opts``."""
     args = parser.parse_args(argv)
-    values = getattr(args, list_option) or []
-    k = next((i for i, v in enumerate(values) if CONFIG_KEY.fullmatch(v)), len(values))
-    if k == 0 and values:
-        parser.error(f"--{list_option.replace('_', '-')}: expected a value before {values[0]}")
-    if k < len(values):
-        setattr(args, list_option, values[:k])
-        args.opts = values[k:] + args.opts
+    for option in (list_options,) if isinstance(list_options, str) else list_options:
+        values = getattr(args, option) or []
+        k = next((i for i, v in enumerate(values) if CONFIG_KEY.fullmatch(str(v))), len(values))
+        flag = f"--{option.replace('_', '-')}"
+        if k == 0 and values:
+            parser.error(f"{flag}: expected a value before {values[0]}")
+        if k < len(values):
+            setattr(args, option, values[:k])
+            args.opts = values[k:] + args.opts
     return args
 
 

@@ -87,8 +87,13 @@ def gain_row(variant):
 
 def parse_pipeline_args(parser, argv=None):
     """The arguments of a tool of ``add_pipeline_arguments``: the overrides after ``--kd ...``
-    are the overrides' (``parse_args_with_overrides``), then each variant is checked."""
-    args = parse_args_with_overrides(parser, "kd", argv)
+    or ``--seeds ...`` are the overrides' (``parse_args_with_overrides``), then each variant
+    and seed is checked."""
+    args = parse_args_with_overrides(parser, ("kd", "seeds"), argv)
+    try:  # (strings until the overrides are split off: --seeds 0 1 SOLVER.MAX_ITER 9)
+        args.seeds = [int(seed) for seed in args.seeds]
+    except ValueError:
+        parser.error(f"--seeds: expected integers, got {args.seeds}")
     unknown = [v for v in getattr(args, "kd", None) or [] if v not in KD_SCHEDULES]
     if unknown:
         parser.error(f"--kd: expected some of {list(KD_SCHEDULES)}, got {unknown}")
@@ -146,7 +151,10 @@ def add_pipeline_arguments(parser, output, kd=None, kd_help=""):
         help="processes making proposals",
     )
     parser.add_argument(
-        "--seeds", type=int, nargs="+", default=[0], help="train every model once per seed"
+        "--seeds",
+        nargs="+",
+        default=[0],
+        help="train every model once per seed (integers)",
     )
     parser.add_argument(
         "--teacher-cache",
