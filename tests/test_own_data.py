@@ -372,6 +372,8 @@ def test_declared_datasets_are_checked(photo_set):
     with pytest.raises(ValueError, match="registered already, as a builtin dataset"):
         register_declared_datasets([["nuswide_81_train", str(photo_set / "train.csv"), images]])
     with pytest.raises(ValueError, match="each entry is \\[name, annotation_file, image_root\\]"):
+        register_declared_datasets([["decl_x"]])
+    with pytest.raises(FileNotFoundError, match="val.json: an entry \\[name, image_folder\\] is"):
         register_declared_datasets([["decl_x", str(photo_set / "val.json")]])
     with pytest.raises(FileNotFoundError, match="dataset 'decl_y': no /nonexistent.json"):
         register_declared_datasets([["decl_y", "/nonexistent.json", images]])

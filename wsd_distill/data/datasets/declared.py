@@ -67,8 +67,9 @@ def register_declared_datasets(entries) -> None:
         if len(entry) == 2:
             if not os.path.isdir(annotation_file):
                 raise FileNotFoundError(
-                    f"DATASETS.REGISTER, dataset '{name}': no folder {annotation_file} (an "
-                    "entry [name, folder] is a folder of photos without labels)"
+                    f"DATASETS.REGISTER, dataset '{name}': no folder {annotation_file}: an entry "
+                    "[name, image_folder] is a folder of photos without labels (an annotation "
+                    "file is [name, annotation_file, image_root])"
                 )
             register_image_folder(name, annotation_file)
             MetadataCatalog.get(name).set(declared=entry)
