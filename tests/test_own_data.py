@@ -715,3 +715,27 @@ def test_distill_with_a_folder_of_unlabeled_photos(photo_set, unlabeled_photos, 
         config = yaml.safe_load((seed0 / run / "config.yaml").read_text())
         assert config["DATASETS"]["TRAIN"] == train, run
     assert "of each batch unlabeled on average" in out.stderr + out.stdout
+
+
+def test_a_pipeline_beside_another_on_one_output_waits_for_its_plan(photo_set, tmp_path):
+    """Two pipelines on one output (other seeds) would each plan and write schedule.json: the
+    second waits for the first's plan (<output>/.schedule.lock) and keeps it."""
+    import threading
+
+    from filelock import FileLock
+
+    output = tmp_path / "run"
+    output.mkdir()
+    first = FileLock(str(output / ".schedule.lock"))
+    first.acquire()
+    planned = []
+    second = small_pipeline(photo_set, output, epochs=2.0)
+    thread = threading.Thread(target=lambda: planned.append(second.plan_schedules([1], ["joint"])))
+    thread.start()
+    thread.join(timeout=2)
+    assert thread.is_alive() and not planned  # waiting
+    kept = {"epochs": 2.0, "factor": 1.5, "seconds_per_iteration": {}}  # the first's plan
+    (output / "schedule.json").write_text(json.dumps(kept))
+    first.release()
+    thread.join(timeout=60)
+    assert planned and second.schedule_factor == 1.5

@@ -17,6 +17,7 @@ import tempfile
 
 import numpy as np
 from detectron2.data import DatasetCatalog
+from filelock import FileLock
 from tabulate import tabulate
 
 from ..box_proposers.generate import generate_proposal_file
@@ -539,7 +540,13 @@ class Pipeline:
         else the configs') and returns the plan as text: each run's iterations, epochs and,
         when timed (``time_models``: with a budget, or when timing costs at most 5% of the
         iterations planned), minutes. The factor (and timings) of ``epochs`` or a budget are
-        kept in <output>/schedule.json: a resumed pipeline keeps its schedules."""
+        kept in <output>/schedule.json: a resumed pipeline keeps its schedules, and a pipeline
+        started beside it on the same output (other seeds) waits for its plan and keeps it."""
+        os.makedirs(self.output, exist_ok=True)
+        with FileLock(os.path.join(self.output, ".schedule.lock")):
+            return self._plan_schedules(seeds, variants)
+
+    def _plan_schedules(self, seeds, variants):
         self.schedule_factor = 1.0
         images = len(DatasetCatalog.get(self.train))
         kept = self.kept_schedule()
