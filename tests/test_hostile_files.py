@@ -19,6 +19,7 @@ from wsd_distill.engine.checkpointer import FiniteCheckpointer, UnreadableCheckp
 from wsd_distill.modeling.teacher import get_teacher_cfg
 from wsd_distill.modeling.trained_weights import load_trained_weights
 from wsd_distill.utils import atomic_write_bytes
+from wsd_distill.utils.ragged_store import RaggedStoreWriter
 
 from conftest import ROOT, tiny_cfg
 
@@ -145,3 +146,21 @@ def test_a_file_write_never_follows_a_link(tmp_path):
     atomic_write_bytes(str(out / "config.yaml"), b"new")
     assert target.read_text() == "keep me" and not (out / "log.txt").exists()
     assert not (out / "config.yaml").is_symlink() and (out / "config.yaml").read_bytes() == b"new"
+
+
+def test_a_store_replaces_only_a_store(tmp_path):
+    """The proposal store and the teacher cache replace a store of theirs at their path, never
+    a file, a folder or a link that is not one: refused, naming it, and left as it was."""
+    fields = {"boxes": ("float32", (4,))}
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "notes.txt").write_text("keep")
+    (tmp_path / "file").write_text("keep")
+    (tmp_path / "link").symlink_to(tmp_path / "folder")
+    for name in ("folder", "file", "link"):
+        with pytest.raises(FileExistsError, match=f"{name} exists and is not a store"):
+            RaggedStoreWriter(str(tmp_path / name), fields)
+    assert (tmp_path / "file").read_text() == "keep"
+    assert (tmp_path / "folder" / "notes.txt").read_text() == "keep"
+    for _ in range(2):  # a store is replaced by a new one
+        with RaggedStoreWriter(str(tmp_path / "store"), fields) as writer:
+            writer.append("a", boxes=np.zeros((1, 4), np.float32))

@@ -382,6 +382,16 @@ def test_converting_proposals_sees_a_declared_dataset(tmp_path):
     ids, found, _ = read_proposals(str(tmp_path / "from_mat"))
     assert ids == ["a.jpg"]
     np.testing.assert_allclose(found[0], wide)
+    # an --output that exists (a store, or any folder of the user's) is never replaced
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    for existing in ("from_mat", "mine"):
+        argv[argv.index("--output") + 1] = str(tmp_path / existing)
+        status, stderr = tool_in_process("generate_proposals.py", *argv[2:])
+        assert status == 2 and f"--output {tmp_path / existing} exists" in stderr, stderr
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+    assert read_proposals(str(tmp_path / "from_mat"))[0] == ["a.jpg"]
+    argv[argv.index("--output") + 1] = str(tmp_path / "new")
     without = [a for a in argv if a not in ("--dataset", "mine")]
     status, stderr = tool_in_process("generate_proposals.py", *without[2:])
     assert status == 2 and "--dataset is needed" in stderr

@@ -195,6 +195,11 @@ def convert(args):
 def main(args):
     logger = setup_logger(name="wsd_distill")
     setup_cfg(args.config_file, args.opts)  # DATASETS.REGISTER
+    if args.source and os.path.lexists(args.output):
+        raise FileExistsError(
+            f"--output {args.output} exists: a conversion writes a new file or store, it never "
+            "replaces one (give another --output, or delete it)"
+        )
     if args.source:
         return convert(args)
     if os.path.exists(args.output):

@@ -65,6 +65,13 @@ class RaggedStoreWriter:
 
     def __init__(self, path, fields, meta=None):
         self.path = path.rstrip("/")
+        if os.path.lexists(self.path) and not (
+            os.path.isdir(self.path) and not os.path.islink(self.path) and is_ragged_store(path)
+        ):
+            raise FileExistsError(
+                f"{self.path} exists and is not a store: a store replaces only a store (give "
+                "another path, or move it away)"
+            )
         self.tmp = f"{self.path}.tmp-{os.getpid()}"
         for stale in glob.glob(
             f"{glob.escape(self.path)}.tmp-*"
