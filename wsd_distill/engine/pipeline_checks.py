@@ -3,13 +3,13 @@ before they train: held-out splits that share images with the training set, run 
 with other settings, which they would otherwise reuse or resume as they are, and a run folder
 that another process trains in or that a new run would overwrite."""
 
-import hashlib
 import json
 import os
 
 import yaml
 from detectron2.data import DatasetCatalog
 
+from ..data.teacher_cache import file_sha1
 from ..utils import atomic_write_bytes
 from ..utils.partial_run import ids_digest, lock_folder
 from .defaults import RUN_CONFIG, RUN_WEIGHTS
@@ -142,15 +142,6 @@ def check_held_out(train, val, test):
             )
 
 
-def file_digest(path):
-    """SHA-1 of a file's bytes."""
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_unlabeled_held_out(unlabeled, held_out):
     """Refuse unlabeled images (the dataset ``unlabeled``) that are, by their bytes, images of
     the held-out datasets ``held_out`` (names): the student would distil on its val or test
@@ -158,11 +149,11 @@ def check_unlabeled_held_out(unlabeled, held_out):
     digests = {}
     for name in filter(None, held_out):
         for d in DatasetCatalog.get(name):
-            digests.setdefault(file_digest(d["file_name"]), (name, d["file_name"]))
+            digests.setdefault(file_sha1(d["file_name"]), (name, d["file_name"]))
     shared = [
         (d["file_name"], *digests[key])
         for d in DatasetCatalog.get(unlabeled)
-        if (key := file_digest(d["file_name"])) in digests
+        if (key := file_sha1(d["file_name"])) in digests
     ]
     if shared:
         photo, name, copy = shared[0]
