@@ -175,15 +175,20 @@ def test_distill_names_its_datasets_or_the_synthetic_benchmark():
         assert status == 2 and expected in stderr, (argv, stderr[-500:])
 
 
-def test_every_tool_sets_the_openmp_wait_before_torch_loads():
-    """Each tool imports wsd_distill before anything that loads torch, and that import sets
-    libgomp's spin count (read once, when torch loads) unless the user chose a wait policy or
-    a spin count: on a busy machine torch's default spinning makes a step 7-21 times slower."""
+def test_every_tool_imports_wsd_distill_before_torch():
+    """Each tool imports wsd_distill before anything that loads torch: that import sets
+    libgomp's spin count, read once when torch loads (test below)."""
     tools = [f for f in os.listdir(os.path.join(ROOT, "tools")) if f.endswith(".py")]
     for tool in set(tools) - {"install_detectron2.py"}:  # (run before the package exists)
         with open(os.path.join(ROOT, "tools", tool)) as f:
             imports = [line for line in f if line.startswith(("import ", "from "))]
         assert imports[0].startswith("import wsd_distill "), tool
+
+
+@pytest.mark.slow  # 10 s on 2 cores: two imports of the package in processes of their own
+def test_import_sets_the_openmp_spin_count_unless_the_user_chose():
+    """``import wsd_distill`` sets libgomp's spin count unless the user chose a wait policy or
+    a spin count: on a busy machine torch's default spinning makes a step 7-21 times slower."""
     show = "import wsd_distill, os; print(os.environ.get('GOMP_SPINCOUNT'))"
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     for chosen, expected in [({}, "1000"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "None")]:
