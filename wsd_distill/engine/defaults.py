@@ -203,7 +203,7 @@ def parse_args_with_overrides(parser, list_options, argv=None):
     ``opts``."""
     args = parser.parse_args(argv)
     for option in (list_options,) if isinstance(list_options, str) else list_options:
-        values = getattr(args, option) or []
+        values = getattr(args, option, None) or []  # (a tool may lack one of them)
         k = next((i for i, v in enumerate(values) if CONFIG_KEY.fullmatch(str(v))), len(values))
         flag = f"--{option.replace('_', '-')}"
         if k == 0 and values:
