@@ -349,10 +349,12 @@ def test_generate_proposals_resumes_after_sigkill(datasets_dir, tmp_path):
     assert recorded[0] == "test/" + os.path.basename(
         DatasetCatalog.get("tiny_shapes_test")[0]["file_name"]
     )
+    tool[-1] = str(tmp_path / "converted_wrong")
     wrong = subprocess.run(
         [*tool, "--dataset", "synthetic_shapes_val"], env=env, capture_output=True, text=True
     )
     assert wrong.returncode != 0 and "are not in synthetic_shapes_val" in wrong.stderr
+    assert not os.path.exists(tool[-1])
 
 
 def test_converting_proposals_sees_a_declared_dataset(tmp_path):
