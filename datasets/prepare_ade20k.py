@@ -39,6 +39,8 @@ import cv2
 import numpy as np
 from detectron2.data.datasets.builtin_meta import ADE20K_SEM_SEG_CATEGORIES
 
+from wsd_distill.engine import run_tool
+
 SIZE = 512  # the masks' side
 PADDING = 255
 # Mask2Former's ADE20K panoptic categories with "isthing" 0, as 0-based SceneParsing indices
@@ -144,4 +146,4 @@ if __name__ == "__main__":
     parser.add_argument("--last", type=int, default=1000, help="last photo number")
     parser.add_argument("--min-pixels", type=int, default=1024, help="pixels of a present class")
     parser.add_argument("--min-box-pixels", type=int, default=256, help="pixels of a box")
-    main(parser.parse_args())
+    run_tool(main, parser.parse_args(), resume="")

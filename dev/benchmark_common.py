@@ -1,5 +1,5 @@
 """What ``dev/benchmark_*.py`` time, on generated data (the training steps:
-``wsd_distill.engine.schedule.median_step_times``): the real test loader and mapper; and how
+``wsd_distill.pipeline.schedule.median_step_times``): the real test loader and mapper; and how
 each table is written."""
 
 import argparse

@@ -45,12 +45,12 @@ from wsd_distill.box_proposers.generate import generate_proposal_file
 from wsd_distill.data import get_multilabel_dataset_dicts
 from wsd_distill.data.datasets import generate_synthetic_shapes, register_synthetic_shapes
 from wsd_distill.engine import Trainer, setup_cfg
-from wsd_distill.engine.schedule import median_step_times, random_teacher
 from wsd_distill.engine.teacher_cache_writer import (
     map_variants,
     variant_mappers,
     write_teacher_cache,
 )
+from wsd_distill.pipeline.schedule import median_step_times, random_teacher
 
 from benchmark_common import benchmark_parser, jpeg_dataset, run_parts, seconds_per_call
 

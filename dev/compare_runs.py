@@ -19,7 +19,7 @@ import numpy as np
 from tabulate import tabulate
 
 from wsd_distill.engine.defaults import RUN_CONFIG
-from wsd_distill.engine.pipeline_checks import flat_config
+from wsd_distill.engine.run_folders import read_flat_config
 from wsd_distill.evaluation.multilabel import bootstrap_map
 
 
@@ -29,8 +29,7 @@ def saved_scores(run, dataset):
         ignored = saved["ignored_labels"] > 0  # (ranked last, as in the evaluation)
         scores = np.where(ignored, -np.inf, saved["ranking_scores"])
         labels = (saved["labels"] > 0) & ~ignored
-    with open(os.path.join(run, RUN_CONFIG)) as f:
-        names = flat_config(f.read())["MODEL.CLASS_NAMES"]
+    names = read_flat_config(os.path.join(run, RUN_CONFIG))["MODEL.CLASS_NAMES"]
     return scores, labels, names
 
 

@@ -36,7 +36,7 @@ import numpy as np
 from detectron2.utils.logger import setup_logger
 from tabulate import tabulate
 
-from wsd_distill.engine.pipeline import (
+from wsd_distill.pipeline import (
     PLAIN,
     Pipeline,
     add_pipeline_arguments,

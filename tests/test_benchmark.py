@@ -7,7 +7,7 @@ import torch
 from detectron2.data import DatasetCatalog
 
 from wsd_distill.engine import setup_cfg
-from wsd_distill.engine.schedule import median_step_times
+from wsd_distill.pipeline.schedule import median_step_times
 
 from conftest import ROOT
 

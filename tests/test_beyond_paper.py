@@ -12,7 +12,8 @@ from detectron2.structures import Boxes, Instances
 from torch.nn import functional as F
 from torchvision.ops import sigmoid_focal_loss
 
-from wsd_distill.engine import Trainer, load_trained_weights, setup_cfg
+from wsd_distill.checkpoint import load_trained_weights
+from wsd_distill.engine import Trainer, setup_cfg
 from wsd_distill.modeling.distill_losses import prediction_distill_loss
 from wsd_distill.modeling.label_losses import asymmetric_loss, label_loss
 from wsd_distill.modeling.student_head import CSRAClassifier, StudentHead

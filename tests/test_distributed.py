@@ -168,7 +168,7 @@ def test_run_killed_with_sigkill_resumes_to_the_same_weights(
     )
     cmd[2:2] = ["--num-gpus", str(processes)]
     # the trainer and its data-loader workers, killed once model_0000004.pth is saved
-    save = "wsd_distill.engine.checkpointer:FiniteCheckpointer.save"
+    save = "wsd_distill.checkpoint.checkpointer:FiniteCheckpointer.save"
     stopped = run_killed_after(cmd, env, save, 1, tmp_path / "hook")
     assert stopped.returncode == -signal.SIGKILL, stopped.stderr[-3000:]
     assert os.path.exists(os.path.join(killed, "model_0000004.pth"))

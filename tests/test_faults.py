@@ -331,6 +331,21 @@ def test_a_16_bit_png_is_scaled_to_8_bits_not_clipped(tmp_path):
     assert (image[:, :, 0] == image[:, :, 2]).all()
 
 
+def test_a_float_tiff_or_a_cut_image_is_named_not_read_as_black(tmp_path):
+    """A float32 TIFF has no known range (it was scored all black): refused, naming it; a cut
+    file's size is asked: an OSError naming it."""
+    from PIL import Image
+
+    from wsd_distill.data.image_files import image_size
+
+    Image.fromarray(np.full((8, 8), 0.5, np.float32), "F").save(tmp_path / "float.tif")
+    with pytest.raises(ValueError, match=r"float.tif is a floating-point image"):
+        read_image_file(str(tmp_path / "float.tif"), "BGR")
+    (tmp_path / "cut.jpg").write_bytes(b"\xff\xd8\xff")
+    with pytest.raises(OSError, match=r"cut.jpg cannot be read as an image"):
+        image_size(str(tmp_path / "cut.jpg"))
+
+
 def test_one_output_one_job_and_a_run_that_wrote_nothing_gives_way(tmp_path):
     """A second job on an output while the first is alive is refused, naming its process; a
     dead job's lock is taken over; a manifest with no chunk written (a run that failed at its

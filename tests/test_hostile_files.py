@@ -13,11 +13,14 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 
+from wsd_distill.checkpoint import (
+    FiniteCheckpointer,
+    UnreadableCheckpointError,
+    load_trained_weights,
+)
 from wsd_distill.data import load_proposals_into_dataset
 from wsd_distill.engine import setup_cfg
-from wsd_distill.engine.checkpointer import FiniteCheckpointer, UnreadableCheckpointError
 from wsd_distill.modeling.teacher import get_teacher_cfg
-from wsd_distill.modeling.trained_weights import load_trained_weights
 from wsd_distill.utils import atomic_write_bytes
 from wsd_distill.utils.ragged_store import RaggedStoreWriter
 
@@ -89,6 +92,50 @@ def test_a_checkpoint_that_runs_code_is_refused(tmp_path):
     assert not flag.exists()
 
 
+class SystemPayload:
+    """Unpickled, it would run a shell command that creates the file ``flag``."""
+
+    def __init__(self, flag):
+        self.flag = str(flag)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.flag}",))
+
+
+def test_a_checkpoint_calling_a_blocked_module_is_refused_not_called_cut(tmp_path):
+    """torch words this refusal "unsupported GLOBAL posix.system whose module posix is
+    blocked": the message names the global, never "cut short"."""
+    model = build_model(tiny_cfg())
+    flag = tmp_path / "ran"
+    crafted = tmp_path / "model_final.pth"
+    torch.save({"model": model.state_dict(), "x": SystemPayload(flag)}, str(crafted))
+    with pytest.raises(ValueError, match=r"more than tensors .*the global posix\.system"):
+        load_trained_weights(model, str(crafted))
+    with pytest.raises(ValueError, match=r"more than tensors .*the global posix\.system"):
+        FiniteCheckpointer(model, str(tmp_path)).resume_or_load(str(crafted), resume=False)
+    assert not flag.exists()
+
+
+def test_a_config_alias_bomb_a_base_loop_or_utf16_is_refused_naming_the_file(tmp_path):
+    """An alias bomb (a few lines; walking it would hang), in a config or in a _BASE_ of it; a
+    _BASE_ naming itself; a config saved as UTF-16: one ValueError naming the file."""
+    bomb = tmp_path / "bomb.yaml"
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]" for p, c in zip("abcdefg", "bcdefgh")]
+    bomb.write_text(f"_BASE_: {ROOT}/configs/Synthetic/S-Cls.yaml\n" + "\n".join(lines) + "\n")
+    (tmp_path / "child.yaml").write_text("_BASE_: bomb.yaml\n")
+    (tmp_path / "loop.yaml").write_text("_BASE_: loop.yaml\n")
+    (tmp_path / "utf16.yaml").write_text("SEED: 3\n", encoding="utf-16")
+    for name, message in [
+        ("bomb.yaml", "bomb.yaml: its aliases .*an alias bomb"),
+        ("child.yaml", "bomb.yaml: its aliases .*an alias bomb"),
+        ("loop.yaml", "loop.yaml is a base of itself"),
+        ("utf16.yaml", "utf16.yaml: not UTF-8 text"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            setup_cfg(str(tmp_path / name))
+
+
 def test_a_config_that_runs_code_is_refused(tmp_path):
     flag = tmp_path / "ran"
     tag = f"!!python/object/apply:os.system ['touch {flag}']"
@@ -146,6 +193,32 @@ def test_a_file_write_never_follows_a_link(tmp_path):
     atomic_write_bytes(str(out / "config.yaml"), b"new")
     assert target.read_text() == "keep me" and not (out / "log.txt").exists()
     assert not (out / "config.yaml").is_symlink() and (out / "config.yaml").read_bytes() == b"new"
+
+
+def test_a_folder_a_tool_writes_into_that_holds_a_link_is_refused(tmp_path):
+    """A link anywhere in an output folder (a sub-folder of predict's pictures, a run's eval
+    folder, its log.txt) or at a job's ``.partial`` folder: refused, naming it, before anything
+    is written; the folder itself may be a link (the user named it)."""
+    from wsd_distill.utils import refuse_links
+    from wsd_distill.utils.partial_run import lock_folder, open_partial_run
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run = tmp_path / "run"
+    (run / "inference").mkdir(parents=True)
+    refuse_links(str(run))  # nothing linked: fine
+    (tmp_path / "named").symlink_to(run, target_is_directory=True)
+    refuse_links(str(tmp_path / "named"))
+    (run / "inference" / "eval").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(ValueError, match=r"run/inference/eval is a symbolic link \(to .*"):
+        refuse_links(str(run))
+    with pytest.raises(ValueError, match=r"inference/eval is a symbolic link"):
+        lock_folder(str(run))
+    assert not (run / "lock").exists() and not os.listdir(elsewhere)
+    (tmp_path / "scores.csv.partial").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(ValueError, match=r"scores.csv.partial is a symbolic link"):
+        open_partial_run(str(tmp_path / "scores.csv"), {}, 4, 2)
+    assert not os.listdir(elsewhere)
 
 
 def test_a_store_replaces_only_a_store(tmp_path):

@@ -20,7 +20,7 @@ from wsd_distill.data.build import dataset_problems, training_dataset_dicts, wit
 from wsd_distill.data.datasets import load_label_list, register_declared_datasets
 from wsd_distill.data.datasets.sample_photos import CLASSES, write_sample_photo_set
 from wsd_distill.engine import setup_cfg
-from wsd_distill.engine.pipeline import Pipeline
+from wsd_distill.pipeline import Pipeline
 from wsd_distill.utils.partial_run import OutputInUse
 
 from conftest import ROOT, run_killed_after, tool_in_process
@@ -362,6 +362,17 @@ def test_held_out_splits_must_hold_other_images(photo_set):
             Pipeline(os.path.join(ROOT, "configs", "OwnData"), "x", "again_train", "mine_val", val)
 
 
+def test_a_training_photo_copied_under_another_name_is_found(photo_set, tmp_path):
+    """A held-out split is compared with the training set by its photos' bytes, not names."""
+    images = str(photo_set / "images")
+    register_declared_datasets([["train_again", str(photo_set / "train.csv"), images]])
+    shutil.copy(DatasetCatalog.get("train_again")[0]["file_name"], tmp_path / "renamed.jpg")
+    (tmp_path / "test.csv").write_text(f"renamed.jpg,{CLASSES[0]}\n")
+    register_declared_datasets([["copied_test", str(tmp_path / "test.csv"), str(tmp_path)]])
+    with pytest.raises(ValueError, match=r"'copied_test' shares 1 image files .*renamed.jpg"):
+        Pipeline(os.path.join(ROOT, "configs", "OwnData"), "x", "train_again", "copied_test")
+
+
 def test_declared_datasets_are_checked(photo_set):
     images = str(photo_set / "images")
     entry = ["decl_train", str(photo_set / "train.csv"), images]
@@ -427,7 +438,7 @@ def test_overrides_may_follow_the_kd_list_or_the_seeds():
     override is not taken for a KD variant or a seed."""
     import argparse
 
-    from wsd_distill.engine.pipeline import add_pipeline_arguments, parse_pipeline_args
+    from wsd_distill.pipeline import add_pipeline_arguments, parse_pipeline_args
 
     parser = argparse.ArgumentParser()
     add_pipeline_arguments(parser, "out", ["joint"], "help")
@@ -528,6 +539,17 @@ def test_epochs_scale_every_schedule_and_stay_with_the_output(photo_set, tmp_pat
             again.plan_schedules([0], ["two-stage"])
 
 
+def test_an_absurd_schedule_or_a_cut_plan_is_refused_naming_it(photo_set, tmp_path):
+    """--epochs 1e308 is refused before a schedule.json is written (which would hold the
+    folder); a cut schedule.json is named, with what to do."""
+    with pytest.raises(ValueError, match=r"SOLVER.MAX_ITER .* more than 1e\+09"):
+        small_pipeline(photo_set, tmp_path / "run", epochs=1e308).plan_schedules([0], ["joint"])
+    assert not (tmp_path / "run" / "schedule.json").exists()
+    (tmp_path / "run" / "schedule.json").write_text('{"epochs": 2.0, "fac')
+    with pytest.raises(ValueError, match=r"run/schedule.json is not a plan .* delete it"):
+        small_pipeline(photo_set, tmp_path / "run", epochs=2.0).plan_schedules([0], ["joint"])
+
+
 @pytest.mark.slow  # 18 s on 2 cores: --epochs scales the schedules above, without timing
 def test_budget_times_each_model_and_the_timing_changes_no_run(photo_set, tmp_path, monkeypatch):
     """--budget: a few timed iterations of the teacher, the student and the KD student size
@@ -602,7 +624,7 @@ def test_a_pipeline_killed_while_the_teacher_trains_continues(photo_set, tmp_pat
     argv += [*register_opts(photo_set), "SOLVER.IMS_PER_BATCH", 4, "SOLVER.CHECKPOINT_PERIOD", 1]
     argv += ["SOLVER.WARMUP_ITERS", 1, "DATALOADER.NUM_WORKERS", 0]
     cmd = [sys.executable, os.path.join(ROOT, "tools", "distill.py"), *map(str, argv)]
-    save = "wsd_distill.engine.checkpointer:FiniteCheckpointer.save"
+    save = "wsd_distill.checkpoint.checkpointer:FiniteCheckpointer.save"
     stopped = run_killed_after(cmd, dict(os.environ), save, 1, tmp_path / "hook")
     assert stopped.returncode == -signal.SIGKILL, stopped.stderr[-3000:]
     teacher = tmp_path / "run" / "seed0" / "teacher"

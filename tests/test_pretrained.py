@@ -287,6 +287,15 @@ def test_yolo_datasets(tmp_path):
     with pytest.raises(KeyError, match="has no split 'test' \\(it has \\['train', 'val'\\]\\)"):
         register_declared_datasets([["yolo_test", str(data), "test"]])
         DatasetCatalog.get("yolo_test")
+    # a label file saved as UTF-16, a data.yaml with an alias bomb: named, one line each
+    (tmp_path / "labels/train/c.txt").write_text("0 0.5 0.5 0.2 0.2\n", encoding="utf-16")
+    with pytest.raises(ValueError, match=r"labels/train/c.txt: not UTF-8 text"):
+        DatasetCatalog.get("yolo_train")
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]  # 9 ** 8 nodes once its aliases are followed
+    lines += [f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]" for p, c in zip("abcdefg", "bcdefgh")]
+    (tmp_path / "bomb.yaml").write_text("\n".join([*lines, "names: [cat]", "train: images"]))
+    with pytest.raises(ValueError, match=r"bomb.yaml: its aliases .*an alias bomb"):
+        register_declared_datasets([["yolo_bomb", str(tmp_path / "bomb.yaml"), "train"]])
 
 
 def test_pretrained_pipeline_through_distill(lite0_weights, tmp_path):

@@ -10,7 +10,8 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
-from wsd_distill.engine import Trainer, load_trained_weights, setup_cfg, setup_run_cfg
+from wsd_distill.checkpoint import load_trained_weights
+from wsd_distill.engine import Trainer, setup_cfg, setup_run_cfg
 from wsd_distill.engine.defaults import RUN_CONFIG, RUN_WEIGHTS
 
 from conftest import ROOT

@@ -25,6 +25,7 @@ import os
 
 import torch
 
+from wsd_distill.engine import run_tool
 from wsd_distill.modeling.backbone.timm_backbone import (
     LITE_WHEELS,
     imagenet_state_dict,
@@ -39,6 +40,7 @@ def main(args):
     converted = {f"backbone.body.{name}": tensor for name, tensor in state.items()}
     buffer = io.BytesIO()
     torch.save({"model": converted, "__author__": f"timm {args.model} (ImageNet)"}, buffer)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     atomic_write_bytes(args.output, buffer.getvalue())
     print(f"Wrote {args.output}: {len(converted)} tensors of {args.model}")
 
@@ -55,5 +57,4 @@ if __name__ == "__main__":
     )
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    main(args)
+    run_tool(main, args, resume="")

@@ -21,6 +21,7 @@ import os
 
 import torch
 
+from wsd_distill.engine import run_tool
 from wsd_distill.utils import atomic_write_bytes
 
 # torchvision's features.<i> convolutions, stage by stage (a max-pool precedes each but the first)
@@ -49,6 +50,7 @@ def main(args):
     converted = convert_vgg16(state, args.model)
     buffer = io.BytesIO()
     torch.save({"model": converted, "__author__": "torchvision VGG-16 (ImageNet)"}, buffer)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     atomic_write_bytes(args.output, buffer.getvalue())
     print(f"Wrote {args.output}: {len(converted)} tensors for the {args.model}")
 
@@ -61,5 +63,4 @@ if __name__ == "__main__":
     parser.add_argument("--model", choices=sorted(HEADS), required=True)
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    main(args)
+    run_tool(main, args, resume="")

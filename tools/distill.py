@@ -35,7 +35,7 @@ import os
 from detectron2.utils.logger import setup_logger
 
 from wsd_distill.engine import run_tool, setup_cfg
-from wsd_distill.engine.pipeline import (
+from wsd_distill.pipeline import (
     KD_SCHEDULES,
     Pipeline,
     add_pipeline_arguments,

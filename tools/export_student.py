@@ -28,16 +28,16 @@ import numpy as np
 import torch
 from detectron2.modeling import build_model
 
+from wsd_distill.checkpoint import load_trained_weights
 from wsd_distill.data.augmentation import build_augmentation
 from wsd_distill.engine import (
-    load_trained_weights,
     model_class_names,
     run_tool,
     setup_run_cfg,
 )
 from wsd_distill.modeling import StudentClassifier
 from wsd_distill.modeling.student_export import ExportableStudent
-from wsd_distill.utils import atomic_write_bytes
+from wsd_distill.utils import atomic_write_bytes, refuse_links
 
 
 def get_parser():
@@ -78,6 +78,7 @@ def main(args):
     with torch.no_grad():
         reference = model(images).numpy()
     os.makedirs(args.output, exist_ok=True)
+    refuse_links(args.output)  # (student.onnx.tmp is written by torch.onnx.export)
     if "torchscript" in args.formats:
         with torch.no_grad():
             traced = torch.jit.trace(model, (images,))

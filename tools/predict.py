@@ -43,11 +43,11 @@ from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from tqdm import tqdm
 
+from wsd_distill.checkpoint import load_trained_weights
 from wsd_distill.data.augmentation import build_augmentation
 from wsd_distill.data.image_files import read_image_file
 from wsd_distill.engine import (
     Trainer,
-    load_trained_weights,
     model_class_names,
     non_negative_int,
     parse_args_with_overrides,
@@ -57,7 +57,7 @@ from wsd_distill.engine import (
 )
 from wsd_distill.modeling import WSDDN
 from wsd_distill.modeling.wsddn import rescale_boxes
-from wsd_distill.utils import atomic_write_bytes
+from wsd_distill.utils import atomic_write_bytes, refuse_links
 from wsd_distill.utils.partial_run import ids_digest, open_partial_run, read_chunk, write_chunk
 from wsd_distill.visualization import (
     draw_teacher_view,
@@ -256,6 +256,7 @@ def draw_dataset(args):
 
 
 def main(args):
+    refuse_links(args.output)  # (its pictures' sub-folders, scores.csv.partial)
     if args.dataset:
         return draw_dataset(args)
     check_output_outside_inputs(args.output, args.input)

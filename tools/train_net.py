@@ -16,17 +16,18 @@ from detectron2.engine import default_argument_parser, default_setup, hooks, lau
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
+from wsd_distill.checkpoint import load_trained_weights
 from wsd_distill.data.datasets import prepare_synthetic_shapes
 from wsd_distill.engine import (
     Trainer,
     claim_output_dir,
-    load_trained_weights,
     run_files,
     run_seed,
     run_tool,
     setup_cfg,
     setup_run_cfg,
 )
+from wsd_distill.utils import refuse_links
 
 
 def setup(args):
@@ -38,9 +39,11 @@ def setup(args):
             # where its config.yaml says it was trained: the run's config.yaml and log stay
             # as they are, and a run folder someone sent writes nowhere else
             cfg.OUTPUT_DIR = os.path.join(os.path.dirname(os.path.abspath(weights)), "eval")
+            refuse_links(os.path.dirname(cfg.OUTPUT_DIR))  # (an "eval" link too)
     else:
         cfg = setup_cfg(args.config_file, args.opts)
     cfg.freeze()
+    refuse_links(cfg.OUTPUT_DIR)  # (default_setup writes config.yaml and log.txt there)
     default_setup(cfg, args)
     # wsd-distill's own messages (dataset counts, the per-class AP table, skipped evaluations)
     setup_logger(

@@ -7,6 +7,7 @@ import yaml
 from detectron2.config import CfgNode as CN
 
 from .box_proposers import proposal_methods
+from .utils.plain_files import check_yaml_size, named_text_errors
 
 
 def add_wsd_distill_config(cfg) -> CN:
@@ -242,6 +243,7 @@ def merge_config_file(cfg, path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No config file {path}")
     try:
+        check_config_chain(path)
         cfg.merge_from_file(path, allow_unsafe=False)
     except yaml.YAMLError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
@@ -258,6 +260,24 @@ def merge_config_file(cfg, path):
         raise ValueError(
             f"{path} (or a _BASE_ of it) is not a YAML mapping of config keys ({e})"
         ) from None
+
+
+def check_config_chain(path, chain=()):
+    """Refuse a config file, or a ``_BASE_`` of it, that is not UTF-8 or is an alias bomb
+    (``check_yaml_size``), or a ``_BASE_`` loop, naming the file; read as YAML nodes only (a
+    Python tag builds nothing here, ``merge_from_file`` refuses it)."""
+    with open(path, "rb") as f, named_text_errors(path):
+        text = f.read().decode("utf-8-sig")
+    node = check_yaml_size(text, path)
+    pairs = node.value if isinstance(node, yaml.MappingNode) else []
+    bases = [v for k, v in pairs if getattr(k, "value", None) == "_BASE_"]
+    for base in (b.value for b in bases if isinstance(b, yaml.ScalarNode)):
+        base = os.path.expanduser(base)
+        base = os.path.join(os.path.dirname(path), base)  # (an absolute base stays itself)
+        if os.path.realpath(base) in chain:
+            raise ValueError(f"{path}: its _BASE_ {base} is a base of itself (a _BASE_ loop)")
+        if os.path.isfile(base):  # (a missing one: merge_from_file names it)
+            check_config_chain(base, (*chain, os.path.realpath(path)))
 
 
 def _value(cfg, key):

@@ -14,6 +14,11 @@ def read_image_file(file_name, image_format="BGR"):
     rather than clipped to 255, which makes most of such an image white."""
     with PathManager.open(file_name, "rb") as f:
         image = Image.open(f)
+        if image.mode == "F":  # floating point: no range a photo's pixels are known to be in
+            raise ValueError(
+                f"{file_name} is a floating-point image (PIL mode F): save it with 8 or 16 "
+                "bits per channel"
+            )
         if image.mode not in HIGH_BIT_MODES:
             return utils.read_image(file_name, format=image_format)
         image = ImageOps.exif_transpose(image)
@@ -43,9 +48,14 @@ def read_image(dataset_dict, image_format="BGR"):
 
 
 def image_size(path):
-    """(height, width) of an image as detectron2 reads it (EXIF orientation applied)."""
-    with Image.open(path) as image:
-        width, height = image.size
-        if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
-            width, height = height, width
+    """(height, width) of an image as detectron2 reads it (EXIF orientation applied); a file
+    that is no image PIL reads (cut, another format, a decompression bomb) is an OSError naming
+    it."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
+                width, height = height, width
+    except Exception as e:  # noqa: BLE001 (PIL's errors: OSError, DecompressionBombError, ...)
+        raise OSError(f"{path} cannot be read as an image: {e.__class__.__name__}: {e}") from e
     return height, width

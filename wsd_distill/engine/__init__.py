@@ -1,4 +1,3 @@
-from ..modeling.trained_weights import load_trained_weights
 from .defaults import (
     add_dataset_config_arguments,
     model_class_names,
@@ -10,6 +9,6 @@ from .defaults import (
     setup_cfg,
     setup_run_cfg,
 )
-from .pipeline_checks import claim_output_dir, run_seed
+from .run_folders import claim_output_dir, run_seed
 from .teacher_hook import TeacherHook
 from .trainer import Trainer

@@ -235,9 +235,10 @@ def _not_fx_tracing_notice(record):
 
 
 def run_tool(main, *args, resume="the same command continues where it stopped"):
-    """``main(*args)`` of a command-line tool: a refusal of the user's input (a ValueError,
-    KeyError or FileNotFoundError, which name the file, key or image; an output in use) is one
-    message on stderr and exit status 2, as argparse's errors, not a traceback
+    """``main(*args)`` of a command-line tool: a refusal of the user's input (a ValueError or
+    KeyError, which name the file, key or image; an OSError, which names its file: missing,
+    unwritable, a full disk; an output in use) is one message on stderr and exit status 2, as
+    argparse's errors, not a traceback
     (WSD_DISTILL_TRACEBACK=1 shows it); Ctrl-C says how to go on (``resume``; "" for a tool
     that keeps nothing). Returns what ``main`` returns. The tool's process drops torch.fx's
     notice at each ``is_fx_tracing()`` call of detectron2 0.7's ROIPooler under torch 2.14,
@@ -246,7 +247,7 @@ def run_tool(main, *args, resume="the same command continues where it stopped"):
     logging.getLogger("torch.fx._symbolic_trace").addFilter(_not_fx_tracing_notice)
     try:
         return main(*args)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError, OutputInUse) as e:
+    except (ValueError, KeyError, OSError, OutputInUse) as e:
         if os.environ.get("WSD_DISTILL_TRACEBACK"):
             raise
         message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)

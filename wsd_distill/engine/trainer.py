@@ -21,6 +21,7 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
+from ..checkpoint import FiniteCheckpointer, RNGStateHook, load_trained_weights
 from ..config import check_config
 from ..data import MultiLabelDatasetMapper, get_multilabel_dataset_dicts
 from ..data.build import check_dataset_dicts, training_dataset_dicts, with_unlabeled_share
@@ -31,10 +32,7 @@ from ..data.teacher_targets import used_fields
 from ..evaluation import MultiLabelEvaluator, WSODEvaluator
 from ..modeling import WSDDN
 from ..modeling.class_count import check_class_order
-from ..modeling.trained_weights import load_trained_weights
 from ..modeling.wsddn_tta import WSDDNWithTTA
-from .checkpointer import FiniteCheckpointer
-from .rng_state_hook import RNGStateHook
 from .teacher_hook import TeacherHook
 
 

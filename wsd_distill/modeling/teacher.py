@@ -11,10 +11,10 @@ from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY, build_model
 from torch import nn
 
+from ..checkpoint import load_trained_weights
 from ..config import add_wsd_distill_config, merge_config_file
 from .backbone.timm_backbone import fill_pretrained_normalization
 from .box_head import wsddn_box_head_dim
-from .trained_weights import load_trained_weights
 from .wsddn import WSDDN, region_objectness, top_regions, wsddn_scores
 
 

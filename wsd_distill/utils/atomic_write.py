@@ -1,4 +1,5 @@
-"""Writing a file so that readers see either the old file or the whole new one."""
+"""Writing a file so that readers see either the old file or the whole new one, and never
+through a link planted in a folder a tool writes into."""
 
 import os
 
@@ -34,3 +35,17 @@ def atomic_write(path, write):
 def atomic_write_bytes(path, data):
     """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
     atomic_write(path, lambda f: f.write(data))
+
+
+def refuse_links(folder):
+    """Refuse to write into ``folder`` when a symbolic link lies in it, at any depth (the
+    folder itself may be one: the user named it): a run or output folder someone sent could
+    otherwise make a tool write outside it (its log.txt, config.yaml, a sub-folder)."""
+    for root, folders, files in os.walk(folder):  # (links to folders are listed, not followed)
+        for name in folders + files:
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                raise ValueError(
+                    f"{path} is a symbolic link (to {os.readlink(path)}): tools never write "
+                    f"through links in the folder they write into ({folder}); remove it"
+                )

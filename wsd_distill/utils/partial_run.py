@@ -15,7 +15,7 @@ import zipfile
 
 import numpy as np
 
-from .atomic_write import atomic_write_bytes
+from .atomic_write import atomic_write_bytes, refuse_links
 from .ragged_store import is_running
 
 logger = logging.getLogger(__name__)
@@ -33,8 +33,10 @@ class OutputInUse(RuntimeError):
 def lock_folder(folder):
     """Take ``<folder>/lock`` (this process's id) unless a live process holds it: two jobs on
     one output would redo and remove each other's files. A lock of a process that has ended
-    (killed, crashed) is taken over. Returns the lock file's path."""
+    (killed, crashed) is taken over. A folder holding a link is refused (``refuse_links``).
+    Returns the lock file's path."""
     os.makedirs(folder, exist_ok=True)
+    refuse_links(folder)
     lock = os.path.join(folder, "lock")
     while True:
         try:
@@ -66,6 +68,8 @@ def open_partial_run(output, manifest, num_items, chunk_size):
     partial = f"{os.path.normpath(output)}.partial"
     manifest = {**manifest, "num_items": num_items, "chunk_size": chunk_size}
     manifest_file = os.path.join(partial, "manifest.json")
+    if os.path.islink(partial):
+        raise ValueError(f"{partial} is a symbolic link: a job never writes through one")
     lock_folder(partial)
     if os.path.exists(manifest_file) and not glob.glob(os.path.join(partial, "chunk_*.npz")):
         logger.info(f"{partial}: the run started there wrote no chunk; starting this one")

@@ -2,6 +2,7 @@
 without running their code: only plain data is rebuilt."""
 
 import pickle
+import re
 
 # what a detectron2 proposal pickle or a model-zoo .pkl holds besides built-in types: NumPy
 # arrays, scalars and dtypes, ordered dicts, and detectron2's BoxMode
@@ -45,10 +46,10 @@ def load_data_pickle(f, path, encoding="latin1"):
 
 
 def refusal(error):
-    """The reason in ``torch.load(weights_only=True)``'s refusal of code in a file, e.g.
-    "Unsupported global: GLOBAL print" (its message is mostly advice to load the file unsafely);
-    None when the file is not a pickle at all (cut short, or another format)."""
-    for line in str(error).splitlines():
-        if "Unsupported global" in line:
-            return line.split("error: ")[-1].split(" was not ")[0].strip()[:200]
-    return None
+    """The global that ``torch.load(weights_only=True)`` refused in a file, e.g. "the global
+    posix.system": torch words it "Unsupported global: GLOBAL print was not an allowed global"
+    or "Trying to load unsupported GLOBAL posix.system whose module posix is blocked" (the rest
+    of its message is advice to load the file unsafely); None when the file is not a pickle at
+    all (cut short, or another format)."""
+    found = re.search(r"unsupported global:?\s+(?:global\s+)?([\w.]+)", str(error), re.I)
+    return f"the global {found.group(1)[:200]}" if found else None

@@ -16,6 +16,8 @@ import os
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils.file_io import PathManager
 
+from ...utils.plain_files import named_text_errors
+
 logger = logging.getLogger(__name__)
 
 LIST_EXTENSIONS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
@@ -23,7 +25,7 @@ LIST_EXTENSIONS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
 
 def read_class_file(path):
     """The class names of a class file, one per line (blank lines skipped), unique."""
-    with PathManager.open(path, encoding="utf-8-sig") as f:
+    with PathManager.open(path, encoding="utf-8-sig") as f, named_text_errors(path):
         names = [line.strip() for line in f if line.strip()]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if not names or duplicates:
@@ -39,7 +41,10 @@ def read_label_list(list_file):
     delimiter = LIST_EXTENSIONS.get(os.path.splitext(list_file)[1].lower())
     if delimiter is None:
         raise ValueError(f"{list_file}: a label list ends with one of {sorted(LIST_EXTENSIONS)}")
-    with PathManager.open(list_file, encoding="utf-8-sig", newline="") as f:
+    with (
+        PathManager.open(list_file, encoding="utf-8-sig", newline="") as f,
+        named_text_errors(list_file),
+    ):
         rows = [r for r in csv.reader(f, delimiter=delimiter) if r and any(c.strip() for c in r)]
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["image", "labels"]:
         rows = rows[1:]

@@ -14,11 +14,11 @@ import glob
 import logging
 import os
 
-import yaml
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
 
+from ...utils.plain_files import load_plain_yaml, named_text_errors
 from ..image_files import image_size
 from .label_list import read_class_file
 
@@ -31,8 +31,7 @@ NORMALIZED_SLACK = 0.01  # normalized coordinates a little outside [0, 1] are cl
 
 def read_data_yaml(path):
     """An Ultralytics data.yaml (read as plain data) -> (its dict, its dataset folder)."""
-    with PathManager.open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f)
+    data = load_plain_yaml(PathManager.get_local_path(path))
     if not isinstance(data, dict) or "names" not in data:
         raise ValueError(f"{path}: not an Ultralytics data.yaml (no 'names')")
     folder = os.path.dirname(os.path.abspath(path))
@@ -79,7 +78,7 @@ def split_images(data_yaml, split):
         if os.path.isdir(source):
             images += images_under(source)
         elif os.path.isfile(source):  # a list of image paths, as Ultralytics reads it
-            with PathManager.open(source, encoding="utf-8-sig") as f:
+            with PathManager.open(source, encoding="utf-8-sig") as f, named_text_errors(source):
                 images += [list_entry(line.strip(), source, root) for line in f if line.strip()]
         else:
             raise FileNotFoundError(f"{data_yaml}, split '{split}': no folder or list {source}")
@@ -113,7 +112,7 @@ def read_yolo_labels(label_file, num_classes, height, width):
     if not os.path.isfile(label_file):
         return [], []
     annotations, problems = [], []
-    with PathManager.open(label_file, encoding="utf-8-sig") as f:
+    with PathManager.open(label_file, encoding="utf-8-sig") as f, named_text_errors(label_file):
         lines = [line.split() for line in f]
     for number, values in enumerate(lines, start=1):
         if not values:

@@ -8,7 +8,6 @@ interrupted one resumes from its last checkpoint, so a stopped pipeline continue
 stopped when started again with the same arguments.
 """
 
-import argparse
 import json
 import logging
 import os
@@ -21,32 +20,25 @@ from filelock import FileLock
 from tabulate import tabulate
 
 from ..box_proposers.generate import generate_proposal_file
+from ..checkpoint import load_trained_weights
 from ..data import load_proposals_into_dataset, thing_classes_of
 from ..data.build import check_dataset_dicts
 from ..data.datasets import prepare_synthetic_shapes
 from ..data.proposals import open_proposal_store
 from ..data.statistics import dataset_summary, proposal_recall
+from ..engine import Trainer, setup_cfg
+from ..engine.defaults import RUN_CONFIG, RUN_WEIGHTS
+from ..engine.run_folders import check_run_settings, dataset_digest, read_flat_config
+from ..engine.teacher_cache_writer import write_teacher_cache
+from ..engine.trainer import unwrap
 from ..evaluation.multilabel import bootstrap_map, chance_map
 from ..modeling import WSDDN
-from ..modeling.trained_weights import load_trained_weights
-from ..utils import atomic_write_bytes
+from ..utils import atomic_write_bytes, refuse_links
 from ..utils.partial_run import lock_folder
 from ..visualization import plot_ap_gain, visualize_teacher
-from .defaults import (
-    RUN_CONFIG,
-    RUN_WEIGHTS,
-    parse_args_with_overrides,
-    positive_float,
-    positive_int,
-    setup_cfg,
-)
-from .pipeline_checks import (
-    check_held_out,
-    check_run_settings,
-    check_unlabeled_held_out,
-    dataset_digest,
-    flat_config,
-)
+from .arguments import schedule_option_text
+from .checks import check_held_out, check_unlabeled_held_out
+from .report import CHOSEN, PLAIN, TEACHER, gain_row, kd_row, results_tables, summarize
 from .schedule import (
     plan_table,
     random_teacher,
@@ -54,8 +46,6 @@ from .schedule import (
     schedule_epochs,
     time_per_iteration,
 )
-from .teacher_cache_writer import write_teacher_cache
-from .trainer import Trainer, unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -70,119 +60,6 @@ CONFIG_FILES = {
 # A plan's training is timed when that costs at most TIMING_SHARE of its iterations (each
 # model: TIMED_ITERATIONS, after two untimed ones), or for a --budget.
 TIMING_SHARE, TIMED_ITERATIONS = 0.05, 3
-# The KD students a pipeline trains: "two-stage", the authors' (L_f, then L_p + L_p'), and
-# "joint", L_p + L_p' + L_f (per dimension) in one stage.
-KD_SCHEDULES = ("two-stage", "joint")
-PLAIN, TEACHER, CHOSEN = "S-Cls w/o KD", "T-WDet", "S-Cls chosen on val"
-METRICS = ("mAP", "CF1", "OF1", "CF1_top3", "OF1_top3", "CorLoc")
-HEADERS = ["mAP", "CF1", "OF1", "CF1 top-3", "OF1 top-3", "CorLoc"]
-
-
-def kd_row(variant):
-    return f"S-Cls w/ KD ({variant})"
-
-
-def gain_row(variant):
-    return f"KD gain ({variant})"
-
-
-def parse_pipeline_args(parser, argv=None):
-    """The arguments of a tool of ``add_pipeline_arguments``: the overrides after ``--kd ...``
-    or ``--seeds ...`` are the overrides' (``parse_args_with_overrides``), then each variant
-    and seed is checked."""
-    args = parse_args_with_overrides(parser, ("kd", "seeds"), argv)
-    try:  # (strings until the overrides are split off: --seeds 0 1 SOLVER.MAX_ITER 9)
-        args.seeds = [int(seed) for seed in args.seeds]
-    except ValueError:
-        parser.error(f"--seeds: expected integers, got {args.seeds}")
-    unknown = [v for v in getattr(args, "kd", None) or [] if v not in KD_SCHEDULES]
-    if unknown:
-        parser.error(f"--kd: expected some of {list(KD_SCHEDULES)}, got {unknown}")
-    return args
-
-
-def add_pipeline_arguments(parser, output, kd=None, kd_help=""):
-    """The arguments of a tool that runs a ``Pipeline`` (default folder ``output``); with a
-    ``kd_help`` (a tool of ``Pipeline.run_all``), ``--kd``: the KD students of ``KD_SCHEDULES``
-    it trains (default ``kd``), and the schedules' ``--epochs`` or ``--budget``."""
-    parser.add_argument("--output", default=output, help="folder for the runs and results")
-    if kd_help:
-        parser.add_argument(
-            "--kd",
-            nargs="+",
-            default=kd,
-            metavar="VARIANT",
-            help=f"the KD students, of {', '.join(KD_SCHEDULES)} ({kd_help})",
-        )
-        schedule = parser.add_mutually_exclusive_group()
-        schedule.add_argument(
-            "--epochs",
-            type=positive_float,
-            help="the plain student trains this many passes over --train; every model's schedule "
-            "(iterations, LR steps, warm-up, checkpoints) is scaled by the same factor (default: "
-            "the configs' iterations)",
-        )
-        schedule.add_argument(
-            "--budget",
-            type=positive_float,
-            metavar="MINUTES",
-            help="every model's schedule scaled by one factor so that the training left fits "
-            "these minutes on this machine (timed on a few iterations of each model first)",
-        )
-    parser.add_argument(
-        "--proposals-dir", default="output/proposals", help="folder for the proposal files"
-    )
-    parser.add_argument(
-        "--method", default="edge_boxes", choices=["edge_boxes", "selective_search"]
-    )
-    parser.add_argument(
-        "--max-proposals", type=positive_int, default=500, help="proposals per image"
-    )
-    parser.add_argument(
-        "--max-side",
-        type=positive_int,
-        default=None,
-        help="proposals on images downscaled to this longer side at most (default: the "
-        "method's, 1333 for edge_boxes, 500 for selective_search)",
-    )
-    parser.add_argument(
-        "--workers",
-        type=positive_int,
-        default=max(1, min(os.cpu_count() or 1, 8)),
-        help="processes making proposals",
-    )
-    parser.add_argument(
-        "--seeds",
-        nargs="+",
-        default=[0],
-        help="train every model once per seed (integers)",
-    )
-    parser.add_argument(
-        "--teacher-cache",
-        action="store_true",
-        help="the KD students read the teacher's targets from a cache made once per seed "
-        "(tools/cache_teacher.py's) rather than running the teacher at every step: the same "
-        "targets (features in float16), faster when the teacher dominates a step",
-    )
-    parser.add_argument(
-        "--min-test-positives",
-        type=positive_int,
-        default=1,
-        help="the test mAPs' bootstrap intervals count the classes with this many positive "
-        "test images (the others are listed)",
-    )
-    parser.add_argument(
-        "opts",
-        nargs=argparse.REMAINDER,
-        help="config overrides for every run, e.g. SOLVER.MAX_ITER 100",
-    )
-
-
-def schedule_option_text(option):
-    """The command-line option of a ``Pipeline.schedule_option`` ("" for none)."""
-    if "epochs" in option:
-        return f"--epochs {option['epochs']:g}"
-    return f"--budget {option['budget_minutes']:g}" if option else ""
 
 
 def teacher_options(folder):
@@ -291,6 +168,7 @@ class Pipeline:
         if train in (val, test):
             raise ValueError(f"'{train}' is the training set: --val and --test must be others")
         check_held_out(train, val, test)
+        refuse_links(output)  # (its run folders, pictures, tables)
         if unlabeled:
             if unlabeled in (train, val, test):
                 raise ValueError(f"--unlabeled '{unlabeled}' is also --train, --val or --test")
@@ -519,9 +397,17 @@ class Pipeline:
         ``schedule_option``: an output folder's runs all have one schedule."""
         if not os.path.exists(self.schedule_file):
             return {}
-        with open(self.schedule_file) as f:
-            kept = json.load(f)
-
+        with open(self.schedule_file, "rb") as f:
+            text = f.read()
+        try:
+            kept = json.loads(text)
+        except ValueError:  # (UnicodeDecodeError too)
+            kept = None
+        if not isinstance(kept, dict) or not {"factor", "seconds_per_iteration"} <= set(kept):
+            raise ValueError(
+                f"{self.schedule_file} is not a plan of this project (cut short, or another "
+                "file): delete it to plan the schedules again"
+            )
         kept_option = {k: v for k, v in kept.items() if k in ("epochs", "budget_minutes")}
         if kept_option != self.schedule_option():
             before, now = (
@@ -573,13 +459,13 @@ class Pipeline:
         elif self.budget and runs:
             planned = sum(c.SOLVER.MAX_ITER * seconds[k] for c, k in zip(configs, kinds))
             self.schedule_factor = self.budget * 60 / planned
+        configs = [scale_schedule(cfg, self.schedule_factor) for cfg in configs]
         if (self.epochs or self.budget) and runs and not kept:
             plan = {**self.schedule_option(), "factor": self.schedule_factor}
             plan["seconds_per_iteration"] = seconds
             atomic_write_bytes(self.schedule_file, json.dumps(plan, indent=1).encode())
         if not runs:
             return ""
-        configs = [scale_schedule(cfg, self.schedule_factor) for cfg in configs]
         if seconds:
             self.planned_minutes = {
                 folder: cfg.SOLVER.MAX_ITER * seconds[kind] / 60
@@ -666,8 +552,7 @@ class Pipeline:
         at every step; a run started one way continues that way (its config.yaml)."""
         recorded = os.path.join(self.output, f"seed{seed}", folder, RUN_CONFIG)
         if os.path.exists(recorded):
-            with open(recorded) as f:
-                cache = flat_config(f.read()).get("MODEL.DISTILL.TEACHER_CACHE", "")
+            cache = read_flat_config(recorded).get("MODEL.DISTILL.TEACHER_CACHE", "")
         else:
             cache = self.cached_teacher(seed, kd) if self.teacher_cache else ""
         if not cache:
@@ -854,136 +739,3 @@ class Pipeline:
         chart = os.path.join(self.output, "kd_gain_per_class.png")
         plot_ap_gain(class_names, chart_frequency, ap[PLAIN], ap[shown], chart)
         return summary, table
-
-
-def metrics(results):
-    """{metric: value} of one model's test results (CorLoc for a teacher tested on boxes)."""
-    values = {k: results["multilabel"][k] for k in METRICS[:-1]}
-    if "wsod" in results:
-        values["CorLoc"] = results["wsod"]["CorLoc"]
-    return values
-
-
-def summarize(runs, variants, chosen=None):
-    """``runs`` {seed: {model: results}} (models: PLAIN, TEACHER and ``kd_row(v)`` for each
-    of ``variants``) and, with a val split, ``chosen`` {seed: (the student chosen on it, {student:
-    val mAP})} -> {"per_seed": {seed: {model: metrics, gain_row(v): w/ KD - w/o KD, and CHOSEN:
-    the chosen student's metrics}}, "mean": {model: {metric: [mean, std]}}, "paired_gain":
-    {variant (or CHOSEN): {metric: [mean, std]}} of the per-seed gains, "chosen_on_val": {seed:
-    [student, {student: val mAP}]}}: the numbers of the Table 3s."""
-    models = [PLAIN, TEACHER, *(kd_row(v) for v in variants)] + [CHOSEN] * bool(chosen)
-    gains = [*variants, CHOSEN] if chosen else list(variants)
-    per_seed = {}
-    for seed, results in runs.items():
-        rows = {name: metrics(results[name]) for name in models if name != CHOSEN}
-        if chosen:
-            rows[CHOSEN] = rows[chosen[seed][0]]
-        without = rows[PLAIN]
-        for v in gains:
-            model = CHOSEN if v == CHOSEN else kd_row(v)
-            rows[gain_row(v)] = {k: rows[model][k] - without[k] for k in without}
-        per_seed[seed] = rows
-
-    def mean_std(name):
-        values = [per_seed[seed][name] for seed in runs]
-        return {
-            k: [float(np.mean([v[k] for v in values])), float(np.std([v[k] for v in values]))]
-            for k in values[0]
-        }
-
-    return {
-        "per_seed": per_seed,
-        "mean": {name: mean_std(name) for name in models},
-        "paired_gain": {v: mean_std(gain_row(v)) for v in gains},
-        "chosen_on_val": {seed: list(c) for seed, c in (chosen or {}).items()},
-    }
-
-
-def results_tables(summary, test_set, val_set="", settings=""):
-    """The paper's Table 3 per seed (with the KD gain), then, with several seeds, mean ± std
-    over them and the paired KD gain (mean ± std of the per-seed differences), the students
-    chosen on ``val_set``, and ``settings`` (what made them), as Markdown."""
-
-    def cells(values, fmt):
-        return [fmt(values[k]) if k in values else "-" for k in METRICS]
-
-    rows = []
-    for seed, models in summary["per_seed"].items():
-        for name, values in models.items():
-            sign = "+" if name.startswith("KD gain") else ""
-            rows.append([seed, name, *cells(values, lambda v: f"{v:{sign}.1f}")])
-    per_seed = tabulate(
-        rows, headers=["seed", "model", *HEADERS], tablefmt="github", disable_numparse=True
-    )
-    rows = [
-        [name, *cells(values, lambda v: f"{v[0]:.1f} ± {v[1]:.1f}")]
-        for name, values in summary["mean"].items()
-    ]
-    rows += [
-        [f"{gain_row(v)}, paired", *cells(values, lambda v: f"{v[0]:+.1f} ± {v[1]:.1f}")]
-        for v, values in summary["paired_gain"].items()
-    ]
-    mean = tabulate(rows, headers=["model", *HEADERS], tablefmt="github", disable_numparse=True)
-    seeds = list(summary["per_seed"])
-    choices = "".join(
-        f"- seed {seed}: {name} ("
-        + ", ".join(f"{student} {value:.1f}" for student, value in val_map.items())
-        + ")\n"
-        for seed, (name, val_map) in summary["chosen_on_val"].items()
-    )
-    if choices:
-        choices = (
-            f"\n{CHOSEN}: the student with the best mAP on {val_set} (val mAP of each), the "
-            f"one to deploy:\n\n{choices}"
-        )
-    over_seeds = (  # (one seed: the per-seed table already says it all)
-        f"\nMean ± std over seeds {seeds}; KD gain (paired): mean ± std of the per-seed "
-        f"differences:\n\n{mean}\n"
-        if len(seeds) > 1
-        else ""
-    )
-    return (
-        f"Multi-label classification on {test_set}, per seed (only the students' rows cost a "
-        f"plain classifier at test time):\n\n{per_seed}\n{over_seeds}{choices}"
-        f"{interval_table(summary.get('intervals'), test_set)}"
-        f"{near_chance_lines(summary.get('near_chance'))}" + (f"\n{settings}\n" if settings else "")
-    )
-
-
-def near_chance_lines(near_chance):
-    """``Pipeline.near_chance`` as Markdown ("" when no model is)."""
-    if not near_chance or not near_chance["models"]:
-        return ""
-    models = "; ".join(f"seed {s}: {name} {value:.1f}" for s, name, value in near_chance["models"])
-    return (
-        f"\n**Near chance** (random scores give {near_chance['chance']:.1f} mAP; these are less "
-        f"than a quarter of the way from there to 100, they learnt little: train longer or "
-        f"check the labels): {models}\n"
-    )
-
-
-def interval_table(intervals, test_set):
-    """The ``Pipeline.test_intervals`` as Markdown ("" without them)."""
-    if not intervals:
-        return ""
-    rows = [
-        [seed, name, f"{v[0]:{'+' if name.startswith('KD gain') else ''}.1f}",
-         f"[{v[1]:.1f}, {v[2]:.1f}]"]
-        for seed, models in intervals["per_seed"].items()
-        for name, v in models.items()
-    ]  # fmt: skip
-    excluded = intervals["excluded"]
-    return (
-        f"\nmAP on the {intervals['classes']} classes with at least "
-        f"{intervals['min_positives']} positive images in {test_set} (excluded, with fewer: "
-        f"{', '.join(excluded) if excluded else 'none'}), with its 95% "
-        f"interval over 1000 bootstrap resamples of the test images (KD gains: paired, the "
-        f"same resamples):\n\n"
-        + tabulate(
-            rows,
-            headers=["seed", "model", "mAP", "95% interval"],
-            tablefmt="github",
-            disable_numparse=True,
-        )
-        + "\n"
-    )

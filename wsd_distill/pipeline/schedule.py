@@ -11,16 +11,26 @@ from detectron2.engine import hooks
 from detectron2.modeling import build_model
 from tabulate import tabulate
 
+from ..engine.defaults import RUN_CONFIG, RUN_WEIGHTS
+from ..engine.trainer import Trainer
 from ..utils import atomic_write_bytes
-from .defaults import RUN_CONFIG, RUN_WEIGHTS
-from .trainer import Trainer
+
+# More iterations than any schedule trains (a year at 30 steps a second): --epochs 1e308 is a typo
+MAX_ITERATIONS = 10**9
 
 
 def scale_schedule(cfg, factor):
     """``cfg`` with a schedule ``factor`` times as long, in place: SOLVER.MAX_ITER, STEPS,
     WARMUP_ITERS, CHECKPOINT_PERIOD and TEST.EVAL_PERIOD (as detectron2's
     ``DefaultTrainer.auto_scale_workers`` scales them for another batch size; the learning
-    rate stays). Each stays at least 1 where it was positive. Returns ``cfg``."""
+    rate stays). Each stays at least 1 where it was positive. Returns ``cfg``; a schedule of
+    more than ``MAX_ITERATIONS`` is refused (a ValueError), before anything is written."""
+    if not factor * cfg.SOLVER.MAX_ITER <= MAX_ITERATIONS:
+        raise ValueError(
+            f"A schedule x{factor:.3g} (--epochs, --budget) gives SOLVER.MAX_ITER "
+            f"{cfg.SOLVER.MAX_ITER} x {factor:.3g} iterations, more than {MAX_ITERATIONS:.0e}: "
+            f"ask for fewer epochs or minutes"
+        )
 
     def scaled(n):
         return max(1, round(n * factor)) if n > 0 else n

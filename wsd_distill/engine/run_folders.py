@@ -1,7 +1,6 @@
-"""What the pipeline (``tools/distill.py``) and ``tools/train_net.py`` refuse
-before they train: held-out splits that share images with the training set, run folders made
-with other settings, which they would otherwise reuse or resume as they are, and a run folder
-that another process trains in or that a new run would overwrite."""
+"""What ``tools/train_net.py`` and the pipeline refuse before they train in a run folder: one
+made with other settings or on edited training data, which they would otherwise reuse or resume
+as it is, and one that another process trains in or that a new run would overwrite."""
 
 import json
 import os
@@ -9,9 +8,9 @@ import os
 import yaml
 from detectron2.data import DatasetCatalog
 
-from ..data.teacher_cache import file_sha1
 from ..utils import atomic_write_bytes
 from ..utils.partial_run import ids_digest, lock_folder
+from ..utils.plain_files import load_plain_yaml
 from .defaults import RUN_CONFIG, RUN_WEIGHTS
 
 # config keys that may differ between a run and its resumption: where it computes and where its
@@ -19,8 +18,8 @@ from .defaults import RUN_CONFIG, RUN_WEIGHTS
 RESUMABLE_KEYS = ("OUTPUT_DIR", "MODEL.DEVICE", "DATALOADER.NUM_WORKERS", "DATASETS.REGISTER")
 
 
-def flat_config(text):
-    """{"A.B.C": value} of a config dumped as YAML."""
+def flat_config(node):
+    """{"A.B.C": value} of a config as nested dicts."""
 
     def items(node, prefix):
         for key, value in node.items():
@@ -29,7 +28,16 @@ def flat_config(text):
             else:
                 yield f"{prefix}{key}", value
 
-    return dict(items(yaml.safe_load(text), ""))
+    return dict(items(node, ""))
+
+
+def read_flat_config(path):
+    """``flat_config`` of the config file ``path`` (a run's config.yaml), read as plain YAML;
+    a file that is not a mapping of keys is a ValueError naming it."""
+    node = load_plain_yaml(path)
+    if not isinstance(node, dict):
+        raise ValueError(f"{path}: not a config (a YAML mapping of config keys)")
+    return flat_config(node)
 
 
 def training_sets_digest(cfg):
@@ -48,9 +56,8 @@ def check_run_settings(cfg):
     datasets_file = os.path.join(cfg.OUTPUT_DIR, "datasets.json")
     datasets = training_sets_digest(cfg)
     if os.path.exists(config_file):
-        with open(config_file) as f:
-            before = flat_config(f.read())
-        now = flat_config(cfg.dump())
+        before = read_flat_config(config_file)
+        now = flat_config(yaml.safe_load(cfg.dump()))
         changed = [
             f"{k}: {before[k]!r} there, {now[k]!r} now"
             for k in before
@@ -102,8 +109,7 @@ def run_seed(cfg):
     that ``--resume`` continues the same data stream."""
     config_file = os.path.join(cfg.OUTPUT_DIR, RUN_CONFIG)
     if os.path.exists(config_file):
-        with open(config_file) as f:
-            recorded = flat_config(f.read()).get("SEED", -1)
+        recorded = read_flat_config(config_file).get("SEED", -1)
         if isinstance(recorded, int) and recorded >= 0:
             return recorded
     return int.from_bytes(os.urandom(4), "little") % 2**31
@@ -114,50 +120,3 @@ def dataset_digest(name):
     return ids_digest(
         f"{d['image_id']}\t{sorted(d['multi_labels'])}" for d in DatasetCatalog.get(name)
     )
-
-
-def check_held_out(train, val, test):
-    """Refuse held-out datasets that are, or share image files with, the training set or each
-    other: the numbers would be the training set's, or the student chosen on val would be
-    chosen on the test set."""
-    if val and val == test:
-        raise ValueError(
-            f"'{val}' is both --val and --test: the student chosen on val would be chosen on "
-            f"the test set; give a held-out split of its own"
-        )
-    files = {
-        name: {os.path.realpath(d["file_name"]): d["file_name"] for d in DatasetCatalog.get(name)}
-        for name in filter(None, (train, val, test))
-    }
-    pairs = [(train, val, "the training set"), (train, test, "the training set")]
-    pairs.append((val, test, "the val split (the student would be chosen on test images)"))
-    for first, second, what in pairs:
-        if not first or not second:
-            continue
-        shared = [files[second][f] for f in files[second] if f in files[first]]
-        if shared:
-            raise ValueError(
-                f"Dataset '{second}' shares {len(shared)} image files with {what} '{first}' "
-                f"({', '.join(shared[:3])}, ...): a held-out split must hold other images"
-            )
-
-
-def check_unlabeled_held_out(unlabeled, held_out):
-    """Refuse unlabeled images (the dataset ``unlabeled``) that are, by their bytes, images of
-    the held-out datasets ``held_out`` (names): the student would distil on its val or test
-    photos under another name."""
-    digests = {}
-    for name in filter(None, held_out):
-        for d in DatasetCatalog.get(name):
-            digests.setdefault(file_sha1(d["file_name"]), (name, d["file_name"]))
-    shared = [
-        (d["file_name"], *digests[key])
-        for d in DatasetCatalog.get(unlabeled)
-        if (key := file_sha1(d["file_name"])) in digests
-    ]
-    if shared:
-        photo, name, copy = shared[0]
-        raise ValueError(
-            f"Unlabeled dataset '{unlabeled}': {photo} is {copy} of '{name}' (the same bytes), "
-            f"and {len(shared) - 1} more: photos of a held-out split cannot be trained on"
-        )
