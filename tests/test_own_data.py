@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -550,30 +551,98 @@ def test_an_absurd_schedule_or_a_cut_plan_is_refused_naming_it(photo_set, tmp_pa
         small_pipeline(photo_set, tmp_path / "run", epochs=2.0).plan_schedules([0], ["joint"])
 
 
+def test_a_budget_is_replanned_from_the_steps_actually_run(
+    photo_set, tmp_path, monkeypatch, caplog
+):
+    """--budget 10 on a machine that trains twice as slowly as it timed: the teacher keeps the
+    factor it started with; then the runs left are re-planned to the minutes left at the pace
+    the teacher kept (said in a warning), so that the whole command ends on time; each run's
+    factor is kept in schedule.json, and a resumed pipeline configures each run with its own."""
+    from wsd_distill.pipeline import budget, runner
+
+    clock = [0.0]  # seconds, advanced by the training below
+    fake_time = type("FakeTime", (), {"monotonic": staticmethod(lambda: clock[0])})
+    monkeypatch.setattr(budget, "time", fake_time)
+    monkeypatch.setattr(runner, "time", fake_time)
+    seconds = {"teacher": 2.0, "student": 1.0, "kd": 3.0}  # timed; 3 iterations each: 18 s
+    trained = {}
+
+    def train_and_evaluate(cfg):  # twice the timed seconds per iteration
+        folder = os.path.basename(cfg.OUTPUT_DIR)
+        trained[folder] = cfg.SOLVER.MAX_ITER
+        clock[0] += 2 * cfg.SOLVER.MAX_ITER * seconds.get(folder, seconds["kd"])
+        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+        open(os.path.join(cfg.OUTPUT_DIR, "results.json"), "w").write("{}")
+        return {}
+
+    monkeypatch.setattr(runner, "train_and_evaluate", train_and_evaluate)
+    output = tmp_path / "run"
+    output.mkdir()
+    plan = {"budget_minutes": 10.0, "factor": 600 / 18, "seconds_per_iteration": seconds}
+    (output / "schedule.json").write_text(json.dumps(plan))  # as timed by a first start
+    pipeline = small_pipeline(photo_set, output, budget=10.0)
+    pipeline.plan_schedules([0], ["joint"])
+    teacher = runner.teacher_options(str(output / "seed0" / "teacher"))
+    with caplog.at_level("WARNING", logger="wsd_distill.pipeline.budget"):
+        for name, folder, extra in [
+            ("teacher", "teacher", ()),
+            ("student", "student", ()),
+            ("kd_joint", "student_kd_joint", teacher),
+        ]:
+            pipeline.run(name, folder, 0, extra)
+    # the teacher: 100 iterations (planned 200 s, took 400); 200 s left for the two others,
+    # which would take 800 at that pace: x600/18 -> x600/18/4, 25 iterations each
+    assert trained == {"teacher": 100, "student": 25, "student_kd_joint": 25}
+    assert clock[0] == pytest.approx(600)
+    said = [r.getMessage() for r in caplog.records if r.name == "wsd_distill.pipeline.budget"]
+    assert len(said) == 1 and "re-planned, their schedules x8.33 (were x33.3)" in said[0]
+    kept = json.loads((output / "schedule.json").read_text())
+    factors = {"seed0/teacher": 600 / 18, "seed0/student": 150 / 18}
+    assert kept["run_factors"] == pytest.approx({**factors, "seed0/student_kd_joint": 150 / 18})
+    os.remove(output / "seed0" / "student_kd_joint" / "results.json")  # as if stopped in it
+    resumed = small_pipeline(photo_set, output, budget=10.0)
+    resumed.plan_schedules([0], ["joint"])
+    assert resumed.config("teacher", "teacher", 0).SOLVER.MAX_ITER == 100
+    assert resumed.config("kd_joint", "student_kd_joint", 0, teacher).SOLVER.MAX_ITER == 25
+
+
+def test_a_budget_spent_before_training_is_refused():
+    from wsd_distill.pipeline.budget import Budget
+
+    runs = {"seed0/teacher": ["teacher", 3]}
+    spent = Budget(1.0, {"teacher": 1.0}, runs, started=time.monotonic() - 90)
+    with pytest.raises(ValueError, match=r"--budget 1: proposals and timing took 1.5 min"):
+        spent.first_factor()
+    assert Budget(2.0, {"teacher": 1.0}, runs, time.monotonic() - 60).first_factor() == (
+        pytest.approx(20, rel=0.01)
+    )  # 60 s left for 3 iterations of 1 s
+
+
 @pytest.mark.slow  # 18 s on 2 cores: --epochs scales the schedules above, without timing
 def test_budget_times_each_model_and_the_timing_changes_no_run(photo_set, tmp_path, monkeypatch):
     """--budget: a few timed iterations of the teacher, the student and the KD student size
     every schedule by the factor that fits the minutes; a resumed pipeline keeps that plan
     (not timed again), and a run trained after the timing is the one trained without it."""
-    pipeline = small_pipeline(photo_set, tmp_path / "run", budget=0.2)
+    pipeline = small_pipeline(photo_set, tmp_path / "run", budget=1.0)
     plan = pipeline.plan_schedules([0], ["joint"])
     kept = json.loads((tmp_path / "run" / "schedule.json").read_text())
     seconds = kept["seconds_per_iteration"]
     assert set(seconds) == {"teacher", "student", "kd"} and min(seconds.values()) > 0
-    assert kept["factor"] == pytest.approx(0.2 * 60 / (3 * sum(seconds.values())))
+    left = 60 - kept["spent_seconds"]  # (the proposals and the timing took the rest)
+    assert kept["factor"] == pytest.approx(left / (3 * sum(seconds.values())), rel=0.01)
     assert pipeline.schedule_factor == kept["factor"]
     assert f"{seconds['kd']:.2f}" in plan and "min of training" in plan
     assert not list((tmp_path / "run").glob(".timing*"))
     runs = ("teacher", "student", "student_kd_joint")  # (each run logs its minutes)
     assert set(pipeline.planned_minutes) == {str(tmp_path / "run" / "seed0" / r) for r in runs}
     monkeypatch.setattr(Pipeline, "time_models", lambda *a: pytest.fail("timed again"))
-    resumed = small_pipeline(photo_set, tmp_path / "run", budget=0.2)
+    resumed = small_pipeline(photo_set, tmp_path / "run", budget=1.0)
     assert resumed.plan_schedules([0], ["joint"]) == plan
     assert resumed.schedule_factor == kept["factor"]
     untimed = small_pipeline(photo_set, tmp_path / "untimed")
-    untimed.schedule_factor = kept["factor"]
     weights = []
     for run in (pipeline, untimed):
+        untimed.schedule_factor = pipeline.run_factor(str(tmp_path / "run" / "seed0" / "teacher"))
         run.teacher(0)
         model = torch.load(tmp_path / run.output / "seed0" / "teacher" / "model_final.pth")
         weights.append(model["model"])

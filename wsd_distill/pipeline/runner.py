@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 
 import numpy as np
 from detectron2.data import DatasetCatalog
@@ -37,6 +38,7 @@ from ..utils import atomic_write_bytes, refuse_links
 from ..utils.partial_run import lock_folder
 from ..visualization import plot_ap_gain, visualize_teacher
 from .arguments import schedule_option_text
+from .budget import Budget
 from .checks import check_held_out, check_unlabeled_held_out
 from .report import CHOSEN, PLAIN, TEACHER, gain_row, kd_row, results_tables, summarize
 from .schedule import (
@@ -60,6 +62,9 @@ CONFIG_FILES = {
 # A plan's training is timed when that costs at most TIMING_SHARE of its iterations (each
 # model: TIMED_ITERATIONS, after two untimed ones), or for a --budget.
 TIMING_SHARE, TIMED_ITERATIONS = 0.05, 3
+# A plan that gives the plain student fewer passes over the training set than this is said, with
+# what to do: it learns little (the near-chance warning would say so only after training).
+MIN_USEFUL_EPOCHS = 1.0
 
 
 def teacher_options(folder):
@@ -158,6 +163,7 @@ class Pipeline:
         self.min_test_positives, self.teacher_cache = min_test_positives, teacher_cache
         self.epochs, self.budget, self.schedule_factor = epochs, budget, 1.0
         self.planned_minutes = {}  # {run folder: its training's minutes}, of plan_schedules
+        self.started, self.budget_plan = time.monotonic(), None  # (a Budget, with --budget)
         setup_cfg("", self.opts)  # registers the declared datasets
         for name in filter(None, (train, val, test, unlabeled)):
             if name not in DatasetCatalog:
@@ -344,7 +350,13 @@ class Pipeline:
             ]
         cfg = setup_cfg(os.path.join(self.config_dir, CONFIG_FILES[name]), opts)
         cfg.OUTPUT_DIR = os.path.join(self.output, f"seed{seed}", folder)
-        return scale_schedule(cfg, self.schedule_factor)
+        return scale_schedule(cfg, self.run_factor(cfg.OUTPUT_DIR))
+
+    def run_factor(self, folder):
+        """The schedule factor of the run ``folder``: with a budget, the one it started with;
+        else the plan's."""
+        started = self.budget_plan.factors if self.budget_plan else {}
+        return started.get(os.path.relpath(folder, self.output), self.schedule_factor)
 
     def runs_left(self, seeds, variants):
         """[(config name, run folder)] of the runs of ``seeds`` and ``variants`` that have
@@ -369,7 +381,9 @@ class Pipeline:
             if name in names:
                 cfg = self.config(name, "", seed)
                 folder = os.path.join(timing, name)
+                logger.info(f"Timing the {name}: {TIMED_ITERATIONS + 2} training steps")
                 seconds[name] = time_per_iteration(cfg, folder, TIMED_ITERATIONS)
+                logger.info(f"The {name}: {seconds[name]:.2f} s per step")
         if any(name.startswith("kd_") for name in names):
             teacher = os.path.join(self.output, f"seed{seed}", "teacher")
             if not os.path.exists(os.path.join(teacher, RUN_WEIGHTS)):
@@ -377,7 +391,9 @@ class Pipeline:
                 teacher = random_teacher(cfg, os.path.join(timing, "random_teacher"))
             cfg = self.config("kd_joint", "", seed, teacher_options(teacher))
             folder = os.path.join(timing, "kd")
+            logger.info(f"Timing a KD student: {TIMED_ITERATIONS + 2} training steps")
             seconds["kd"] = time_per_iteration(cfg, folder, TIMED_ITERATIONS)
+            logger.info(f"A KD student: {seconds['kd']:.2f} s per step")
         shutil.rmtree(timing, ignore_errors=True)
         return seconds
 
@@ -451,21 +467,29 @@ class Pipeline:
             seconds = self.time_models(seeds[0], {name for name, _ in runs})
         else:
             seconds = {}
-        if kept:
-            self.schedule_factor = kept["factor"]
+        if self.budget and (runs or kept):
+            iterations = {
+                os.path.relpath(folder, self.output): [kind, cfg.SOLVER.MAX_ITER]
+                for (_, folder), cfg, kind in zip(runs, configs, kinds)
+            }
+            self.budget_plan = Budget(self.budget, seconds, iterations, self.started, kept)
+        if kept:  # (with a budget, the last re-planned factor)
+            self.schedule_factor = kept.get("factor_now", kept["factor"])
         elif self.epochs:
             student = self.config("student", "", seeds[0])
             self.schedule_factor = self.epochs / schedule_epochs(student, images)
         elif self.budget and runs:
-            planned = sum(c.SOLVER.MAX_ITER * seconds[k] for c, k in zip(configs, kinds))
-            self.schedule_factor = self.budget * 60 / planned
+            self.schedule_factor = self.budget_plan.first_factor()
         configs = [scale_schedule(cfg, self.schedule_factor) for cfg in configs]
         if (self.epochs or self.budget) and runs and not kept:
             plan = {**self.schedule_option(), "factor": self.schedule_factor}
             plan["seconds_per_iteration"] = seconds
+            if self.budget_plan:
+                plan.update(self.budget_plan.state())
             atomic_write_bytes(self.schedule_file, json.dumps(plan, indent=1).encode())
         if not runs:
             return ""
+        self.warn_if_short(seeds[0], images)
         if seconds:
             self.planned_minutes = {
                 folder: cfg.SOLVER.MAX_ITER * seconds[kind] / 60
@@ -482,16 +506,70 @@ class Pipeline:
         )
 
     def run(self, name, folder, seed, extra=()):
-        """Train and evaluate the run ``folder`` of config ``name``: (results, config)."""
+        """Train and evaluate the run ``folder`` of config ``name``: (results, config). With a
+        budget, the runs left are re-planned first (``Budget.start``) and the time each run
+        took is kept in schedule.json."""
+        path = os.path.join(self.output, f"seed{seed}", folder)
+        done = os.path.exists(os.path.join(path, "results.json"))
+        budget, run = self.budget_plan, os.path.relpath(path, self.output)
+        if budget and not done:
+            started = run in budget.factors
+            self.schedule_factor = budget.start(run, self.schedule_factor, self.finished_runs())
+            self.save_budget()
+            if not started:
+                self.warn_if_short(seed, len(DatasetCatalog.get(self.train)))
         cfg = self.config(name, folder, seed, extra)
-        done = os.path.exists(os.path.join(cfg.OUTPUT_DIR, "results.json"))
-        estimate, planned = "", self.planned_minutes
-        if not done and cfg.OUTPUT_DIR in planned:
+        estimate = ""
+        if budget and not done:
+            waiting = [r for r in budget.runs if r != run and r not in self.finished_runs()]
+            minutes = [
+                budget.minutes_left(runs, self.schedule_factor, self.finished_runs())
+                for runs in ([run], waiting)
+            ]
+            estimate = f", about {minutes[0]:.0f} min, then {minutes[1]:.0f} min planned"
+        elif not done and path in self.planned_minutes:
+            planned = self.planned_minutes
             left = [f for f in planned if not os.path.exists(os.path.join(f, "results.json"))]
-            left = sum(planned[f] for f in left if f != cfg.OUTPUT_DIR)
-            estimate = f", about {planned[cfg.OUTPUT_DIR]:.0f} min, then {left:.0f} min planned"
+            left = sum(planned[f] for f in left if f != path)
+            estimate = f", about {planned[path]:.0f} min, then {left:.0f} min planned"
         logger.info(f"seed {seed}: {folder} ({'done before' if done else 'training'}{estimate})")
-        return train_and_evaluate(cfg), cfg
+        began = time.monotonic()
+        results = train_and_evaluate(cfg)
+        if budget and not done:
+            budget.finish(run, time.monotonic() - began)
+            self.save_budget()
+        return results, cfg
+
+    def finished_runs(self):
+        """The runs of the budget's plan that have their results."""
+        return [
+            r
+            for r in self.budget_plan.runs
+            if os.path.exists(os.path.join(self.output, r, "results.json"))
+        ]
+
+    def save_budget(self):
+        """The budget's state into schedule.json (under its lock: a pipeline beside this one,
+        on other seeds, keeps its own runs' records)."""
+        with FileLock(os.path.join(self.output, ".schedule.lock")):
+            with open(self.schedule_file) as f:
+                plan = json.load(f)
+            state = self.budget_plan.state()
+            for key in ("runs", "run_factors", "run_seconds"):
+                state[key] = {**plan.get(key, {}), **state[key]}
+            plan.update(state, factor_now=self.schedule_factor)
+            atomic_write_bytes(self.schedule_file, json.dumps(plan, indent=1).encode())
+
+    def warn_if_short(self, seed, images):
+        """Say, with what to do, when the plan gives the plain student fewer than
+        ``MIN_USEFUL_EPOCHS`` passes over the training set."""
+        epochs = schedule_epochs(self.config("student", "", seed), images)
+        if epochs < MIN_USEFUL_EPOCHS:
+            logger.warning(
+                f"The schedules (x{self.schedule_factor:.3g}) give the plain student {epochs:.2f} "
+                f"passes over {self.train}: it will learn little; ask for more --budget "
+                f"minutes, or --epochs {MIN_USEFUL_EPOCHS:g} or more"
+            )
 
     def teacher(self, seed, folder="teacher", extra=()):
         """T-WDet, evaluated, with pictures of its top proposals and labels on 20 test images
@@ -647,11 +725,16 @@ class Pipeline:
             and name != CHOSEN
             and values["mAP"] < chance + share * (100 - chance)
         ]
+        longer = (  # (a planned output keeps its schedules: a new plan needs a new output)
+            "more --budget minutes or more --epochs, in another --output"
+            if self.schedule_option()
+            else "SOLVER.MAX_ITER, or --epochs"
+        )
         for seed, name, value in models:
             logger.warning(
                 f"seed {seed}: {name} scores {value:.1f} test mAP, near chance ({chance:.1f}, "
-                f"random scores): it learnt little; train it longer (SOLVER.MAX_ITER) or check "
-                f"the labels"
+                f"random scores): it learnt little; train it longer ({longer}) or check the "
+                "labels"
             )
         return {"chance": chance, "models": models}
 
