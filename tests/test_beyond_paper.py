@@ -12,7 +12,6 @@ from detectron2.structures import Boxes, Instances
 from torch.nn import functional as F
 from torchvision.ops import sigmoid_focal_loss
 
-from wsd_distill.checkpoint import load_trained_weights
 from wsd_distill.engine import Trainer, setup_cfg
 from wsd_distill.modeling.distill_losses import prediction_distill_loss
 from wsd_distill.modeling.label_losses import asymmetric_loss, label_loss
@@ -103,21 +102,6 @@ def test_csra_student_classifies_the_map_and_distils_its_pooled_rois():
     assert isinstance(student.classifier, CSRAClassifier)
     out = student.eval()([{"image": torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)}])
     assert out[0]["image_scores"].shape == (12,)
-
-
-def test_a_checkpoint_of_an_old_ema_run_loads_its_average(tmp_path):
-    """A model_final.pth of a run made with the removed MODEL.EMA holds "model" and
-    "model_ema": the tools load the average, which its evaluation used."""
-    cfg = setup_cfg(
-        os.path.join(ROOT, "configs", "Synthetic", "S-Cls.yaml"),
-        ["DATASETS.TRAIN", (), "DATASETS.TEST", ()],
-    )
-    model = build_model(cfg)
-    average = {k: v + 1 if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    torch.save({"model": model.state_dict(), "model_ema": average}, tmp_path / "final.pth")
-    load_trained_weights(model, str(tmp_path / "final.pth"))
-    for name, value in model.state_dict().items():
-        torch.testing.assert_close(value, average[name])
 
 
 def test_an_unknown_loss_is_refused_naming_the_key():

@@ -228,7 +228,7 @@ def test_proposals_made_for_other_images_are_refused(datasets_dir, tiny_proposal
     """Every synthetic split numbers its images from 1: the train split's store must not serve
     the test split (it did, silently, with a lower mAP), nor a pickle made for bigger images."""
     test_images = [d for d in DatasetCatalog.get("tiny_shapes_test") if d["image_id"] <= 24]
-    with pytest.raises(ValueError, match="records image id 1 with name train/.* test/"):
+    with pytest.raises(ValueError, match="records image id 1 with file train/.* test/"):
         load_proposals_into_dataset(test_images, tiny_proposals["train"])
     assert len(load_proposals_into_dataset(test_images, tiny_proposals["train"], False)) == 24
     train_images = DatasetCatalog.get("tiny_shapes_train")

@@ -14,6 +14,7 @@ from detectron2.structures import BoxMode
 from torch.nn import functional as F
 
 from wsd_distill import add_wsd_distill_config, check_config
+from wsd_distill.config import merge_config_file
 from wsd_distill.data import MultiLabelDatasetMapper, save_proposals
 from wsd_distill.data.augmentation import build_augmentation
 from wsd_distill.engine import Trainer, setup_cfg
@@ -205,21 +206,9 @@ def test_student_test_resize_in_the_loader_resizes_once(tmp_path, monkeypatch):
         check_config(cfg)
 
 
-def test_old_runs_removed_keys_are_ignored(tmp_path):
-    """A run's config.yaml with keys since removed (MODEL.STUDENT.TEST_RESIZE, replaced by
-    INPUT.SQUARE_SIZE_TEST; TEST.MULTILABEL.TOP_K_ABOVE_THRESHOLD; MODEL.DISTILL.PREDICTION_LOSS,
-    PREDICTION_CLASS_WEIGHTS and TEACHER_TTA; MODEL.EMA) still loads, the keys ignored."""
+def test_a_removed_key_is_refused_naming_it(tmp_path):
+    """Keys removed from this 0.x project (the CHANGELOG lists them) are named, not ignored."""
     path = tmp_path / "config.yaml"
-    path.write_text(
-        "MODEL:\n  STUDENT:\n    TEST_RESIZE: model\n  DISTILL:\n    PREDICTION_LOSS: mld\n"
-        "    PREDICTION_CLASS_WEIGHTS: [1.0, 0.0]\n    TEACHER_TTA: True\n"
-        "  EMA:\n    ENABLED: True\n    DECAY: 0.99\n"
-        "TEST:\n  MULTILABEL:\n    TOP_K_ABOVE_THRESHOLD: False\n"
-    )
-    cfg = add_wsd_distill_config(get_cfg())
-    cfg.merge_from_file(str(path))
-    assert "TEST_RESIZE" not in cfg.MODEL.STUDENT
-    assert "TOP_K_ABOVE_THRESHOLD" not in cfg.TEST.MULTILABEL
-    for key in ("PREDICTION_LOSS", "PREDICTION_CLASS_WEIGHTS", "TEACHER_TTA"):
-        assert key not in cfg.MODEL.DISTILL
-    assert "EMA" not in cfg.MODEL
+    path.write_text("MODEL:\n  EMA:\n    ENABLED: True\n")
+    with pytest.raises(KeyError, match="Non-existent config key: MODEL.EMA"):
+        merge_config_file(add_wsd_distill_config(get_cfg()), str(path))

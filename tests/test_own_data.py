@@ -266,7 +266,7 @@ def test_one_command_pipeline_on_own_photos(photo_set, tmp_path):
     relabelled = tool("distill.py", *edited)
     assert relabelled.returncode != 0
     assert (
-        "the images or labels of 'mine_train' (changed since)" in relabelled.stderr
+        "the images, labels or photos of 'mine_train' (changed since)" in relabelled.stderr
     ), relabelled.stderr[-1500:]
     assert (tmp_path / "run" / "results.md").read_text() == table
     # another val split: the students are evaluated on it, not given the old split's numbers
@@ -475,6 +475,29 @@ def test_a_test_set_with_another_class_order_is_refused(photo_set, tmp_path):
     cfg.DATASETS.TEST = ("mine_swapped",)
     with pytest.raises(ValueError, match=r"first differences \(index, model, dataset\): \[\(0, "):
         build_model(cfg)
+
+
+def test_class_order_and_cut_weights_are_refused_before_any_proposal(photo_set, tmp_path):
+    """A test set of another class order (found after the teacher's training before) and a cut
+    pretrained weights file (found at the teacher's start): refused by the pipeline's
+    constructor, before proposals, naming the dataset or the file."""
+    test = json.loads((photo_set / "test.json").read_text())
+    first, second = sorted(test["categories"], key=lambda c: c["id"])[:2]
+    first["name"], second["name"] = second["name"], first["name"]
+    (tmp_path / "swapped.json").write_text(json.dumps(test))
+    images = str(photo_set / "images")
+    register_declared_datasets([["train_early", str(photo_set / "train.csv"), images]])
+    register_declared_datasets([["swapped_early", str(tmp_path / "swapped.json"), images]])
+    register_declared_datasets([["test_early", str(photo_set / "test.json"), images]])
+    configs = os.path.join(ROOT, "configs", "OwnData")
+    with pytest.raises(ValueError, match="'swapped_early' has its classes in another order"):
+        Pipeline(configs, str(tmp_path / "run"), "train_early", "swapped_early")
+    weights = tmp_path / "cut.pth"
+    torch.save({"model": {"w": torch.zeros(1000)}}, weights)
+    weights.write_bytes(weights.read_bytes()[:300])
+    with pytest.raises(ValueError, match=r"T-WDet.yaml: its MODEL.WEIGHTS .*cut.pth is unread"):
+        Pipeline(configs, "x", "train_early", "test_early", opts=["MODEL.WEIGHTS", str(weights)])
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_missing_image_is_named_before_any_proposal_is_made(photo_set, tmp_path):

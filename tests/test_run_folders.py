@@ -157,3 +157,41 @@ def test_train_net_evaluates_a_run_folder(datasets_dir, tmp_path):
     assert (run / "eval" / "inference" / "tiny_eval" / "multilabel_scores.npz").exists()
     assert (run / RUN_CONFIG).read_bytes() == config
     assert not (tmp_path / "where_it_was_trained").exists()
+
+
+def test_photos_rewritten_in_place_are_told_from_those_a_run_or_store_was_made_of(tmp_path):
+    """Same names, sizes, ids and labels, other bytes: a run trained on the photos before is
+    refused (not silently reused), and so is a proposal store made for them."""
+    import cv2
+    import numpy as np
+    from detectron2.data import DatasetCatalog
+
+    from wsd_distill.data.datasets import register_declared_datasets
+    from wsd_distill.data.proposals import (
+        image_records,
+        load_proposals_into_dataset,
+        save_proposals,
+    )
+    from wsd_distill.engine.run_folders import check_run_settings
+
+    for name in ("a.jpg", "b.jpg"):
+        cv2.imwrite(str(tmp_path / name), np.full((32, 48, 3), 40, np.uint8))
+    (tmp_path / "train.csv").write_text("a.jpg,cat\nb.jpg,dog\n")
+    register_declared_datasets([["rewritten", str(tmp_path / "train.csv"), str(tmp_path)]])
+    dicts = DatasetCatalog.get("rewritten")
+    store = str(tmp_path / "proposals")
+    boxes = [(np.array([[1, 2, 20, 20]], np.float32), np.ones(1, np.float32))] * 2
+    save_proposals(store, [d["image_id"] for d in dicts], boxes, meta=image_records(dicts))
+    cfg = setup_cfg(
+        os.path.join(ROOT, "configs", "OwnData", "S-Cls.yaml"),
+        ["DATASETS.TRAIN", ("rewritten",), "OUTPUT_DIR", str(tmp_path / "run")],
+    )
+    os.makedirs(cfg.OUTPUT_DIR)
+    open(os.path.join(cfg.OUTPUT_DIR, RUN_CONFIG), "w").write(cfg.dump())
+    check_run_settings(cfg)  # (records the training set)
+    load_proposals_into_dataset(dicts, store)
+    cv2.imwrite(str(tmp_path / "b.jpg"), np.full((32, 48, 3), 200, np.uint8))  # in place
+    with pytest.raises(ValueError, match="the images, labels or photos of 'rewritten'"):
+        check_run_settings(cfg)
+    with pytest.raises(ValueError, match=r"'b.jpg' with photo bytes \(SHA-1\) [0-9a-f]{40}"):
+        load_proposals_into_dataset(DatasetCatalog.get("rewritten"), store)

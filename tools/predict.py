@@ -58,7 +58,8 @@ from wsd_distill.engine import (
 from wsd_distill.modeling import WSDDN
 from wsd_distill.modeling.wsddn import rescale_boxes
 from wsd_distill.utils import atomic_write_bytes, refuse_links
-from wsd_distill.utils.partial_run import ids_digest, open_partial_run, read_chunk, write_chunk
+from wsd_distill.utils.digests import ids_digest
+from wsd_distill.utils.partial_run import open_partial_run, read_chunk, write_chunk
 from wsd_distill.visualization import (
     draw_teacher_view,
     picture_names,

@@ -27,10 +27,6 @@ def add_wsd_distill_config(cfg) -> CN:
     _C.DATASETS.SYNTHETIC.NUM_VAL = 500  # images in synthetic_shapes_val
     _C.DATASETS.SYNTHETIC.NUM_TEST = 1000  # images in synthetic_shapes_test
     _C.DATASETS.SYNTHETIC.IMAGE_SIZE = 128  # side of the square images, in pixels
-    # removed: the generator's seed, object sizes and distractors (its defaults, the
-    # benchmark's; datasets/prepare_synthetic_shapes.py takes them); ignored in old runs
-    for key in ("SEED", "OBJECT_SIZE", "DISTRACTORS"):
-        _C.register_deprecated_key(f"DATASETS.SYNTHETIC.{key}")
 
     # Datasets of your own, registered by setup_cfg (every tool) before anything else: a list of
     # [name, annotation_file, image_root] (a COCO json, boxes optional) or [name, label_list,
@@ -47,8 +43,6 @@ def add_wsd_distill_config(cfg) -> CN:
     # size, as in training and as the TEST phase of the authors' kd/train_stage2.prototxt
     # (672 x 672, then Interp to 224)
     _C.INPUT.SQUARE_SIZE_TEST = 0
-    # replaced by INPUT.SQUARE_SIZE_TEST: ignored with a warning in the config.yaml of old runs
-    _C.register_deprecated_key("MODEL.STUDENT.TEST_RESIZE")
 
     # Datasets of DATASETS.TRAIN whose labels are hidden: a KD student distils on their images
     # by L_p' and L_f alone (L_p masked per image); the teacher never trains on them. Unlabeled
@@ -65,10 +59,6 @@ def add_wsd_distill_config(cfg) -> CN:
     # DATASETS.TRAIN[0], so that a run's config.yaml names its classes (and a NUM_CLASSES of 0
     # becomes their count); tools/predict.py then needs no registered dataset
     _C.MODEL.CLASS_NAMES = []
-
-    # removed: an exponential moving average of the weights (ASL's ModelEma) lost 0.5-0.6 mAP on
-    # every seed (docs/results.md); ignored in old runs, whose checkpoints still load the average
-    _C.register_deprecated_key("MODEL.EMA")
 
     # WSDDN teacher (T-WDet), MODEL.META_ARCHITECTURE "WSDDN".
     _C.MODEL.WSDDN = CN()
@@ -126,8 +116,6 @@ def add_wsd_distill_config(cfg) -> CN:
     # without gradient), divided by the batch size as the BCE; kept for comparisons with the
     # multi-label literature, no gain measured here (docs/results.md)
     _C.MODEL.STUDENT.LABEL_LOSS = "bce"
-    # removed: ASL's gammas and clip (the reference's COCO values, fixed); ignored in old runs
-    _C.register_deprecated_key("MODEL.STUDENT.ASL")
     _C.MODEL.STUDENT.POOLING = "avg"  # "avg" or "max": the image's pooling, and its RoIs' for L_f
     _C.MODEL.STUDENT.POOLER_RESOLUTION = 7  # P of the "fc" head (VGG-16's pool5: 7 x 7)
     _C.MODEL.STUDENT.FC_DIM = 4096  # width of fc6/fc7 of the "fc" head
@@ -145,9 +133,6 @@ def add_wsd_distill_config(cfg) -> CN:
     # dropout at every step, as the teacher branch of the authors' kd/train_stage1/2.prototxt
     # (drop6, drop7 in TRAIN phase); False: the teacher runs in eval mode. Not with TEACHER_CACHE
     _C.MODEL.DISTILL.TEACHER_DROPOUT = False
-    # removed: the KD targets averaged over the teacher's TEST.AUG variants gained +0.7 +- 3.5
-    # mAP at 2.5x the step (docs/results.md); ignored in old runs
-    _C.register_deprecated_key("MODEL.DISTILL.TEACHER_TTA")
     _C.MODEL.DISTILL.TEACHER_FEATURE_DIM = 4096  # D of the teacher's RoI features (checked)
     _C.MODEL.DISTILL.LABEL_WEIGHT = 1.0  # weight of loss_cls, BCE with the labels (L_p)
     _C.MODEL.DISTILL.PREDICTION_WEIGHT = 1.0  # weight of loss_kd_pred (L_p', Eq. 10); 0: off
@@ -156,15 +141,9 @@ def add_wsd_distill_config(cfg) -> CN:
     # D (True: a mean over feature dimensions, so its scale does not grow with the teacher's width)
     _C.MODEL.DISTILL.FEATURE_LOSS_PER_DIM = False
     _C.MODEL.DISTILL.TEMPERATURE = 5.0  # t of the student's sigmoid(z / t) in L_p'
-    # removed: "mld" (a binary KL per class) is the BCE of L_p' minus a constant, the same
-    # gradients (docs/results.md); ignored, with a warning, in an old run's config.yaml
-    _C.register_deprecated_key("MODEL.DISTILL.PREDICTION_LOSS")
     # learn 1/t, one per class (initialised to 1 / TEMPERATURE, 10x the base lr, no decay), as
     # the Scale layer of the authors' stage 2
     _C.MODEL.DISTILL.LEARN_TEMPERATURE = False
-    # removed: per-class weights of L_p' (the teacher gate) added nothing measurable, and the
-    # pipeline's choice on val covers its purpose (docs/results.md); ignored in old runs
-    _C.register_deprecated_key("MODEL.DISTILL.PREDICTION_CLASS_WEIGHTS")
     _C.MODEL.DISTILL.TEACHER_CLS_TEMPERATURE = 0.5  # t_c of the teacher's softmax over classes
     _C.MODEL.DISTILL.TEACHER_DET_TEMPERATURE = 0.5  # t_d of the teacher's softmax over regions
     _C.MODEL.DISTILL.ROI_SELECT = "all"  # RoIs for L_f: "all" the teacher's, or "top" by max_k S_rk
@@ -173,9 +152,6 @@ def add_wsd_distill_config(cfg) -> CN:
     _C.MODEL.DISTILL.SCALE_ROI_BY_PROPOSAL_SCORE = False
     # a store of the teacher's outputs (tools/cache_teacher.py): train without the teacher
     _C.MODEL.DISTILL.TEACHER_CACHE = ""
-    # removed: RoI features cached in 8 bits lost 3.4 mAP on one seed of five (docs/results.md);
-    # the cache keeps them in float16. Ignored in old runs
-    _C.register_deprecated_key("MODEL.DISTILL.TEACHER_CACHE_FEATURES")
 
     # VGG backbone (MODEL.BACKBONE.NAME "build_vgg_backbone"); the default is VGG-16.
     _C.MODEL.VGG = CN()
@@ -219,8 +195,6 @@ def add_wsd_distill_config(cfg) -> CN:
     # labels kept per image for the "top-k" metrics: its k best that also score >= the
     # threshold, as ML-GCN's code (the convention of the literature's top-3 columns)
     _C.TEST.MULTILABEL.TOP_K = 3
-    # the k best whatever their scores (False) gave top-k columns no paper reports: ignored
-    _C.register_deprecated_key("TEST.MULTILABEL.TOP_K_ABOVE_THRESHOLD")
     # Weakly-supervised localization (WSODEvaluator), run when the test set has boxes.
     _C.TEST.WSOD = CN()
     _C.TEST.WSOD.ENABLED = True  # evaluate CorLoc and AP50 of "instances" outputs

@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from ..data.image_files import read_image
 from ..data.proposals import image_records, save_proposals
-from ..utils.partial_run import ids_digest, open_partial_run, read_chunk, write_chunk
+from ..utils.digests import ids_digest
+from ..utils.partial_run import open_partial_run, read_chunk, write_chunk
 from . import build_box_proposer
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,6 @@
 """Loading a trained run's weights strictly: the one loader of every tool, the KD stage 2 and
 the teacher."""
 
-import logging
 import os
 import pickle
 
@@ -10,16 +9,13 @@ from detectron2.utils.file_io import PathManager
 
 from ..utils.safe_pickle import refusal
 
-logger = logging.getLogger(__name__)
-
 
 def load_trained_weights(model, path, key="MODEL.WEIGHTS", may_miss=()) -> dict:
     """Load a trained model's weights (a checkpoint of a wsd-distill run: a file or a URL)
     strictly: every parameter and buffer of ``model`` from ``path``, and nothing left over, or
     an error naming ``key``, the file and the keys (detectron2's loader only warns: a model
     with missing weights would predict from its random initialisation, a teacher distil from
-    its random heads); a run made with the removed ``MODEL.EMA`` gives the average of its
-    weights, as its evaluation did. Returns the checkpoint's other entries (e.g. "iteration",
+    its random heads). Returns the checkpoint's other entries (e.g. "iteration",
     "class_names"). ``may_miss``: names of parameters the file may lack (they keep their
     initialisation)."""
     if not path:
@@ -45,9 +41,6 @@ def load_trained_weights(model, path, key="MODEL.WEIGHTS", may_miss=()) -> dict:
             f"cut short or not a checkpoint"
         ) from e
     state = checkpoint.pop("model", None) if isinstance(checkpoint, dict) else None
-    if isinstance(state, dict) and checkpoint.get("model_ema"):  # (an old MODEL.EMA run: the
-        state = checkpoint.pop("model_ema")  # weights its evaluation used)
-        logger.info(f"{path}: the exponential moving average of its weights (MODEL.EMA)")
     if not isinstance(state, dict):
         raise ValueError(f"{key} '{path}' is not a checkpoint of a wsd-distill run (no 'model')")
     try:

@@ -18,6 +18,7 @@ import numpy as np
 from detectron2.structures import BoxMode
 
 from ..utils import atomic_write_bytes
+from ..utils.digests import photo_sha1
 from ..utils.ragged_store import RaggedStore, RaggedStoreWriter, is_ragged_store
 from ..utils.safe_pickle import load_data_pickle
 from .image_files import image_size
@@ -27,11 +28,14 @@ PICKLE_KEYS = ("ids", "boxes", "objectness_logits")
 
 def image_records(dataset_dicts):
     """What a proposal store records of each image, to be recognised later: its file's last two
-    path parts (``val2014/COCO_val2014_000000000042.jpg``, wherever the dataset root is) and
-    its size ``[height, width]`` (None where the dict has none)."""
+    path parts (``val2014/COCO_val2014_000000000042.jpg``, wherever the dataset root is), its
+    size ``[height, width]`` (None where the dict has none) and the SHA-1 of its bytes (None
+    where there is no file): photos rewritten since, or others under the same names, are told
+    apart."""
     names = ["/".join(os.path.normpath(d["file_name"]).split(os.sep)[-2:]) for d in dataset_dicts]
     sizes = [[d["height"], d["width"]] if "height" in d else None for d in dataset_dicts]
-    return {"image_names": names, "image_sizes": sizes}
+    sha1s = [photo_sha1(d["file_name"]) for d in dataset_dicts]
+    return {"image_names": names, "image_sizes": sizes, "image_sha1s": sha1s}
 
 
 def save_proposals(path, ids, proposals, dtype="float32", meta=None):
@@ -158,6 +162,7 @@ def load_proposals_into_dataset(dataset_dicts, proposal_file, check_images=True)
     return dicts
 
 
+_RECORDS = {"image_names": "file", "image_sizes": "size", "image_sha1s": "photo bytes (SHA-1)"}
 _OTHER_IMAGES = (
     "it was made for other images (another split or dataset with the same ids?). Make it for "
     "this dataset with tools/generate_proposals.py, or set DATASETS.PROPOSAL_FILES_CHECK False "
@@ -184,14 +189,15 @@ def attach_proposal_store(dataset_dicts, path, check_images=True):
             f"{len(store)} images, e.g. {store.keys[:3]}: it was made for another dataset. "
             f"Regenerate it with tools/generate_proposals.py"
         )
-    recorded = {k: store.meta.get(k) for k in ("image_names", "image_sizes")}
+    recorded = {k: store.meta.get(k) for k in ("image_names", "image_sizes", "image_sha1s")}
     for d, row in zip(dataset_dicts if check_images else (), rows):
         mine = image_records([d])
         for key, values in recorded.items():
-            if values is not None and mine[key][0] is not None and values[row] != mine[key][0]:
+            kept, now = (values or [None] * len(rows))[row], mine[key][0]
+            if kept is not None and now is not None and kept != now:
                 raise ValueError(
                     f"Proposal store {path} records image id {d['image_id']!r} with "
-                    f"{key[6:-1]} {values[row]}, this dataset with {mine[key][0]}: {_OTHER_IMAGES}"
+                    f"{_RECORDS[key]} {kept}, this dataset with {now}: {_OTHER_IMAGES}"
                 )
     return [
         {**d, "proposal_file": path, "proposal_index": row} for d, row in zip(dataset_dicts, rows)

@@ -9,13 +9,12 @@ the student too): ``soft_scores`` [K] (p'_T of Eq. 10, at the cached temperature
 ``roi_features`` [N, D] (float16) of the N RoIs that L_f uses (``MODEL.DISTILL.ROI_SELECT``).
 """
 
-import hashlib
 import json
 
 import numpy as np
 from detectron2.data import transforms as T
 
-from ..utils.partial_run import ids_digest
+from ..utils.digests import file_sha1, ids_digest
 from ..utils.ragged_store import RaggedStore
 from .augmentation import resize_augmentation
 from .proposals import image_records
@@ -50,17 +49,9 @@ def cache_key(image_id, image_shape, flipped):
     return (image_id, int(image_shape[0]), int(image_shape[1]), int(flipped))
 
 
-def file_sha1(path):
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def teacher_cache_settings(cfg, dataset_dicts):
     """What a cache of ``dataset_dicts`` depends on; a cache made with other settings is refused."""
-    d = cfg.MODEL.DISTILL
+    d, images = cfg.MODEL.DISTILL, image_records(dataset_dicts)
     if d.TEACHER_DROPOUT:
         raise ValueError(
             "MODEL.DISTILL.TEACHER_DROPOUT draws the teacher's dropout anew at every step, where "
@@ -78,12 +69,14 @@ def teacher_cache_settings(cfg, dataset_dicts):
         "roi_feature_encoding": "float16",  # (a cache of the removed 8-bit encoding: refused)
         "variants": cache_variants(cfg),
         "max_size": cfg.INPUT.MAX_SIZE_TRAIN,
-        # the images by id and file (last two path parts): another split with the same ids
-        # is told apart, a moved dataset root is not
+        # the images by id, file (last two path parts) and bytes: another split with the same
+        # ids, or photos rewritten since, are told apart; a moved dataset root is not
         "images_sha1": ids_digest(
             sorted(
-                f"{d['image_id']}\t{name}"
-                for d, name in zip(dataset_dicts, image_records(dataset_dicts)["image_names"])
+                f"{d['image_id']}\t{name}\t{sha1}"
+                for d, name, sha1 in zip(
+                    dataset_dicts, images["image_names"], images["image_sha1s"]
+                )
             )
         ),
     }

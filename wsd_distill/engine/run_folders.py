@@ -9,7 +9,8 @@ import yaml
 from detectron2.data import DatasetCatalog
 
 from ..utils import atomic_write_bytes
-from ..utils.partial_run import ids_digest, lock_folder
+from ..utils.digests import ids_digest, photo_sha1
+from ..utils.partial_run import lock_folder
 from ..utils.plain_files import load_plain_yaml
 from .defaults import RUN_CONFIG, RUN_WEIGHTS
 
@@ -41,8 +42,8 @@ def read_flat_config(path):
 
 
 def training_sets_digest(cfg):
-    """{training set: SHA-1 of its image ids and labels}: tells a dataset whose images or
-    labels were edited since a run from the one it was trained on."""
+    """{training set: ``dataset_digest``}: tells a dataset whose images, labels or photos
+    were edited since a run from the one it was trained on."""
     return {name: dataset_digest(name) for name in cfg.DATASETS.TRAIN}
 
 
@@ -67,7 +68,7 @@ def check_run_settings(cfg):
             with open(datasets_file) as f:
                 trained_on = json.load(f)
             changed += [
-                f"the images or labels of '{name}' (changed since)"
+                f"the images, labels or photos of '{name}' (changed since)"
                 for name, digest in datasets.items()
                 if trained_on.get(name, digest) != digest
             ]
@@ -116,7 +117,9 @@ def run_seed(cfg):
 
 
 def dataset_digest(name):
-    """SHA-1 of a dataset's image ids and labels: tells it from an edited or other dataset."""
+    """SHA-1 of a dataset's image ids, labels and photos' bytes: tells it from an edited or
+    other dataset, photos rewritten in place or another collection under the same names."""
     return ids_digest(
-        f"{d['image_id']}\t{sorted(d['multi_labels'])}" for d in DatasetCatalog.get(name)
+        f"{d['image_id']}\t{sorted(d['multi_labels'])}\t{photo_sha1(d['file_name'])}"
+        for d in DatasetCatalog.get(name)
     )

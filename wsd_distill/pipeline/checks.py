@@ -5,7 +5,7 @@ import os
 
 from detectron2.data import DatasetCatalog
 
-from ..data.teacher_cache import file_sha1
+from ..utils.digests import photo_sha1
 
 
 def check_held_out(train, val, test):
@@ -54,5 +54,5 @@ def photo_digests(name):
     digests = {}
     for d in DatasetCatalog.get(name):
         if os.path.isfile(d["file_name"]):
-            digests.setdefault(file_sha1(d["file_name"]), d["file_name"])
+            digests.setdefault(photo_sha1(d["file_name"]), d["file_name"])
     return digests

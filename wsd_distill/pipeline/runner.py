@@ -22,6 +22,7 @@ from tabulate import tabulate
 
 from ..box_proposers.generate import generate_proposal_file
 from ..checkpoint import load_trained_weights
+from ..checkpoint.checkpointer import readable
 from ..data import load_proposals_into_dataset, thing_classes_of
 from ..data.build import check_dataset_dicts
 from ..data.datasets import prepare_synthetic_shapes
@@ -34,6 +35,7 @@ from ..engine.teacher_cache_writer import write_teacher_cache
 from ..engine.trainer import unwrap
 from ..evaluation.multilabel import bootstrap_map, chance_map
 from ..modeling import WSDDN
+from ..modeling.class_count import check_class_order
 from ..utils import atomic_write_bytes, refuse_links
 from ..utils.partial_run import lock_folder
 from ..visualization import plot_ap_gain, visualize_teacher
@@ -179,14 +181,31 @@ class Pipeline:
             if unlabeled in (train, val, test):
                 raise ValueError(f"--unlabeled '{unlabeled}' is also --train, --val or --test")
             check_unlabeled_held_out(unlabeled, (val, test))
-        for name in ("teacher", "student"):  # pretrained weights, before anything is made
+        self.check_before_proposals()
+
+    def check_before_proposals(self):
+        """What would otherwise stop the pipeline after its proposals or its teacher: the
+        configs' pretrained weights there and whole, the val and test classes in the training
+        set's order, the folders it writes writable."""
+        for name in ("teacher", "student"):
             weights = self.config(name, name, 0).MODEL.WEIGHTS
+            where = f"{self.config_dir}/{CONFIG_FILES[name]}: its MODEL.WEIGHTS {weights}"
             if weights and "://" not in weights and not os.path.exists(weights):
                 raise FileNotFoundError(
-                    f"{config_dir}/{CONFIG_FILES[name]}: its MODEL.WEIGHTS {weights} does not "
-                    f"exist: make it first (the config's comment says how, e.g. "
-                    f"tools/convert_timm_weights.py), or set MODEL.WEIGHTS"
+                    f"{where} does not exist: make it first (the config's comment says how, "
+                    f"e.g. tools/convert_timm_weights.py), or set MODEL.WEIGHTS"
                 )
+            problem = weights.endswith((".pth", ".pt")) and readable(weights)
+            if problem:
+                raise ValueError(f"{where} is {problem}: make it again")
+        for name in filter(None, (self.val, self.test)):
+            check_class_order(thing_classes_of(self.train), name)
+        for folder in (self.output, self.proposals_dir):
+            existing = os.path.abspath(folder)
+            while not os.path.exists(existing):
+                existing = os.path.dirname(existing)
+            if not os.access(existing, os.W_OK | os.X_OK):
+                raise PermissionError(f"{folder}: {existing} is not writable by this user")
 
     @classmethod
     def from_args(cls, config_dir, args, train, test, val="", opts=None):

@@ -6,7 +6,6 @@ settings is refused (unless the other wrote no chunk), and so is a second proces
 first is alive."""
 
 import glob
-import hashlib
 import io
 import json
 import logging
@@ -19,11 +18,6 @@ from .atomic_write import atomic_write_bytes, refuse_links
 from .ragged_store import is_running
 
 logger = logging.getLogger(__name__)
-
-
-def ids_digest(ids):
-    """SHA-1 of a list of image ids (or keys): tells two datasets apart in a manifest or index."""
-    return hashlib.sha1("\n".join(map(str, ids)).encode()).hexdigest()
 
 
 class OutputInUse(RuntimeError):
