@@ -33,6 +33,7 @@ from ..evaluation import MultiLabelEvaluator, WSODEvaluator
 from ..modeling import WSDDN
 from ..modeling.class_count import check_class_order
 from ..modeling.wsddn_tta import WSDDNWithTTA
+from .progress_hook import ProgressHook
 from .teacher_hook import TeacherHook
 
 
@@ -127,6 +128,8 @@ class Trainer(DefaultTrainer):
         checkpointers = [i for i, h in enumerate(hooks) if isinstance(h, PeriodicCheckpointer)]
         at = checkpointers[0] if checkpointers else len(hooks)
         hooks.insert(at, RNGStateHook(self.cfg.SOLVER.CHECKPOINT_PERIOD))
+        if comm.is_main_process():
+            hooks.append(ProgressHook())
         return hooks
 
     def resume_or_load(self, resume=True):
