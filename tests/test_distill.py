@@ -389,8 +389,8 @@ def test_bad_distillation_settings_are_named(tiny_teacher):
             r"TEMPERATURE is 0.0: expected a finite",
         ),
         (
-            tiny_student_cfg(*tiny_teacher, TEACHER_CLS_TEMPERATURE=-0.5),
-            r"TEACHER_CLS_TEMPERATURE is -0.5: expected",
+            tiny_student_cfg(*tiny_teacher, TEACHER_TEMPERATURE=-0.5),
+            r"TEACHER_TEMPERATURE is -0.5: expected",
         ),
         (
             tiny_student_cfg(*tiny_teacher, head="mlp"),

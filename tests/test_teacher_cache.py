@@ -167,7 +167,7 @@ def test_cache_made_otherwise_is_refused_at_start(
     for extra, what in [
         (["MODEL.DISTILL.TEACHER_WEIGHTS", str(tmp_path / "other.pth")], "teacher_weights_sha1"),
         (["INPUT.MAX_SIZE_TRAIN", 180], "max_size"),
-        (["MODEL.DISTILL.TEACHER_CLS_TEMPERATURE", 1.0], "teacher_temperatures"),
+        (["MODEL.DISTILL.TEACHER_TEMPERATURE", 1.0], "teacher_temperatures"),
         (["INPUT.MIN_SIZE_TRAIN", (96,)], "variants"),
         (["MODEL.DISTILL.ROI_TOPK", 4], "roi_topk"),
         (["MODEL.DISTILL.TEACHER_FEATURE_DIM", 128], "teacher_feature_dim"),

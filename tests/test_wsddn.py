@@ -50,6 +50,23 @@ def test_gradients_reach_both_streams_and_the_backbone(refine_iters):
         assert param.grad is not None and param.grad.abs().sum() > 0
 
 
+def test_detections_keep_the_scores_from_score_thresh_test():
+    """MODEL.WSDDN.SCORE_THRESH_TEST: the teacher's detections (AP50's) are the region scores
+    from it up; at 0 every region of every class is kept until NMS."""
+    torch.manual_seed(0)
+    cfg = tiny_cfg()
+    counts = {}
+    for threshold in (0.0, 0.05):
+        cfg.MODEL.WSDDN.SCORE_THRESH_TEST = threshold
+        torch.manual_seed(0)
+        model = build_model(cfg).eval()
+        with torch.no_grad():
+            instances = model([make_input(6, seed=4)])[0]["instances"]
+        counts[threshold] = len(instances)
+        assert (instances.scores >= threshold).all()
+    assert counts[0.05] < counts[0.0]
+
+
 def test_single_whole_image_proposal_and_inference_outputs():
     torch.manual_seed(0)
     model = build_model(tiny_cfg()).eval()

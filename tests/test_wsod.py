@@ -231,3 +231,34 @@ def test_image_level_labels_train_data_and_skip_the_wsod_evaluation(tmp_path, ca
     register_coco_multilabel("test_no_ann_ids", str(tmp_path / "no_ids.json"), str(tmp_path))
     with pytest.raises(ValueError, match=r"no_ids.json: annotation 0 has no \['id'\]"):
         DatasetCatalog.get("test_no_ann_ids")
+
+
+def test_the_evaluators_follow_their_config_keys(tmp_path):
+    """Trainer.build_evaluator: TEST.MULTILABEL.SCORE_THRESHOLD decides which scores are
+    predictions (OF1), TEST.WSOD.IOU_THRESHOLD which boxes are hits (CorLoc)."""
+    from wsd_distill.engine import Trainer
+
+    write_coco(tmp_path / "instances.json")
+    register_coco_multilabel("test_wsod_keys", str(tmp_path / "instances.json"), str(tmp_path))
+    gt = ground_truth_of(DatasetCatalog.get("test_wsod_keys"))
+    cfg = tiny_cfg()
+    cfg.MODEL.CLASS_NAMES = MetadataCatalog.get("test_wsod_keys").thing_classes
+    cfg.OUTPUT_DIR = str(tmp_path)
+    boxes, classes, _ = gt[10]  # 30 x 40 boxes: shifted by 2 pixels, IoU 0.80
+    instances = Instances((100, 120))
+    instances.pred_boxes = Boxes(torch.as_tensor(boxes + 2))
+    instances.scores = torch.full((len(boxes),), 0.9)
+    instances.pred_classes = torch.as_tensor(classes)
+    labels = torch.zeros(3)
+    labels[classes] = 1
+    for keys, of1, hits in [((0.5, 0.5), 100.0, 100.0), ((0.7, 0.85), 0.0, 0.0)]:
+        cfg.TEST.MULTILABEL.SCORE_THRESHOLD, cfg.TEST.WSOD.IOU_THRESHOLD = keys
+        evaluator = Trainer.build_evaluator(cfg, "test_wsod_keys")
+        evaluator.reset()
+        evaluator.process(
+            [{"image_id": 10, "multi_labels": labels}],
+            [{"image_scores": labels * 0.6, "instances": instances}],
+        )
+        results = evaluator.evaluate()
+        assert results["multilabel"]["OF1"] == pytest.approx(of1)
+        assert results["wsod"]["CorLoc"] == pytest.approx(hits)

@@ -51,10 +51,6 @@ def add_wsd_distill_config(cfg) -> CN:
     _C.DATASETS.UNLABELED = ()
     _C.DATASETS.UNLABELED_SHARE = 0.5
 
-    # refuse proposal files made for other images (a store's recorded file names and sizes, a
-    # pickle's boxes beyond their image); False: trust that the ids identify the images
-    _C.DATASETS.PROPOSAL_FILES_CHECK = True
-
     # The K class names, in the order of the model's outputs. Empty: setup_cfg takes those of
     # DATASETS.TRAIN[0], so that a run's config.yaml names its classes (and a NUM_CLASSES of 0
     # becomes their count); tools/predict.py then needs no registered dataset
@@ -144,8 +140,8 @@ def add_wsd_distill_config(cfg) -> CN:
     # learn 1/t, one per class (initialised to 1 / TEMPERATURE, 10x the base lr, no decay), as
     # the Scale layer of the authors' stage 2
     _C.MODEL.DISTILL.LEARN_TEMPERATURE = False
-    _C.MODEL.DISTILL.TEACHER_CLS_TEMPERATURE = 0.5  # t_c of the teacher's softmax over classes
-    _C.MODEL.DISTILL.TEACHER_DET_TEMPERATURE = 0.5  # t_d of the teacher's softmax over regions
+    # the teacher's temperature in p'_T, over classes and over regions alike (the paper's 0.5)
+    _C.MODEL.DISTILL.TEACHER_TEMPERATURE = 0.5
     _C.MODEL.DISTILL.ROI_SELECT = "all"  # RoIs for L_f: "all" the teacher's, or "top" by max_k S_rk
     _C.MODEL.DISTILL.ROI_TOPK = 64  # RoIs per image kept by ROI_SELECT "top"
     # multiply the student's pooled RoIs by their proposal scores, as the teacher's (authors: on)
@@ -287,7 +283,7 @@ def check_config(cfg) -> None:
     d, w, s = "MODEL.DISTILL.", "MODEL.WSDDN.", "MODEL.STUDENT."
     for key in ("LABEL_WEIGHT", "PREDICTION_WEIGHT", "FEATURE_WEIGHT"):
         _check_number(cfg, d + key, low=0)
-    for key in ("TEMPERATURE", "TEACHER_CLS_TEMPERATURE", "TEACHER_DET_TEMPERATURE"):
+    for key in ("TEMPERATURE", "TEACHER_TEMPERATURE"):
         _check_number(cfg, d + key, low=0, low_open=True)
     _check_number(cfg, d + "ROI_TOPK", low=1, integer=True)
     for key in (w + "DROPOUT", s + "DROPOUT"):

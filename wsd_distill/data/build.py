@@ -60,7 +60,6 @@ def get_multilabel_dataset_dicts(
     names,
     filter_unlabeled=True,
     proposal_files=None,
-    check_proposal_images=True,
     check_classes=True,
 ):
     """Load, check (``dataset_problems``) and concatenate the dataset dicts of ``names`` (the
@@ -72,8 +71,6 @@ def get_multilabel_dataset_dicts(
             the multi-label literature drops them from both).
         proposal_files (list[str] or None): one detectron2 proposal file per dataset (empty
             or None: no proposals).
-        check_proposal_images (bool): refuse proposals made for other images (see
-            ``load_proposals_into_dataset``).
         check_classes (bool): the datasets must have the same ``thing_classes`` (not for
             images whose labels are hidden, e.g. a folder of photos without any).
     """
@@ -96,7 +93,7 @@ def get_multilabel_dataset_dicts(
             raise ValueError(f"Dataset '{name}' is empty")
         check_dataset_dicts(name, dicts)
         if proposal_files is not None:
-            dicts = load_proposals_into_dataset(dicts, proposal_files[i], check_proposal_images)
+            dicts = load_proposals_into_dataset(dicts, proposal_files[i])
         all_dicts.append(dicts)
     dicts = list(itertools.chain.from_iterable(all_dicts))
     if filter_unlabeled:
@@ -132,10 +129,7 @@ def training_dataset_dicts(cfg):
         if not names:
             return []
         proposals = [files[n] for n in names] if files else None
-        check = cfg.DATASETS.PROPOSAL_FILES_CHECK
-        return get_multilabel_dataset_dicts(
-            names, **kwargs, proposal_files=proposals, check_proposal_images=check
-        )
+        return get_multilabel_dataset_dicts(names, **kwargs, proposal_files=proposals)
 
     unlabeled = [n for n in cfg.DATASETS.TRAIN if n in cfg.DATASETS.UNLABELED]
     labelled = [n for n in cfg.DATASETS.TRAIN if n not in unlabeled]

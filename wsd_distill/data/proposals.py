@@ -119,9 +119,9 @@ def load_proposals_into_dataset(dataset_dicts, proposal_file, check_images=True)
     proposal store (read lazily by the mapper), the boxes themselves for a detectron2 pickle
     (detectron2's ``load_proposals_into_dataset``). The error for a missing image names it.
 
-    With ``check_images`` (``DATASETS.PROPOSAL_FILES_CHECK``), proposals made for other images
-    with the same ids are refused: a store records each image's file name and size, and a
-    pickle's boxes must lie inside their image.
+    With ``check_images``, proposals made for other images with the same ids are refused: a
+    store records each image's bytes (SHA-1), file name and size (the same bytes are the same
+    photo whatever its name), and a pickle's boxes must lie inside their image.
     """
     if os.path.isdir(proposal_file):  # (attach_proposal_store opens and checks it)
         return attach_proposal_store(dataset_dicts, proposal_file, check_images)
@@ -165,8 +165,7 @@ def load_proposals_into_dataset(dataset_dicts, proposal_file, check_images=True)
 _RECORDS = {"image_names": "file", "image_sizes": "size", "image_sha1s": "photo bytes (SHA-1)"}
 _OTHER_IMAGES = (
     "it was made for other images (another split or dataset with the same ids?). Make it for "
-    "this dataset with tools/generate_proposals.py, or set DATASETS.PROPOSAL_FILES_CHECK False "
-    "if the images are the same"
+    "this dataset with tools/generate_proposals.py"
 )
 
 
@@ -189,11 +188,13 @@ def attach_proposal_store(dataset_dicts, path, check_images=True):
             f"{len(store)} images, e.g. {store.keys[:3]}: it was made for another dataset. "
             f"Regenerate it with tools/generate_proposals.py"
         )
-    recorded = {k: store.meta.get(k) for k in ("image_names", "image_sizes", "image_sha1s")}
+    recorded = {k: store.meta.get(k) for k in ("image_sha1s", "image_names", "image_sizes")}
     for d, row in zip(dataset_dicts if check_images else (), rows):
         mine = image_records([d])
         for key, values in recorded.items():
-            kept, now = (values or [None] * len(rows))[row], mine[key][0]
+            kept, now = (values or [None] * len(store))[row], mine[key][0]
+            if key == "image_sha1s" and kept is not None and kept == now:
+                break  # the same photo, whatever its name now
             if kept is not None and now is not None and kept != now:
                 raise ValueError(
                     f"Proposal store {path} records image id {d['image_id']!r} with "

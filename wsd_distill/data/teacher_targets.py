@@ -23,8 +23,8 @@ def teacher_target_settings(cfg):
     ``MODEL.DISTILL``."""
     d = cfg.MODEL.DISTILL
     return {
-        "cls_temperature": d.TEACHER_CLS_TEMPERATURE,
-        "det_temperature": d.TEACHER_DET_TEMPERATURE,
+        "cls_temperature": d.TEACHER_TEMPERATURE,
+        "det_temperature": d.TEACHER_TEMPERATURE,
         "roi_topk": d.ROI_TOPK if d.ROI_SELECT == "top" else 0,
     }
 

@@ -256,7 +256,6 @@ class Trainer(DefaultTrainer):
             [dataset_name],
             filter_unlabeled=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,  # as for training
             proposal_files=proposal_files,
-            check_proposal_images=cfg.DATASETS.PROPOSAL_FILES_CHECK,
         )
         mapper = MultiLabelDatasetMapper(
             cfg, False, dataset_name=dataset_name, load_proposals=proposal_files is not None
