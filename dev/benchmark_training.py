@@ -22,6 +22,9 @@ detectron2's own ``time`` / ``data_time`` metrics (and the hook's ``teacher_time
 - teacher_heads: one WSDDN training step (forward, loss, backward; no loader) of
   configs/OwnData/Pretrained/T-WDet.yaml with each box head (``pool``, ``timm_c4`` at RoIAlign
   14 and 7 on stage3), 150 classes, on 2 random 512 x 512 images with 64 and 500 random boxes.
+- memory_format: the pretrained own-data configs (teacher, plain student, online joint KD) with
+  the timm backbones in channels-last memory format (``timm_backbone.CHANNELS_LAST``) and in
+  PyTorch's default, in rounds; each backbone's FLOP rate against a matmul of the same run.
 - busy_machine: one Lite0 training step (``dev/openmp_step.py``) under each OpenMP setting
   (``OPENMP_SETTINGS``, in the environment before torch loads), alone and beside a second
   training (the same step in a loop, with the same setting or with torch's default); in rounds.
@@ -40,6 +43,7 @@ import torch
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
+from fvcore.nn import FlopCountAnalysis
 
 from wsd_distill.box_proposers.generate import generate_proposal_file
 from wsd_distill.data import get_multilabel_dataset_dicts
@@ -50,6 +54,7 @@ from wsd_distill.engine.teacher_cache_writer import (
     variant_mappers,
     write_teacher_cache,
 )
+from wsd_distill.modeling.backbone import timm_backbone
 from wsd_distill.pipeline.schedule import median_step_times, random_teacher
 
 from benchmark_common import benchmark_parser, jpeg_dataset, run_parts, seconds_per_call
@@ -259,6 +264,71 @@ def benchmark_own_data(args):
     return title, headers, rows
 
 
+def benchmark_memory_format(args):
+    """s/step of the pretrained own-data configs with the timm backbones in channels-last
+    memory format and in PyTorch's default, in rounds; the FLOP rate of each backbone's
+    forward and backward (fvcore's count, x3) against a 2048^2 matmul of the same round."""
+    folder = os.path.join(args.output, "memory_format")
+    dataset, store = jpeg_dataset(os.path.join(folder, "jpegs"), 64, proposals=500)
+    data = [
+        *("MODEL.DEVICE", args.device, "MODEL.WEIGHTS", "", "DATASETS.TRAIN", (dataset,)),
+        *("DATASETS.PROPOSAL_FILES_TRAIN", (store,), "SOLVER.MAX_ITER", args.warmup + args.steps),
+    ]
+    run = os.path.join(folder, "run")
+    teacher_cfg = config("OwnData/Pretrained/T-WDet.yaml", run + "_teacher_run", data)
+    teacher = random_teacher(teacher_cfg, run + "_teacher")
+    kd = [*data, "MODEL.DISTILL.TEACHER_CONFIG", teacher, "MODEL.DISTILL.TEACHER_WEIGHTS", ""]
+    runs = {
+        "teacher (T-WDet)": teacher_cfg,
+        "plain student (S-Cls w/o KD)": config("OwnData/Pretrained/S-Cls.yaml", run, data),
+        "KD joint, online": config("OwnData/Pretrained/S-Cls_KD.yaml", run, kd),
+    }
+    matrix = torch.randn(2048, 2048)
+    rows = []
+    for name, cfg in runs.items():
+        times = {False: [], True: []}
+        for _ in range(args.rounds):
+            for channels_last in (False, True):
+                timm_backbone.CHANNELS_LAST = channels_last
+                times[channels_last].append(median_step_times(cfg, warmup=args.warmup)["time"])
+        ratios = [a / b for a, b in zip(times[True], times[False])]
+        # the teacher's 640 x 480 photos at 384 (its sizes' middle), the students' square input
+        shape = (384, 512) if cfg is teacher_cfg else (cfg.MODEL.STUDENT.INPUT_SIZE,) * 2
+        backbone = build_model(cfg).backbone.train()
+        x = torch.randn(cfg.SOLVER.IMS_PER_BATCH, 3, *shape)
+        count = FlopCountAnalysis(backbone, (x,)).unsupported_ops_warnings(False)
+        flops = 2 * 3 * count.total()  # (fvcore counts a multiply-add once; backward ~2x)
+
+        def backbone_step():
+            sum(v.mean() for v in backbone(x).values()).backward()
+
+        seconds = seconds_per_call(backbone_step, 3, args.device)
+        matmul = 2 * 2048**3 / seconds_per_call(lambda: matrix @ matrix, 5, args.device)
+        rows.append(
+            [
+                *(name, f"{np.median(times[False]):.2f}", f"{np.median(times[True]):.2f}"),
+                f"{np.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})",
+                *(f"{seconds:.2f}", f"{flops / seconds / 1e9:.1f}", f"{matmul / 1e9:.0f}"),
+            ]
+        )
+    timm_backbone.CHANNELS_LAST = True
+    headers = [
+        "run",
+        "s/step default",
+        "s/step channels last",
+        "ratio (range)",
+        "backbone fwd+bwd s (channels last)",
+        "its GFLOP/s",
+        "matmul GFLOP/s",
+    ]
+    title = (
+        f"Training steps (Trainer) of configs/OwnData/Pretrained on 640 x 480 JPEGs with 500 "
+        f"random proposals, the timm backbones in PyTorch's default memory format and in "
+        f"channels last; median of {args.steps} steps after {args.warmup}, {args.rounds} rounds"
+    )
+    return title, headers, rows
+
+
 def benchmark_cache_mapping(args):
     """Images/s and ms per cache entry of the cache writer's ``map_variants`` in one process."""
     cfg = paper_runs(args, False)["KD joint (L_p + L_p' + L_f), online"]
@@ -415,6 +485,7 @@ PARTS = {
     "paper": benchmark_paper,
     "busy_machine": benchmark_busy_machine,
     "teacher_heads": benchmark_teacher_heads,
+    "memory_format": benchmark_memory_format,
 }
 
 
