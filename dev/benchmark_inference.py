@@ -10,6 +10,8 @@ mapper (``Trainer.build_test_loader``) from generated JPEGs, random weights. Par
 - jpeg_to_scores: JPEG files (640 x 480) to the VGG-16 student's scores through the test loader,
   which resizes to the teacher's 672 (``INPUT.SQUARE_SIZE_TEST 0``, the default) or straight to
   224 (``INPUT.SQUARE_SIZE_TEST 224``); the loader alone too. What a deployed student costs.
+- memory_format: configs/OwnData/Pretrained's student and teacher at batch 1, the timm
+  backbones in PyTorch's default memory format and in channels last, in rounds.
 
     python dev/benchmark_inference.py --parts inference jpeg_to_scores --output output/benchmark
 """
@@ -20,6 +22,7 @@ import os
 import time
 
 import cv2
+import numpy as np
 import torch
 from detectron2.modeling import build_model
 
@@ -27,6 +30,7 @@ from wsd_distill.box_proposers import build_box_proposer
 from wsd_distill.box_proposers.generate import generate_proposal_file
 from wsd_distill.data.build import get_multilabel_dataset_dicts
 from wsd_distill.engine import Trainer, setup_cfg
+from wsd_distill.modeling.backbone import timm_backbone
 
 from benchmark_common import (
     benchmark_parser,
@@ -177,8 +181,49 @@ def benchmark_jpeg_to_scores(args):
     return title, headers, rows
 
 
+def benchmark_memory_format(args):
+    """Images/s at batch 1 of configs/OwnData/Pretrained's student and teacher (500 EdgeBoxes
+    proposals given), the timm backbones in PyTorch's default memory format and in channels
+    last (``timm_backbone.CHANNELS_LAST``), in ``--rounds`` rounds."""
+    folder = os.path.join(args.output, "memory_format")
+    dataset, _ = jpeg_dataset(folder, 8, 480, 640, 80)
+    dicts = get_multilabel_dataset_dicts([dataset])
+    store = os.path.join(folder, f"{dataset}_edge_boxes")
+    if not os.path.exists(store):
+        generate_proposal_file(dicts, store, "edge_boxes", {"max_proposals": 500})
+    test = ["DATASETS.TRAIN", (dataset,), "DATASETS.TEST", (dataset,)]  # (its class count)
+    test += ["DATASETS.PROPOSAL_FILES_TEST", (store,)]
+    configs = {"student": ("S-Cls.yaml", test[:4]), "teacher": ("T-WDet.yaml", test)}
+    per_s = {(name, flag): [] for name in configs for flag in (False, True)}
+    for _, (name, (path, opts)), flag in itertools.product(
+        range(args.rounds), configs.items(), (False, True)
+    ):
+        timm_backbone.CHANNELS_LAST = flag
+        model, cfg = model_and_cfg(f"OwnData/Pretrained/{path}", args.device, opts)
+        inputs = loader_inputs(cfg, dataset, 8)
+        with torch.inference_mode():
+            calls_per_s = per_second(lambda x: model([x]), inputs, args.steps, args.device)
+            per_s[name, flag].append(calls_per_s)
+    timm_backbone.CHANNELS_LAST = True
+    rows = []
+    for name in configs:
+        default, last = (np.median(per_s[name, flag]) for flag in (False, True))
+        ratios = [b / a for a, b in zip(per_s[name, False], per_s[name, True])]
+        rows.append(
+            [name, f"{default:.2f}", f"{last:.2f}", f"{np.median(ratios):.2f}x ({min(ratios):.2f}"
+             f"-{max(ratios):.2f})"]
+        )  # fmt: skip
+    headers = ["model", "img/s default", "img/s channels last", "speed-up (range)"]
+    title = (
+        f"Inference of configs/OwnData/Pretrained, batch 1, 640 x 480 JPEGs through the test "
+        f"loader, median of {args.steps} calls, {args.rounds} rounds"
+    )
+    return title, headers, rows
+
+
 PARTS = {
     "inference": benchmark_inference,
+    "memory_format": benchmark_memory_format,
     "paper": benchmark_paper,
     "jpeg_to_scores": benchmark_jpeg_to_scores,
 }
@@ -190,4 +235,5 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=32, help="the larger batch of 'paper'")
     parser.add_argument("--jpeg-images", type=int, default=200, help="JPEGs of jpeg_to_scores")
     parser.add_argument("--workers", type=int, default=2, help="loader workers (and 0)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of 'memory_format'")
     run_parts(parser.parse_args(), PARTS)
