@@ -344,3 +344,20 @@ def test_pipeline_names_missing_pretrained_weights(tmp_path):
     assert status != 0
     assert f"T-WDet.yaml: its MODEL.WEIGHTS {tmp_path / 'nowhere.pth'} does not exist" in stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_pretrained_weights_lacking_the_new_layers_is_said_to_be_expected(lite0_weights, caplog):
+    """ImageNet weights hold no class layers: one line says these start from their
+    initialisation, as expected, instead of fvcore's warning of parameters "not found"."""
+    from wsd_distill.checkpoint import FiniteCheckpointer
+
+    cfg = setup_cfg(
+        os.path.join(ROOT, "configs", "OwnData", "Pretrained", "T-WDet.yaml"),
+        ["MODEL.CLASS_NAMES", ["cat", "dog"], "MODEL.WEIGHTS", str(lite0_weights)],
+        datasets=False,
+    )
+    with caplog.at_level("INFO", logger="fvcore.common.checkpoint"):
+        FiniteCheckpointer(build_model(cfg)).resume_or_load(cfg.MODEL.WEIGHTS, resume=False)
+    said = [r.getMessage() for r in caplog.records]
+    assert any("no class_count, cls_score, det_score: the model's new layers" in m for m in said)
+    assert not any("not found in the checkpoint" in m for m in said), said

@@ -45,6 +45,21 @@ class FiniteCheckpointer(DetectionCheckpointer):
         super().__init__(model, save_dir, **checkpointables)
         self.class_names = list(class_names)
 
+    def _log_incompatible_keys(self, incompatible):
+        """fvcore's warnings, but the model's new layers (its ``NEW_LAYERS`` and the class
+        count buffer), which pretrained weights never hold, in one line that says so."""
+        model = getattr(self.model, "module", self.model)  # (DistributedDataParallel's)
+        new = tuple(f"{name}." for name in getattr(model, "NEW_LAYERS", ())) + ("class_count",)
+        expected = [k for k in incompatible.missing_keys if k.startswith(new)]
+        if expected:
+            layers = sorted({k.split(".")[0] for k in expected})
+            self.logger.info(
+                f"Pretrained weights hold no {', '.join(layers)}: the model's new layers, "
+                "which start from their initialisation (as expected)"
+            )
+        missing = [k for k in incompatible.missing_keys if k not in expected]
+        super()._log_incompatible_keys(incompatible._replace(missing_keys=missing))
+
     def save(self, name, **kwargs):
         """fvcore's ``Checkpointer.save``, written atomically (``atomic_write``): a crash or a
         full disk while saving leaves the previous files as they were."""
