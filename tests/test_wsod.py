@@ -262,3 +262,20 @@ def test_the_evaluators_follow_their_config_keys(tmp_path):
         results = evaluator.evaluate()
         assert results["multilabel"]["OF1"] == pytest.approx(of1)
         assert results["wsod"]["CorLoc"] == pytest.approx(hits)
+
+
+def test_the_kd_gain_chart_stays_readable_at_150_classes(tmp_path):
+    """One horizontal bar a class: the chart grows in height with the classes (about 22 pixels
+    a class), never into a strip thousands of pixels wide."""
+    import cv2
+
+    from wsd_distill.visualization import plot_ap_gain
+
+    rng = np.random.default_rng(0)
+    for classes in (12, 150):
+        path = str(tmp_path / f"gain{classes}.png")
+        names = [f"class {k}" for k in range(classes)]
+        plot_ap_gain(names, list(rng.integers(1, 300, classes)), rng.random(classes) * 100,
+                     rng.random(classes) * 100, path)  # fmt: skip
+        height, width = cv2.imread(path).shape[:2]
+        assert width == 700 and 20 * classes < height < 30 * classes + 200
