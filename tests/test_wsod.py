@@ -89,7 +89,7 @@ def test_teacher_picture(monkeypatch):
     assert out.dtype == np.uint8 and out.shape[2] == 3 and out.shape[0] >= 60
     assert (out != 127).any(axis=2).mean() > 0.01  # something was drawn
     # the two best boxes (the second best drawn first), then the image's labels
-    assert texts == ["b 0.30", "a 0.50", "a 0.90 +", "b 0.20 x"]
+    assert texts == ["b 0.30", "a 0.50", "a 0.90 right", "b 0.20 wrong"]
 
 
 def test_a_huge_photo_is_shrunk_before_it_is_drawn():

@@ -36,7 +36,8 @@ def draw_teacher_view(
         boxes (ndarray): [R, 4] XYXY proposals in ``image`` pixels; region_scores (ndarray):
             [R, K] their WSDDN region scores S (R may be 0: a student's view).
         image_scores (ndarray): [K] class scores; labels (ndarray or None): [K] ground truth
-            (0/1): predicted labels are then green when right and red when wrong.
+            (0/1): predicted labels are then green and marked "right" when they are among its
+            labels, red and "wrong" when not.
     Returns:
         RGB uint8 image with the drawing: at least 320 and at most ``MAX_PICTURE_SIDE`` pixels
         on its long side (a larger image is shrunk, and its boxes with it, before drawing).
@@ -63,7 +64,7 @@ def draw_teacher_view(
         )
     for row, k in enumerate(np.argsort(-image_scores)[:num_labels]):
         color = UNKNOWN if labels is None else (CORRECT if labels[k] > 0 else WRONG)
-        mark = "" if labels is None else (" +" if labels[k] > 0 else " x")
+        mark = "" if labels is None else (" right" if labels[k] > 0 else " wrong")
         visualizer.draw_text(
             f"{class_names[k]} {image_scores[k]:.2f}{mark}",
             (4, 4 + row * 1.6 * font),

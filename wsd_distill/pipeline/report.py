@@ -7,6 +7,13 @@ from tabulate import tabulate
 PLAIN, TEACHER, CHOSEN = "S-Cls w/o KD", "T-WDet", "S-Cls chosen on val"
 METRICS = ("mAP", "CF1", "OF1", "CF1_top3", "OF1_top3", "CorLoc")
 HEADERS = ["mAP", "CF1", "OF1", "CF1 top-3", "OF1 top-3", "CorLoc"]
+READING = (
+    "CF1 and OF1 count the labels scored 0.5 or more (top-3: of the 3 best): the teacher's "
+    "image scores, sums over regions of products of two softmaxes, seldom reach 0.5, so its F1 "
+    "can be near 0 while its mAP (the ranking) is high. CorLoc: for each class, the share of "
+    "its test images where the teacher's best box for it overlaps one of its boxes by IoU 0.5 "
+    "or more, averaged over the classes."
+)
 
 
 def kd_row(variant):
@@ -105,7 +112,7 @@ def results_tables(summary, test_set, val_set="", settings=""):
     )
     return (
         f"Multi-label classification on {test_set}, per seed (only the students' rows cost a "
-        f"plain classifier at test time):\n\n{per_seed}\n{over_seeds}{choices}"
+        f"plain classifier at test time):\n\n{per_seed}\n\n{READING}\n{over_seeds}{choices}"
         f"{interval_table(summary.get('intervals'), test_set)}"
         f"{near_chance_lines(summary.get('near_chance'))}" + (f"\n{settings}\n" if settings else "")
     )
