@@ -500,6 +500,29 @@ def test_class_order_and_cut_weights_are_refused_before_any_proposal(photo_set, 
     assert not (tmp_path / "run").exists()
 
 
+def test_classes_with_test_positives_and_no_training_photo_are_said(photo_set, tmp_path, caplog):
+    """A class of the test set that no training photo shows: named in a warning with what to
+    do (its AP can only be chance), before any proposal or training."""
+    test = json.loads((photo_set / "test.json").read_text())
+    untaught = test["annotations"][0]["category_id"]
+    train = json.loads((photo_set / "val.json").read_text())  # (other photos than the test's)
+    train["annotations"] = [a for a in train["annotations"] if a["category_id"] != untaught]
+    (tmp_path / "train.json").write_text(json.dumps(train))
+    images = str(photo_set / "images")
+    register_declared_datasets([["untaught_train", str(tmp_path / "train.json"), images]])
+    register_declared_datasets([["untaught_test", str(photo_set / "test.json"), images]])
+    configs = os.path.join(ROOT, "configs", "OwnData")
+    pipeline = Pipeline(configs, str(tmp_path / "x"), "untaught_train", "untaught_test")
+    with caplog.at_level("WARNING", logger="wsd_distill"):
+        pipeline.dataset_tables()
+    name = next(c["name"] for c in test["categories"] if c["id"] == untaught)
+    assert any(
+        "have positives in untaught_test and no training photo" in r.getMessage()
+        and name in r.getMessage()
+        for r in caplog.records
+    )
+
+
 def test_a_missing_image_is_named_before_any_proposal_is_made(photo_set, tmp_path):
     """distill.py checks every split's files before the proposals (minutes on real photos)."""
     test = json.loads((photo_set / "test.json").read_text())

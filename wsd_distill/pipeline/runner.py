@@ -342,6 +342,15 @@ class Pipeline:
             + "(lift = P(a, b) / (P(a) P(b))):\n"
             + tabulate(pairs[:6], ["class a", "class b", "images", "lift"])
         )
+        for name in filter(None, (self.val, self.test)):
+            held_out = summaries[name]["class_images"]
+            untaught = [class_names[k] for k in np.flatnonzero((held_out > 0) & (freq == 0))]
+            if untaught:
+                logger.warning(
+                    f"{len(untaught)} classes have positives in {name} and no training photo "
+                    f"in {self.train} ({', '.join(untaught[:8])}{', ...' * (len(untaught) > 8)}): "
+                    "no model can learn them, their AP is chance; label some training photos"
+                )
         return text, train
 
     def config(self, name, folder, seed, extra=()):
