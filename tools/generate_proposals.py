@@ -113,7 +113,10 @@ def get_parser():
         "--d2-opts", nargs="*", default=[], help="detectron2: config overrides, KEY VALUE ..."
     )
     parser.add_argument(
-        "--chunk-size", type=positive_int, default=64, help="images per resumable chunk"
+        "--chunk-size",
+        type=positive_int,
+        default=16,
+        help="images per resumable chunk (and progress step)",
     )
     parser.add_argument(
         "--box-order", choices=["auto", "xyxy", "yxyx"], default="auto", help="--from a .mat"

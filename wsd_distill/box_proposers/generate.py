@@ -54,7 +54,7 @@ def _run_chunk(task):
 
 
 def generate_proposal_file(
-    dataset_dicts, output, method, generator_kwargs, workers=1, chunk_size=64, dtype="float32"
+    dataset_dicts, output, method, generator_kwargs, workers=1, chunk_size=16, dtype="float32"
 ):
     """Write proposals for every image of ``dataset_dicts`` to ``output`` (see ``save_proposals``;
     ``dtype`` is the store's).
