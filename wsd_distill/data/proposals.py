@@ -188,11 +188,13 @@ def attach_proposal_store(dataset_dicts, path, check_images=True):
             f"{len(store)} images, e.g. {store.keys[:3]}: it was made for another dataset. "
             f"Regenerate it with tools/generate_proposals.py"
         )
-    recorded = {k: store.meta.get(k) for k in ("image_sha1s", "image_names", "image_sizes")}
+    recorded = {  # (a store made before a record was kept lacks it)
+        k: store.meta[k] for k in ("image_sha1s", "image_names", "image_sizes") if store.meta.get(k)
+    }
     for d, row in zip(dataset_dicts if check_images else (), rows):
         mine = image_records([d])
         for key, values in recorded.items():
-            kept, now = (values or [None] * len(store))[row], mine[key][0]
+            kept, now = values[row], mine[key][0]
             if key == "image_sha1s" and kept is not None and kept == now:
                 break  # the same photo, whatever its name now
             if kept is not None and now is not None and kept != now:

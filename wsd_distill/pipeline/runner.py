@@ -541,17 +541,17 @@ class Pipeline:
         done = os.path.exists(os.path.join(path, "results.json"))
         budget, run = self.budget_plan, os.path.relpath(path, self.output)
         if budget and not done:
-            started = run in budget.factors
-            self.schedule_factor = budget.start(run, self.schedule_factor, self.finished_runs())
+            started, finished = run in budget.factors, self.finished_runs()
+            self.schedule_factor = budget.start(run, self.schedule_factor, finished)
             self.save_budget()
             if not started:
                 self.warn_if_short(seed, len(DatasetCatalog.get(self.train)))
         cfg = self.config(name, folder, seed, extra)
         estimate = ""
         if budget and not done:
-            waiting = [r for r in budget.runs if r != run and r not in self.finished_runs()]
+            waiting = [r for r in budget.runs if r != run and r not in finished]
             minutes = [
-                budget.minutes_left(runs, self.schedule_factor, self.finished_runs())
+                budget.minutes_left(runs, self.schedule_factor, finished)
                 for runs in ([run], waiting)
             ]
             estimate = f", about {minutes[0]:.0f} min, then {minutes[1]:.0f} min planned"
