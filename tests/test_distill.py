@@ -66,6 +66,31 @@ def test_prediction_loss_by_hand():
     assert z.grad[0, 0].item() == pytest.approx((1 / (1 + math.exp(-1)) - 0.8) / 5 / 2, rel=1e-5)
 
 
+def test_softmax_prediction_loss_by_hand_and_blind_to_a_shift_per_image():
+    """One image, 2 classes, p'_T = (0.2, 0.6) -> q_T = (1/4, 3/4); z = (0, ln 3) at t = 2:
+    softmax(z / 2) = (1, sqrt 3) / (1 + sqrt 3), the loss 4 KL(q_T || softmax(z / 2))."""
+    z = torch.tensor([[0.0, math.log(3.0)]], requires_grad=True)
+    p = torch.tensor([[0.2, 0.6]])
+    loss = prediction_distill_loss(z, p, 1 / 2.0, "softmax")
+    s = [1 / (1 + math.sqrt(3)), math.sqrt(3) / (1 + math.sqrt(3))]
+    expected = 4 * (0.25 * math.log(0.25 / s[0]) + 0.75 * math.log(0.75 / s[1]))
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    assert prediction_distill_loss(z * 2, p, 1 / 2.0, "softmax").item() == pytest.approx(
+        0, abs=1e-6
+    )
+    loss.backward()
+    # t**2 (softmax(z / t) - q_T) / t per class: it sums to 0, so it moves no level
+    torch.testing.assert_close(z.grad, torch.tensor([[2 * (s[0] - 0.25), 2 * (s[1] - 0.75)]]))
+    two = torch.tensor([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]])
+    p = torch.tensor([[0.3, 0.01, 0.2], [0.05, 0.4, 0.1]])
+    shifted = two + torch.tensor([[4.0], [-7.0]])
+    torch.testing.assert_close(
+        prediction_distill_loss(two, p, 0.2, "softmax"),
+        prediction_distill_loss(shifted, p, 0.2, "softmax"),
+    )
+    assert prediction_distill_loss(two, p, 0.2) != prediction_distill_loss(shifted, p, 0.2)
+
+
 def test_feature_loss_by_hand():
     teacher = torch.tensor([[1.0, 2.0], [0.0, 0.0]], requires_grad=True)
     student = torch.tensor([[0.0, 0.0], [1.0, 1.0]], requires_grad=True)
@@ -294,6 +319,25 @@ def test_prediction_loss_gradient_matches_its_formula(tiny_teacher):
     )
 
 
+def test_softmax_prediction_loss_reaches_the_classifier_without_moving_its_level(tiny_teacher):
+    """PREDICTION_LOSS "softmax", only L_p' on: the classifier bias gradient is
+    sum_i t (softmax(z_i / t) - q_T,i) / B, which sums to 0 over the classes."""
+    cfg = tiny_student_cfg(*tiny_teacher, FEATURE_WEIGHT=0.0, LABEL_WEIGHT=0.0)
+    cfg.MODEL.DISTILL.PREDICTION_LOSS = "softmax"
+    student = build_model(cfg)
+    batch = annotated_batch(cfg)
+    logits = []
+    student.classifier.register_forward_hook(lambda m, i, output: logits.append(output.detach()))
+    student(batch)["loss_kd_pred"].backward()
+    z, t = logits[0].double(), cfg.MODEL.DISTILL.TEMPERATURE
+    soft = torch.stack([x["teacher"]["soft_scores"] for x in batch]).double()
+    q = soft / soft.sum(1, keepdim=True)
+    expected = (t * (torch.softmax(z / t, 1) - q) / 2).sum(0)
+    grad = student.classifier.bias.grad.double()
+    torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-6)
+    assert grad.abs().max() > 1e-4 and grad.sum().abs() < 1e-6
+
+
 def test_learned_temperature_starts_at_one_over_t_and_learns_faster(tiny_teacher):
     from wsd_distill.engine import Trainer
 
@@ -395,6 +439,14 @@ def test_bad_distillation_settings_are_named(tiny_teacher):
         (
             tiny_student_cfg(*tiny_teacher, head="mlp"),
             r"MODEL.STUDENT.HEAD is 'mlp': expected one of",
+        ),
+        (
+            tiny_student_cfg(*tiny_teacher, PREDICTION_LOSS="kl"),
+            r"PREDICTION_LOSS is 'kl': expected one of",
+        ),
+        (
+            tiny_student_cfg(*tiny_teacher, PREDICTION_LOSS="softmax", LEARN_TEMPERATURE=True),
+            r"LEARN_TEMPERATURE learns one t per class, but PREDICTION_LOSS 'softmax'",
         ),
     ]:
         with pytest.raises(ValueError, match=expected):

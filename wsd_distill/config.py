@@ -140,6 +140,10 @@ def add_wsd_distill_config(cfg) -> CN:
     # learn 1/t, one per class (initialised to 1 / TEMPERATURE, 10x the base lr, no decay), as
     # the Scale layer of the authors' stage 2
     _C.MODEL.DISTILL.LEARN_TEMPERATURE = False
+    # L_p': "bce", Eq. 10, per class; "softmax" (beyond the paper): t^2 KL(q_T || softmax(z / t)),
+    # q_T = p'_T normalized over the classes, blind to a per-image shift of the student's logits
+    # (docs/results.md: a WSDDN under-scores the present classes of photos of many labels)
+    _C.MODEL.DISTILL.PREDICTION_LOSS = "bce"
     # the teacher's temperature in p'_T, over classes and over regions alike (the paper's 0.5)
     _C.MODEL.DISTILL.TEACHER_TEMPERATURE = 0.5
     _C.MODEL.DISTILL.ROI_SELECT = "all"  # RoIs for L_f: "all" the teacher's, or "top" by max_k S_rk
@@ -317,6 +321,7 @@ def check_config(cfg) -> None:
             _check_number(cfg, "DATASETS." + key, low=1, integer=True)
     for key, choices in (
         (d + "ROI_SELECT", ("all", "top")),
+        (d + "PREDICTION_LOSS", ("bce", "softmax")),
         (s + "HEAD", ("pool", "fc", "csra")),
         (s + "LABEL_LOSS", ("bce", "asl")),
         (s + "POOLING", ("avg", "max")),
@@ -348,6 +353,11 @@ def check_config(cfg) -> None:
         raise ValueError(
             "MODEL.DISTILL.LABEL_WEIGHT, PREDICTION_WEIGHT and FEATURE_WEIGHT are all 0: the "
             "student would learn nothing (one must be > 0)"
+        )
+    if cfg.MODEL.DISTILL.PREDICTION_LOSS == "softmax" and cfg.MODEL.DISTILL.LEARN_TEMPERATURE:
+        raise ValueError(
+            "MODEL.DISTILL.LEARN_TEMPERATURE learns one t per class, but PREDICTION_LOSS "
+            "'softmax' has one t for all classes: set one of them off"
         )
     _check_number(cfg, "DATASETS.UNLABELED_SHARE", low=0, high=1, low_open=True, high_open=True)
     unlabeled = list(cfg.DATASETS.UNLABELED)

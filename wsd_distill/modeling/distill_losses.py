@@ -9,16 +9,29 @@ binary cross-entropies summed over classes and averaged over images, like the te
 from torch.nn import functional as F
 
 
-def prediction_distill_loss(student_logits, teacher_soft_scores, inverse_temperature):
-    """Prediction-level distillation (Eq. 10): ``BCE(sigmoid(z / t), p'_T)``, summed over
-    classes and averaged over images (no ``t**2`` factor: scale it with its loss weight).
+def prediction_distill_loss(student_logits, teacher_soft_scores, inverse_temperature, kind="bce"):
+    """Prediction-level distillation, averaged over images:
+
+    - ``"bce"`` (Eq. 10): ``BCE(sigmoid(z / t), p'_T)`` summed over classes (no ``t**2``
+      factor: scale it with its loss weight);
+    - ``"softmax"`` (beyond the paper): ``t**2 KL(q_T || softmax(z / t))`` over the classes,
+      ``q_T = p'_T / sum_k p'_T``: the teacher's scores as one distribution over classes, the
+      cross-entropy with normalized targets of multi-label softmax training (Mahajan et al.,
+      ECCV 2018) and Hinton's ``t**2``. A per-image shift of z leaves it unchanged, so it
+      teaches how the classes of a photo rank against each other but not how many are present:
+      a WSDDN's class softmax under-scores the present classes of a photo of many labels, and
+      L_p (the labels) alone sets the level.
 
     Args:
         student_logits: [B, K] pre-sigmoid scores z; teacher_soft_scores: [B, K] in (0, 1).
-        inverse_temperature: 1 / t, a number or a learnable tensor [K] (one per class).
+        inverse_temperature: 1 / t, a number, or for "bce" a learnable tensor [K] (per class).
     """
     target = teacher_soft_scores.detach()
     z = student_logits * inverse_temperature
+    if kind == "softmax":
+        q = target / target.sum(1, keepdim=True)
+        kl = (q * (q.log() - F.log_softmax(z, dim=1))).sum()
+        return kl / inverse_temperature**2 / len(target)
     bce = F.binary_cross_entropy_with_logits(z, target, reduction="none")
     return bce.sum() / len(target)
 

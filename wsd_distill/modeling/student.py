@@ -53,6 +53,7 @@ class StudentClassifier(nn.Module):
         feature_weight=0.0,
         temperature=5.0,
         learn_temperature=False,
+        prediction_loss="bce",
         teacher_feature_dim=0,
         feature_loss_per_dim=False,
         scale_rois_by_score=False,
@@ -66,6 +67,8 @@ class StudentClassifier(nn.Module):
             label_weight, prediction_weight, feature_weight (float): weights of L_p, L_p', L_f.
             temperature (float): t of L_p'; ``learn_temperature``: 1 / t is a parameter [K], one
                 per class, as the authors' Scale layer.
+            prediction_loss (str): L_p', "bce" (Eq. 10) or "softmax"
+                (``distill_losses.prediction_distill_loss``).
             teacher_feature_dim (int): D of the teacher's RoI features; where the head's width
                 differs, a linear projection maps the student's RoI features to D (for L_f).
             feature_loss_per_dim (bool): L_f divided by D (see ``roi_feature_distill_loss``).
@@ -95,6 +98,7 @@ class StudentClassifier(nn.Module):
         if learn_temperature and prediction_weight > 0:
             # the authors' Scale layer: one learnt 1 / t per class, from 1 / TEMPERATURE
             self.inverse_temperature = nn.Parameter(torch.full((num_classes,), 1.0 / temperature))
+        self.prediction_loss = prediction_loss
         self.feature_loss_per_dim = feature_loss_per_dim
         self.scale_rois_by_score = scale_rois_by_score
         self.feature_projection = None
@@ -135,6 +139,7 @@ class StudentClassifier(nn.Module):
             "feature_weight": d.FEATURE_WEIGHT if d.ENABLED else 0.0,
             "temperature": d.TEMPERATURE,
             "learn_temperature": d.LEARN_TEMPERATURE,
+            "prediction_loss": d.PREDICTION_LOSS,
             "teacher_feature_dim": d.TEACHER_FEATURE_DIM,
             "feature_loss_per_dim": d.FEATURE_LOSS_PER_DIM,
             "scale_rois_by_score": d.SCALE_ROI_BY_PROPOSAL_SCORE,
@@ -219,7 +224,8 @@ class StudentClassifier(nn.Module):
             losses["loss_cls"] = self.label_weight * loss
         if self.prediction_weight > 0:
             soft = torch.stack([self._teacher(x, "soft_scores") for x in batched_inputs])
-            loss = prediction_distill_loss(logits, soft, self.inverse_temperature)
+            t = self.inverse_temperature
+            loss = prediction_distill_loss(logits, soft, t, self.prediction_loss)
             losses["loss_kd_pred"] = self.prediction_weight * loss
         if self.feature_weight > 0:
             loss = self.feature_distill_loss(batched_inputs, feature, scales)

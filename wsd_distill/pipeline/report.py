@@ -125,7 +125,7 @@ def near_chance_lines(near_chance):
     models = "; ".join(f"seed {s}: {name} {value:.1f}" for s, name, value in near_chance["models"])
     return (
         f"\n**Near chance** (random scores give {near_chance['chance']:.1f} mAP; these are less "
-        f"than a quarter of the way from there to 100, they learnt little: train longer or "
+        f"than a tenth of the way from there to 100, they learnt little: train longer or "
         f"check the labels): {models}\n"
     )
 
