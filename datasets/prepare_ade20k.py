@@ -23,6 +23,11 @@ The stuff classes (wall, sky, floor, ...: ``STUFF_CLASSES``, Mask2Former's ADE20
 split, 50 of the 150) are written to ``<output>/stuff_classes.txt``, the 100 others, objects,
 to ``object_classes.txt``: all 150 are scored, and the objects can be reported apart.
 
+With ``--labelled-every K``, the training photos are also split for semi-supervised runs
+(``tools/distill.py --unlabeled``): every K-th of them in number order, from the first, to
+``train_labelled.json`` and the others to ``train_unlabeled.json`` (labels kept: ``--unlabeled``
+hides them); K = 4: 175 labelled and 525 unlabeled of photos 1-1000.
+
     REG="[['ade_train','datasets/ade20k/train.json','ade/ade20k'],
           ['ade_val','datasets/ade20k/val.json','ade/ade20k'],
           ['ade_test','datasets/ade20k/test.json','ade/ade20k']]"
@@ -114,12 +119,34 @@ def coco_splits(images, masks, first, last, min_pixels, min_box_pixels):
     return splits
 
 
+def labelled_split(train, every):
+    """(labelled, unlabeled): COCO json dicts of every ``every``-th image of ``train`` in its
+    order, from the first, and of the others, each with its annotations."""
+    labelled = {image["id"] for image in train["images"][::every]}
+    halves = []
+    for keep in (True, False):
+        ids = {i["id"] for i in train["images"] if (i["id"] in labelled) == keep}
+        halves.append(
+            {
+                "images": [i for i in train["images"] if i["id"] in ids],
+                "annotations": [a for a in train["annotations"] if a["image_id"] in ids],
+                "categories": train["categories"],
+            }
+        )
+    return tuple(halves)
+
+
 def main(args):
     if not 1 <= args.first <= args.last:
         raise SystemExit(f"--first {args.first} --last {args.last}: not a range of photo numbers")
+    if args.labelled_every < 0:
+        raise SystemExit(f"--labelled-every {args.labelled_every}: expected a count of 1 or more")
     splits = coco_splits(
         args.images, args.masks, args.first, args.last, args.min_pixels, args.min_box_pixels
     )
+    if args.labelled_every:
+        labelled, unlabeled = labelled_split(splits["train"], args.labelled_every)
+        splits.update(train_labelled=labelled, train_unlabeled=unlabeled)
     os.makedirs(args.output, exist_ok=True)
     for name, data in splits.items():
         with open(os.path.join(args.output, f"{name}.json"), "w") as f:
@@ -146,4 +173,11 @@ if __name__ == "__main__":
     parser.add_argument("--last", type=int, default=1000, help="last photo number")
     parser.add_argument("--min-pixels", type=int, default=1024, help="pixels of a present class")
     parser.add_argument("--min-box-pixels", type=int, default=256, help="pixels of a box")
+    parser.add_argument(
+        "--labelled-every",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also split train: every K-th photo labelled, the others unlabeled (0: no split)",
+    )
     run_tool(main, parser.parse_args(), resume="")

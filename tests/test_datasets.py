@@ -302,7 +302,7 @@ def test_prepare_ade20k_labels_boxes_threshold_and_range(tmp_path):
         m.tofile(masks / f"ADE_val_{n:08d}.raw")
         cv2.imwrite(str(images / f"ADE_val_{n:08d}.jpg"), np.zeros((512, 512, 3), np.uint8))
     args = dict(images=str(images), masks=str(masks), output=str(tmp_path / "out"), first=7)
-    args.update(last=10, min_pixels=1024, min_box_pixels=256)
+    args.update(last=10, min_pixels=1024, min_box_pixels=256, labelled_every=0)
     prepare["main"](argparse.Namespace(**args))
     splits = {
         s: json.loads((tmp_path / "out" / f"{s}.json").read_text()) for s in prepare["SPLITS"]
@@ -346,3 +346,21 @@ def test_a_class_name_given_to_two_classes_is_refused(tmp_path):
     opts += ["DATASETS.TRAIN", "('twice_named',)"]
     with pytest.raises(ValueError, match=r"CLASS_NAMES \(of twice_named\) repeats \['person'\]"):
         setup_cfg(os.path.join(ROOT, "configs", "OwnData", "S-Cls.yaml"), opts)
+
+
+def test_prepare_ade20k_labelled_split_every_kth_training_photo():
+    """--labelled-every 3 on 7 training photos: the 1st, 4th and 7th labelled, each half with
+    its own annotations and all the categories."""
+    prepare = runpy.run_path(os.path.join(ROOT, "datasets", "prepare_ade20k.py"))
+    ids = [1, 2, 3, 4, 5, 6, 10]
+    train = {
+        "images": [{"id": i, "file_name": f"{i}.jpg"} for i in ids],
+        "annotations": [{"id": k, "image_id": i, "category_id": 1} for k, i in enumerate(ids)],
+        "categories": [{"id": 1, "name": "wall"}],
+    }
+    labelled, unlabeled = prepare["labelled_split"](train, 3)
+    assert [i["id"] for i in labelled["images"]] == [1, 4, 10]
+    assert [a["image_id"] for a in labelled["annotations"]] == [1, 4, 10]
+    assert [i["id"] for i in unlabeled["images"]] == [2, 3, 5, 6]
+    assert [a["image_id"] for a in unlabeled["annotations"]] == [2, 3, 5, 6]
+    assert labelled["categories"] == unlabeled["categories"] == train["categories"]
