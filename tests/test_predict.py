@@ -4,6 +4,7 @@ DefaultPredictor on the teacher with on-the-fly proposals."""
 import csv
 import os
 import runpy
+import shutil
 import subprocess
 import sys
 
@@ -119,6 +120,25 @@ def test_a_stopped_prediction_resumes_where_it_stopped(photos, tmp_path, capsys)
     for name in ("scores.csv", "unreadable.txt"):
         assert (tmp_path / "stopped" / name).read_text() == (tmp_path / "whole" / name).read_text()
     assert not (tmp_path / "stopped" / "scores.csv.partial").exists()
+
+
+def test_a_photo_too_thin_to_resize_is_named_and_the_rest_is_scored(photos, tmp_path, capsys):
+    """A 3000 x 2 photo resizes to a side of 0 px for the model: it is listed with its size,
+    and the other photos are scored."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(photos / "colour.jpg", folder)
+    cv2.imwrite(str(folder / "strip.png"), np.zeros((2, 3000, 3), np.uint8))
+    weights = random_run(tmp_path, synthetic_cfg("S-Cls.yaml"), "model")[1]
+    tool = runpy.run_path(os.path.join(ROOT, "tools", "predict.py"))
+    argv = ["--config-file", os.path.join(ROOT, "configs", "Synthetic", "S-Cls.yaml")]
+    argv += ["--output", str(tmp_path / "out"), "--workers", "0", "--input", str(folder)]
+    args = tool["parse_args_with_overrides"](tool["get_parser"](), "input", argv)
+    args.opts += ["MODEL.WEIGHTS", weights]
+    assert tool["main"](args) == 1
+    assert "strip.png: 3000 x 2 px: cannot be resized for the model" in capsys.readouterr().err
+    with open(tmp_path / "out" / "scores.csv") as f:
+        assert [os.path.basename(r[0]) for r in list(csv.reader(f))[1:]] == ["colour.jpg"]
 
 
 def test_a_folder_is_read_with_its_subfolders_and_pictures_keep_their_paths(tmp_path):

@@ -146,7 +146,11 @@ class ImageFiles(torch.utils.data.Dataset):
         except Exception as e:  # unreadable or corrupt: listed, the rest goes on
             return self.files[i], None, f"{e.__class__.__name__}: {e}"
         aug_input = T.AugInput(image)
-        self.augmentation(aug_input)
+        try:
+            self.augmentation(aug_input)
+        except Exception as e:  # e.g. a 20000 x 2 photo, whose short side resizes to 0 px
+            size = f"{image.shape[1]} x {image.shape[0]} px"
+            return self.files[i], None, f"{size}: cannot be resized for the model ({e})"
         tensor = torch.as_tensor(np.ascontiguousarray(aug_input.image.transpose(2, 0, 1)))
         inputs = {"image": tensor, "height": image.shape[0], "width": image.shape[1]}
         rgb = utils.convert_image_to_rgb(image, self.format) if self.pictures else None
