@@ -45,6 +45,7 @@ import numpy as np
 from detectron2.data.datasets.builtin_meta import ADE20K_SEM_SEG_CATEGORIES
 
 from wsd_distill.engine import run_tool
+from wsd_distill.utils.atomic_write import atomic_write_bytes
 
 SIZE = 512  # the masks' side
 PADDING = 255
@@ -124,8 +125,7 @@ def labelled_split(train, every):
     order, from the first, and of the others, each with its annotations."""
     labelled = {image["id"] for image in train["images"][::every]}
     halves = []
-    for keep in (True, False):
-        ids = {i["id"] for i in train["images"] if (i["id"] in labelled) == keep}
+    for ids in (labelled, {image["id"] for image in train["images"]} - labelled):
         halves.append(
             {
                 "images": [i for i in train["images"] if i["id"] in ids],
@@ -140,24 +140,24 @@ def main(args):
     if not 1 <= args.first <= args.last:
         raise SystemExit(f"--first {args.first} --last {args.last}: not a range of photo numbers")
     if args.labelled_every < 0:
-        raise SystemExit(f"--labelled-every {args.labelled_every}: expected a count of 1 or more")
+        raise SystemExit(
+            f"--labelled-every {args.labelled_every}: expected 0 (no split) or a count of 1 or more"
+        )
     splits = coco_splits(
         args.images, args.masks, args.first, args.last, args.min_pixels, args.min_box_pixels
     )
     if args.labelled_every:
         labelled, unlabeled = labelled_split(splits["train"], args.labelled_every)
         splits.update(train_labelled=labelled, train_unlabeled=unlabeled)
-    os.makedirs(args.output, exist_ok=True)
     for name, data in splits.items():
-        with open(os.path.join(args.output, f"{name}.json"), "w") as f:
-            json.dump(data, f)
+        atomic_write_bytes(os.path.join(args.output, f"{name}.json"), json.dumps(data).encode())
     names = class_names()
     for kind, indices in (
         ("stuff", STUFF_CLASSES),
         ("object", [k for k in range(150) if k not in STUFF_CLASSES]),
     ):
-        with open(os.path.join(args.output, f"{kind}_classes.txt"), "w") as f:
-            f.writelines(names[k] + "\n" for k in indices)
+        text = "".join(names[k] + "\n" for k in indices)
+        atomic_write_bytes(os.path.join(args.output, f"{kind}_classes.txt"), text.encode())
     counts = ", ".join(f"{name} {len(data['images'])}" for name, data in splits.items())
     print(f"{args.output}: photos {args.first}-{args.last} of {args.images}: {counts}")
 

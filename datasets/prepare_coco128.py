@@ -20,6 +20,7 @@ import os
 import yaml
 
 from wsd_distill.data.datasets.yolo import images_under, yolo_class_names
+from wsd_distill.utils.atomic_write import atomic_write_bytes
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(
@@ -32,10 +33,9 @@ if __name__ == "__main__":
     val = images_under(os.path.join(root, "images", "val2017"))
     if len(val) != 128:
         raise SystemExit(f"{root}/images/val2017 has {len(val)} images, not coco128's 128")
-    os.makedirs(args.output, exist_ok=True)
     for name, images in (("val", val[0::2]), ("test", val[1::2])):
-        with open(os.path.join(args.output, f"{name}.txt"), "w") as f:
-            f.writelines(os.path.relpath(p, root) + "\n" for p in images)
+        text = "".join(os.path.relpath(p, root) + "\n" for p in images)
+        atomic_write_bytes(os.path.join(args.output, f"{name}.txt"), text.encode())
     data = {
         "path": root,
         "train": "images/train2017",
@@ -43,6 +43,6 @@ if __name__ == "__main__":
         "test": os.path.abspath(os.path.join(args.output, "test.txt")),
         "names": yolo_class_names(os.path.join(root, "config.yaml")),
     }
-    with open(os.path.join(args.output, "data.yaml"), "w") as f:
-        yaml.safe_dump(data, f, sort_keys=False)
+    text = yaml.safe_dump(data, sort_keys=False)
+    atomic_write_bytes(os.path.join(args.output, "data.yaml"), text.encode())
     print(f"{args.output}/data.yaml: train 128, val 64, test 64 photos of {root}")

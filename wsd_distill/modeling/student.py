@@ -224,8 +224,8 @@ class StudentClassifier(nn.Module):
             losses["loss_cls"] = self.label_weight * loss
         if self.prediction_weight > 0:
             soft = torch.stack([self._teacher(x, "soft_scores") for x in batched_inputs])
-            t = self.inverse_temperature
-            loss = prediction_distill_loss(logits, soft, t, self.prediction_loss)
+            inverse_t = self.inverse_temperature
+            loss = prediction_distill_loss(logits, soft, inverse_t, self.prediction_loss)
             losses["loss_kd_pred"] = self.prediction_weight * loss
         if self.feature_weight > 0:
             loss = self.feature_distill_loss(batched_inputs, feature, scales)
