@@ -1,13 +1,12 @@
 #!/usr/bin/env python
 """Generate the synthetic shapes benchmark under $DETECTRON2_DATASETS/synthetic_shapes.
 
-    python datasets/prepare_synthetic_shapes.py --train 2000 --val 400 --test 1000 \\
-        --size 256 --seed 0
+    python datasets/prepare_synthetic_shapes.py --train 3000 --val 500 --test 1000 \\
+        --size 128 --seed 0
 
-The sizes must match the config's DATASETS.SYNTHETIC.NUM_TRAIN/NUM_VAL/NUM_TEST/IMAGE_SIZE
-when training on it; the seed, --object-size and --distractors are this script's
-(tools/train_net.py and tools/distill.py --synthetic generate it themselves from the config,
-with the defaults, when it is missing).
+The defaults are the benchmark of docs/results.md, which tools/train_net.py and
+tools/distill.py --synthetic generate themselves when the folder is missing; a folder made
+here with other sizes, seed, --object-size or --distractors is what they then train on.
 """
 
 import argparse
@@ -15,15 +14,15 @@ import os
 
 from wsd_distill.data.datasets import generate_synthetic_shapes
 from wsd_distill.data.datasets.builtin import datasets_root
+from wsd_distill.data.datasets.synthetic import DEMO_IMAGE_SIZE, DEMO_SIZES
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--train", type=int, default=2000)
-    parser.add_argument("--val", type=int, default=400)
-    parser.add_argument("--test", type=int, default=1000)
-    parser.add_argument("--size", type=int, default=256, help="image side in pixels")
+    for split, n in DEMO_SIZES.items():
+        parser.add_argument(f"--{split}", type=int, default=n, help=f"{split} images")
+    parser.add_argument("--size", type=int, default=DEMO_IMAGE_SIZE, help="image side in pixels")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--object-size",

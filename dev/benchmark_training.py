@@ -20,8 +20,9 @@ detectron2's own ``time`` / ``data_time`` metrics (and the hook's ``teacher_time
   teacher, plain student, online KD stage 1, stage 2 and joint; fp32 and, on a GPU, AMP (the
   part ``make gpu-check`` runs).
 - teacher_heads: one WSDDN training step (forward, loss, backward; no loader) of
-  configs/OwnData/Pretrained/T-WDet.yaml with each box head (``pool``, ``timm_c4`` at RoIAlign
-  14 and 7 on stage3), 150 classes, on 2 random 512 x 512 images with 64 and 500 random boxes.
+  configs/OwnData/Pretrained/T-WDet.yaml with each box head (``AveragePoolBoxHead``,
+  ``TimmC4BoxHead`` at RoIAlign 14 and 7 on stage3), 150 classes, on 2 random 512 x 512 images
+  with 64 and 500 random boxes.
 - memory_format: the pretrained own-data configs (teacher, plain student, online joint KD) with
   the timm backbones in channels-last memory format (``timm_backbone.CHANNELS_LAST``) and in
   PyTorch's default, in rounds; each backbone's FLOP rate against a matmul of the same run.
@@ -351,13 +352,13 @@ def benchmark_cache_mapping(args):
 
 
 TIMM_C4 = [
-    *("MODEL.TIMM.OUT_FEATURES", ["stage3"], "MODEL.WSDDN.IN_FEATURE", "stage3"),
-    *("MODEL.WSDDN.BOX_HEAD", "timm_c4", "MODEL.WSDDN.POOLER_TYPE", "ROIAlignV2"),
+    *("MODEL.TIMM.OUT_FEATURES", ["stage3"], "MODEL.ROI_HEADS.IN_FEATURES", ["stage3"]),
+    *("MODEL.ROI_BOX_HEAD.NAME", "TimmC4BoxHead", "MODEL.ROI_BOX_HEAD.POOLER_TYPE", "ROIAlignV2"),
 ]
 TEACHER_HEADS = {
     "pool (box average of the stride-32 map)": [],
-    "timm_c4, RoIAlign 14 x 14 on stage3": [*TIMM_C4, "MODEL.WSDDN.POOLER_RESOLUTION", 14],
-    "timm_c4, RoIAlign 7 x 7 on stage3": [*TIMM_C4, "MODEL.WSDDN.POOLER_RESOLUTION", 7],
+    "timm_c4, RoIAlign 14 x 14 on stage3": [*TIMM_C4, "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION", 14],
+    "timm_c4, RoIAlign 7 x 7 on stage3": [*TIMM_C4, "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION", 7],
 }
 
 
@@ -382,7 +383,7 @@ def benchmark_teacher_heads(args):
         cfg = config(
             "OwnData/Pretrained/T-WDet.yaml",
             args.output,
-            [*("MODEL.WEIGHTS", "", "MODEL.WSDDN.NUM_CLASSES", 150, *opts)],
+            [*("MODEL.WEIGHTS", "", "MODEL.ROI_HEADS.NUM_CLASSES", 150, *opts)],
         )
         model = build_model(cfg).train()
         row = [name]

@@ -195,7 +195,7 @@ def train(cfg):
 TINY_TEACHER = [
     *("DATASETS.TRAIN", (), "DATASETS.TEST", ()),  # not the config's 12-class datasets
     *("MODEL.VGG.STAGE_CHANNELS", [[8], [16], [16]], "MODEL.VGG.OUT_FEATURES", ["conv3"]),
-    *("MODEL.WSDDN.IN_FEATURE", "conv3", "MODEL.WSDDN.FC_DIM", 32),
+    *("MODEL.ROI_HEADS.IN_FEATURES", ["conv3"], "MODEL.ROI_BOX_HEAD.FC_DIM", 32),
 ]
 
 
@@ -204,7 +204,7 @@ def tiny_cfg(num_classes=5, refine_iters=0):
     return synthetic_cfg(
         "T-WDet.yaml",
         *TINY_TEACHER,
-        *("MODEL.WSDDN.NUM_CLASSES", num_classes, "MODEL.WSDDN.REFINE_ITERS", refine_iters),
+        *("MODEL.ROI_HEADS.NUM_CLASSES", num_classes, "MODEL.WSDDN.REFINE_ITERS", refine_iters),
     )
 
 
@@ -275,21 +275,10 @@ def random_teacher(tmp_path_factory):
     return ["MODEL.DISTILL.TEACHER_CONFIG", config_file, "MODEL.DISTILL.TEACHER_WEIGHTS", weights]
 
 
-# The tiny set's sizes for a tool that finds (or generates) it as synthetic_shapes_* under
-# $DETECTRON2_DATASETS in a subprocess.
-TINY_SYNTHETIC = [
-    *("DATASETS.SYNTHETIC.NUM_TRAIN", TINY_SIZES["train"]),
-    *("DATASETS.SYNTHETIC.NUM_VAL", TINY_SIZES["val"]),
-    *("DATASETS.SYNTHETIC.NUM_TEST", TINY_SIZES["test"]),
-    *("DATASETS.SYNTHETIC.IMAGE_SIZE", TINY_IMAGE_SIZE),
-]
-
-
 def train_net_command(datasets_dir, proposals, output_dir, *opts, config="T-WDet.yaml"):
     """tools/train_net.py on the tiny set (``SMALL``, 12 iterations, a checkpoint every 5, 2
     loader workers) with the overrides ``opts``: (command, environment)."""
     data = [
-        *TINY_SYNTHETIC,
         *("DATASETS.TEST", (), "DATASETS.PROPOSAL_FILES_TRAIN", (proposals,)),
         *("DATALOADER.NUM_WORKERS", 2, "SOLVER.MAX_ITER", 12, "SOLVER.CHECKPOINT_PERIOD", 5),
         *("OUTPUT_DIR", output_dir, *opts),

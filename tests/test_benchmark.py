@@ -22,7 +22,7 @@ def test_generated_jpegs_and_proposals_pass_the_loaders_checks(tmp_path):
     cfg = setup_cfg(
         os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml"),
         [
-            *("DATASETS.TRAIN", (), "DATASETS.TEST", (dataset,), "MODEL.WSDDN.NUM_CLASSES", 80),
+            *("DATASETS.TRAIN", (), "DATASETS.TEST", (dataset,), "MODEL.ROI_HEADS.NUM_CLASSES", 80),
             *("DATASETS.PROPOSAL_FILES_TEST", (store,), "DATALOADER.NUM_WORKERS", 0),
         ],
     )

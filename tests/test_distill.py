@@ -29,7 +29,7 @@ from wsd_distill.modeling import (
     wsddn_scores,
     wsddn_soft_scores,
 )
-from wsd_distill.modeling.box_head import wsddn_box_head_dim
+from wsd_distill.modeling.box_head import box_head_width
 from wsd_distill.modeling.teacher import get_teacher_cfg
 from wsd_distill.modeling.wsddn import WSDDN
 
@@ -464,7 +464,7 @@ def test_mismatched_teacher_fails_clearly(tiny_teacher, tmp_path):
     with pytest.raises(FileNotFoundError, match="TEACHER_CONFIG: no such file"):
         build_teacher(tiny_student_cfg(str(tmp_path / "missing.yaml"), weights))
     other = tiny_cfg(num_classes=5)
-    other.MODEL.WSDDN.NUM_CLASSES = 6
+    other.MODEL.ROI_HEADS.NUM_CLASSES = 6
     DetectionCheckpointer(build_model(other), str(tmp_path)).save("six")
     with pytest.raises(ValueError, match="trained for 6 classes"):
         build_teacher(tiny_student_cfg(config_file, str(tmp_path / "six.pth")))
@@ -478,7 +478,7 @@ def test_mismatched_teacher_fails_clearly(tiny_teacher, tmp_path):
     cfg.MODEL.DISTILL.ENABLED = False
     DetectionCheckpointer(build_model(cfg), str(tmp_path)).save("a_student")
     wider = tiny_cfg()
-    wider.MODEL.WSDDN.FC_DIM = 48
+    wider.MODEL.ROI_BOX_HEAD.FC_DIM = 48
     DetectionCheckpointer(build_model(wider), str(tmp_path)).save("wider")
     for name, what in [("a_student", r"\d+ missing"), ("wider", "size mismatch")]:
         with pytest.raises(
@@ -523,7 +523,7 @@ def test_student_configs_build_and_match_their_teacher(dataset, monkeypatch):
         if d.ENABLED:
             teacher_cfg = get_teacher_cfg(cfg)
             assert MetadataCatalog.get(teacher_cfg.DATASETS.TRAIN[0]).thing_classes == classes
-            assert wsddn_box_head_dim(teacher_cfg) == d.TEACHER_FEATURE_DIM, name
+            assert box_head_width(teacher_cfg) == d.TEACHER_FEATURE_DIM, name
         if "stage1" in name:
             assert (d.LABEL_WEIGHT, d.PREDICTION_WEIGHT) == (0, 0) and d.FEATURE_WEIGHT > 0
             assert not student.classifier.weight.requires_grad and not cfg.DATASETS.TEST

@@ -54,7 +54,7 @@ def teacher_cfg(output_dir, proposals, *opts):
         (["INPUT.MIN_SIZE_TRAIN", (-96,)], ValueError, r"INPUT.MIN_SIZE_TRAIN \(-96,\)"),
         (["MODEL.WSDDN.MAX_PROPOSALS", 0], ValueError, "MODEL.WSDDN.MAX_PROPOSALS is 0: expected"),
         (["DATASETS.PROPOSAL_FILES_TEST", ("nowhere",)], FileNotFoundError, "nowhere does not"),
-        (["MODEL.WSDDN.NUM_CLASSES", 5], ValueError, "'tiny_shapes_train' has 12 classes"),
+        (["MODEL.ROI_HEADS.NUM_CLASSES", 5], ValueError, "'tiny_shapes_train' has 12 classes"),
     ],
 )
 def test_bad_settings_are_refused_before_training(

@@ -207,8 +207,15 @@ def test_student_test_resize_in_the_loader_resizes_once(tmp_path, monkeypatch):
 
 
 def test_a_removed_key_is_refused_naming_it(tmp_path):
-    """Keys removed from this 0.x project (the CHANGELOG lists them) are named, not ignored."""
+    """Keys removed from this 0.x project are named with their file, not ignored; one that
+    moved to detectron2's own keys names where it went (the CHANGELOG lists them), in a file
+    and on the command line alike."""
     path = tmp_path / "config.yaml"
     path.write_text("MODEL:\n  EMA:\n    ENABLED: True\n")
-    with pytest.raises(KeyError, match="Non-existent config key: MODEL.EMA"):
+    with pytest.raises(KeyError, match=f"{path}: no config key MODEL.EMA'"):
         merge_config_file(add_wsd_distill_config(get_cfg()), str(path))
+    path.write_text("MODEL:\n  WSDDN:\n    BOX_HEAD: fc\n")
+    with pytest.raises(KeyError, match=r"MODEL.WSDDN.BOX_HEAD: it is MODEL.ROI_BOX_HEAD.NAME \("):
+        merge_config_file(add_wsd_distill_config(get_cfg()), str(path))
+    with pytest.raises(KeyError, match="overrides: no config key MODEL.WSDDN.FC_DIM: it is MODEL"):
+        setup_cfg("", ["MODEL.WSDDN.FC_DIM", 64])

@@ -160,11 +160,11 @@ def test_pretrained_normalization_end_to_end(tmp_path):
 
 
 def test_box_average_head_is_the_mean_of_each_box():
-    """WSDDN with POOLER_TYPE BoxAverage and BOX_HEAD pool: a RoI's feature is the mean of the
-    map over its box (no new layer before the two streams)."""
+    """WSDDN with POOLER_TYPE BoxAverage and AveragePoolBoxHead: a RoI's feature is the mean of
+    the map over its box (no new layer before the two streams)."""
     cfg = setup_cfg(
         os.path.join(PRETRAINED, "T-WDet.yaml"),
-        ["MODEL.WEIGHTS", "", "MODEL.WSDDN.NUM_CLASSES", 3, "MODEL.TIMM.NAME", "resnet18"],
+        ["MODEL.WEIGHTS", "", "MODEL.ROI_HEADS.NUM_CLASSES", 3, "MODEL.TIMM.NAME", "resnet18"],
     )
     model = build_model(cfg).eval()
     image = torch.randint(0, 255, (3, 128, 192)).float()
@@ -180,17 +180,27 @@ def test_box_average_head_is_the_mean_of_each_box():
 
 
 def test_timm_c4_head_on_the_whole_image_box_is_the_models_own_forward(lite0_weights):
-    """BOX_HEAD timm_c4: RoIAlign on Lite0's stride-16 map (stage3), then its blocks 5-6,
+    """TimmC4BoxHead: RoIAlign on Lite0's stride-16 map (stage3), then its blocks 5-6,
     conv_head and bn2 on each RoI. The converted ImageNet file (the backbone's tensors alone)
     gives the head its layers; on the whole-image box of a 224 x 224 photo, pooled at the map's
     own 14 x 14, the RoI feature is ImageNet Lite0's pooled features of that photo."""
     cfg = setup_cfg(
         os.path.join(PRETRAINED, "T-WDet.yaml"),
         [
-            *("MODEL.WEIGHTS", str(lite0_weights), "MODEL.WSDDN.NUM_CLASSES", 3),
-            *("MODEL.TIMM.OUT_FEATURES", ["stage3"], "MODEL.WSDDN.IN_FEATURE", "stage3"),
-            *("MODEL.WSDDN.BOX_HEAD", "timm_c4", "MODEL.WSDDN.POOLER_TYPE", "ROIAlignV2"),
-            *("MODEL.WSDDN.POOLER_RESOLUTION", 14, "MODEL.WSDDN.POOLER_SAMPLING_RATIO", 1),
+            *("MODEL.WEIGHTS", str(lite0_weights), "MODEL.ROI_HEADS.NUM_CLASSES", 3),
+            *("MODEL.TIMM.OUT_FEATURES", ["stage3"], "MODEL.ROI_HEADS.IN_FEATURES", ["stage3"]),
+            *(
+                "MODEL.ROI_BOX_HEAD.NAME",
+                "TimmC4BoxHead",
+                "MODEL.ROI_BOX_HEAD.POOLER_TYPE",
+                "ROIAlignV2",
+            ),
+            *(
+                "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION",
+                14,
+                "MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO",
+                1,
+            ),
         ],
     )
     model = build_model(cfg).eval()

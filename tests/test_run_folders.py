@@ -75,12 +75,12 @@ def test_class_names_and_counts_come_from_the_training_set():
     )
     assert len(cfg.MODEL.CLASS_NAMES) == 12 and cfg.MODEL.CLASS_NAMES[0] == "circle"
     assert cfg.MODEL.STUDENT.NUM_CLASSES == 12
-    with pytest.raises(ValueError, match=r"MODEL.WSDDN.NUM_CLASSES is 0 \(the training set's"):
+    with pytest.raises(ValueError, match=r"MODEL.ROI_HEADS.NUM_CLASSES is 0 \(the training set's"):
         setup_cfg(os.path.join(OWN, "T-WDet.yaml"))
     with pytest.raises(ValueError, match="MODEL.STUDENT.NUM_CLASSES is 5 but MODEL.CLASS_NAMES"):
         setup_cfg(os.path.join(SYNTHETIC, "S-Cls.yaml"), ["MODEL.STUDENT.NUM_CLASSES", 5])
     cfg = setup_cfg(os.path.join(OWN, "T-WDet.yaml"), ["MODEL.CLASS_NAMES", "['a', 'b']"])
-    assert cfg.MODEL.WSDDN.NUM_CLASSES == 2  # no dataset needed when the config names them
+    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 2  # no dataset needed when the config names them
 
 
 def test_trained_weights_load_strictly(tmp_path):

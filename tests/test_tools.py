@@ -8,11 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, TINY_SYNTHETIC, tool_in_process
+from conftest import ROOT, tool_in_process
 
 # The demo on the tiny set, a few steps of each model.
 TINY_DEMO = [
-    *map(str, TINY_SYNTHETIC),
     *("SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "2", "MODEL.WSDDN.MAX_PROPOSALS", "30"),
     *("DATALOADER.NUM_WORKERS", "0"),
 ]

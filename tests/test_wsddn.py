@@ -51,13 +51,13 @@ def test_gradients_reach_both_streams_and_the_backbone(refine_iters):
 
 
 def test_detections_keep_the_scores_from_score_thresh_test():
-    """MODEL.WSDDN.SCORE_THRESH_TEST: the teacher's detections (AP50's) are the region scores
+    """MODEL.ROI_HEADS.SCORE_THRESH_TEST: the teacher's detections (AP50's) are the region scores
     from it up; at 0 every region of every class is kept until NMS."""
     torch.manual_seed(0)
     cfg = tiny_cfg()
     counts = {}
     for threshold in (0.0, 0.05):
-        cfg.MODEL.WSDDN.SCORE_THRESH_TEST = threshold
+        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = threshold
         torch.manual_seed(0)
         model = build_model(cfg).eval()
         with torch.no_grad():
@@ -113,7 +113,9 @@ def test_checkpoint_round_trip_and_class_count_mismatch(tmp_path):
     batch = [make_input(5, seed=6)]
     with torch.no_grad():
         torch.testing.assert_close(model(batch)[0]["image_scores"], other(batch)[0]["image_scores"])
-    with pytest.raises(ValueError, match="trained for 5 classes but MODEL.WSDDN.NUM_CLASSES is 7"):
+    with pytest.raises(
+        ValueError, match="trained for 5 classes but MODEL.ROI_HEADS.NUM_CLASSES is 7"
+    ):
         DetectionCheckpointer(build_model(tiny_cfg(num_classes=7))).load(
             str(tmp_path / "teacher.pth")
         )
@@ -123,7 +125,7 @@ def test_bad_configuration_is_named(datasets_dir):
     cfg = tiny_cfg(num_classes=5)
     cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = ("tiny_shapes_train",), ("tiny_shapes_test",)
     with pytest.raises(
-        ValueError, match="'tiny_shapes_train' has 12 classes but MODEL.WSDDN.NUM_CLASSES is 5"
+        ValueError, match="'tiny_shapes_train' has 12 classes but MODEL.ROI_HEADS.NUM_CLASSES is 5"
     ):
         Trainer.build_model(cfg)
     model = build_model(tiny_cfg())

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.evaluation import DatasetEvaluators
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.visualizer import Visualizer
 
 from wsd_distill.data.datasets import register_coco_multilabel
-from wsd_distill.evaluation import WSODEvaluator, corloc, detection_ap
+from wsd_distill.evaluation import MultiLabelEvaluator, WSODEvaluator, corloc, detection_ap
 from wsd_distill.evaluation.wsod import ground_truth_of, uses_voc07_metric
 from wsd_distill.modeling.wsddn import region_objectness
 from wsd_distill.visualization import draw_teacher_view
@@ -155,7 +156,7 @@ def test_ap50_metric_follows_the_dataset_year(tmp_path):
 
 def test_per_class_nms_and_detections_per_image():
     cfg = tiny_cfg(num_classes=2)
-    cfg.MODEL.WSDDN.NMS_THRESH_TEST = 0.4
+    cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST = 0.4
     wsddn = build_model(cfg)
     boxes = Boxes(torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]]))
     one_class = torch.tensor([[0.5, 0.0], [0.4, 0.0], [0.0, 0.0]])  # IoU 0.68: one is left
@@ -233,9 +234,10 @@ def test_image_level_labels_train_data_and_skip_the_wsod_evaluation(tmp_path, ca
         DatasetCatalog.get("test_no_ann_ids")
 
 
-def test_the_evaluators_follow_their_config_keys(tmp_path):
-    """Trainer.build_evaluator: TEST.MULTILABEL.SCORE_THRESHOLD decides which scores are
-    predictions (OF1), TEST.WSOD.IOU_THRESHOLD which boxes are hits (CorLoc)."""
+def test_the_evaluators_thresholds(tmp_path):
+    """MultiLabelEvaluator's score_threshold decides which scores are predictions (OF1),
+    WSODEvaluator's iou_threshold which boxes are hits (CorLoc); Trainer.build_evaluator
+    builds both, at the literature's 0.5 and 0.5."""
     from wsd_distill.engine import Trainer
 
     write_coco(tmp_path / "instances.json")
@@ -251,9 +253,16 @@ def test_the_evaluators_follow_their_config_keys(tmp_path):
     instances.pred_classes = torch.as_tensor(classes)
     labels = torch.zeros(3)
     labels[classes] = 1
-    for keys, of1, hits in [((0.5, 0.5), 100.0, 100.0), ((0.7, 0.85), 0.0, 0.0)]:
-        cfg.TEST.MULTILABEL.SCORE_THRESHOLD, cfg.TEST.WSOD.IOU_THRESHOLD = keys
-        evaluator = Trainer.build_evaluator(cfg, "test_wsod_keys")
+    strict = DatasetEvaluators(
+        [
+            MultiLabelEvaluator("test_wsod_keys", score_threshold=0.7),
+            WSODEvaluator("test_wsod_keys", iou_threshold=0.85),
+        ]
+    )
+    for evaluator, of1, hits in [
+        (Trainer.build_evaluator(cfg, "test_wsod_keys"), 100.0, 100.0),
+        (strict, 0.0, 0.0),
+    ]:
         evaluator.reset()
         evaluator.process(
             [{"image_id": 10, "multi_labels": labels}],

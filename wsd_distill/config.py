@@ -20,14 +20,6 @@ def add_wsd_distill_config(cfg) -> CN:
     """
     _C = cfg
 
-    # The embedded synthetic shapes benchmark (datasets "synthetic_shapes_{train,val,test}"),
-    # generated under $DETECTRON2_DATASETS/synthetic_shapes on first use.
-    _C.DATASETS.SYNTHETIC = CN()
-    _C.DATASETS.SYNTHETIC.NUM_TRAIN = 3000  # images in synthetic_shapes_train
-    _C.DATASETS.SYNTHETIC.NUM_VAL = 500  # images in synthetic_shapes_val
-    _C.DATASETS.SYNTHETIC.NUM_TEST = 1000  # images in synthetic_shapes_test
-    _C.DATASETS.SYNTHETIC.IMAGE_SIZE = 128  # side of the square images, in pixels
-
     # Datasets of your own, registered by setup_cfg (every tool) before anything else: a list of
     # [name, annotation_file, image_root] (a COCO json, boxes optional) or [name, label_list,
     # image_root, class_file] (a .csv/.tsv/.txt of "image,label;label"; class_file may be "");
@@ -58,20 +50,15 @@ def add_wsd_distill_config(cfg) -> CN:
 
     # WSDDN teacher (T-WDet), MODEL.META_ARCHITECTURE "WSDDN".
     _C.MODEL.WSDDN = CN()
-    _C.MODEL.WSDDN.NUM_CLASSES = 80  # the datasets' class count (0: MODEL.CLASS_NAMES's)
-    _C.MODEL.WSDDN.IN_FEATURE = "res4"  # backbone feature map the RoIs are pooled from
-    _C.MODEL.WSDDN.POOLER_RESOLUTION = 14  # RoI pooling output size (14 for a res5 head, 7 for fc)
-    _C.MODEL.WSDDN.POOLER_SAMPLING_RATIO = 0  # ROIAlign sampling points per bin (0: adaptive)
-    # any detectron2 ROIPooler type ("ROIPool": max), or "BoxAverage", each bin's exact mean
-    # (box_average_pool: what a student's "avg" pooling does to the same RoIs for L_f)
-    _C.MODEL.WSDDN.POOLER_TYPE = "ROIAlignV2"
+    # Its class count, map, RoI pooler and box head are detectron2's keys: MODEL.ROI_HEADS's
+    # NUM_CLASSES (0: MODEL.CLASS_NAMES's count), IN_FEATURES (one map), SCORE_THRESH_TEST and
+    # NMS_THRESH_TEST (its detections); MODEL.ROI_BOX_HEAD's POOLER_TYPE (any ROIPooler type, or
+    # "BoxAverage": each bin's exact mean, what a student's "avg" pooling does for L_f),
+    # POOLER_RESOLUTION, POOLER_SAMPLING_RATIO, NAME (FCBoxHead: fc6/fc7 FC_DIM wide, as VGG-16;
+    # Res5BoxHead: ResNet's C4 stage; AveragePoolBoxHead: no new layer, for a pretrained map;
+    # TimmC4BoxHead: a timm EfficientNet's layers after the map on each RoI) and FC_DIM.
     # multiply each pooled RoI by its proposal score (e.g. EdgeBoxes'), as the authors' RoI pooling
     _C.MODEL.WSDDN.SCALE_ROI_BY_PROPOSAL_SCORE = False
-    # "res5" (ResNet C4 stage), "fc" (fc6/fc7, as VGG-16), "pool" (each pooled RoI averaged:
-    # no new layer before the two streams, for a pretrained map such as a timm backbone's) or
-    # "timm_c4" (a timm EfficientNet's layers after IN_FEATURE, e.g. stage3, on each RoI)
-    _C.MODEL.WSDDN.BOX_HEAD = "res5"
-    _C.MODEL.WSDDN.FC_DIM = 4096  # width of fc6/fc7 for the "fc" head
     _C.MODEL.WSDDN.DROPOUT = 0.5  # dropout after fc6 and fc7
     _C.MODEL.WSDDN.MAX_PROPOSALS = 500  # proposals per image, best by objectness (authors: 500)
     # Inference on images given without proposals (DefaultPredictor, tools/predict.py):
@@ -94,8 +81,6 @@ def add_wsd_distill_config(cfg) -> CN:
     # IoU with widths and heights + 1 pixel, as pcl.pytorch's and wetectron's (their numbers)
     _C.MODEL.WSDDN.REFINE_IOU_PLUS_ONE = False
     _C.MODEL.WSDDN.REFINE_FIRST_LOSS_WEIGHT = 1.0  # loss_refine_0's weight (pcl.pytorch: 3.0)
-    _C.MODEL.WSDDN.SCORE_THRESH_TEST = 1e-4  # region scores kept as detections (they sum to <= 1)
-    _C.MODEL.WSDDN.NMS_THRESH_TEST = 0.4  # per-class NMS IoU for detections
 
     # Student S-Cls, MODEL.META_ARCHITECTURE "StudentClassifier": backbone -> head -> linear.
     _C.MODEL.STUDENT = CN()
@@ -189,24 +174,38 @@ def add_wsd_distill_config(cfg) -> CN:
     # biases: the authors' prototxts give fc8 lr_mult 10 (its bias 20)
     _C.SOLVER.NEW_LAYER_LR_FACTOR = 1.0
 
-    # Multi-label evaluation (MultiLabelEvaluator).
-    _C.TEST.MULTILABEL = CN()
-    _C.TEST.MULTILABEL.SCORE_THRESHOLD = 0.5  # a label is predicted when its score >= this ("all")
-    # labels kept per image for the "top-k" metrics: its k best that also score >= the
-    # threshold, as ML-GCN's code (the convention of the literature's top-3 columns)
-    _C.TEST.MULTILABEL.TOP_K = 3
     # Weakly-supervised localization (WSODEvaluator), run when the test set has boxes.
     _C.TEST.WSOD = CN()
     _C.TEST.WSOD.ENABLED = True  # evaluate CorLoc and AP50 of "instances" outputs
-    _C.TEST.WSOD.IOU_THRESHOLD = 0.5  # IoU for a correct localization / detection
-    # a hit is IoU >= IOU_THRESHOLD (True: the VOC devkit's MATLAB code, WSDDN's) or IoU >
-    # IOU_THRESHOLD (False: detectron2's voc_eval, pcl.pytorch)
+    # a hit is IoU >= 0.5 (True: the VOC devkit's MATLAB code, WSDDN's) or IoU > 0.5 (False:
+    # detectron2's voc_eval, pcl.pytorch)
     _C.TEST.WSOD.IOU_INCLUSIVE = True
     # AP50's interpolation: "" the dataset's (VOC 2007's 11-point for a dataset of metadata
     # year 2007, as detectron2's PascalVOCDetectionEvaluator; all-point otherwise),
     # "11_point" or "all_point"
     _C.TEST.WSOD.AP_METRIC = ""
     return cfg
+
+
+# Keys of earlier 0.x versions that are detectron2's own now (CHANGELOG): named when met.
+MOVED_KEYS = {
+    "MODEL.WSDDN.NUM_CLASSES": "MODEL.ROI_HEADS.NUM_CLASSES",
+    "MODEL.WSDDN.IN_FEATURE": "MODEL.ROI_HEADS.IN_FEATURES (a list)",
+    "MODEL.WSDDN.SCORE_THRESH_TEST": "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+    "MODEL.WSDDN.NMS_THRESH_TEST": "MODEL.ROI_HEADS.NMS_THRESH_TEST",
+    "MODEL.WSDDN.BOX_HEAD": "MODEL.ROI_BOX_HEAD.NAME (fc: FCBoxHead, res5: Res5BoxHead, "
+    "pool: AveragePoolBoxHead, timm_c4: TimmC4BoxHead)",
+    "MODEL.WSDDN.FC_DIM": "MODEL.ROI_BOX_HEAD.FC_DIM",
+    "MODEL.WSDDN.POOLER_TYPE": "MODEL.ROI_BOX_HEAD.POOLER_TYPE",
+    "MODEL.WSDDN.POOLER_RESOLUTION": "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION",
+    "MODEL.WSDDN.POOLER_SAMPLING_RATIO": "MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO",
+}
+
+
+def unknown_key_error(key, where):
+    """The KeyError for a config key that does not exist, naming where a moved one went."""
+    moved = f": it is {MOVED_KEYS[key]} now (CHANGELOG)" if key in MOVED_KEYS else ""
+    return KeyError(f"{where}: no config key {key}{moved}")
 
 
 def merge_config_file(cfg, path):
@@ -230,6 +229,9 @@ def merge_config_file(cfg, path):
             f"{path}: its _BASE_ {e.filename} does not exist (a _BASE_ is relative to the "
             "config's folder: copy the config's bases with it, or name them by absolute path)"
         ) from None
+    except KeyError as e:  # (yacs: "Non-existent config key: X")
+        key = str(e.args[0] if e.args else "").rpartition(": ")[2]
+        raise unknown_key_error(key, path) from None
     except (AttributeError, TypeError) as e:  # (a file of YAML that is not a mapping)
         raise ValueError(
             f"{path} (or a _BASE_ of it) is not a YAML mapping of config keys ({e})"
@@ -285,6 +287,7 @@ def check_config(cfg) -> None:
     finite and in its range, every choice known. Each error names the key, its value and what
     is expected. Called by ``setup_cfg`` (every tool) and by ``Trainer``."""
     d, w, s = "MODEL.DISTILL.", "MODEL.WSDDN.", "MODEL.STUDENT."
+    r, b = "MODEL.ROI_HEADS.", "MODEL.ROI_BOX_HEAD."
     for key in ("LABEL_WEIGHT", "PREDICTION_WEIGHT", "FEATURE_WEIGHT"):
         _check_number(cfg, d + key, low=0)
     for key in ("TEMPERATURE", "TEACHER_TEMPERATURE"):
@@ -293,7 +296,7 @@ def check_config(cfg) -> None:
     for key in (w + "DROPOUT", s + "DROPOUT"):
         _check_number(cfg, key, low=0, high=1, high_open=True)
     _check_number(cfg, w + "SCORE_EPS", low=0, high=0.5, low_open=True, high_open=True)
-    for key in (w + "POOLER_RESOLUTION", s + "POOLER_RESOLUTION", w + "FC_DIM", s + "FC_DIM"):
+    for key in (b + "POOLER_RESOLUTION", s + "POOLER_RESOLUTION", b + "FC_DIM", s + "FC_DIM"):
         _check_number(cfg, key, low=1, integer=True)
     _check_number(cfg, w + "MAX_PROPOSALS", low=1, integer=True)
     _check_number(cfg, s + "INPUT_SIZE", low=0, integer=True)
@@ -305,17 +308,14 @@ def check_config(cfg) -> None:
     _check_number(cfg, "SOLVER.BASE_LR", low=0)
     for key in ("TEST.EVAL_PERIOD", "DATALOADER.NUM_WORKERS"):
         _check_number(cfg, key, low=0, integer=True)
-    for key in (w + "NUM_CLASSES", s + "NUM_CLASSES"):  # (0 is resolved by setup_cfg)
+    for key in (r + "NUM_CLASSES", s + "NUM_CLASSES"):  # (0 is resolved by setup_cfg)
         _check_number(cfg, key, low=1, integer=True)
     _check_number(cfg, w + "REFINE_ITERS", low=0, integer=True)
     _check_number(cfg, w + "REFINE_IOU", low=0, high=1, low_open=True)
     _check_number(cfg, w + "REFINE_BG_IOU", low=0, high=1, high_open=True)
     _check_number(cfg, w + "REFINE_FIRST_LOSS_WEIGHT", low=0)
-    _check_number(cfg, w + "SCORE_THRESH_TEST", low=0, high=1, high_open=True)
-    _check_number(cfg, w + "NMS_THRESH_TEST", low=0, high=1, low_open=True)
-    _check_number(cfg, "TEST.WSOD.IOU_THRESHOLD", low=0, high=1, low_open=True)
-    _check_number(cfg, "TEST.MULTILABEL.SCORE_THRESHOLD", low=0, high=1)
-    _check_number(cfg, "TEST.MULTILABEL.TOP_K", low=1, integer=True)
+    _check_number(cfg, r + "SCORE_THRESH_TEST", low=0, high=1, high_open=True)
+    _check_number(cfg, r + "NMS_THRESH_TEST", low=0, high=1, low_open=True)
     if cfg.MODEL.LOAD_PROPOSALS:
         for key in ("PRECOMPUTED_PROPOSAL_TOPK_TRAIN", "PRECOMPUTED_PROPOSAL_TOPK_TEST"):
             _check_number(cfg, "DATASETS." + key, low=1, integer=True)
@@ -325,7 +325,6 @@ def check_config(cfg) -> None:
         (s + "HEAD", ("pool", "fc", "csra")),
         (s + "LABEL_LOSS", ("bce", "asl")),
         (s + "POOLING", ("avg", "max")),
-        (w + "BOX_HEAD", ("res5", "fc", "pool", "timm_c4")),
         ("MODEL.TIMM.NORM", ("FrozenBN", "BN")),
         ("INPUT.RESIZE", ("shortest_edge", "square")),
         ("SOLVER.OPTIMIZER", ("SGD", "AdamW")),

@@ -11,7 +11,7 @@ from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import META_ARCH_REGISTRY
 
-from ..config import add_wsd_distill_config, check_config, merge_config_file
+from ..config import add_wsd_distill_config, check_config, merge_config_file, unknown_key_error
 from ..data.build import thing_classes_of
 from ..data.datasets import register_declared_datasets
 from ..modeling import WSDDN, StudentClassifier
@@ -19,7 +19,7 @@ from ..modeling.backbone.timm_backbone import fill_pretrained_normalization
 from ..utils.partial_run import OutputInUse
 
 # the config node of each meta-architecture (and of its subclasses)
-MODEL_KEYS = ((WSDDN, "MODEL.WSDDN"), (StudentClassifier, "MODEL.STUDENT"))
+MODEL_KEYS = ((WSDDN, "MODEL.ROI_HEADS"), (StudentClassifier, "MODEL.STUDENT"))
 
 RUN_CONFIG, RUN_WEIGHTS = "config.yaml", "model_final.pth"  # what a run leaves in OUTPUT_DIR
 CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+")  # MODEL.WEIGHTS, SOLVER.MAX_ITER
@@ -60,7 +60,12 @@ def merge_overrides(cfg, opts):
         )
     if len(opts) % 2:
         raise ValueError(f"The config override {opts[-1]} has no value (KEY VALUE pairs)")
-    cfg.merge_from_list(opts)
+    try:
+        cfg.merge_from_list(opts)
+    except AssertionError as e:  # (yacs: "Non-existent key: X")
+        if not str(e).startswith("Non-existent key: "):
+            raise
+        raise unknown_key_error(str(e).partition(": ")[2], "the config overrides") from None
 
 
 def run_files(path):
@@ -130,7 +135,7 @@ def fill_class_names(cfg):
             f"MODEL.CLASS_NAMES (of {train or 'the config'}) repeats {repeated}: each class "
             "needs a name of its own"
         )
-    for model in ("WSDDN", "STUDENT"):
+    for model in ("ROI_HEADS", "STUDENT"):
         if cfg.MODEL[model].NUM_CLASSES == 0 and not names:
             raise ValueError(
                 f"MODEL.{model}.NUM_CLASSES is 0 (the training set's class count) but "

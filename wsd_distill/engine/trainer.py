@@ -3,22 +3,16 @@
 import logging
 import os
 import weakref
+from unittest import mock
 
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
-from detectron2.engine import (
-    AMPTrainer,
-    DefaultTrainer,
-    PeriodicCheckpointer,
-    SimpleTrainer,
-    TrainerBase,
-    create_ddp_model,
-)
+from detectron2.engine import DefaultTrainer, PeriodicCheckpointer, create_ddp_model
+from detectron2.engine import defaults as d2_defaults
 from detectron2.evaluation import DatasetEvaluators
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
-from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import FiniteCheckpointer, RNGStateHook, load_trained_weights
@@ -55,14 +49,13 @@ def test_proposal_files(cfg, dataset_name):
     return [cfg.DATASETS.PROPOSAL_FILES_TEST[list(cfg.DATASETS.TEST).index(dataset_name)]]
 
 
-def create_ddp_model_on_any_device(model):
+def create_ddp_model_on_any_device(model, **kwargs):
     """detectron2's ``create_ddp_model`` (a no-op on one process), also for CPU processes (GLOO),
     where DDP takes no ``device_ids``. Every parameter takes part in every step (the student
     builds only the branches its loss weights use), so ``find_unused_parameters`` stays off."""
     on_cuda = next(model.parameters()).device.type == "cuda"
-    return create_ddp_model(
-        model, broadcast_buffers=False, device_ids=[comm.get_local_rank()] if on_cuda else None
-    )
+    kwargs.setdefault("device_ids", [comm.get_local_rank()] if on_cuda else None)
+    return create_ddp_model(model, **kwargs)
 
 
 def unwrap(model):
@@ -84,18 +77,7 @@ class Trainer(DefaultTrainer):
     proposals are loaded when ``MODEL.LOAD_PROPOSALS`` is on."""
 
     def __init__(self, cfg):
-        # detectron2 0.7's DefaultTrainer.__init__ line for line, with four changes: the
-        # seeding; create_ddp_model_on_any_device for its `create_ddp_model(model,
-        # broadcast_buffers=False)`, which gives DDP device_ids on CPU processes too; the
-        # FiniteCheckpointer (detectron2 offers no hook point for these; a test fails when
-        # detectron2's constructor changes: tests/test_structure.py); and the logger set up
-        # when it has no handler rather than when below INFO (a logger set to warnings by its
-        # user stays so, without a second handler)
-        TrainerBase.__init__(self)
-        if not logging.getLogger("detectron2").handlers:
-            setup_logger()
         check_config(cfg)  # (setup_cfg checks too; a cfg built by hand is checked here)
-        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         if cfg.SEED >= 0:  # each run starts from its seed's state, whatever ran before it
             seed_all_rng(cfg.SEED + comm.get_rank())
         if cfg.DETERMINISTIC:
@@ -104,21 +86,19 @@ class Trainer(DefaultTrainer):
             check_dataset_dicts(name, DatasetCatalog.get(name))
             for proposal_file in test_proposal_files(cfg, name) or ():
                 check_proposal_file(proposal_file)
-        model = self.build_model(cfg)
-        optimizer = self.build_optimizer(cfg, model)
-        data_loader = self.build_train_loader(cfg)
-        model = create_ddp_model_on_any_device(model)
-        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(
-            model, data_loader, optimizer
-        )
-        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = FiniteCheckpointer(
-            model, cfg.OUTPUT_DIR, class_names=cfg.MODEL.CLASS_NAMES, trainer=weakref.proxy(self)
-        )
-        self.start_iter, self.max_iter, self.cfg = 0, cfg.SOLVER.MAX_ITER, cfg
-        self.register_hooks(self.build_hooks())
+        # detectron2's create_ddp_model gives DDP device_ids on CPU processes (GLOO) too, which
+        # DDP refuses: DefaultTrainer's one call of it makes the model of every device's
+        with mock.patch.object(d2_defaults, "create_ddp_model", create_ddp_model_on_any_device):
+            super().__init__(cfg)
 
     def build_hooks(self):
+        # DefaultTrainer's checkpointer as a FiniteCheckpointer, before its hooks take it
+        self.checkpointer = FiniteCheckpointer(
+            self.checkpointer.model,
+            self.cfg.OUTPUT_DIR,
+            class_names=self.cfg.MODEL.CLASS_NAMES,
+            trainer=weakref.proxy(self),
+        )
         hooks = super().build_hooks()
         if self.cfg.MODEL.DISTILL.ENABLED and not self.cfg.MODEL.DISTILL.TEACHER_CACHE:
             # (with a cache, the mapper reads the teacher's targets from it)
@@ -274,20 +254,12 @@ class Trainer(DefaultTrainer):
             raise NotImplementedError(
                 f"No evaluator for '{dataset_name}' of type {evaluator_type!r}"
             )
-        evaluators = [
-            MultiLabelEvaluator(
-                dataset_name,
-                output_dir=output_folder,
-                score_threshold=cfg.TEST.MULTILABEL.SCORE_THRESHOLD,
-                top_k=cfg.TEST.MULTILABEL.TOP_K,
-            )
-        ]
+        evaluators = [MultiLabelEvaluator(dataset_name, output_dir=output_folder)]
         has_boxes = MetadataCatalog.get(dataset_name).get("has_boxes", False)
         if cfg.TEST.WSOD.ENABLED and has_boxes:  # (it skips outputs without "instances")
             evaluators.append(
                 WSODEvaluator(
                     dataset_name,
-                    iou_threshold=cfg.TEST.WSOD.IOU_THRESHOLD,
                     ap_metric=cfg.TEST.WSOD.AP_METRIC,
                     iou_inclusive=cfg.TEST.WSOD.IOU_INCLUSIVE,
                 )

@@ -62,7 +62,7 @@ def box_average_pool(feature, boxes, scale, resolution=1):
 
 class BoxAveragePooler(nn.Module):
     """detectron2's ``ROIPooler`` interface, one level, on :func:`box_average_pool`
-    (``MODEL.WSDDN.POOLER_TYPE`` "BoxAverage"): ([feature [B, C, H, W]], list[Boxes]) ->
+    (``MODEL.ROI_BOX_HEAD.POOLER_TYPE`` "BoxAverage"): ([feature [B, C, H, W]], list[Boxes]) ->
     [N, C, P, P]."""
 
     def __init__(self, output_size, scale):

@@ -1,18 +1,29 @@
-"""Box heads that turn pooled RoI features [R, C, S, S] into vectors [R, D]."""
+"""The teacher's box heads, in detectron2's ``ROI_BOX_HEAD_REGISTRY`` (``MODEL.ROI_BOX_HEAD.NAME``):
+pooled RoI features [R, C, S, S] -> vectors [R, D], D = ``output_shape.channels``."""
 
 import timm
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone
-from detectron2.modeling.roi_heads import Res5ROIHeads
+from detectron2.modeling.roi_heads import ROI_BOX_HEAD_REGISTRY, Res5ROIHeads
 from timm.layers import freeze_batch_norm_2d
 from torch import nn
 
 from .backbone.timm_backbone import timm_feature_names
 
 
+@ROI_BOX_HEAD_REGISTRY.register()
 class FCBoxHead(nn.Sequential):
-    """fc6 -> ReLU -> dropout -> fc7 -> ReLU -> dropout: VGG-16's classifier in Fast R-CNN/WSDDN."""
+    """fc6 -> ReLU -> dropout -> fc7 -> ReLU -> dropout: VGG-16's classifier in Fast R-CNN/WSDDN
+    (``MODEL.ROI_BOX_HEAD.FC_DIM`` wide, ``MODEL.WSDDN.DROPOUT``)."""
 
-    def __init__(self, in_dim, fc_dim, dropout):
+    @configurable
+    def __init__(
+        self,
+        in_dim,
+        fc_dim,
+        dropout,
+    ):
         super().__init__(
             nn.Flatten(),
             nn.Linear(in_dim, fc_dim),
@@ -22,19 +33,31 @@ class FCBoxHead(nn.Sequential):
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
         )
+        self.output_shape = ShapeSpec(channels=fc_dim)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        return {
+            "in_dim": input_shape.channels * input_shape.height * input_shape.width,
+            "fc_dim": cfg.MODEL.ROI_BOX_HEAD.FC_DIM,
+            "dropout": cfg.MODEL.WSDDN.DROPOUT,
+        }
 
 
+@ROI_BOX_HEAD_REGISTRY.register()
 class Res5BoxHead(nn.Module):
     """The ResNet res5 stage on pooled features, then average pooling (detectron2's C4 models)."""
 
-    def __init__(self, res5):
+    def __init__(self, cfg, input_shape):
         super().__init__()
-        self.res5 = res5
+        self.res5, out_channels = Res5ROIHeads._build_res5_block(cfg)
+        self.output_shape = ShapeSpec(channels=out_channels)
 
     def forward(self, x):
         return self.res5(x).mean(dim=(2, 3))
 
 
+@ROI_BOX_HEAD_REGISTRY.register()
 class TimmC4BoxHead(nn.Module):
     """The layers of a timm EfficientNet (or MobileNet) after the map ``in_feature``
     (``stage<i>``, e.g. stage3 at stride 16: Lite0's blocks 5-6, its 1x1 ``conv_head`` and
@@ -44,18 +67,24 @@ class TimmC4BoxHead(nn.Module):
     ``body.``; a backbone-only state dict (tools/convert_timm_weights.py) gives them their
     ImageNet values (``adopt_backbone_weights``). [R, C, S, S] -> [R, num_features]"""
 
-    def __init__(self, model_name, in_feature, norm="FrozenBN"):
+    @configurable
+    def __init__(
+        self,
+        model_name,
+        in_feature,
+        norm="FrozenBN",
+    ):
         super().__init__()
         body = timm.create_model(model_name, pretrained=False, num_classes=0, global_pool="")
         stages = timm_feature_names(body.feature_info)[:-1]
         if not all(hasattr(body, n) for n in ("blocks", "conv_head", "bn2")):
             raise ValueError(
-                f"MODEL.WSDDN.BOX_HEAD 'timm_c4' runs the blocks of an EfficientNet or MobileNet "
-                f"(timm's blocks, conv_head, bn2); {model_name} has other layers"
+                f"MODEL.ROI_BOX_HEAD.NAME 'TimmC4BoxHead' runs the blocks of an EfficientNet or "
+                f"MobileNet (timm's blocks, conv_head, bn2); {model_name} has other layers"
             )
         if in_feature not in stages[:-1]:
             raise ValueError(
-                f"MODEL.WSDDN.IN_FEATURE {in_feature!r}: the 'timm_c4' head starts after one of "
+                f"MODEL.ROI_HEADS.IN_FEATURES [{in_feature!r}]: TimmC4BoxHead starts after one of "
                 f"{model_name}'s maps {stages[:-1]} (e.g. the stride-16 one)"
             )
         module = body.feature_info[stages.index(in_feature)]["module"]  # e.g. "blocks.4"
@@ -64,7 +93,15 @@ class TimmC4BoxHead(nn.Module):
         for i in range(self.first_block):  # (the later blocks keep their names)
             body.blocks[i] = nn.Identity()
         self.body = freeze_batch_norm_2d(body) if norm == "FrozenBN" else body
-        self.out_channels = body.num_features
+        self.output_shape = ShapeSpec(channels=body.num_features)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        return {
+            "model_name": cfg.MODEL.TIMM.NAME,
+            "in_feature": cfg.MODEL.ROI_HEADS.IN_FEATURES[0],
+            "norm": cfg.MODEL.TIMM.NORM,
+        }
 
     def forward(self, x):
         x = self.body.blocks[self.first_block :](x)
@@ -82,37 +119,23 @@ class TimmC4BoxHead(nn.Module):
                 state_dict[prefix + name] = state_dict.pop(backbone_prefix + name)
 
 
+@ROI_BOX_HEAD_REGISTRY.register()
 class AveragePoolBoxHead(nn.Sequential):
-    """Each pooled RoI averaged over its bins, then dropout: [R, C, S, S] -> [R, C]."""
+    """Each pooled RoI averaged over its bins, then dropout: [R, C, S, S] -> [R, C]; no new
+    layer, for a pretrained map (a timm backbone's)."""
 
-    def __init__(self, dropout):
-        super().__init__(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout))
+    def __init__(self, cfg, input_shape):
+        super().__init__(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(cfg.MODEL.WSDDN.DROPOUT))
+        self.output_shape = ShapeSpec(channels=input_shape.channels)
 
 
-def wsddn_box_head_dim(cfg):
-    """Width D of the RoI features [R, D] the box head of ``MODEL.WSDDN.BOX_HEAD`` outputs."""
-    kind = cfg.MODEL.WSDDN.BOX_HEAD
-    if kind == "fc":
-        return cfg.MODEL.WSDDN.FC_DIM
-    if kind == "res5":
+def box_head_width(cfg):
+    """Width D of the RoI features [R, D] of ``MODEL.ROI_BOX_HEAD.NAME``, without building it."""
+    name = cfg.MODEL.ROI_BOX_HEAD.NAME
+    if name == "FCBoxHead":
+        return cfg.MODEL.ROI_BOX_HEAD.FC_DIM
+    if name == "Res5BoxHead":
         return cfg.MODEL.RESNETS.RES2_OUT_CHANNELS * 8  # as Res5ROIHeads._build_res5_block
-    if kind == "timm_c4":
+    if name == "TimmC4BoxHead":
         return timm.create_model(cfg.MODEL.TIMM.NAME, pretrained=False).num_features
-    return build_backbone(cfg).output_shape()[cfg.MODEL.WSDDN.IN_FEATURE].channels  # "pool"
-
-
-def build_wsddn_box_head(cfg, input_shape):
-    """Returns (head, output dim) for ``MODEL.WSDDN.BOX_HEAD`` ("fc", "res5", "timm_c4" or
-    "pool")."""
-    if cfg.MODEL.WSDDN.BOX_HEAD == "pool":
-        return AveragePoolBoxHead(cfg.MODEL.WSDDN.DROPOUT), input_shape.channels
-    if cfg.MODEL.WSDDN.BOX_HEAD == "timm_c4":
-        head = TimmC4BoxHead(cfg.MODEL.TIMM.NAME, cfg.MODEL.WSDDN.IN_FEATURE, cfg.MODEL.TIMM.NORM)
-        return head, head.out_channels
-    dim = wsddn_box_head_dim(cfg)
-    if cfg.MODEL.WSDDN.BOX_HEAD == "fc":
-        in_dim = input_shape.channels * input_shape.height * input_shape.width
-        return FCBoxHead(in_dim, dim, cfg.MODEL.WSDDN.DROPOUT), dim
-    res5, out_channels = Res5ROIHeads._build_res5_block(cfg)
-    assert out_channels == dim, (out_channels, dim)
-    return Res5BoxHead(res5), dim
+    return build_backbone(cfg).output_shape()[cfg.MODEL.ROI_HEADS.IN_FEATURES[0]].channels

@@ -14,7 +14,7 @@ from torch import nn
 from ..checkpoint import load_trained_weights
 from ..config import add_wsd_distill_config, merge_config_file
 from .backbone.timm_backbone import fill_pretrained_normalization
-from .box_head import wsddn_box_head_dim
+from .box_head import box_head_width
 from .wsddn import WSDDN, region_objectness, top_regions, wsddn_scores
 
 
@@ -97,13 +97,13 @@ def check_teacher_fits(cfg, teacher_cfg):
             f"{scaled} but the student MODEL.DISTILL.SCALE_ROI_BY_PROPOSAL_SCORE "
             f"{d.SCALE_ROI_BY_PROPOSAL_SCORE}: L_f compares RoI features pooled two ways"
         )
-    if teacher_cfg.MODEL.WSDDN.NUM_CLASSES != classes:
+    if teacher_cfg.MODEL.ROI_HEADS.NUM_CLASSES != classes:
         raise ValueError(
-            f"The teacher ({d.TEACHER_CONFIG}) has MODEL.WSDDN.NUM_CLASSES "
-            f"{teacher_cfg.MODEL.WSDDN.NUM_CLASSES} but the student has "
+            f"The teacher ({d.TEACHER_CONFIG}) has MODEL.ROI_HEADS.NUM_CLASSES "
+            f"{teacher_cfg.MODEL.ROI_HEADS.NUM_CLASSES} but the student has "
             f"MODEL.STUDENT.NUM_CLASSES {classes}"
         )
-    width = wsddn_box_head_dim(teacher_cfg)
+    width = box_head_width(teacher_cfg)
     if width != d.TEACHER_FEATURE_DIM:
         raise ValueError(
             f"The teacher ({d.TEACHER_CONFIG}) has RoI features of width {width} but "

@@ -7,13 +7,14 @@ from detectron2.layers import ShapeSpec, batched_nms, cat
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.postprocessing import detector_postprocess
+from detectron2.modeling.roi_heads.box_head import build_box_head
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from torch import nn
 from torch.nn import functional as F
 
 from ..box_proposers import build_test_box_proposer
 from .box_average_pool import BoxAveragePooler
-from .box_head import TimmC4BoxHead, build_wsddn_box_head
+from .box_head import TimmC4BoxHead
 from .class_count import add_class_count_check, check_dataset_class_count
 
 
@@ -190,42 +191,45 @@ class WSDDN(nn.Module):
         self.input_format = input_format
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
-        add_class_count_check(self, num_classes, "MODEL.WSDDN.NUM_CLASSES")
+        add_class_count_check(self, num_classes, "MODEL.ROI_HEADS.NUM_CLASSES")
         if isinstance(box_head, TimmC4BoxHead):  # ImageNet weights written for the backbone
             self._register_load_state_dict_pre_hook(self._box_head_from_backbone_weights)
 
     @classmethod
     def from_config(cls, cfg):
-        check_dataset_class_count(cfg, cfg.MODEL.WSDDN.NUM_CLASSES, "MODEL.WSDDN.NUM_CLASSES")
+        num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+        check_dataset_class_count(cfg, num_classes, "MODEL.ROI_HEADS.NUM_CLASSES")
         backbone = build_backbone(cfg)
-        in_feature = cfg.MODEL.WSDDN.IN_FEATURE
+        in_features = cfg.MODEL.ROI_HEADS.IN_FEATURES
         shapes = backbone.output_shape()
-        if in_feature not in shapes:
+        if len(in_features) != 1 or in_features[0] not in shapes:
             raise KeyError(
-                f"MODEL.WSDDN.IN_FEATURE '{in_feature}' is not a backbone output ({sorted(shapes)})"
+                f"MODEL.ROI_HEADS.IN_FEATURES {list(in_features)}: a WSDDN pools its RoIs from "
+                f"one backbone output, one of {sorted(shapes)}"
             )
-        shape = shapes[in_feature]
-        resolution = cfg.MODEL.WSDDN.POOLER_RESOLUTION
-        if cfg.MODEL.WSDDN.POOLER_TYPE == "BoxAverage":
-            pooler = BoxAveragePooler(resolution, 1.0 / shape.stride)
+        shape = shapes[in_features[0]]
+        b = cfg.MODEL.ROI_BOX_HEAD
+        if b.POOLER_TYPE == "BoxAverage":
+            pooler = BoxAveragePooler(b.POOLER_RESOLUTION, 1.0 / shape.stride)
         else:
             pooler = ROIPooler(
-                output_size=resolution,
+                output_size=b.POOLER_RESOLUTION,
                 scales=(1.0 / shape.stride,),
-                sampling_ratio=cfg.MODEL.WSDDN.POOLER_SAMPLING_RATIO,
-                pooler_type=cfg.MODEL.WSDDN.POOLER_TYPE,
+                sampling_ratio=b.POOLER_SAMPLING_RATIO,
+                pooler_type=b.POOLER_TYPE,
             )
-        box_head, head_dim = build_wsddn_box_head(
-            cfg, ShapeSpec(channels=shape.channels, height=resolution, width=resolution)
+        pooled = ShapeSpec(
+            channels=shape.channels, height=b.POOLER_RESOLUTION, width=b.POOLER_RESOLUTION
         )
+        box_head = build_box_head(cfg, pooled)
         w = cfg.MODEL.WSDDN
         return {
             "backbone": backbone,
-            "in_feature": in_feature,
+            "in_feature": in_features[0],
             "pooler": pooler,
             "box_head": box_head,
-            "head_dim": head_dim,
-            "num_classes": w.NUM_CLASSES,
+            "head_dim": box_head.output_shape.channels,
+            "num_classes": num_classes,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "max_proposals": w.MAX_PROPOSALS,
@@ -236,8 +240,8 @@ class WSDDN(nn.Module):
             "refine_bg_iou": w.REFINE_BG_IOU,
             "refine_iou_plus_one": w.REFINE_IOU_PLUS_ONE,
             "refine_first_weight": w.REFINE_FIRST_LOSS_WEIGHT,
-            "score_thresh": w.SCORE_THRESH_TEST,
-            "nms_thresh": w.NMS_THRESH_TEST,
+            "score_thresh": cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
+            "nms_thresh": cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST,
             "detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
             "test_proposer": build_test_box_proposer(cfg),
             "input_format": cfg.INPUT.FORMAT,

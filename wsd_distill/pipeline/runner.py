@@ -231,9 +231,8 @@ class Pipeline:
 
     @classmethod
     def synthetic(cls, config_dir, args):
-        """The pipeline of the synthetic shapes benchmark, generated first (sized by the
-        DATASETS.SYNTHETIC keys of ``args.opts``), with the arguments of
-        ``add_pipeline_arguments``."""
+        """The pipeline of the synthetic shapes benchmark, generated first unless it exists
+        (``prepare_synthetic_shapes``), with the arguments of ``add_pipeline_arguments``."""
         cfg = setup_cfg(os.path.join(config_dir, CONFIG_FILES["teacher"]), args.opts)
         logger.info(f"Synthetic shapes benchmark in {prepare_synthetic_shapes(cfg)}")
         splits = [f"synthetic_shapes_{s}" for s in ("train", "test", "val")]
