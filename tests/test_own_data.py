@@ -225,9 +225,10 @@ def test_one_command_pipeline_on_own_photos(photo_set, tmp_path):
     table = (tmp_path / "run" / "results.md").read_text()
     assert "S-Cls w/ KD (joint)" in table and "KD gain (joint)" in table
     assert "hopper" in first.stdout  # the class table
-    intervals = json.loads((tmp_path / "run" / "results.json").read_text())["intervals"]
-    for name, (value, low, high) in intervals["per_seed"]["0"].items():
-        assert low <= high, name
+    rows = json.loads((tmp_path / "run" / "results.json").read_text())["intervals"]["per_seed"]["0"]
+    kd, plain, gain = rows["S-Cls w/ KD (joint)"], rows["S-Cls w/o KD"], rows["KD gain (joint)"]
+    assert gain[0] == pytest.approx(kd[0] - plain[0])  # the paired gain of the same photos
+    assert all(0 <= low <= high <= 100 for _, low, high in (kd, plain)) and gain[1] <= gain[2]
     assert "95% interval over 1000 bootstrap resamples" in table
     assert "Mean ± std over seeds" not in table  # one seed: its table says it all
     assert "trained on mine_train, chosen on mine_val, 30 edge_boxes proposals" in table
