@@ -12,6 +12,8 @@ mapper (``Trainer.build_test_loader``) from generated JPEGs, random weights. Par
   224 (``INPUT.SQUARE_SIZE_TEST 224``); the loader alone too. What a deployed student costs.
 - memory_format: configs/OwnData/Pretrained's student and teacher at batch 1, the timm
   backbones in PyTorch's default memory format and in channels last, in rounds.
+- fold_bn: the same, as trained and with their frozen norms folded into their convolutions
+  (what the KD teacher and tools/predict.py run), in rounds.
 
     python dev/benchmark_inference.py --parts inference jpeg_to_scores --output output/benchmark
 """
@@ -181,11 +183,11 @@ def benchmark_jpeg_to_scores(args):
     return title, headers, rows
 
 
-def benchmark_memory_format(args):
+def pretrained_rounds(args, part, build):
     """Images/s at batch 1 of configs/OwnData/Pretrained's student and teacher (500 EdgeBoxes
-    proposals given), the timm backbones in PyTorch's default memory format and in channels
-    last (``timm_backbone.CHANNELS_LAST``), in ``--rounds`` rounds."""
-    folder = os.path.join(args.output, "memory_format")
+    proposals given) as ``build(path, opts, flag)`` makes them for ``flag`` False and True,
+    in ``--rounds`` rounds: rows of both medians and the speed-up's median and range."""
+    folder = os.path.join(args.output, part)
     dataset, _ = jpeg_dataset(folder, 8, 480, 640, 80)
     dicts = get_multilabel_dataset_dicts([dataset])
     store = os.path.join(folder, f"{dataset}_edge_boxes")
@@ -198,32 +200,55 @@ def benchmark_memory_format(args):
     for _, (name, (path, opts)), flag in itertools.product(
         range(args.rounds), configs.items(), (False, True)
     ):
-        timm_backbone.CHANNELS_LAST = flag
-        model, cfg = model_and_cfg(f"OwnData/Pretrained/{path}", args.device, opts)
+        model, cfg = build(f"OwnData/Pretrained/{path}", opts, flag)
         inputs = loader_inputs(cfg, dataset, 8)
         with torch.inference_mode():
             calls_per_s = per_second(lambda x: model([x]), inputs, args.steps, args.device)
             per_s[name, flag].append(calls_per_s)
-    timm_backbone.CHANNELS_LAST = True
     rows = []
     for name in configs:
-        default, last = (np.median(per_s[name, flag]) for flag in (False, True))
+        off, on = (np.median(per_s[name, flag]) for flag in (False, True))
         ratios = [b / a for a, b in zip(per_s[name, False], per_s[name, True])]
         rows.append(
-            [name, f"{default:.2f}", f"{last:.2f}", f"{np.median(ratios):.2f}x ({min(ratios):.2f}"
+            [name, f"{off:.2f}", f"{on:.2f}", f"{np.median(ratios):.2f}x ({min(ratios):.2f}"
              f"-{max(ratios):.2f})"]
         )  # fmt: skip
-    headers = ["model", "img/s default", "img/s channels last", "speed-up (range)"]
     title = (
         f"Inference of configs/OwnData/Pretrained, batch 1, 640 x 480 JPEGs through the test "
         f"loader, median of {args.steps} calls, {args.rounds} rounds"
     )
-    return title, headers, rows
+    return title, rows
+
+
+def benchmark_memory_format(args):
+    """The timm backbones in PyTorch's default memory format and in channels last
+    (``timm_backbone.CHANNELS_LAST``)."""
+
+    def build(path, opts, channels_last):
+        timm_backbone.CHANNELS_LAST = channels_last
+        return model_and_cfg(path, args.device, opts)
+
+    title, rows = pretrained_rounds(args, "memory_format", build)
+    timm_backbone.CHANNELS_LAST = True
+    return title, ["model", "img/s default", "img/s channels last", "speed-up (range)"], rows
+
+
+def benchmark_fold_bn(args):
+    """The models as trained and with their frozen norms folded into their convolutions
+    (``timm_backbone.fold_frozen_batch_norm``: the KD teacher, tools/predict.py)."""
+
+    def build(path, opts, fold):
+        model, cfg = model_and_cfg(path, args.device, opts)
+        return (timm_backbone.fold_frozen_batch_norm(model) if fold else model), cfg
+
+    title, rows = pretrained_rounds(args, "fold_bn", build)
+    return title, ["model", "img/s as trained", "img/s norms folded", "speed-up (range)"], rows
 
 
 PARTS = {
     "inference": benchmark_inference,
     "memory_format": benchmark_memory_format,
+    "fold_bn": benchmark_fold_bn,
     "paper": benchmark_paper,
     "jpeg_to_scores": benchmark_jpeg_to_scores,
 }
@@ -235,5 +260,5 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=32, help="the larger batch of 'paper'")
     parser.add_argument("--jpeg-images", type=int, default=200, help="JPEGs of jpeg_to_scores")
     parser.add_argument("--workers", type=int, default=2, help="loader workers (and 0)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of 'memory_format'")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of memory_format, fold_bn")
     run_parts(parser.parse_args(), PARTS)

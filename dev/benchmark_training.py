@@ -26,6 +26,9 @@ detectron2's own ``time`` / ``data_time`` metrics (and the hook's ``teacher_time
 - memory_format: the pretrained own-data configs (teacher, plain student, online joint KD) with
   the timm backbones in channels-last memory format (``timm_backbone.CHANNELS_LAST``) and in
   PyTorch's default, in rounds; each backbone's FLOP rate against a matmul of the same run.
+- fold_bn: the pretrained own-data online joint KD step, its teacher's frozen norms folded into
+  its convolutions (``timm_backbone.fold_frozen_batch_norm``, what ``build_teacher`` does) and
+  not, in rounds.
 - busy_machine: one Lite0 training step (``dev/openmp_step.py``) under each OpenMP setting
   (``OPENMP_SETTINGS``, in the environment before torch loads), alone and beside a second
   training (the same step in a loop, with the same setting or with torch's default); in rounds.
@@ -34,10 +37,13 @@ detectron2's own ``time`` / ``data_time`` metrics (and the hook's ``teacher_time
 """
 
 import wsd_distill  # noqa: F401  isort: skip  (first: its OpenMP setting precedes torch)
+import contextlib
+import itertools
 import os
 import subprocess
 import sys
 import time
+from unittest import mock
 
 import numpy as np
 import torch
@@ -55,6 +61,7 @@ from wsd_distill.engine.teacher_cache_writer import (
     variant_mappers,
     write_teacher_cache,
 )
+from wsd_distill.modeling import teacher as teacher_module
 from wsd_distill.modeling.backbone import timm_backbone
 from wsd_distill.pipeline.schedule import median_step_times, random_teacher
 
@@ -330,6 +337,43 @@ def benchmark_memory_format(args):
     return title, headers, rows
 
 
+def benchmark_fold_bn(args):
+    """s/step of the pretrained own-data online joint KD student, its teacher's frozen norms
+    folded (``build_teacher``) and not (the teacher as trained), in rounds."""
+    folder = os.path.join(args.output, "fold_bn")
+    dataset, store = jpeg_dataset(os.path.join(folder, "jpegs"), 64, proposals=500)
+    data = [
+        *("MODEL.DEVICE", args.device, "MODEL.WEIGHTS", "", "DATASETS.TRAIN", (dataset,)),
+        *("DATASETS.PROPOSAL_FILES_TRAIN", (store,), "SOLVER.MAX_ITER", args.warmup + args.steps),
+    ]
+    run = os.path.join(folder, "run")
+    teacher_cfg = config("OwnData/Pretrained/T-WDet.yaml", run + "_teacher_run", data)
+    teacher = random_teacher(teacher_cfg, run + "_teacher")
+    kd = [*data, "MODEL.DISTILL.TEACHER_CONFIG", teacher, "MODEL.DISTILL.TEACHER_WEIGHTS", ""]
+    cfg = config("OwnData/Pretrained/S-Cls_KD.yaml", run, kd)
+    times = {False: [], True: []}
+    for _, fold in itertools.product(range(args.rounds), (False, True)):
+        as_trained = mock.patch.object(teacher_module, "fold_frozen_batch_norm", lambda m: m)
+        with contextlib.nullcontext() if fold else as_trained:
+            times[fold].append(median_step_times(cfg, warmup=args.warmup)["time"])
+    ratios = [a / b for a, b in zip(times[True], times[False])]
+    rows = [
+        [
+            "KD joint, online",
+            *(f"{np.median(times[False]):.2f}", f"{np.median(times[True]):.2f}"),
+            f"{np.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})",
+        ]
+    ]
+    headers = ["run", "s/step teacher as trained", "s/step teacher folded", "ratio (range)"]
+    title = (
+        f"Training steps (Trainer) of configs/OwnData/Pretrained/S-Cls_KD.yaml on 640 x 480 "
+        f"JPEGs with 500 random proposals, the online teacher's frozen norms folded into its "
+        f"convolutions and not; median of {args.steps} steps after {args.warmup}, "
+        f"{args.rounds} rounds"
+    )
+    return title, headers, rows
+
+
 def benchmark_cache_mapping(args):
     """Images/s and ms per cache entry of the cache writer's ``map_variants`` in one process."""
     cfg = paper_runs(args, False)["KD joint (L_p + L_p' + L_f), online"]
@@ -487,6 +531,7 @@ PARTS = {
     "busy_machine": benchmark_busy_machine,
     "teacher_heads": benchmark_teacher_heads,
     "memory_format": benchmark_memory_format,
+    "fold_bn": benchmark_fold_bn,
 }
 
 

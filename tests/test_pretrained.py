@@ -18,6 +18,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from PIL import Image
 from sklearn.datasets import load_sample_image
+from timm.layers import FrozenBatchNormAct2d
 
 from wsd_distill.data import MultiLabelDatasetMapper
 from wsd_distill.data.augmentation import build_augmentation
@@ -26,6 +27,7 @@ from wsd_distill.data.datasets.sample_photos import write_sample_photo_set
 from wsd_distill.engine import setup_cfg
 from wsd_distill.modeling.backbone.timm_backbone import (
     TimmBackbone,
+    fold_frozen_batch_norm,
     lite_wheel_file,
     rename_by_position,
 )
@@ -183,24 +185,17 @@ def test_timm_c4_head_on_the_whole_image_box_is_the_models_own_forward(lite0_wei
     """TimmC4BoxHead: RoIAlign on Lite0's stride-16 map (stage3), then its blocks 5-6,
     conv_head and bn2 on each RoI. The converted ImageNet file (the backbone's tensors alone)
     gives the head its layers; on the whole-image box of a 224 x 224 photo, pooled at the map's
-    own 14 x 14, the RoI feature is ImageNet Lite0's pooled features of that photo."""
+    own 14 x 14, the RoI feature is ImageNet Lite0's pooled features of that photo; the same
+    with the model's frozen norms folded into its convolutions (fold_frozen_batch_norm)."""
     cfg = setup_cfg(
         os.path.join(PRETRAINED, "T-WDet.yaml"),
         [
             *("MODEL.WEIGHTS", str(lite0_weights), "MODEL.ROI_HEADS.NUM_CLASSES", 3),
             *("MODEL.TIMM.OUT_FEATURES", ["stage3"], "MODEL.ROI_HEADS.IN_FEATURES", ["stage3"]),
-            *(
-                "MODEL.ROI_BOX_HEAD.NAME",
-                "TimmC4BoxHead",
-                "MODEL.ROI_BOX_HEAD.POOLER_TYPE",
-                "ROIAlignV2",
-            ),
-            *(
-                "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION",
-                14,
-                "MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO",
-                1,
-            ),
+            *("MODEL.ROI_BOX_HEAD.NAME", "TimmC4BoxHead"),
+            *("MODEL.ROI_BOX_HEAD.POOLER_TYPE", "ROIAlignV2"),
+            *("MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION", 14),
+            *("MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO", 1),
         ],
     )
     model = build_model(cfg).eval()
@@ -226,6 +221,13 @@ def test_timm_c4_head_on_the_whole_image_box_is_the_models_own_forward(lite0_wei
     assert out["roi_features"].shape == (2, 1280)
     torch.testing.assert_close(out["roi_features"][0], own[0], atol=1e-4, rtol=1e-4)
     assert not torch.allclose(out["roi_features"][1], own[0], atol=1e-2)
+    # its frozen norms folded into the convolutions (a teacher in KD): the same features
+    norms = sum(isinstance(m, FrozenBatchNormAct2d) for m in model.modules())
+    fold_frozen_batch_norm(model.requires_grad_(False))
+    assert norms > 30 and not any(isinstance(m, FrozenBatchNormAct2d) for m in model.modules())
+    with torch.no_grad():
+        folded = model.teacher_outputs([{"image": image, "proposals": proposals}])
+    torch.testing.assert_close(folded["roi_features"], out["roi_features"], atol=1e-4, rtol=1e-4)
 
 
 def write_yolo_set(root):

@@ -56,6 +56,7 @@ from wsd_distill.engine import (
     setup_run_cfg,
 )
 from wsd_distill.modeling import WSDDN
+from wsd_distill.modeling.backbone.timm_backbone import fold_frozen_batch_norm
 from wsd_distill.modeling.wsddn import rescale_boxes
 from wsd_distill.utils import atomic_write_bytes, refuse_links
 from wsd_distill.utils.digests import ids_digest
@@ -277,6 +278,7 @@ def main(args):
     class_names = model_class_names(cfg)
     model = build_model(cfg).eval()
     load_trained_weights(model, cfg.MODEL.WEIGHTS)
+    fold_frozen_batch_norm(model)
     scores_file = os.path.join(args.output, "scores.csv")
     settings = run_settings(cfg, files, args)
     chunks = open_partial_run(scores_file, settings, len(files), args.chunk_size)

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..checkpoint import load_trained_weights
 from ..config import add_wsd_distill_config, merge_config_file
-from .backbone.timm_backbone import fill_pretrained_normalization
+from .backbone.timm_backbone import fill_pretrained_normalization, fold_frozen_batch_norm
 from .box_head import box_head_width
 from .wsddn import WSDDN, region_objectness, top_regions, wsddn_scores
 
@@ -130,7 +130,8 @@ def check_teacher_fits(cfg, teacher_cfg):
 
 def build_teacher(cfg):
     """The teacher of ``MODEL.DISTILL``: a WSDDN with its weights loaded, in eval mode (its
-    dropout layers in training mode with ``TEACHER_DROPOUT``), frozen, on ``MODEL.DEVICE``.
+    dropout layers in training mode with ``TEACHER_DROPOUT``), frozen (its frozen norms folded
+    into its convolutions: ``fold_frozen_batch_norm``), on ``MODEL.DEVICE``.
     Fails clearly when its weights or classes do not fit the student."""
     teacher_cfg = get_teacher_cfg(cfg)
     weights = teacher_cfg.MODEL.WEIGHTS
@@ -149,7 +150,7 @@ def build_teacher(cfg):
     with torch.random.fork_rng(devices=[]):
         teacher = build_model(teacher_cfg)
     load_trained_weights(teacher, weights, "MODEL.DISTILL.TEACHER_WEIGHTS")
-    teacher.eval().requires_grad_(False)
+    fold_frozen_batch_norm(teacher.eval().requires_grad_(False))
     if cfg.MODEL.DISTILL.TEACHER_DROPOUT:  # dropout only: batch norm keeps its statistics
         for module in teacher.modules():
             if isinstance(module, nn.Dropout):
