@@ -182,6 +182,7 @@ def test_run_killed_with_sigkill_resumes_to_the_same_weights(
     assert_same_final_weights(straight, killed)
 
 
+@pytest.mark.slow  # 28 s: the fast suite's SIGKILL resume covers resuming
 def test_resume_skips_a_truncated_last_checkpoint(datasets_dir, tiny_proposals, tmp_path):
     """A run whose last checkpoint (iteration 10) was cut short resumes, saying so, from the one
     before (iteration 5) and reaches the weights of the uninterrupted run."""

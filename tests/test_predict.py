@@ -233,6 +233,7 @@ def test_default_predictor_runs_the_teacher_on_a_detectron2_rpn_s_boxes(tmp_path
         check_config(cfg)
 
 
+@pytest.mark.slow  # 24 s: a teacher trained by train_net.py first
 def test_predict_draws_a_teachers_view_of_a_declared_dataset(tmp_path):
     """--dataset: the teacher's top proposals (the dataset's precomputed ones) and labels, one
     picture per image named by its file; a student is refused, naming what to do."""

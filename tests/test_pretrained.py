@@ -311,6 +311,7 @@ def test_yolo_datasets(tmp_path):
         register_declared_datasets([["yolo_bomb", str(tmp_path / "bomb.yaml"), "train"]])
 
 
+@pytest.mark.slow  # 20 s: the fast suite runs the pipeline on photos (test_own_data.py)
 def test_pretrained_pipeline_through_distill(lite0_weights, tmp_path):
     """tools/distill.py --config-dir configs/OwnData/Pretrained: the Lite0 teacher, the plain
     and the KD student train a few steps from the converted ImageNet weights on sample photos."""

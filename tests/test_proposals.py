@@ -357,6 +357,7 @@ def test_generate_proposals_resumes_after_sigkill(datasets_dir, tmp_path):
     assert not os.path.exists(tool[-1])
 
 
+@pytest.mark.slow  # 23 s: two tools in subprocesses
 def test_converting_proposals_sees_a_declared_dataset(tmp_path):
     """A pickle converted against a dataset of DATASETS.REGISTER: checked and recorded."""
     cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((40, 60, 3), np.uint8))
@@ -420,6 +421,7 @@ def test_an_output_with_a_trailing_slash_is_the_store_itself(datasets_dir, tmp_p
     assert not os.path.exists(tmp_path / "store" / ".partial")
 
 
+@pytest.mark.slow  # 20 s: an RPN built and run on the tiny set
 def test_detectron2_method_writes_an_rpn_s_boxes(datasets_dir, tmp_path):
     """tools/generate_proposals.py --method detectron2 with model zoo's RPN config (ResNet-18
     FPN, random weights saved as a checkpoint) at 128 px: a store of at most 50 boxes per
