@@ -10,6 +10,7 @@ from detectron2.modeling import build_model
 from wsd_distill.data.mapper import whole_image_proposal
 from wsd_distill.engine import Trainer
 from wsd_distill.modeling import wsddn_scores
+from wsd_distill.modeling.box_head import box_head_width
 
 from conftest import make_input, tiny_cfg
 
@@ -119,6 +120,19 @@ def test_whole_image_proposal_leads_the_best_others_once():
     torch.testing.assert_close(kept.proposal_boxes.tensor[0], torch.tensor([0.0, 0, 80, 64]))
     torch.testing.assert_close(kept.objectness_logits, torch.cat([best[:1], best]))
     torch.testing.assert_close(again.proposal_boxes.tensor, kept.proposal_boxes.tensor)
+
+
+def test_any_detectron2_box_head_serves():
+    """MODEL.ROI_BOX_HEAD.NAME picks from detectron2's ROI_BOX_HEAD_REGISTRY: its own
+    FastRCNNConvFCHead (2 fc of FC_DIM) gives the teacher RoI features of that width, and
+    box_head_width (the student's check of TEACHER_FEATURE_DIM) says so."""
+    cfg = tiny_cfg()
+    cfg.MODEL.ROI_BOX_HEAD.NAME, cfg.MODEL.ROI_BOX_HEAD.NUM_FC = "FastRCNNConvFCHead", 2
+    cfg.MODEL.ROI_BOX_HEAD.FC_DIM = 24
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        out = model.teacher_outputs([make_input(6, seed=4)])
+    assert out["roi_features"].shape == (6, 24) and box_head_width(cfg) == 24
 
 
 def test_checkpoint_round_trip_and_class_count_mismatch(tmp_path):

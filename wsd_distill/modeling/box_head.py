@@ -5,7 +5,7 @@ import timm
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone
-from detectron2.modeling.roi_heads import ROI_BOX_HEAD_REGISTRY, Res5ROIHeads
+from detectron2.modeling.roi_heads import ROI_BOX_HEAD_REGISTRY, Res5ROIHeads, build_box_head
 from timm.layers import freeze_batch_norm_2d
 from torch import nn
 
@@ -130,7 +130,8 @@ class AveragePoolBoxHead(nn.Sequential):
 
 
 def box_head_width(cfg):
-    """Width D of the RoI features [R, D] of ``MODEL.ROI_BOX_HEAD.NAME``, without building it."""
+    """Width D of the RoI features [R, D] of ``MODEL.ROI_BOX_HEAD.NAME`` (built only for a head
+    of another registry entry)."""
     name = cfg.MODEL.ROI_BOX_HEAD.NAME
     if name == "FCBoxHead":
         return cfg.MODEL.ROI_BOX_HEAD.FC_DIM
@@ -138,4 +139,9 @@ def box_head_width(cfg):
         return cfg.MODEL.RESNETS.RES2_OUT_CHANNELS * 8  # as Res5ROIHeads._build_res5_block
     if name == "TimmC4BoxHead":
         return timm.create_model(cfg.MODEL.TIMM.NAME, pretrained=False).num_features
-    return build_backbone(cfg).output_shape()[cfg.MODEL.ROI_HEADS.IN_FEATURES[0]].channels
+    channels = build_backbone(cfg).output_shape()[cfg.MODEL.ROI_HEADS.IN_FEATURES[0]].channels
+    if name == "AveragePoolBoxHead":
+        return channels
+    size = cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION
+    pooled = ShapeSpec(channels=channels, height=size, width=size)
+    return build_box_head(cfg, pooled).output_shape.channels
