@@ -108,12 +108,16 @@ def test_settings_are_checked_when_the_config_is_set_up(key, value, expected, tm
     [
         (["INPUT.RESIZE", "square", "INPUT.MIN_SIZE_TRAIN_SAMPLING", "range"], "set INPUT.MIN_SI"),
         (["MODEL.WSDDN.PROPOSALS_AT_TEST", "sliding"], r"is 'sliding': expected one of \['preco"),
+        (
+            ["MODEL.WSDDN.PROPOSALS_AT_TEST", "edge_boxes", "MODEL.WSDDN.SED_MODEL", "model.yml"],
+            "MODEL.WSDDN.SED_MODEL 'model.yml' is not a file",
+        ),
     ],
 )
 def test_combinations_and_choices_are_checked_once_at_set_up(opts, message):
     """Where the models and augmentations used to check a choice again, ``check_config`` (every
     tool's set-up, the Trainer's) is the one place."""
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
         setup_cfg(os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml"), opts)
 
 

@@ -347,6 +347,12 @@ def check_config(cfg) -> None:
             "MODEL.WSDDN.DETECTRON2_PROPOSER.CONFIG_FILE and .WEIGHTS (an RPN or detector), got "
             f"{d2.CONFIG_FILE!r} and {d2.WEIGHTS!r}"
         )
+    sed = cfg.MODEL.WSDDN.SED_MODEL
+    if sed and cfg.MODEL.WSDDN.PROPOSALS_AT_TEST == "edge_boxes" and not os.path.isfile(sed):
+        raise FileNotFoundError(
+            f"MODEL.WSDDN.SED_MODEL {sed!r} is not a file: the structured-edge forest "
+            "(opencv_extra's ximgproc model.yml.gz), or '' for OpenCV's own edges"
+        )
     weights = [
         cfg.MODEL.DISTILL[k] for k in ("LABEL_WEIGHT", "PREDICTION_WEIGHT", "FEATURE_WEIGHT")
     ]
