@@ -83,7 +83,7 @@ def test_distillation_helps_on_the_synthetic_benchmark(tmp_path):
     """The demo at its real size for seed 0 (about 15 minutes on 2 cores): the teacher localizes
     better than the same teacher untrained; each KD student's scores agree with its teacher's
     more than the plain student's do (what KD does, whatever the seed), and the joint KD
-    student is above the plain one (on each of the 15 seeds measured, by 3.1 mAP or more:
+    student is above the plain one (on every seed measured, the worst by 3.1 mAP:
     docs/results.md)."""
     env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets"))
     output, proposals = tmp_path / "demo", tmp_path / "proposals"
