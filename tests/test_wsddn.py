@@ -105,23 +105,6 @@ def test_max_proposals_keeps_the_best_by_objectness():
     )
 
 
-def test_whole_image_proposal_leads_the_best_others_once():
-    """MODEL.WSDDN.WHOLE_IMAGE_PROPOSAL: the image's box first, scored as its best proposal,
-    then the best others (MAX_PROPOSALS in all); selected again (as TTA's variants are), the
-    same regions in the same order."""
-    cfg = tiny_cfg()
-    cfg.MODEL.WSDDN.MAX_PROPOSALS, cfg.MODEL.WSDDN.WHOLE_IMAGE_PROPOSAL = 4, True
-    model = build_model(cfg).eval()
-    x = make_input(10, seed=5)
-    with torch.no_grad():
-        kept = model.teacher_outputs([x])["proposals"][0]
-        again = model.teacher_outputs([{**x, "proposals": kept}])["proposals"][0]
-    best = x["proposals"].objectness_logits.topk(3).values
-    torch.testing.assert_close(kept.proposal_boxes.tensor[0], torch.tensor([0.0, 0, 80, 64]))
-    torch.testing.assert_close(kept.objectness_logits, torch.cat([best[:1], best]))
-    torch.testing.assert_close(again.proposal_boxes.tensor, kept.proposal_boxes.tensor)
-
-
 def test_any_detectron2_box_head_serves():
     """MODEL.ROI_BOX_HEAD.NAME picks from detectron2's ROI_BOX_HEAD_REGISTRY: its own
     FastRCNNConvFCHead (2 fc of FC_DIM) gives the teacher RoI features of that width, and

@@ -61,8 +61,6 @@ def add_wsd_distill_config(cfg) -> CN:
     _C.MODEL.WSDDN.SCALE_ROI_BY_PROPOSAL_SCORE = False
     _C.MODEL.WSDDN.DROPOUT = 0.5  # dropout after fc6 and fc7
     _C.MODEL.WSDDN.MAX_PROPOSALS = 500  # proposals per image, best by objectness (authors: 500)
-    # the whole image's box always among them (in place of the last; beyond the paper)
-    _C.MODEL.WSDDN.WHOLE_IMAGE_PROPOSAL = False
     # Inference on images given without proposals (DefaultPredictor, tools/predict.py):
     # "precomputed" (they are an error) or a proposal method run on the fly, "edge_boxes"
     # (on SED_MODEL's structured edges when set, as the paper), "selective_search" or

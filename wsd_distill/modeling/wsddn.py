@@ -104,31 +104,11 @@ def rescale_boxes(instances, height, width, field="pred_boxes"):
     return instances
 
 
-def with_whole_image_first(proposals):
-    """``proposals`` (Instances) by objectness, led by the whole image's box scored as the best
-    of them (1 without any); proposals already led by it keep their order."""
-    h, w = proposals.image_size
-    whole = torch.tensor([0.0, 0.0, w, h], device=proposals.objectness_logits.device)
-    boxes = proposals.proposal_boxes.tensor
-    if len(proposals) and torch.allclose(boxes[0], whole, atol=0.5):
-        return proposals
-    first = Instances(proposals.image_size)
-    first.proposal_boxes = Boxes(whole[None])
-    scores = proposals.objectness_logits
-    best = scores.max(dim=0, keepdim=True).values if len(scores) else whole.new_ones(1)
-    first.objectness_logits = best
-    return Instances.cat([first, proposals[scores.argsort(descending=True)]])
-
-
-def select_proposals(proposals, max_proposals, whole_image=False):
-    """Keep each image's ``max_proposals`` best proposals by objectness; with ``whole_image``,
-    led by the whole image's box (``with_whole_image_first``: once, so a selection resized or
-    flipped, as TTA's, keeps its order)."""
+def select_proposals(proposals, max_proposals):
+    """Keep each image's ``max_proposals`` best proposals by objectness."""
     kept = []
     for p in proposals:
-        if whole_image:
-            p = with_whole_image_first(p)[:max_proposals]
-        elif len(p) > max_proposals:
+        if len(p) > max_proposals:
             p = p[p.objectness_logits.topk(max_proposals).indices]
         kept.append(p)
     return kept
@@ -163,7 +143,6 @@ class WSDDN(nn.Module):
         pixel_mean,
         pixel_std,
         max_proposals=500,
-        whole_image_proposal=False,
         scale_rois_by_score=False,
         eps=1e-6,
         refine_iters=0,
@@ -199,7 +178,6 @@ class WSDDN(nn.Module):
             nn.init.zeros_(layer.bias)
         self.num_classes = num_classes
         self.max_proposals = max_proposals
-        self.whole_image_proposal = whole_image_proposal
         self.scale_rois_by_score = scale_rois_by_score
         self.eps = eps
         self.refine_iou = refine_iou
@@ -255,7 +233,6 @@ class WSDDN(nn.Module):
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "max_proposals": w.MAX_PROPOSALS,
-            "whole_image_proposal": w.WHOLE_IMAGE_PROPOSAL,
             "scale_rois_by_score": w.SCALE_ROI_BY_PROPOSAL_SCORE,
             "eps": w.SCORE_EPS,
             "refine_iters": w.REFINE_ITERS,
@@ -295,9 +272,7 @@ class WSDDN(nn.Module):
         """
         images = self.preprocess_image(batched_inputs)
         proposals = select_proposals(
-            [self.proposals_of(x).to(self.device) for x in batched_inputs],
-            self.max_proposals,
-            self.whole_image_proposal,
+            [self.proposals_of(x).to(self.device) for x in batched_inputs], self.max_proposals
         )
         features = self.backbone(images.tensor)[self.in_feature]
         pooled = self.pooler([features], [p.proposal_boxes for p in proposals])  # [R, C, P, P]

@@ -56,9 +56,7 @@ def tta_teacher_outputs(cfg, model, batched_inputs):
     ``model.teacher_outputs`` for each variant of the whole batch, in the order of
     :func:`tta_transforms`, whose regions are those proposals in the same order."""
     proposals = select_proposals(
-        [model.proposals_of(x).to(model.device) for x in batched_inputs],
-        model.max_proposals,
-        model.whole_image_proposal,
+        [model.proposals_of(x).to(model.device) for x in batched_inputs], model.max_proposals
     )
     variants = [tta_variants(cfg, x, p) for x, p in zip(batched_inputs, proposals)]
     outputs = (model.teacher_outputs(list(batch)) for batch in zip(*variants))
