@@ -66,7 +66,6 @@ def test_student_learns_synthetic_shapes(small_shapes, tmp_path):
     assert results["multilabel"]["mAP"] > chance + 10, (results["multilabel"]["mAP"], chance)
 
 
-@pytest.mark.slow
 def teacher_agreement(run, teacher, dataset):
     """Mean over the test images of the Pearson correlation between ``run``'s scores of the
     classes and ``teacher``'s (saved by their evaluations)."""
@@ -79,6 +78,7 @@ def teacher_agreement(run, teacher, dataset):
     return np.mean((a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1)))
 
 
+@pytest.mark.slow  # about 15 minutes on 2 cores
 def test_distillation_helps_on_the_synthetic_benchmark(tmp_path):
     """The demo at its real size for seed 0 (about 15 minutes on 2 cores): the teacher localizes
     better than the same teacher untrained; each KD student's scores agree with its teacher's
