@@ -272,11 +272,11 @@ def benchmark_own_data(args):
     return title, headers, rows
 
 
-def benchmark_memory_format(args):
-    """s/step of the pretrained own-data configs with the timm backbones in channels-last
-    memory format and in PyTorch's default, in rounds; the FLOP rate of each backbone's
-    forward and backward (fvcore's count, x3) against a 2048^2 matmul of the same round."""
-    folder = os.path.join(args.output, "memory_format")
+def pretrained_runs(args, part):
+    """The configs of configs/OwnData/Pretrained's teacher, plain student and online joint KD
+    student (a random teacher) on 64 generated 640 x 480 JPEGs with 500 random proposals,
+    ``--warmup`` + ``--steps`` iterations, under ``<output>/<part>``: {run name: cfg}."""
+    folder = os.path.join(args.output, part)
     dataset, store = jpeg_dataset(os.path.join(folder, "jpegs"), 64, proposals=500)
     data = [
         *("MODEL.DEVICE", args.device, "MODEL.WEIGHTS", "", "DATASETS.TRAIN", (dataset,)),
@@ -286,11 +286,19 @@ def benchmark_memory_format(args):
     teacher_cfg = config("OwnData/Pretrained/T-WDet.yaml", run + "_teacher_run", data)
     teacher = random_teacher(teacher_cfg, run + "_teacher")
     kd = [*data, "MODEL.DISTILL.TEACHER_CONFIG", teacher, "MODEL.DISTILL.TEACHER_WEIGHTS", ""]
-    runs = {
+    return {
         "teacher (T-WDet)": teacher_cfg,
         "plain student (S-Cls w/o KD)": config("OwnData/Pretrained/S-Cls.yaml", run, data),
         "KD joint, online": config("OwnData/Pretrained/S-Cls_KD.yaml", run, kd),
     }
+
+
+def benchmark_memory_format(args):
+    """s/step of the pretrained own-data configs with the timm backbones in channels-last
+    memory format and in PyTorch's default, in rounds; the FLOP rate of each backbone's
+    forward and backward (fvcore's count, x3) against a 2048^2 matmul of the same round."""
+    runs = pretrained_runs(args, "memory_format")
+    teacher_cfg = runs["teacher (T-WDet)"]
     matrix = torch.randn(2048, 2048)
     rows = []
     for name, cfg in runs.items():
@@ -340,17 +348,7 @@ def benchmark_memory_format(args):
 def benchmark_fold_bn(args):
     """s/step of the pretrained own-data online joint KD student, its teacher's frozen norms
     folded (``build_teacher``) and not (the teacher as trained), in rounds."""
-    folder = os.path.join(args.output, "fold_bn")
-    dataset, store = jpeg_dataset(os.path.join(folder, "jpegs"), 64, proposals=500)
-    data = [
-        *("MODEL.DEVICE", args.device, "MODEL.WEIGHTS", "", "DATASETS.TRAIN", (dataset,)),
-        *("DATASETS.PROPOSAL_FILES_TRAIN", (store,), "SOLVER.MAX_ITER", args.warmup + args.steps),
-    ]
-    run = os.path.join(folder, "run")
-    teacher_cfg = config("OwnData/Pretrained/T-WDet.yaml", run + "_teacher_run", data)
-    teacher = random_teacher(teacher_cfg, run + "_teacher")
-    kd = [*data, "MODEL.DISTILL.TEACHER_CONFIG", teacher, "MODEL.DISTILL.TEACHER_WEIGHTS", ""]
-    cfg = config("OwnData/Pretrained/S-Cls_KD.yaml", run, kd)
+    cfg = pretrained_runs(args, "fold_bn")["KD joint, online"]
     times = {False: [], True: []}
     for _, fold in itertools.product(range(args.rounds), (False, True)):
         as_trained = mock.patch.object(teacher_module, "fold_frozen_batch_norm", lambda m: m)
