@@ -48,7 +48,7 @@ CONFIGS = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "Synthetic"
 )
 SCALED = ["MODEL.DISTILL.SCALE_ROI_BY_PROPOSAL_SCORE", True]
-TOP_16 = ["MODEL.DISTILL.ROI_SELECT", "top", "MODEL.DISTILL.ROI_TOPK", 16]
+TOP_16 = ["MODEL.DISTILL.ROI_TOPK", 16]
 TEACHER_DROPOUT = ["MODEL.DISTILL.TEACHER_DROPOUT", True]
 WEAK_TEACHER = ["SOLVER.MAX_ITER", 150]
 # Beyond the paper (docs/distillation.md)

@@ -96,13 +96,12 @@ def test_csra_student_classifies_the_map_and_distils_its_pooled_rois():
 
     cfg = setup_cfg(
         os.path.join(ROOT, "configs", "Synthetic", "S-Cls.yaml"),
-        ["MODEL.STUDENT.HEAD", "csra", "MODEL.STUDENT.CSRA_LAMBDA", 0.5]
-        + ["DATASETS.TRAIN", (), "DATASETS.TEST", ()],
+        ["MODEL.STUDENT.HEAD", "csra", "DATASETS.TRAIN", (), "DATASETS.TEST", ()],
     )
     student = build_model(cfg)
     assert isinstance(student.classifier, CSRAClassifier)
     # by hand, class 0 of weight (2, 0, ...) on two positions of channel 0 at 1 and 3: scores
-    # w.x / |w| = 1 and 3, logit mean 2 + CSRA_LAMBDA 0.5 * max 3 = 3.5
+    # w.x / |w| = 1 and 3, logit mean 2 + lambda 0.1 (the reference's) * max 3 = 2.3
     classifier = student.classifier
     with torch.no_grad():
         classifier.head.weight.zero_()
@@ -110,7 +109,7 @@ def test_csra_student_classifies_the_map_and_distils_its_pooled_rois():
     channels = classifier.head.weight.shape[1]
     feature = torch.zeros(1, channels, 1, 2)
     feature[0, 0, 0] = torch.tensor([1.0, 3.0])
-    assert classifier(feature)[0, 0].item() == pytest.approx(3.5)
+    assert classifier(feature)[0, 0].item() == pytest.approx(2.3)
     out = student.eval()([{"image": torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)}])
     assert out[0]["image_scores"].shape == (12,)
 

@@ -88,7 +88,7 @@ def test_student_kd_losses_and_gradients_on_cuda_equal_cpu(tiny_teacher, pooling
         FEATURE_WEIGHT=1.0,
         SCALE_ROI_BY_PROPOSAL_SCORE=True,
     )
-    cfg.MODEL.STUDENT.POOLING, cfg.MODEL.STUDENT.DROPOUT = pooling, 0.0
+    cfg.MODEL.STUDENT.POOLING, cfg.MODEL.ROI_BOX_HEAD.DROPOUT = pooling, 0.0
     cpu, gpu = cpu_and_cuda(cfg)
     batch = [make_input(7, seed=0), make_input(3, size=(80, 64), labels=(0,), seed=1)]
     losses = {}
@@ -129,7 +129,7 @@ def test_teacher_targets_on_cuda_equal_cpu_in_fp32_and_close_in_fp16(tiny_teache
 
 def test_wsddn_loss_and_gradients_on_cuda_equal_cpu():
     cfg = tiny_cfg()
-    cfg.MODEL.WSDDN.DROPOUT = 0.0
+    cfg.MODEL.ROI_BOX_HEAD.DROPOUT = 0.0
     cpu, gpu = cpu_and_cuda(cfg)
     batch = [make_input(7, seed=0), make_input(3, size=(80, 64), labels=(0,), seed=1)]
     losses = [model(on(device, batch)) for device, model in (("cpu", cpu), ("cuda", gpu))]

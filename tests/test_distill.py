@@ -418,8 +418,8 @@ def test_bad_distillation_settings_are_named(tiny_teacher):
     """By ``check_config``, which every tool (``setup_cfg``) and the ``Trainer`` run first."""
     for cfg, expected in [
         (
-            tiny_student_cfg(*tiny_teacher, ROI_SELECT="best"),
-            r"ROI_SELECT is 'best': expected one of",
+            tiny_student_cfg(*tiny_teacher, ROI_TOPK=-1),
+            r"ROI_TOPK is -1: expected an integer in \[0, inf\)",
         ),
         (
             tiny_student_cfg(

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from detectron2.config import get_cfg
 from detectron2.engine import DefaultPredictor
 
 from wsd_distill import check_config
@@ -184,7 +185,7 @@ def test_predict_refuses_an_output_inside_its_input(tmp_path):
 def test_default_predictor_runs_the_teacher_with_its_own_proposals(tmp_path):
     cfg = setup_cfg(
         os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml"),
-        ["MODEL.DEVICE", "cpu", "MODEL.WSDDN.PROPOSALS_AT_TEST", "edge_boxes"],
+        ["MODEL.DEVICE", "cpu", "MODEL.PROPOSAL_GENERATOR.NAME", "EdgeBoxesProposals"],
     )
     cfg.MODEL.WEIGHTS = random_run(tmp_path, synthetic_cfg("T-WDet.yaml"), "model")[1]
     image = render_image(np.random.default_rng(1), 128)[0]
@@ -192,26 +193,31 @@ def test_default_predictor_runs_the_teacher_with_its_own_proposals(tmp_path):
     assert output["image_scores"].shape == (12,)
     boxes = output["instances"].pred_boxes.tensor
     assert len(boxes) > 0 and (boxes[:, 2:] <= 128).all()  # in the original image's pixels
-    cfg.MODEL.WSDDN.PROPOSALS_AT_TEST = "precomputed"
-    with pytest.raises(KeyError, match="MODEL.WSDDN.PROPOSALS_AT_TEST"):
+    cfg.MODEL.PROPOSAL_GENERATOR.NAME = "PrecomputedProposals"
+    with pytest.raises(KeyError, match=r"or MODEL.PROPOSAL_GENERATOR.NAME \(e.g. EdgeBoxesProp"):
         DefaultPredictor(cfg)(image)
-    cfg.MODEL.WSDDN.PROPOSALS_AT_TEST = "sliding_window"
-    with pytest.raises(ValueError, match="PROPOSALS_AT_TEST is 'sliding_window': expected one of"):
+    cfg.MODEL.PROPOSAL_GENERATOR.NAME = "SlidingWindow"
+    with pytest.raises(ValueError, match="NAME is 'SlidingWindow': a WSDDN takes"):
         check_config(cfg)
 
 
 def test_default_predictor_runs_the_teacher_on_a_detectron2_rpn_s_boxes(tmp_path):
-    """MODEL.WSDDN.PROPOSALS_AT_TEST "detectron2": the teacher pools the boxes of the RPN of
-    DETECTRON2_PROPOSER (model zoo's config made small, random weights), the same boxes as the
-    proposer gives on that image; without weights it refuses to build, naming the keys."""
+    """MODEL.PROPOSAL_GENERATOR.NAME "Detectron2Proposals": the teacher pools the boxes of the
+    RPN of DETECTRON2_PROPOSER (model zoo's config made small and written as a file, random
+    weights), the same boxes as the proposer gives on that image; without weights it refuses to
+    build, naming the keys."""
     config, opts, weights = random_rpn(tmp_path)
+    rpn_cfg = get_cfg()
+    rpn_cfg.merge_from_file(config)
+    rpn_cfg.merge_from_list(opts)
+    small = tmp_path / "rpn_small.yaml"
+    small.write_text(rpn_cfg.dump())
     cfg = setup_cfg(
         os.path.join(ROOT, "configs", "Synthetic", "T-WDet.yaml"),
         [
-            *("MODEL.DEVICE", "cpu", "MODEL.WSDDN.PROPOSALS_AT_TEST", "detectron2"),
-            *("MODEL.WSDDN.DETECTRON2_PROPOSER.CONFIG_FILE", config),
+            *("MODEL.DEVICE", "cpu", "MODEL.PROPOSAL_GENERATOR.NAME", "Detectron2Proposals"),
+            *("MODEL.WSDDN.DETECTRON2_PROPOSER.CONFIG_FILE", str(small)),
             *("MODEL.WSDDN.DETECTRON2_PROPOSER.WEIGHTS", weights),
-            *("MODEL.WSDDN.DETECTRON2_PROPOSER.OPTS", opts),
         ],
     )
     cfg.MODEL.WEIGHTS = random_run(tmp_path, synthetic_cfg("T-WDet.yaml"), "model")[1]

@@ -168,7 +168,7 @@ def test_loss_wsddn_is_num_classes_times_pcl_mil_losses():
     """loss_wsddn sums the BCE over classes and averages over images; pcl.pytorch averages over
     both, so its learning rates do not carry over as they are."""
     cfg = tiny_cfg(num_classes=5)
-    cfg.MODEL.WSDDN.DROPOUT = 0.0  # the two passes below see the same network
+    cfg.MODEL.ROI_BOX_HEAD.DROPOUT = 0.0  # the two passes below see the same network
     model = build_model(cfg)
     model.train()
     inputs = [make_input(7, seed=0), make_input(9, labels=(0,), seed=1)]
@@ -319,7 +319,7 @@ def test_corloc_takes_each_class_best_region_over_all_proposals():
 
 
 def test_iou_exactly_at_the_threshold():
-    """A box of IoU exactly 0.5: a hit with IOU_INCLUSIVE (VOC devkit, WSDDN), a miss without
+    """A box of IoU exactly 0.5: a hit when inclusive (VOC devkit, WSDDN), a miss without
     (detectron2's voc_eval, pcl.pytorch's dis_eval: ovmax > 0.5)."""
     gt = {0: (np.array([[0, 0, 10, 10]], np.float32), np.array([0]), np.array([False]))}
     pred = {0: (np.array([[0, 0, 10, 20]], np.float32), np.array([0.9]), np.array([0]))}

@@ -54,8 +54,6 @@ def kd_opts(teacher_files, proposals, *extra):
         (96, 112),
         "INPUT.MAX_SIZE_TRAIN",
         200,
-        "MODEL.DISTILL.ROI_SELECT",
-        "top",
         "MODEL.DISTILL.ROI_TOPK",
         8,
         *extra,

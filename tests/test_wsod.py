@@ -142,7 +142,7 @@ def test_wsod_evaluator_end_to_end_on_xywh_boxes_with_a_crowd_box(tmp_path):
 
 def test_ap50_metric_follows_the_dataset_year(tmp_path):
     """VOC 2007 (metadata year 2007) is scored with the 11-point AP, as detectron2's
-    PascalVOCDetectionEvaluator; TEST.WSOD.AP_METRIC overrides it; a typo is named."""
+    PascalVOCDetectionEvaluator; the evaluator's ap_metric overrides it; a typo is named."""
     write_coco(tmp_path / "instances.json")
     register_coco_multilabel("test_wsod_year", str(tmp_path / "instances.json"), str(tmp_path))
     assert not uses_voc07_metric("test_wsod_year")
@@ -150,7 +150,7 @@ def test_ap50_metric_follows_the_dataset_year(tmp_path):
     assert uses_voc07_metric("test_wsod_year")
     assert not uses_voc07_metric("test_wsod_year", "all_point")
     assert uses_voc07_metric("voc_2007_test_multilabel")
-    with pytest.raises(ValueError, match="TEST.WSOD.AP_METRIC"):
+    with pytest.raises(ValueError, match="ap_metric must be one of"):
         uses_voc07_metric("test_wsod_year", "11point")
 
 

@@ -10,7 +10,7 @@ with MODEL.DISTILL.TEACHER_CACHE pointing at it: no teacher in the loop.
         MODEL.DISTILL.TEACHER_CACHE output/synthetic/teacher_cache MODEL.LOAD_PROPOSALS False
 
 The config is the student's KD config (it names the teacher, its proposals, the temperatures,
-ROI_SELECT/ROI_TOPK and the training sizes). A stopped run resumes when started again with
+ROI_TOPK and the training sizes). A stopped run resumes when started again with
 the same arguments; the cache appears at --output only when complete. The images are read
 and augmented in DATALOADER.NUM_WORKERS processes while the teacher runs. ``--dry-run`` prints
 its size (entries, bytes per entry, total, an upper bound) against the free disk space and

@@ -13,9 +13,10 @@ config file with MODEL.WEIGHTS; the class names are the config's (a run's names 
 A folder is read with its subfolders. For each image it writes ``<output>/<name>.jpg`` (name:
 the image's path in its folder; ``--no-pictures`` skips them): the student's top-k labels with
 their scores; the teacher's top-10 proposals ranked by max_k S_rk and its top-k labels (the
-teacher proposes its own boxes: ``MODEL.WSDDN.PROPOSALS_AT_TEST`` is "edge_boxes" unless
-set). The labels of a photo without ground truth are drawn as predictions (white), not as right
-or wrong. All scores go to ``<output>/scores.csv`` (one row per image, one column per class).
+teacher proposes its own boxes: ``MODEL.PROPOSAL_GENERATOR.NAME`` is "EdgeBoxesProposals"
+unless set to another generator). The labels of a photo without ground truth are drawn as
+predictions (white), not as right or wrong. All scores go to ``<output>/scores.csv`` (one row
+per image, one column per class).
 Files that cannot be read are listed at the end and in ``<output>/unreadable.txt``, and the
 exit code is then 1; the other images are still done. A stopped run resumes: the same command
 goes on from the last finished chunk of images (``<output>/scores.csv.partial/``); scores.csv
@@ -267,8 +268,8 @@ def main(args):
         return draw_dataset(args)
     check_output_outside_inputs(args.output, args.input)
     cfg = setup_run_cfg(args.config_file, args.opts, datasets=False)
-    if cfg.MODEL.WSDDN.PROPOSALS_AT_TEST == "precomputed":  # photos come without proposals
-        cfg.MODEL.WSDDN.PROPOSALS_AT_TEST = "edge_boxes"  # (a student reads no MODEL.WSDDN key)
+    if cfg.MODEL.PROPOSAL_GENERATOR.NAME == "PrecomputedProposals":  # photos come without any
+        cfg.MODEL.PROPOSAL_GENERATOR.NAME = "EdgeBoxesProposals"  # (a student reads no proposals)
     found = list_images(args.input)
     if not found:
         raise SystemExit(

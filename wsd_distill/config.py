@@ -5,8 +5,8 @@ import os
 
 import yaml
 from detectron2.config import CfgNode as CN
+from detectron2.modeling import PROPOSAL_GENERATOR_REGISTRY
 
-from .box_proposers import proposal_methods
 from .utils.plain_files import check_yaml_size, named_text_errors
 
 
@@ -56,23 +56,20 @@ def add_wsd_distill_config(cfg) -> CN:
     # "BoxAverage": each bin's exact mean, what a student's "avg" pooling does for L_f),
     # POOLER_RESOLUTION, POOLER_SAMPLING_RATIO, NAME (FCBoxHead: fc6/fc7 FC_DIM wide, as VGG-16;
     # Res5BoxHead: ResNet's C4 stage; AveragePoolBoxHead: no new layer, for a pretrained map;
-    # TimmC4BoxHead: a timm EfficientNet's layers after the map on each RoI) and FC_DIM.
+    # TimmC4BoxHead: a timm EfficientNet's layers after the map on each RoI), FC_DIM and DROPOUT.
     # multiply each pooled RoI by its proposal score (e.g. EdgeBoxes'), as the authors' RoI pooling
     _C.MODEL.WSDDN.SCALE_ROI_BY_PROPOSAL_SCORE = False
-    _C.MODEL.WSDDN.DROPOUT = 0.5  # dropout after fc6 and fc7
     _C.MODEL.WSDDN.MAX_PROPOSALS = 500  # proposals per image, best by objectness (authors: 500)
-    # Inference on images given without proposals (DefaultPredictor, tools/predict.py):
-    # "precomputed" (they are an error) or a proposal method run on the fly, "edge_boxes"
-    # (on SED_MODEL's structured edges when set, as the paper), "selective_search" or
-    # "detectron2" (the boxes of the RPN or detector of DETECTRON2_PROPOSER)
-    _C.MODEL.WSDDN.PROPOSALS_AT_TEST = "precomputed"
+    # Images given without proposals (DefaultPredictor, tools/predict.py) are an error with
+    # detectron2's MODEL.PROPOSAL_GENERATOR.NAME "PrecomputedProposals", or get the boxes of
+    # "EdgeBoxesProposals" (on SED_MODEL's structured edges when set, as the paper),
+    # "SelectiveSearchProposals" or "Detectron2Proposals" (a trained RPN or detector: its
+    # detectron2 config, e.g. model zoo's COCO-Detection/rpn_R_50_FPN_1x.yaml, and weights, a
+    # path or URL; it runs on MODEL.DEVICE)
     _C.MODEL.WSDDN.SED_MODEL = ""
     _C.MODEL.WSDDN.DETECTRON2_PROPOSER = CN()
-    # its detectron2 config (e.g. model zoo's COCO-Detection/rpn_R_50_FPN_1x.yaml), its weights
-    # (a path or URL) and overrides of its config, ["KEY", "VALUE", ...]; it runs on MODEL.DEVICE
     _C.MODEL.WSDDN.DETECTRON2_PROPOSER.CONFIG_FILE = ""
     _C.MODEL.WSDDN.DETECTRON2_PROPOSER.WEIGHTS = ""
-    _C.MODEL.WSDDN.DETECTRON2_PROPOSER.OPTS = []
     _C.MODEL.WSDDN.SCORE_EPS = 1e-6  # image scores are clamped into (eps, 1 - eps) for the BCE
     _C.MODEL.WSDDN.REFINE_ITERS = 0  # OICR instance refinement branches (0: plain WSDDN)
     _C.MODEL.WSDDN.REFINE_IOU = 0.5  # IoU with a pseudo-labelled top region to share its class
@@ -82,25 +79,26 @@ def add_wsd_distill_config(cfg) -> CN:
     _C.MODEL.WSDDN.REFINE_IOU_PLUS_ONE = False
     _C.MODEL.WSDDN.REFINE_FIRST_LOSS_WEIGHT = 1.0  # loss_refine_0's weight (pcl.pytorch: 3.0)
 
+    # dropout after each fc of the box head: the teacher's, and the student's "fc" head (whose
+    # pool5 is MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION square, fc6/fc7 FC_DIM wide: one FCBoxHead)
+    _C.MODEL.ROI_BOX_HEAD.DROPOUT = 0.5
+
     # Student S-Cls, MODEL.META_ARCHITECTURE "StudentClassifier": backbone -> head -> linear.
     _C.MODEL.STUDENT = CN()
     _C.MODEL.STUDENT.NUM_CLASSES = 80  # the datasets' class count (0: MODEL.CLASS_NAMES's)
     _C.MODEL.STUDENT.IN_FEATURE = "res5"  # the backbone's last feature map, which the head pools
     _C.MODEL.STUDENT.INPUT_SIZE = 224  # each image is resized to this square (0: the loader's size)
-    # "pool": global pooling -> linear; "fc": pooled to P x P -> fc6 -> fc7 -> linear (VGG-16);
-    # "csra": class-specific residual attention on the map (Zhu & Wu, ICCV 2021; beyond the
-    # paper): per class, a normalized 1x1 conv's scores, their mean + CSRA_LAMBDA * their max
+    # "pool": global pooling -> linear; "fc": pooled to P x P -> fc6 -> fc7 -> linear (VGG-16;
+    # MODEL.ROI_BOX_HEAD's sizes); "csra": class-specific residual attention on the map (Zhu &
+    # Wu, ICCV 2021; beyond the paper): per class, a normalized 1x1 conv's scores, their mean
+    # + 0.1 (the reference's lambda) * their max
     _C.MODEL.STUDENT.HEAD = "pool"
-    _C.MODEL.STUDENT.CSRA_LAMBDA = 0.1  # lambda of the "csra" head (the reference's default)
     # L_p: "bce" (the paper's) or "asl", the asymmetric loss (Ridnik et al., ICCV 2021; beyond
     # the paper) as the reference trains COCO (gamma- 4, gamma+ 0, clip 0.05, focal weights
     # without gradient), divided by the batch size as the BCE; kept for comparisons with the
     # multi-label literature, no gain measured here (docs/results.md)
     _C.MODEL.STUDENT.LABEL_LOSS = "bce"
     _C.MODEL.STUDENT.POOLING = "avg"  # "avg" or "max": the image's pooling, and its RoIs' for L_f
-    _C.MODEL.STUDENT.POOLER_RESOLUTION = 7  # P of the "fc" head (VGG-16's pool5: 7 x 7)
-    _C.MODEL.STUDENT.FC_DIM = 4096  # width of fc6/fc7 of the "fc" head
-    _C.MODEL.STUDENT.DROPOUT = 0.5  # dropout after fc6 and fc7 of the "fc" head
 
     # Distillation from a frozen teacher (TeacherHook + StudentClassifier), Liu et al. 2018.
     # The authors' two stages: 1) L_f alone (LABEL_WEIGHT 0, PREDICTION_WEIGHT 0); 2) L_p + L_p'
@@ -131,8 +129,8 @@ def add_wsd_distill_config(cfg) -> CN:
     _C.MODEL.DISTILL.PREDICTION_LOSS = "bce"
     # the teacher's temperature in p'_T, over classes and over regions alike (the paper's 0.5)
     _C.MODEL.DISTILL.TEACHER_TEMPERATURE = 0.5
-    _C.MODEL.DISTILL.ROI_SELECT = "all"  # RoIs for L_f: "all" the teacher's, or "top" by max_k S_rk
-    _C.MODEL.DISTILL.ROI_TOPK = 64  # RoIs per image kept by ROI_SELECT "top"
+    # the RoIs of L_f: 0 all the teacher's, k > 0 each image's k best by max_k S_rk
+    _C.MODEL.DISTILL.ROI_TOPK = 0
     # multiply the student's pooled RoIs by their proposal scores, as the teacher's (authors: on)
     _C.MODEL.DISTILL.SCALE_ROI_BY_PROPOSAL_SCORE = False
     # a store of the teacher's outputs (tools/cache_teacher.py): train without the teacher
@@ -173,22 +171,11 @@ def add_wsd_distill_config(cfg) -> CN:
     # teacher's two streams: the models' NEW_LAYERS), times SOLVER.BIAS_LR_FACTOR for their
     # biases: the authors' prototxts give fc8 lr_mult 10 (its bias 20)
     _C.SOLVER.NEW_LAYER_LR_FACTOR = 1.0
-
-    # Weakly-supervised localization (WSODEvaluator), run when the test set has boxes.
-    _C.TEST.WSOD = CN()
-    _C.TEST.WSOD.ENABLED = True  # evaluate CorLoc and AP50 of "instances" outputs
-    # a hit is IoU >= 0.5 (True: the VOC devkit's MATLAB code, WSDDN's) or IoU > 0.5 (False:
-    # detectron2's voc_eval, pcl.pytorch)
-    _C.TEST.WSOD.IOU_INCLUSIVE = True
-    # AP50's interpolation: "" the dataset's (VOC 2007's 11-point for a dataset of metadata
-    # year 2007, as detectron2's PascalVOCDetectionEvaluator; all-point otherwise),
-    # "11_point" or "all_point"
-    _C.TEST.WSOD.AP_METRIC = ""
     return cfg
 
 
-# Keys of earlier 0.x versions that are detectron2's own now (CHANGELOG): named when met.
-MOVED_KEYS = {
+# Keys of earlier 0.x versions (CHANGELOG): where each went, named when met.
+_MOVED = {
     "MODEL.WSDDN.NUM_CLASSES": "MODEL.ROI_HEADS.NUM_CLASSES",
     "MODEL.WSDDN.IN_FEATURE": "MODEL.ROI_HEADS.IN_FEATURES (a list)",
     "MODEL.WSDDN.SCORE_THRESH_TEST": "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
@@ -199,13 +186,30 @@ MOVED_KEYS = {
     "MODEL.WSDDN.POOLER_TYPE": "MODEL.ROI_BOX_HEAD.POOLER_TYPE",
     "MODEL.WSDDN.POOLER_RESOLUTION": "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION",
     "MODEL.WSDDN.POOLER_SAMPLING_RATIO": "MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO",
+    "MODEL.WSDDN.DROPOUT": "MODEL.ROI_BOX_HEAD.DROPOUT",
+    "MODEL.STUDENT.POOLER_RESOLUTION": "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION",
+    "MODEL.STUDENT.FC_DIM": "MODEL.ROI_BOX_HEAD.FC_DIM",
+    "MODEL.STUDENT.DROPOUT": "MODEL.ROI_BOX_HEAD.DROPOUT",
+    "MODEL.WSDDN.PROPOSALS_AT_TEST": "MODEL.PROPOSAL_GENERATOR.NAME (precomputed: "
+    "PrecomputedProposals, edge_boxes: EdgeBoxesProposals, selective_search: "
+    "SelectiveSearchProposals, detectron2: Detectron2Proposals)",
+}
+_REMOVED = {
+    "MODEL.STUDENT.CSRA_LAMBDA": "the csra head's lambda is the reference's 0.1",
+    "MODEL.DISTILL.ROI_SELECT": "MODEL.DISTILL.ROI_TOPK alone says it: 0 all RoIs, k the best k",
+    "MODEL.WSDDN.DETECTRON2_PROPOSER.OPTS": "write the detectron2 config you want as a file",
+    "TEST.WSOD.ENABLED": "CorLoc and AP50 run whenever the test set has boxes",
+    "TEST.WSOD.IOU_INCLUSIVE": "WSODEvaluator's iou_inclusive argument",
+    "TEST.WSOD.AP_METRIC": "WSODEvaluator's ap_metric argument (the dataset's year decides)",
 }
 
 
 def unknown_key_error(key, where):
     """The KeyError for a config key that does not exist, naming where a moved one went."""
-    moved = f": it is {MOVED_KEYS[key]} now (CHANGELOG)" if key in MOVED_KEYS else ""
-    return KeyError(f"{where}: no config key {key}{moved}")
+    if key in _MOVED:
+        return KeyError(f"{where}: no config key {key}: it is {_MOVED[key]} now (CHANGELOG)")
+    removed = f": removed, {_REMOVED[key]} (CHANGELOG)" if key in _REMOVED else ""
+    return KeyError(f"{where}: no config key {key}{removed}")
 
 
 def merge_config_file(cfg, path):
@@ -263,6 +267,18 @@ def _value(cfg, key):
     return cfg
 
 
+def _check_wsddn_proposal_generator(name):
+    """A WSDDN's MODEL.PROPOSAL_GENERATOR.NAME: none, or a registered generator it need not
+    train (detectron2's RPNs learn from boxes, which a WSDDN never sees)."""
+    names = sorted(n for n, _ in PROPOSAL_GENERATOR_REGISTRY if n not in ("RPN", "RRPN"))
+    if name != "PrecomputedProposals" and name not in names:
+        raise ValueError(
+            f"MODEL.PROPOSAL_GENERATOR.NAME is {name!r}: a WSDDN takes 'PrecomputedProposals' "
+            f"(each input's, DATASETS.PROPOSAL_FILES_*) or one of {names} (a trained RPN: "
+            "'Detectron2Proposals')"
+        )
+
+
 def _check_number(cfg, key, low=None, high=None, low_open=False, high_open=False, integer=False):
     value = _value(cfg, key)
     values = value if isinstance(value, (list, tuple)) else [value]
@@ -292,16 +308,14 @@ def check_config(cfg) -> None:
         _check_number(cfg, d + key, low=0)
     for key in ("TEMPERATURE", "TEACHER_TEMPERATURE"):
         _check_number(cfg, d + key, low=0, low_open=True)
-    _check_number(cfg, d + "ROI_TOPK", low=1, integer=True)
-    for key in (w + "DROPOUT", s + "DROPOUT"):
-        _check_number(cfg, key, low=0, high=1, high_open=True)
+    _check_number(cfg, d + "ROI_TOPK", low=0, integer=True)
+    _check_number(cfg, b + "DROPOUT", low=0, high=1, high_open=True)
     _check_number(cfg, w + "SCORE_EPS", low=0, high=0.5, low_open=True, high_open=True)
-    for key in (b + "POOLER_RESOLUTION", s + "POOLER_RESOLUTION", b + "FC_DIM", s + "FC_DIM"):
+    for key in (b + "POOLER_RESOLUTION", b + "FC_DIM"):
         _check_number(cfg, key, low=1, integer=True)
     _check_number(cfg, w + "MAX_PROPOSALS", low=1, integer=True)
     _check_number(cfg, s + "INPUT_SIZE", low=0, integer=True)
     _check_number(cfg, "INPUT.SQUARE_SIZE_TEST", low=0, integer=True)
-    _check_number(cfg, s + "CSRA_LAMBDA", low=0)
     _check_number(cfg, "SOLVER.NEW_LAYER_LR_FACTOR", low=0, low_open=True)
     for key in ("SOLVER.MAX_ITER", "SOLVER.CHECKPOINT_PERIOD"):
         _check_number(cfg, key, low=1, integer=True)
@@ -320,7 +334,6 @@ def check_config(cfg) -> None:
         for key in ("PRECOMPUTED_PROPOSAL_TOPK_TRAIN", "PRECOMPUTED_PROPOSAL_TOPK_TEST"):
             _check_number(cfg, "DATASETS." + key, low=1, integer=True)
     for key, choices in (
-        (d + "ROI_SELECT", ("all", "top")),
         (d + "PREDICTION_LOSS", ("bce", "softmax")),
         (s + "HEAD", ("pool", "fc", "csra")),
         (s + "LABEL_LOSS", ("bce", "asl")),
@@ -328,7 +341,6 @@ def check_config(cfg) -> None:
         ("MODEL.TIMM.NORM", ("FrozenBN", "BN")),
         ("INPUT.RESIZE", ("shortest_edge", "square")),
         ("SOLVER.OPTIMIZER", ("SGD", "AdamW")),
-        (w + "PROPOSALS_AT_TEST", ("precomputed", *proposal_methods())),
     ):
         value = _value(cfg, key)
         if value not in choices:
@@ -338,15 +350,18 @@ def check_config(cfg) -> None:
             "INPUT.RESIZE 'square' draws each side from INPUT.MIN_SIZE_TRAIN: set "
             f"INPUT.MIN_SIZE_TRAIN_SAMPLING 'choice' (it is {cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING!r})"
         )
+    generator = cfg.MODEL.PROPOSAL_GENERATOR.NAME
+    if cfg.MODEL.META_ARCHITECTURE == "WSDDN":
+        _check_wsddn_proposal_generator(generator)
     d2 = cfg.MODEL.WSDDN.DETECTRON2_PROPOSER
-    if cfg.MODEL.WSDDN.PROPOSALS_AT_TEST == "detectron2" and not (d2.CONFIG_FILE and d2.WEIGHTS):
+    if generator == "Detectron2Proposals" and not (d2.CONFIG_FILE and d2.WEIGHTS):
         raise ValueError(
-            "MODEL.WSDDN.PROPOSALS_AT_TEST 'detectron2' needs "
+            "MODEL.PROPOSAL_GENERATOR.NAME 'Detectron2Proposals' needs "
             "MODEL.WSDDN.DETECTRON2_PROPOSER.CONFIG_FILE and .WEIGHTS (an RPN or detector), got "
             f"{d2.CONFIG_FILE!r} and {d2.WEIGHTS!r}"
         )
     sed = cfg.MODEL.WSDDN.SED_MODEL
-    if sed and cfg.MODEL.WSDDN.PROPOSALS_AT_TEST == "edge_boxes" and not os.path.isfile(sed):
+    if sed and generator == "EdgeBoxesProposals" and not os.path.isfile(sed):
         raise FileNotFoundError(
             f"MODEL.WSDDN.SED_MODEL {sed!r} is not a file: the structured-edge forest "
             "(opencv_extra's ximgproc model.yml.gz), or '' for OpenCV's own edges"

@@ -10,10 +10,11 @@ from .selective_search import SelectiveSearch
 
 BOX_PROPOSER_REGISTRY = Registry("BOX_PROPOSER")
 BOX_PROPOSER_REGISTRY.__doc__ = """
-Box proposers by method name (``tools/generate_proposals.py --method``,
-``MODEL.WSDDN.PROPOSALS_AT_TEST``): a function of keyword arguments (``max_proposals``, ...)
-that returns a callable, BGR uint8 image [H, W, 3] -> (boxes float32 [N, 4] XYXY in its
-pixels, scores float32 [N]). Register yours with ``@BOX_PROPOSER_REGISTRY.register()``.
+Box proposers by method name (``tools/generate_proposals.py --method``; at inference a WSDDN's
+generators, ``modeling/proposal_generator.py``): a function of keyword arguments
+(``max_proposals``, ...) that returns a callable, BGR uint8 image [H, W, 3] -> (boxes float32
+[N, 4] XYXY in its pixels, scores float32 [N]). Register yours with
+``@BOX_PROPOSER_REGISTRY.register()``.
 """
 
 
@@ -44,32 +45,12 @@ def build_box_proposer(method, **kwargs):
     return BOX_PROPOSER_REGISTRY.get(method)(**kwargs)
 
 
-def build_test_box_proposer(cfg):
-    """The proposer a WSDDN runs on images given without proposals
-    (``MODEL.WSDDN.PROPOSALS_AT_TEST``; None for "precomputed"), with its settings of
-    ``MODEL.WSDDN`` (``MAX_PROPOSALS``; ``SED_MODEL`` for EdgeBoxes; ``DETECTRON2_PROPOSER``),
-    on ``MODEL.DEVICE``."""
-    w = cfg.MODEL.WSDDN
-    if w.PROPOSALS_AT_TEST == "precomputed":
-        return None
-    kwargs = {"max_proposals": w.MAX_PROPOSALS}
-    if w.PROPOSALS_AT_TEST == "edge_boxes" and w.SED_MODEL:
-        kwargs["sed_model"] = w.SED_MODEL
-    if w.PROPOSALS_AT_TEST == "detectron2":
-        d2 = w.DETECTRON2_PROPOSER
-        kwargs.update(
-            config_file=d2.CONFIG_FILE, weights=d2.WEIGHTS, device=cfg.MODEL.DEVICE, opts=d2.OPTS
-        )
-    return build_box_proposer(w.PROPOSALS_AT_TEST, **kwargs)
-
-
 __all__ = [
     "BOX_PROPOSER_REGISTRY",
     "Detectron2Proposer",
     "EdgeBoxes",
     "SelectiveSearch",
     "build_box_proposer",
-    "build_test_box_proposer",
     "postprocess_proposals",
     "proposal_methods",
 ]

@@ -6,7 +6,7 @@ It is a :class:`RaggedStore` keyed by ``(image_id, height, width, flipped)`` of 
 image, whose fields are those of ``teacher_targets`` (the format the online TeacherHook hands
 the student too): ``soft_scores`` [K] (p'_T of Eq. 10, at the cached temperatures),
 ``proposal_boxes`` [N, 4] (augmented-image pixels), ``proposal_scores`` [N] and
-``roi_features`` [N, D] (float16) of the N RoIs that L_f uses (``MODEL.DISTILL.ROI_SELECT``).
+``roi_features`` [N, D] (float16) of the N RoIs that L_f uses (``MODEL.DISTILL.ROI_TOPK``).
 """
 
 import json

@@ -25,7 +25,7 @@ def teacher_target_settings(cfg):
     return {
         "cls_temperature": d.TEACHER_TEMPERATURE,
         "det_temperature": d.TEACHER_TEMPERATURE,
-        "roi_topk": d.ROI_TOPK if d.ROI_SELECT == "top" else 0,
+        "roi_topk": d.ROI_TOPK,
     }
 
 

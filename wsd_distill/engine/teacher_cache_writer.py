@@ -74,12 +74,12 @@ def store_fields(cfg):
 def cache_size(cfg, num_images):
     """An upper bound of a teacher cache's size for ``num_images`` training images:
     {"entries": images x augmentations, "rois": RoIs per entry (the teacher's
-    MAX_PROPOSALS, at most PRECOMPUTED_PROPOSAL_TOPK_TRAIN and ROI_TOPK with ROI_SELECT "top"),
+    MAX_PROPOSALS, at most PRECOMPUTED_PROPOSAL_TOPK_TRAIN and a ROI_TOPK above 0),
     "bytes_per_entry", "bytes"}. Writing it needs about twice that at its end (the chunks and
     the store, until the chunks are removed)."""
     d, teacher = cfg.MODEL.DISTILL, get_teacher_cfg(cfg)
     rois = min(teacher.MODEL.WSDDN.MAX_PROPOSALS, cfg.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TRAIN)
-    rois = min(rois, d.ROI_TOPK) if d.ROI_SELECT == "top" else rois
+    rois = min(rois, d.ROI_TOPK) if d.ROI_TOPK else rois
     fields = store_fields(cfg)
     per_entry = sum(
         np.dtype(dtype).itemsize * int(np.prod(shape)) * (1 if per_image else rois)
@@ -104,7 +104,7 @@ def check_disk_space(output, needed):
         raise OSError(
             f"{output} needs about {needed / 2**30:.1f} GiB while it is written, and {folder} "
             f"has {free / 2**30:.1f} GiB free: free space, write it elsewhere, or cache fewer "
-            f"RoIs (MODEL.DISTILL.ROI_SELECT top, ROI_TOPK) or train with the teacher online"
+            f"RoIs (MODEL.DISTILL.ROI_TOPK) or train with the teacher online"
         )
 
 

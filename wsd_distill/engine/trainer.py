@@ -256,14 +256,8 @@ class Trainer(DefaultTrainer):
             )
         evaluators = [MultiLabelEvaluator(dataset_name, output_dir=output_folder)]
         has_boxes = MetadataCatalog.get(dataset_name).get("has_boxes", False)
-        if cfg.TEST.WSOD.ENABLED and has_boxes:  # (it skips outputs without "instances")
-            evaluators.append(
-                WSODEvaluator(
-                    dataset_name,
-                    ap_metric=cfg.TEST.WSOD.AP_METRIC,
-                    iou_inclusive=cfg.TEST.WSOD.IOU_INCLUSIVE,
-                )
-            )
+        if has_boxes:  # CorLoc and AP50 (it skips outputs without "instances")
+            evaluators.append(WSODEvaluator(dataset_name))
         return DatasetEvaluators(evaluators)
 
 

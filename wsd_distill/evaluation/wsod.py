@@ -124,7 +124,7 @@ def uses_voc07_metric(dataset_name, ap_metric=""):
     "11_point" or "all_point", or "" for the dataset's convention (11-point for a dataset
     whose metadata says ``year`` 2007, as detectron2's ``PascalVOCDetectionEvaluator``)."""
     if ap_metric not in AP_METRICS:
-        raise ValueError(f"TEST.WSOD.AP_METRIC must be one of {AP_METRICS}, got {ap_metric!r}")
+        raise ValueError(f"ap_metric must be one of {AP_METRICS}, got {ap_metric!r}")
     if ap_metric:
         return ap_metric == "11_point"
     return str(MetadataCatalog.get(dataset_name).get("year", "")) == "2007"

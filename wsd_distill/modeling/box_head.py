@@ -15,7 +15,7 @@ from .backbone.timm_backbone import timm_feature_names
 @ROI_BOX_HEAD_REGISTRY.register()
 class FCBoxHead(nn.Sequential):
     """fc6 -> ReLU -> dropout -> fc7 -> ReLU -> dropout: VGG-16's classifier in Fast R-CNN/WSDDN
-    (``MODEL.ROI_BOX_HEAD.FC_DIM`` wide, ``MODEL.WSDDN.DROPOUT``)."""
+    (``MODEL.ROI_BOX_HEAD.FC_DIM`` wide, ``.DROPOUT``)."""
 
     @configurable
     def __init__(
@@ -40,7 +40,7 @@ class FCBoxHead(nn.Sequential):
         return {
             "in_dim": input_shape.channels * input_shape.height * input_shape.width,
             "fc_dim": cfg.MODEL.ROI_BOX_HEAD.FC_DIM,
-            "dropout": cfg.MODEL.WSDDN.DROPOUT,
+            "dropout": cfg.MODEL.ROI_BOX_HEAD.DROPOUT,
         }
 
 
@@ -125,7 +125,9 @@ class AveragePoolBoxHead(nn.Sequential):
     layer, for a pretrained map (a timm backbone's)."""
 
     def __init__(self, cfg, input_shape):
-        super().__init__(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(cfg.MODEL.WSDDN.DROPOUT))
+        super().__init__(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(cfg.MODEL.ROI_BOX_HEAD.DROPOUT)
+        )
         self.output_shape = ShapeSpec(channels=input_shape.channels)
 
 

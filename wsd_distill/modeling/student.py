@@ -75,7 +75,8 @@ class StudentClassifier(nn.Module):
             scale_rois_by_score (bool): the student's pooled RoIs are multiplied by their
                 proposal scores, as the authors' RoI pooling.
             label_loss (str): L_p, "bce" or "asl" (``label_losses.label_loss``).
-            csra_lambda (float): lambda of the classifier of a "csra" head.
+            csra_lambda (float): lambda of the classifier of a "csra" head (the reference's
+                default 0.1; no config key).
         """
         super().__init__()
         self.backbone = backbone
@@ -123,8 +124,14 @@ class StudentClassifier(nn.Module):
                 f"({sorted(shapes)})"
             )
         check_dataset_class_count(cfg, s.NUM_CLASSES, "MODEL.STUDENT.NUM_CLASSES")
+        box_head = cfg.MODEL.ROI_BOX_HEAD  # (the "fc" head's pool5, fc6 and fc7)
         head = StudentHead(
-            shapes[s.IN_FEATURE], s.HEAD, s.POOLING, s.POOLER_RESOLUTION, s.FC_DIM, s.DROPOUT
+            shapes[s.IN_FEATURE],
+            s.HEAD,
+            s.POOLING,
+            box_head.POOLER_RESOLUTION,
+            box_head.FC_DIM,
+            box_head.DROPOUT,
         )
         return {
             "backbone": backbone,
@@ -144,7 +151,6 @@ class StudentClassifier(nn.Module):
             "feature_loss_per_dim": d.FEATURE_LOSS_PER_DIM,
             "scale_rois_by_score": d.SCALE_ROI_BY_PROPOSAL_SCORE,
             "label_loss": s.LABEL_LOSS,
-            "csra_lambda": s.CSRA_LAMBDA,
         }
 
     @property

@@ -1,10 +1,9 @@
 """WSDDN (Bilen & Vedaldi, CVPR 2016): the weakly-supervised teacher T-WDet."""
 
-import numpy as np
 import torch
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, batched_nms, cat
-from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+from detectron2.modeling import META_ARCH_REGISTRY, build_backbone, build_proposal_generator
 from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.modeling.roi_heads.box_head import build_box_head
@@ -12,7 +11,6 @@ from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from torch import nn
 from torch.nn import functional as F
 
-from ..box_proposers import build_test_box_proposer
 from .box_average_pool import BoxAveragePooler
 from .box_head import TimmC4BoxHead
 from .class_count import add_class_count_check, check_dataset_class_count
@@ -153,15 +151,14 @@ class WSDDN(nn.Module):
         score_thresh=1e-4,
         nms_thresh=0.4,
         detections_per_image=100,
-        test_proposer=None,
-        input_format="BGR",
+        proposal_generator=None,
     ):
         """
         Args:
-            test_proposer (callable or None): at inference, images given without
-                ``proposals`` get this box proposer's (``wsd_distill.box_proposers``: BGR uint8
-                [H, W, 3] -> (boxes [N, 4], scores [N])); None: they are an error.
-            input_format (str): the channel order of the ``image`` tensors (for the proposer).
+            proposal_generator (nn.Module or None): at inference, images given without
+                ``proposals`` get this detectron2 proposal generator's
+                (``ImageList`` -> (list[Instances], losses); ``proposal_generator.py``); None:
+                they are an error.
         """
         super().__init__()
         self.backbone = backbone
@@ -187,8 +184,7 @@ class WSDDN(nn.Module):
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
         self.detections_per_image = detections_per_image
-        self.test_proposer = test_proposer
-        self.input_format = input_format
+        self.proposal_generator = proposal_generator
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         add_class_count_check(self, num_classes, "MODEL.ROI_HEADS.NUM_CLASSES")
@@ -243,8 +239,7 @@ class WSDDN(nn.Module):
             "score_thresh": cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
             "nms_thresh": cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST,
             "detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
-            "test_proposer": build_test_box_proposer(cfg),
-            "input_format": cfg.INPUT.FORMAT,
+            "proposal_generator": build_proposal_generator(cfg, shapes),
         }
 
     def _box_head_from_backbone_weights(self, state_dict, prefix, *args):
@@ -271,9 +266,7 @@ class WSDDN(nn.Module):
         ``image_scores`` [B, K].
         """
         images = self.preprocess_image(batched_inputs)
-        proposals = select_proposals(
-            [self.proposals_of(x).to(self.device) for x in batched_inputs], self.max_proposals
-        )
+        proposals = self.proposals_of(batched_inputs, images)
         features = self.backbone(images.tensor)[self.in_feature]
         pooled = self.pooler([features], [p.proposal_boxes for p in proposals])  # [R, C, P, P]
         if self.scale_rois_by_score:  # the authors' RoI pooling: score_scale * ebscore * pooled
@@ -293,24 +286,24 @@ class WSDDN(nn.Module):
             "image_scores": image_scores,
         }
 
-    def proposals_of(self, x):
-        """An input's ``proposals``, or at inference its image's from ``test_proposer``
-        (``MODEL.WSDDN.PROPOSALS_AT_TEST``), in the pixels of its ``image`` tensor."""
-        if "proposals" in x:
-            return x["proposals"]
-        if self.training or self.test_proposer is None:
-            raise KeyError(
-                "WSDDN needs proposals: set MODEL.LOAD_PROPOSALS and DATASETS.PROPOSAL_FILES_*"
-                + ("" if self.training else ", or MODEL.WSDDN.PROPOSALS_AT_TEST (e.g. edge_boxes)")
-            )
-        image = x["image"].permute(1, 2, 0).cpu().numpy().astype(np.uint8)
-        if self.input_format == "RGB":
-            image = image[:, :, ::-1]
-        boxes, scores = self.test_proposer(np.ascontiguousarray(image))
-        proposals = Instances(image.shape[:2])
-        proposals.proposal_boxes = Boxes(torch.as_tensor(boxes))
-        proposals.objectness_logits = torch.as_tensor(scores)
-        return proposals
+    def proposals_of(self, batched_inputs, images):
+        """Each input's ``proposals``, or at inference, where it has none, the
+        ``proposal_generator``'s on its image (``images``: the batch of ``preprocess_image``);
+        the best ``max_proposals`` of each, in the pixels of its ``image`` tensor."""
+        given = [x.get("proposals") for x in batched_inputs]
+        if None in given:
+            if self.training or self.proposal_generator is None:
+                raise KeyError(
+                    "WSDDN needs proposals: set MODEL.LOAD_PROPOSALS and DATASETS.PROPOSAL_FILES_*"
+                    + (
+                        ""
+                        if self.training
+                        else ", or MODEL.PROPOSAL_GENERATOR.NAME (e.g. " "EdgeBoxesProposals)"
+                    )
+                )
+            generated = self.proposal_generator(images)[0]
+            given = [p if p is not None else g for p, g in zip(given, generated)]
+        return select_proposals([p.to(self.device) for p in given], self.max_proposals)
 
     def forward(self, batched_inputs) -> dict[str, torch.Tensor] | list[dict]:
         """

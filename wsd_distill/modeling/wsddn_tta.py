@@ -10,7 +10,7 @@ from detectron2.data import transforms as T
 from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
-from .wsddn import select_proposals, wsddn_log_image_scores
+from .wsddn import wsddn_log_image_scores
 
 
 def tta_transforms(cfg, image_shape):
@@ -55,9 +55,7 @@ def tta_teacher_outputs(cfg, model, batched_inputs):
     (list[Instances], in the pixels of its ``image``), and a generator of
     ``model.teacher_outputs`` for each variant of the whole batch, in the order of
     :func:`tta_transforms`, whose regions are those proposals in the same order."""
-    proposals = select_proposals(
-        [model.proposals_of(x).to(model.device) for x in batched_inputs], model.max_proposals
-    )
+    proposals = model.proposals_of(batched_inputs, model.preprocess_image(batched_inputs))
     variants = [tta_variants(cfg, x, p) for x, p in zip(batched_inputs, proposals)]
     outputs = (model.teacher_outputs(list(batch)) for batch in zip(*variants))
     return proposals, outputs

@@ -20,8 +20,8 @@ FORMATS = (
 
 def voc_year(folder):
     """The year of a VOC-style folder from its name, as detectron2's ``VOC2007`` / ``VOC2012``
-    (2007 is scored with VOC 2007's 11-point AP50, as the builtin sets; TEST.WSOD.AP_METRIC
-    chooses otherwise); 0 for any other name (all-point AP)."""
+    (2007 is scored with VOC 2007's 11-point AP50, as the builtin sets; WSODEvaluator's
+    ap_metric chooses otherwise); 0 for any other name (all-point AP)."""
     match = re.fullmatch(r"VOC(\d{4})", os.path.basename(os.path.normpath(folder)))
     return int(match.group(1)) if match else 0
 
