@@ -219,3 +219,8 @@ def test_a_removed_key_is_refused_naming_it(tmp_path):
         merge_config_file(add_wsd_distill_config(get_cfg()), str(path))
     with pytest.raises(KeyError, match="overrides: no config key MODEL.WSDDN.FC_DIM: it is MODEL"):
         setup_cfg("", ["MODEL.WSDDN.FC_DIM", 64])
+    path.write_text("TEST:\n  WSOD:\n    ENABLED: False\n")
+    with pytest.raises(KeyError, match=r"key TEST.WSOD: removed, CorLoc and AP50 run whenever"):
+        merge_config_file(add_wsd_distill_config(get_cfg()), str(path))
+    with pytest.raises(KeyError, match="key MODEL.STUDENT.CSRA_LAMBDA: removed, the csra head's"):
+        setup_cfg("", ["MODEL.STUDENT.CSRA_LAMBDA", 0.5])

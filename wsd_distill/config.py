@@ -198,9 +198,16 @@ _REMOVED = {
     "MODEL.STUDENT.CSRA_LAMBDA": "the csra head's lambda is the reference's 0.1",
     "MODEL.DISTILL.ROI_SELECT": "MODEL.DISTILL.ROI_TOPK alone says it: 0 all RoIs, k the best k",
     "MODEL.WSDDN.DETECTRON2_PROPOSER.OPTS": "write the detectron2 config you want as a file",
-    "TEST.WSOD.ENABLED": "CorLoc and AP50 run whenever the test set has boxes",
-    "TEST.WSOD.IOU_INCLUSIVE": "WSODEvaluator's iou_inclusive argument",
-    "TEST.WSOD.AP_METRIC": "WSODEvaluator's ap_metric argument (the dataset's year decides)",
+    **{
+        key: "CorLoc and AP50 run whenever the test set has boxes (WSODEvaluator's "
+        "iou_inclusive and ap_metric arguments: the IoU rule and VOC's AP)"
+        for key in (
+            "TEST.WSOD",
+            "TEST.WSOD.ENABLED",
+            "TEST.WSOD.IOU_INCLUSIVE",
+            "TEST.WSOD.AP_METRIC",
+        )
+    },
 }
 
 
