@@ -1,7 +1,7 @@
 """How the package sits on detectron2: its import direction is detectron2's (the data layer
 never imports modeling, engine or evaluation; modeling may use data; engine uses those; the
-pipeline, an application of them, sits on top and nothing imports it),
-and the one detectron2 constructor it copies is watched."""
+pipeline, an application of them, sits on top and nothing imports it); the KD stage configs
+share their set-up."""
 
 import ast
 import glob
