@@ -21,8 +21,8 @@ detectron2's own ``time`` / ``data_time`` metrics (and the hook's ``teacher_time
   part ``make gpu-check`` runs).
 - teacher_heads: one WSDDN training step (forward, loss, backward; no loader) of
   configs/OwnData/Pretrained/T-WDet.yaml with each box head (``AveragePoolBoxHead``,
-  ``TimmC4BoxHead`` at RoIAlign 14 and 7 on stage3), 150 classes, on 2 random 512 x 512 images
-  with 64 and 500 random boxes.
+  ``TimmC4BoxHead`` at RoIAlign 14 and 7 on stage3) and with the box average on
+  EfficientNet-Lite2, 150 classes, on 2 random 512 x 512 images with 64 and 500 random boxes.
 - memory_format: the pretrained own-data configs (teacher, plain student, online joint KD) with
   the timm backbones in channels-last memory format (``timm_backbone.CHANNELS_LAST``) and in
   PyTorch's default, in rounds; each backbone's FLOP rate against a matmul of the same run.
@@ -401,6 +401,7 @@ TEACHER_HEADS = {
     "pool (box average of the stride-32 map)": [],
     "timm_c4, RoIAlign 14 x 14 on stage3": [*TIMM_C4, "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION", 14],
     "timm_c4, RoIAlign 7 x 7 on stage3": [*TIMM_C4, "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION", 7],
+    "pool, on EfficientNet-Lite2": ["MODEL.TIMM.NAME", "tf_efficientnet_lite2"],
 }
 
 
