@@ -29,6 +29,8 @@ detectron2's own ``time`` / ``data_time`` metrics (and the hook's ``teacher_time
 - fold_bn: the pretrained own-data online joint KD step, its teacher's frozen norms folded into
   its convolutions (``timm_backbone.fold_frozen_batch_norm``, what ``build_teacher`` does) and
   not, in rounds.
+- compile: the plain student's backbone and classifier, a forward and backward step, eager
+  and under ``torch.compile`` (inductor), in rounds, with the compile's time.
 - busy_machine: one Lite0 training step (``dev/openmp_step.py``) under each OpenMP setting
   (``OPENMP_SETTINGS``, in the environment before torch loads), alone and beside a second
   training (the same step in a loop, with the same setting or with torch's default); in rounds.
@@ -46,11 +48,13 @@ import time
 from unittest import mock
 
 import numpy as np
+import timm
 import torch
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from fvcore.nn import FlopCountAnalysis
+from torch.nn import functional as F
 
 from wsd_distill.box_proposers.generate import generate_proposal_file
 from wsd_distill.data import get_multilabel_dataset_dicts
@@ -372,6 +376,50 @@ def benchmark_fold_bn(args):
     return title, headers, rows
 
 
+def benchmark_compile(args):
+    """s/step of the plain student's backbone and classifier (timm's Lite0, batch 16 at 224,
+    channels last, BCE, backward) eager and under ``torch.compile``, in rounds; the compile's
+    own time and the first loss of each."""
+    torch.manual_seed(0)
+    eager = timm.create_model("tf_efficientnet_lite0", num_classes=80)
+    eager = eager.to(memory_format=torch.channels_last)
+    twin = timm.create_model("tf_efficientnet_lite0", num_classes=80)
+    twin.load_state_dict(eager.state_dict())
+    twin = twin.to(memory_format=torch.channels_last)
+    images = torch.randn(16, 3, 224, 224).to(memory_format=torch.channels_last)
+    labels = torch.randint(0, 2, (16, 80)).float()
+
+    def step(model):
+        loss = F.binary_cross_entropy_with_logits(model(images), labels)
+        loss.backward()
+        return loss.item()
+
+    start = time.perf_counter()
+    compiled = torch.compile(twin)
+    losses = [step(eager), step(compiled)]
+    compile_seconds = time.perf_counter() - start
+    times = {"eager": [], "compiled": []}
+    for _ in range(args.rounds):
+        for name, model in (("eager", eager), ("compiled", compiled)):
+            times[name].append(seconds_per_call(lambda: step(model), args.steps, "cpu", 1))
+    ratios = [c / e for c, e in zip(times["compiled"], times["eager"])]
+    rows = [
+        [
+            f"{np.median(times['eager']):.2f}",
+            f"{np.median(times['compiled']):.2f}",
+            f"{np.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})",
+            f"{compile_seconds:.0f}",
+            f"{losses[0]:.6f} / {losses[1]:.6f}",
+        ]
+    ]
+    headers = ["s/step eager", "s/step compiled", "ratio (range)", "compile s", "first loss"]
+    title = (
+        f"Lite0 forward + BCE + backward, batch 16 at 224 (channels last), eager and "
+        f"torch.compile; median of {args.steps} steps after 1, {args.rounds} rounds"
+    )
+    return title, headers, rows
+
+
 def benchmark_cache_mapping(args):
     """Images/s and ms per cache entry of the cache writer's ``map_variants`` in one process."""
     cfg = paper_runs(args, False)["KD joint (L_p + L_p' + L_f), online"]
@@ -531,6 +579,7 @@ PARTS = {
     "teacher_heads": benchmark_teacher_heads,
     "memory_format": benchmark_memory_format,
     "fold_bn": benchmark_fold_bn,
+    "compile": benchmark_compile,
 }
 
 
