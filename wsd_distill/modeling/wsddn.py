@@ -286,21 +286,20 @@ class WSDDN(nn.Module):
             "image_scores": image_scores,
         }
 
-    def proposals_of(self, batched_inputs, images):
+    def proposals_of(self, batched_inputs, images=None):
         """Each input's ``proposals``, or at inference, where it has none, the
-        ``proposal_generator``'s on its image (``images``: the batch of ``preprocess_image``);
-        the best ``max_proposals`` of each, in the pixels of its ``image`` tensor."""
+        ``proposal_generator``'s on its image (``images``: the batch of ``preprocess_image``,
+        made here when not given and needed); the best ``max_proposals`` of each, in the pixels
+        of its ``image`` tensor."""
         given = [x.get("proposals") for x in batched_inputs]
         if None in given:
             if self.training or self.proposal_generator is None:
-                raise KeyError(
-                    "WSDDN needs proposals: set MODEL.LOAD_PROPOSALS and DATASETS.PROPOSAL_FILES_*"
-                    + (
-                        ""
-                        if self.training
-                        else ", or MODEL.PROPOSAL_GENERATOR.NAME (e.g. " "EdgeBoxesProposals)"
-                    )
-                )
+                where = "MODEL.LOAD_PROPOSALS and DATASETS.PROPOSAL_FILES_*"
+                if not self.training:
+                    where += ", or MODEL.PROPOSAL_GENERATOR.NAME (e.g. EdgeBoxesProposals)"
+                raise KeyError(f"WSDDN needs proposals: set {where}")
+            if images is None:
+                images = self.preprocess_image(batched_inputs)
             generated = self.proposal_generator(images)[0]
             given = [p if p is not None else g for p, g in zip(given, generated)]
         return select_proposals([p.to(self.device) for p in given], self.max_proposals)

@@ -55,7 +55,7 @@ def tta_teacher_outputs(cfg, model, batched_inputs):
     (list[Instances], in the pixels of its ``image``), and a generator of
     ``model.teacher_outputs`` for each variant of the whole batch, in the order of
     :func:`tta_transforms`, whose regions are those proposals in the same order."""
-    proposals = model.proposals_of(batched_inputs, model.preprocess_image(batched_inputs))
+    proposals = model.proposals_of(batched_inputs)
     variants = [tta_variants(cfg, x, p) for x, p in zip(batched_inputs, proposals)]
     outputs = (model.teacher_outputs(list(batch)) for batch in zip(*variants))
     return proposals, outputs
