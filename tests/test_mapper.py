@@ -17,6 +17,7 @@ from wsd_distill import add_wsd_distill_config, check_config
 from wsd_distill.config import merge_config_file
 from wsd_distill.data import MultiLabelDatasetMapper, save_proposals
 from wsd_distill.data.augmentation import build_augmentation
+from wsd_distill.data.teacher_cache import cache_variants
 from wsd_distill.engine import Trainer, setup_cfg
 
 from conftest import ROOT
@@ -176,6 +177,35 @@ def test_square_warp_scales_x_and_y_apart(tmp_path):
     torch.testing.assert_close(
         out["proposals"].proposal_boxes.tensor, torch.tensor([[6.0, 20, 30, 60]])
     )
+
+
+def test_a_crop_cuts_the_image_and_its_proposals(tmp_path):
+    """INPUT.CROP (detectron2's keys), relative [1, 0.5]: a random half of the width, before
+    the resize; the proposals move and are clipped with it, those outside it dropped, the
+    labels kept. The photo's grey level is twice its column, so the crop's offset is read from
+    its first pixel. A teacher cache, of whole images, refuses crops."""
+    record = _record(tmp_path, [[5, 10, 25, 30], [0, 0, 100, 60]])
+    columns = np.broadcast_to((np.arange(100) * 2).astype(np.uint8)[None, :, None], (60, 100, 3))
+    cv2.imwrite(record["file_name"], np.ascontiguousarray(columns))
+    cfg = add_wsd_distill_config(get_cfg())
+    cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.RANDOM_FLIP = (50,), "none"  # (the crop's size)
+    cfg.INPUT.CROP.ENABLED, cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE = True, "relative", [1.0, 0.5]
+    mapper = _mapper(build_augmentation(cfg, is_train=True))
+    np.random.seed(0)
+    kept = set()
+    for _ in range(12):
+        out = mapper(record)
+        assert out["image"].shape == (3, 60, 50)
+        x0 = int(out["image"][0, 0, 0]) // 2
+        expected = [[0.0, 0, 50, 60]]
+        if x0 < 25:
+            expected.insert(0, [max(5.0 - x0, 0), 10, 25 - x0, 30])
+        torch.testing.assert_close(out["proposals"].proposal_boxes.tensor, torch.tensor(expected))
+        torch.testing.assert_close(out["multi_labels"], torch.tensor([0.0, 1, 0, 1]))
+        kept.add(x0 < 25)
+    assert kept == {True, False}  # the square's box both kept and cut away
+    with pytest.raises(ValueError, match="INPUT.CROP.ENABLED draws a new crop"):
+        cache_variants(cfg)
 
 
 def test_student_test_resize_in_the_loader_resizes_once(tmp_path, monkeypatch):

@@ -17,7 +17,9 @@ def resize_augmentation(cfg, sizes, is_train):
 
 def build_augmentation(cfg, is_train):
     """detectron2's ``build_augmentation`` (resize, then the random flip in training), with
-    the resize of ``INPUT.RESIZE``; at test, ``INPUT.SQUARE_SIZE_TEST`` S > 0 warps each image
+    the resize of ``INPUT.RESIZE``, after ``INPUT.CROP`` in training where it is enabled, as
+    detectron2's ``DatasetMapper`` crops (random views, Beyer et al. 2022; the proposals are
+    cropped too, the labels kept); at test, ``INPUT.SQUARE_SIZE_TEST`` S > 0 warps each image
     straight to S x S."""
     if not is_train and cfg.INPUT.SQUARE_SIZE_TEST:
         side = cfg.INPUT.SQUARE_SIZE_TEST
@@ -25,4 +27,6 @@ def build_augmentation(cfg, is_train):
     augmentations = utils.build_augmentation(cfg, is_train)
     sizes = cfg.INPUT.MIN_SIZE_TRAIN if is_train else (cfg.INPUT.MIN_SIZE_TEST,)
     augmentations[0] = resize_augmentation(cfg, sizes, is_train)
+    if is_train and cfg.INPUT.CROP.ENABLED:
+        augmentations.insert(0, T.RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE))
     return augmentations

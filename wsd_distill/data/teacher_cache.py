@@ -33,6 +33,12 @@ def cache_variants(cfg):
             "A teacher cache covers INPUT.RANDOM_FLIP 'horizontal' or 'none', not "
             f"{cfg.INPUT.RANDOM_FLIP!r}"
         )
+    if cfg.INPUT.CROP.ENABLED:
+        raise ValueError(
+            "A teacher cache holds whole images at each size and flip, and INPUT.CROP.ENABLED "
+            "draws a new crop at each step: train with the teacher in the loop "
+            "(MODEL.DISTILL.TEACHER_CACHE '') or set INPUT.CROP.ENABLED False"
+        )
     flips = (False, True) if cfg.INPUT.RANDOM_FLIP == "horizontal" else (False,)
     return [(int(size), flipped) for size in cfg.INPUT.MIN_SIZE_TRAIN for flipped in flips]
 
