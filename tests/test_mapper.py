@@ -206,6 +206,16 @@ def test_a_crop_cuts_the_image_and_its_proposals(tmp_path):
     assert kept == {True, False}  # the square's box both kept and cut away
     with pytest.raises(ValueError, match="INPUT.CROP.ENABLED draws a new crop"):
         cache_variants(cfg)
+    check_config(cfg)
+    for key, value, expected in (  # refused with the config, before any image is read
+        ("TYPE", "random", r"INPUT.CROP.TYPE is 'random': expected one of"),
+        ("SIZE", [1.5, 0.5], r"INPUT.CROP.SIZE is \[1.5, 0.5\]: expected a finite number in"),
+        ("SIZE", [0.5], r"INPUT.CROP.SIZE is \[0.5\]: expected two numbers"),
+    ):
+        bad = cfg.clone()
+        bad.INPUT.CROP[key] = value
+        with pytest.raises(ValueError, match=expected):
+            check_config(bad)
 
 
 def test_student_test_resize_in_the_loader_resizes_once(tmp_path, monkeypatch):

@@ -347,6 +347,7 @@ def check_config(cfg) -> None:
         (s + "POOLING", ("avg", "max")),
         ("MODEL.TIMM.NORM", ("FrozenBN", "BN")),
         ("INPUT.RESIZE", ("shortest_edge", "square")),
+        ("INPUT.CROP.TYPE", ("relative_range", "relative", "absolute_range", "absolute")),
         ("SOLVER.OPTIMIZER", ("SGD", "AdamW")),
     ):
         value = _value(cfg, key)
@@ -356,6 +357,20 @@ def check_config(cfg) -> None:
         raise ValueError(
             "INPUT.RESIZE 'square' draws each side from INPUT.MIN_SIZE_TRAIN: set "
             f"INPUT.MIN_SIZE_TRAIN_SAMPLING 'choice' (it is {cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING!r})"
+        )
+    if cfg.INPUT.CROP.ENABLED:  # (detectron2's RandomCrop would fail at the first image)
+        relative = cfg.INPUT.CROP.TYPE.startswith("relative")
+        if len(cfg.INPUT.CROP.SIZE) != 2:
+            raise ValueError(
+                f"INPUT.CROP.SIZE is {cfg.INPUT.CROP.SIZE!r}: expected two numbers (height, width)"
+            )
+        _check_number(
+            cfg,
+            "INPUT.CROP.SIZE",
+            low=0,
+            high=1 if relative else None,
+            low_open=True,
+            integer=not relative,
         )
     generator = cfg.MODEL.PROPOSAL_GENERATOR.NAME
     if cfg.MODEL.META_ARCHITECTURE == "WSDDN":
